@@ -1,0 +1,25 @@
+#pragma once
+
+/// @file
+/// Forward declarations of the library's public types, for headers that only need the names
+/// (signals.hpp declares `sendgrid_email_sent` without pulling in the message or the backend).
+
+namespace sendgrid_backend {
+inline namespace v0 {
+
+class EmailMessage;
+class SendgridBackend;
+
+/// Threading policy: connect, disconnect and send from any thread (the default).
+struct ThreadSafe;
+/// Threading policy: everything happens on one thread; no locking at all.
+struct SingleThreaded;
+
+template <class Signature, class ThreadingPolicy = ThreadSafe>
+class BasicSignal;
+
+template <class Sender, class Message, class ThreadingPolicy = ThreadSafe>
+class Signal;
+
+}  // namespace v0
+}  // namespace sendgrid_backend

@@ -1,0 +1,205 @@
+#pragma once
+
+/// @file
+/// Signals: any number of handlers hang on an event and are called when it is sent.
+///
+/// The counterpart of `sendgrid_backend.signals` (and of Django's `django.dispatch.Signal`),
+/// built on Boost.Signals2. `sendgrid_email_sent` fires after every send attempt:
+///
+/// @code
+/// auto connection = sendgrid_backend::sendgrid_email_sent.connect(
+///     [](const SendgridBackend& sender, const EmailMessage& message, bool fail_flag) {
+///         log(message.subject, fail_flag ? "failed" : "sent");
+///     });
+/// @endcode
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/signals2/dummy_mutex.hpp>
+#include <boost/signals2/mutex.hpp>
+#include <boost/signals2/signal.hpp>
+#include <boost/signals2/signal_type.hpp>
+
+#include "sendgrid_backend/detail/robust_combiner.hpp"
+#include "sendgrid_backend/fwd.hpp"
+
+namespace sendgrid_backend {
+inline namespace v0 {
+
+/// Threading policy: connect, disconnect and send from any thread, also from inside a handler.
+struct ThreadSafe {
+    using mutex_type = boost::signals2::mutex;
+};
+
+/// Threading policy for a signal that is connected, disconnected and sent on one thread only:
+/// no locks are taken (Boost's `dummy_mutex`). Using it from two threads is a data race.
+struct SingleThreaded {
+    using mutex_type = boost::signals2::dummy_mutex;
+};
+
+/// A handle on one connected handler; `disconnect()` on it is safe from any thread.
+using Connection = boost::signals2::connection;
+/// A `Connection` that disconnects its handler when it goes out of scope (RAII).
+using ScopedConnection = boost::signals2::scoped_connection;
+
+/// Where a new handler goes in the calling order.
+enum class Position {
+    back,   ///< after every handler connected so far (the default, Django's order)
+    front,  ///< before every handler connected so far
+};
+
+/// A signal with any `void(Args...)` handler shape: the one implementation behind
+/// `sendgrid_email_sent`, the pre-send hook and the webhook events.
+///
+/// Handlers are called in connection order (or as `Position` says), on the thread that sends.
+/// With the default `ThreadSafe` policy every member may be called concurrently, also from inside
+/// a handler; a handler connected during a send is first called by the next send, and one
+/// disconnected during a send is not called again once `disconnect` has returned.
+template <class... Args, class ThreadingPolicy>
+class BasicSignal<void(Args...), ThreadingPolicy> {
+public:
+    using signature_type = void(Args...);
+    using mutex_type = typename ThreadingPolicy::mutex_type;
+    /// The Boost.Signals2 signal underneath, for code that wants its full interface.
+    using boost_signal_type = typename boost::signals2::signal_type<
+        void(Args...), boost::signals2::keywords::combiner_type<detail::RobustAwareCombiner>,
+        boost::signals2::keywords::mutex_type<mutex_type>>::type;
+
+    BasicSignal() = default;
+    BasicSignal(const BasicSignal&) = delete;
+    BasicSignal& operator=(const BasicSignal&) = delete;
+    ~BasicSignal() = default;
+
+    /// Connects any callable of the handler shape (a lambda, a function, a `std::function`).
+    /// Connecting the same callable twice calls it twice; use a dispatch_uid to prevent that.
+    template <class Handler>
+    Connection connect(Handler&& handler, Position position = Position::back) {
+        require_handler_shape<Handler>();
+        return signal_.connect(slot_type(std::forward<Handler>(handler)), at(position));
+    }
+
+    /// Connects `handler` unless a handler with this `dispatch_uid` is still connected, in which
+    /// case it returns that handler's connection and drops `handler` (Django's `dispatch_uid`).
+    template <class Handler>
+    Connection connect(std::string_view dispatch_uid, Handler&& handler,
+                       Position position = Position::back) {
+        require_handler_shape<Handler>();
+        std::lock_guard<mutex_type> lock(uid_mutex_);
+        auto found = connections_by_uid_.find(dispatch_uid);
+        if (found != connections_by_uid_.end() && found->second.connected()) {
+            return found->second;
+        }
+        Connection connection =
+            signal_.connect(slot_type(std::forward<Handler>(handler)), at(position));
+        if (found != connections_by_uid_.end()) {
+            found->second = connection;
+        } else {
+            connections_by_uid_.emplace(std::string(dispatch_uid), connection);
+        }
+        return connection;
+    }
+
+    /// Connects a handler that lives only as long as `owner`: once the last `shared_ptr` to the
+    /// owner is gone the handler is disconnected by itself (Django's weak receivers). While a
+    /// send calls the handler, the owner is kept alive.
+    template <class Owner, class Handler>
+    Connection connect_tracked(const std::shared_ptr<Owner>& owner, Handler&& handler,
+                               Position position = Position::back) {
+        require_handler_shape<Handler>();
+        slot_type slot(std::forward<Handler>(handler));
+        slot.track_foreign(std::weak_ptr<Owner>(owner));
+        return signal_.connect(slot, at(position));
+    }
+
+    /// Disconnects the handler behind `connection`; returns whether it was still connected.
+    bool disconnect(const Connection& connection) {
+        const bool was_connected = connection.connected();
+        connection.disconnect();
+        return was_connected;
+    }
+
+    /// Disconnects the handler connected under `dispatch_uid`; returns whether there was one.
+    bool disconnect(std::string_view dispatch_uid) {
+        std::lock_guard<mutex_type> lock(uid_mutex_);
+        auto found = connections_by_uid_.find(dispatch_uid);
+        if (found == connections_by_uid_.end()) {
+            return false;
+        }
+        const bool was_connected = found->second.connected();
+        found->second.disconnect();
+        connections_by_uid_.erase(found);
+        return was_connected;
+    }
+
+    /// Disconnects every handler.
+    void disconnect_all() {
+        std::lock_guard<mutex_type> lock(uid_mutex_);
+        signal_.disconnect_all_slots();
+        connections_by_uid_.clear();
+    }
+
+    /// Calls every handler in order. The first exception a handler throws propagates to the
+    /// caller and the handlers after it are not called (Django's `send`).
+    void send(Args... args) const { signal_(args...); }
+
+    /// Calls every handler, even after one threw, and returns what the handlers threw in the
+    /// order they threw it; empty when every handler returned normally (Django's `send_robust`).
+    std::vector<std::exception_ptr> send_robust(Args... args) const {
+        std::vector<std::exception_ptr> errors;
+        detail::RobustSinkScope scope(&errors);
+        signal_(args...);
+        return errors;
+    }
+
+    /// Whether at least one handler is connected.
+    bool has_listeners() const { return !signal_.empty(); }
+
+    /// How many handlers are connected.
+    std::size_t num_handlers() const { return signal_.num_slots(); }
+
+    /// The Boost.Signals2 signal underneath (for groups, shared_connection_block and the like).
+    boost_signal_type& boost_signal() noexcept { return signal_; }
+
+private:
+    using slot_type = typename boost_signal_type::slot_type;
+
+    template <class Handler>
+    static constexpr void require_handler_shape() {
+        static_assert(std::is_invocable_v<std::decay_t<Handler>&, Args...>,
+                      "a handler must be callable with the signal's arguments, e.g. "
+                      "(const Sender&, const Message&, bool fail_flag)");
+    }
+
+    static boost::signals2::connect_position at(Position position) noexcept {
+        return position == Position::front ? boost::signals2::at_front : boost::signals2::at_back;
+    }
+
+    mutable boost_signal_type signal_;
+    mutex_type uid_mutex_;
+    std::map<std::string, Connection, std::less<>> connections_by_uid_;
+};
+
+/// The signal shape of `sendgrid_email_sent`: handlers are
+/// `void(const Sender& sender, const Message& message, bool fail_flag)`.
+template <class Sender, class Message, class ThreadingPolicy>
+class Signal
+    : public BasicSignal<void(const Sender&, const Message&, bool), ThreadingPolicy> {};
+
+/// Sent once for every message handed to `SendgridBackend::send_messages`, after its final
+/// attempt, on the sending thread. `fail_flag` is false only when SendGrid accepted the message;
+/// the outcome (status, message id, errors) is recorded on the message before the signal fires.
+/// One instance per process, as `sendgrid_backend.signals.sendgrid_email_sent` in Python.
+inline Signal<SendgridBackend, EmailMessage> sendgrid_email_sent;
+
+}  // namespace v0
+}  // namespace sendgrid_backend

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The two README commands on a fresh Debian 12 machine (as root, or with sudo available):
+#   ./setup.sh demo   install what is missing, build, run the demo
+#   ./setup.sh test   install what is missing, build, run every test through ctest
+# Both are idempotent: a re-run installs nothing and rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(build-essential cmake ninja-build pkg-config g++ clang libclang-rt-14-dev
+    libboost-dev nlohmann-json3-dev catch2 libcurl4-openssl-dev libssl-dev
+    libcpp-httplib-dev libbenchmark-dev libsqlite3-dev valgrind python3-jsonschema)
+
+install_missing() {
+    local missing=()
+    for package in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "setup.sh: installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+jobs=$(nproc 2>/dev/null || echo 2)
+case "${1:-}" in
+demo)
+    install_missing
+    cmake --preset dev >/dev/null
+    cmake --build --preset dev --target sendgrid_demo -- -j"$jobs"
+    exec ./build/dev/examples/sendgrid_demo
+    ;;
+test)
+    install_missing
+    cmake --preset dev >/dev/null
+    cmake --build --preset dev -- -j"$jobs"
+    ctest --preset dev -j"$jobs"
+    ;;
+*)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac

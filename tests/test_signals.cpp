@@ -1,0 +1,363 @@
+#include <sendgrid_backend/signals.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+
+namespace {
+
+using sendgrid_backend::Connection;
+using sendgrid_backend::Position;
+using sendgrid_backend::ScopedConnection;
+
+struct Sender {
+    std::string name;
+};
+struct Message {
+    std::string subject;
+};
+
+using TestSignal = sendgrid_backend::Signal<Sender, Message>;
+
+struct Call {
+    std::string handler;
+    std::string sender;
+    std::string subject;
+    bool fail_flag;
+};
+
+// Records every call as "handler:subject:fail_flag".
+struct Recorder {
+    std::vector<Call> calls;
+
+    auto handler(std::string name) {
+        return [this, name](const Sender& sender, const Message& message, bool fail_flag) {
+            calls.push_back(Call{name, sender.name, message.subject, fail_flag});
+        };
+    }
+    std::vector<std::string> order() const {
+        std::vector<std::string> names;
+        for (const auto& call : calls) names.push_back(call.handler);
+        return names;
+    }
+};
+
+const Sender backend{"backend-1"};
+const Message hello{"hello"};
+
+}  // namespace
+
+TEST_CASE("a connected lambda receives sender, message and fail_flag", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    signal.connect(recorder.handler("a"));
+
+    signal.send(backend, hello, true);
+    signal.send(backend, Message{"second"}, false);
+
+    REQUIRE(recorder.calls.size() == 2);
+    CHECK(recorder.calls[0].sender == "backend-1");
+    CHECK(recorder.calls[0].subject == "hello");
+    CHECK(recorder.calls[0].fail_flag);
+    CHECK(recorder.calls[1].subject == "second");
+    CHECK_FALSE(recorder.calls[1].fail_flag);
+}
+
+TEST_CASE("the sender and message are passed by reference, not copied", "[signals]") {
+    TestSignal signal;
+    const Message* seen = nullptr;
+    signal.connect([&](const Sender&, const Message& message, bool) { seen = &message; });
+    signal.send(backend, hello, false);
+    CHECK(seen == &hello);
+}
+
+TEST_CASE("handlers are called in connection order, front and back honoured", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    signal.connect(recorder.handler("first"));
+    signal.connect(recorder.handler("second"));
+    signal.connect(recorder.handler("zeroth"), Position::front);
+    signal.connect(recorder.handler("third"), Position::back);
+
+    signal.send(backend, hello, false);
+
+    CHECK(recorder.order() == std::vector<std::string>{"zeroth", "first", "second", "third"});
+}
+
+TEST_CASE("any callable of the handler shape connects", "[signals]") {
+    TestSignal signal;
+    static int free_function_calls = 0;
+    struct Functor {
+        int* calls;
+        void operator()(const Sender&, const Message&, bool) const { ++*calls; }
+    };
+    int functor_calls = 0;
+    std::function<void(const Sender&, const Message&, bool)> function =
+        [&](const Sender&, const Message&, bool) { ++functor_calls; };
+
+    signal.connect(+[](const Sender&, const Message&, bool) { ++free_function_calls; });
+    signal.connect(Functor{&functor_calls});
+    signal.connect(function);
+    signal.send(backend, hello, false);
+
+    CHECK(free_function_calls == 1);
+    CHECK(functor_calls == 2);
+}
+
+TEST_CASE("disconnecting by connection", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    Connection a = signal.connect(recorder.handler("a"));
+    signal.connect(recorder.handler("b"));
+
+    CHECK(signal.disconnect(a));
+    CHECK_FALSE(signal.disconnect(a));  // already gone
+    CHECK_FALSE(a.connected());
+    signal.send(backend, hello, false);
+
+    CHECK(recorder.order() == std::vector<std::string>{"b"});
+    CHECK(signal.num_handlers() == 1);
+}
+
+TEST_CASE("disconnecting through the Connection itself", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    Connection a = signal.connect(recorder.handler("a"));
+    a.disconnect();
+    signal.send(backend, hello, false);
+    CHECK(recorder.calls.empty());
+    CHECK_FALSE(signal.has_listeners());
+}
+
+TEST_CASE("disconnect_all removes every handler, uid ones included", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    signal.connect(recorder.handler("a"));
+    signal.connect("uid", recorder.handler("b"));
+    REQUIRE(signal.num_handlers() == 2);
+
+    signal.disconnect_all();
+    signal.send(backend, hello, false);
+
+    CHECK(recorder.calls.empty());
+    CHECK(signal.num_handlers() == 0);
+    CHECK_FALSE(signal.disconnect("uid"));
+    // The uid is free again.
+    signal.connect("uid", recorder.handler("c"));
+    CHECK(signal.num_handlers() == 1);
+}
+
+TEST_CASE("a ScopedConnection disconnects at the end of its scope", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    {
+        ScopedConnection scoped = signal.connect(recorder.handler("scoped"));
+        signal.send(backend, hello, false);
+        CHECK(signal.num_handlers() == 1);
+    }
+    signal.send(backend, hello, false);
+    CHECK(recorder.order() == std::vector<std::string>{"scoped"});
+    CHECK(signal.num_handlers() == 0);
+}
+
+TEST_CASE("dispatch_uid connects at most once per uid", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    Connection first = signal.connect("audit-log", recorder.handler("first"));
+    Connection again = signal.connect("audit-log", recorder.handler("again"));
+    signal.connect("metrics", recorder.handler("metrics"));
+
+    CHECK(first == again);
+    CHECK(signal.num_handlers() == 2);
+    signal.send(backend, hello, false);
+    CHECK(recorder.order() == std::vector<std::string>{"first", "metrics"});
+
+    SECTION("disconnect by uid reports whether a handler was connected") {
+        CHECK(signal.disconnect("audit-log"));
+        CHECK_FALSE(signal.disconnect("audit-log"));
+        CHECK_FALSE(signal.disconnect("never-connected"));
+        CHECK_FALSE(first.connected());
+        CHECK(signal.num_handlers() == 1);
+    }
+    SECTION("a uid whose handler was disconnected another way can connect again") {
+        first.disconnect();
+        Connection third = signal.connect("audit-log", recorder.handler("third"));
+        CHECK(third.connected());
+        CHECK(third != first);
+        CHECK(signal.num_handlers() == 2);
+    }
+}
+
+TEST_CASE("send propagates a handler's exception and stops there", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    signal.connect(recorder.handler("before"));
+    signal.connect([](const Sender&, const Message&, bool) { throw std::runtime_error("boom"); });
+    signal.connect(recorder.handler("after"));
+
+    CHECK_THROWS_WITH(signal.send(backend, hello, false), "boom");
+    CHECK(recorder.order() == std::vector<std::string>{"before"});
+}
+
+TEST_CASE("send_robust calls every handler and returns what they threw", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    signal.connect(recorder.handler("a"));
+    signal.connect([](const Sender&, const Message&, bool) { throw std::runtime_error("one"); });
+    signal.connect(recorder.handler("b"));
+    signal.connect([](const Sender&, const Message&, bool) { throw 42; });
+    signal.connect(recorder.handler("c"));
+
+    std::vector<std::exception_ptr> errors = signal.send_robust(backend, hello, true);
+
+    CHECK(recorder.order() == std::vector<std::string>{"a", "b", "c"});
+    REQUIRE(errors.size() == 2);
+    CHECK_THROWS_WITH(std::rethrow_exception(errors[0]), "one");
+    CHECK_THROWS_AS(std::rethrow_exception(errors[1]), int);
+
+    SECTION("with no errors it returns an empty list") {
+        TestSignal quiet;
+        quiet.connect(recorder.handler("d"));
+        CHECK(quiet.send_robust(backend, hello, false).empty());
+    }
+    SECTION("a plain send afterwards propagates again") {
+        CHECK_THROWS_WITH(signal.send(backend, hello, false), "one");
+    }
+}
+
+TEST_CASE("a plain send started inside a robust send's handler still propagates", "[signals]") {
+    TestSignal outer;
+    TestSignal inner;
+    inner.connect([](const Sender&, const Message&, bool) { throw std::runtime_error("inner"); });
+    bool inner_propagated = false;
+    outer.connect([&](const Sender& s, const Message& m, bool f) {
+        try {
+            inner.send(s, m, f);
+        } catch (const std::runtime_error&) {
+            inner_propagated = true;
+        }
+    });
+    CHECK(outer.send_robust(backend, hello, false).empty());
+    CHECK(inner_propagated);
+}
+
+TEST_CASE("a handler may disconnect itself during a send", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    auto self = std::make_shared<Connection>();
+    *self = signal.connect([&, self](const Sender&, const Message&, bool) {
+        recorder.calls.push_back(Call{"once", "", "", false});
+        self->disconnect();
+    });
+    signal.connect(recorder.handler("stays"));
+
+    signal.send(backend, hello, false);
+    signal.send(backend, hello, false);
+
+    CHECK(recorder.order() == std::vector<std::string>{"once", "stays", "stays"});
+    CHECK(signal.num_handlers() == 1);
+}
+
+TEST_CASE("a handler may connect another handler during a send", "[signals]") {
+    TestSignal signal;
+    Recorder recorder;
+    bool connected_late = false;
+    signal.connect([&](const Sender&, const Message&, bool) {
+        if (!connected_late) {
+            connected_late = true;
+            signal.connect(recorder.handler("late"));
+        }
+    });
+
+    signal.send(backend, hello, false);
+    const std::size_t calls_after_first_send = recorder.calls.size();
+    signal.send(backend, hello, false);
+
+    // The running send works on the handler list it started with; the next send sees "late".
+    CHECK(calls_after_first_send == 0);
+    CHECK(recorder.order() == std::vector<std::string>{"late"});
+    CHECK(signal.num_handlers() == 2);
+}
+
+TEST_CASE("a handler tracking a shared_ptr owner goes away with the owner", "[signals]") {
+    TestSignal signal;
+    struct Listener {
+        int calls = 0;
+    };
+    auto listener = std::make_shared<Listener>();
+    signal.connect_tracked(listener, [raw = listener.get()](const Sender&, const Message&, bool) {
+        ++raw->calls;
+    });
+
+    signal.send(backend, hello, false);
+    CHECK(listener->calls == 1);
+    CHECK(signal.num_handlers() == 1);
+
+    std::weak_ptr<Listener> watch = listener;
+    listener.reset();
+    CHECK(watch.expired());
+
+    signal.send(backend, hello, false);  // would touch freed memory if the handler survived
+    CHECK(signal.num_handlers() == 0);
+    CHECK_FALSE(signal.has_listeners());
+    CHECK(signal.send_robust(backend, hello, false).empty());
+}
+
+TEST_CASE("has_listeners and num_handlers follow connections", "[signals]") {
+    TestSignal signal;
+    CHECK_FALSE(signal.has_listeners());
+    CHECK(signal.num_handlers() == 0);
+    Connection a = signal.connect([](const Sender&, const Message&, bool) {});
+    Connection b = signal.connect([](const Sender&, const Message&, bool) {});
+    CHECK(signal.has_listeners());
+    CHECK(signal.num_handlers() == 2);
+    a.disconnect();
+    CHECK(signal.num_handlers() == 1);
+    b.disconnect();
+    CHECK_FALSE(signal.has_listeners());
+}
+
+TEST_CASE("sending with no handlers is a no-op in both forms", "[signals]") {
+    TestSignal signal;
+    signal.send(backend, hello, false);
+    CHECK(signal.send_robust(backend, hello, false).empty());
+}
+
+TEST_CASE("the single-threaded policy behaves the same on one thread", "[signals]") {
+    sendgrid_backend::Signal<Sender, Message, sendgrid_backend::SingleThreaded> signal;
+    Recorder recorder;
+    signal.connect("uid", recorder.handler("a"));
+    signal.connect("uid", recorder.handler("dup"));
+    signal.connect([](const Sender&, const Message&, bool) { throw std::runtime_error("x"); });
+    signal.connect(recorder.handler("b"));
+
+    CHECK(signal.send_robust(backend, hello, false).size() == 1);
+    CHECK(recorder.order() == std::vector<std::string>{"a", "b"});
+    CHECK_THROWS(signal.send(backend, hello, false));
+    CHECK(signal.disconnect("uid"));
+}
+
+TEST_CASE("BasicSignal serves other handler shapes", "[signals]") {
+    sendgrid_backend::BasicSignal<void(const Sender&, Message&)> pre_send;
+    pre_send.connect([](const Sender&, Message& message) { message.subject += " [edited]"; });
+    Message message{"draft"};
+    pre_send.send(backend, message);
+    CHECK(message.subject == "draft [edited]");
+}
+
+// Defined in test_signals_other_tu.cpp.
+std::size_t connect_email_sent_handler_in_other_tu();
+const void* email_sent_address_in_other_tu();
+
+TEST_CASE("sendgrid_email_sent is one instance across translation units", "[signals]") {
+    auto& email_sent = sendgrid_backend::sendgrid_email_sent;
+    CHECK(email_sent_address_in_other_tu() == &email_sent);
+    const std::size_t before = email_sent.num_handlers();
+    CHECK(connect_email_sent_handler_in_other_tu() == before + 1);
+    CHECK(email_sent.num_handlers() == before + 1);
+    CHECK(email_sent.disconnect("other-tu"));
+    CHECK(email_sent.num_handlers() == before);
+}
