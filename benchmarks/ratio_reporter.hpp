@@ -23,19 +23,21 @@ public:
     explicit RatioReporter(BaselineOf baseline_of) : baseline_of_(std::move(baseline_of)) {}
 
     void ReportRuns(const std::vector<Run>& runs) override {
+        // With --benchmark_repetitions the median stands for the benchmark; otherwise its one run.
         for (const auto& run : runs) {
-            if (run.run_type == Run::RT_Iteration && run.iterations > 0) {
-                const std::string name = run.benchmark_name();
-                names_.push_back(name);
-                ns_per_iteration_[name] = run.GetAdjustedRealTime();
-            }
+            const bool single = run.run_type == Run::RT_Iteration && run.iterations > 0;
+            const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+            if (!single && !median) continue;
+            const std::string name = run.run_name.str();
+            if (ns_per_iteration_.count(name) == 0) names_.push_back(name);
+            ns_per_iteration_[name] = run.GetAdjustedRealTime();
         }
         ConsoleReporter::ReportRuns(runs);
     }
 
     void Finalize() override {
         ConsoleReporter::Finalize();
-        std::printf("\nratio = time / time of the baseline (same run; < 1 is faster)\n");
+        std::printf("\nratio = time / time of the baseline (same run, median if repeated; < 1 is faster)\n");
         for (const auto& name : names_) {
             const std::string baseline = baseline_of_(name);
             auto found = ns_per_iteration_.find(baseline);
