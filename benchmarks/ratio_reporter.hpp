@@ -19,7 +19,7 @@ namespace sendgrid_backend_bench {
 using BaselineOf = std::function<std::string(const std::string&)>;
 
 class RatioReporter : public benchmark::ConsoleReporter {
-public:
+  public:
     explicit RatioReporter(BaselineOf baseline_of) : baseline_of_(std::move(baseline_of)) {}
 
     void ReportRuns(const std::vector<Run>& runs) override {
@@ -37,7 +37,9 @@ public:
 
     void Finalize() override {
         ConsoleReporter::Finalize();
-        std::printf("\nratio = time / time of the baseline (same run, median if repeated; < 1 is faster)\n");
+        std::printf(
+            "\nratio = time / time of the baseline (same run, median if repeated; < 1 is "
+            "faster)\n");
         for (const auto& name : names_) {
             const std::string baseline = baseline_of_(name);
             auto found = ns_per_iteration_.find(baseline);
@@ -49,7 +51,7 @@ public:
         }
     }
 
-private:
+  private:
     BaselineOf baseline_of_;
     std::vector<std::string> names_;
     std::map<std::string, double> ns_per_iteration_;

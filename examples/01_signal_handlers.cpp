@@ -26,14 +26,11 @@ int main() {
     // A metrics handler that lives only as long as this scope.
     int failures = 0;
     {
-        sendgrid_backend::ScopedConnection metrics =
-            email_sent.connect([&](const Mailer&, const Mail&, bool fail_flag) {
-                failures += fail_flag ? 1 : 0;
-            });
+        sendgrid_backend::ScopedConnection metrics = email_sent.connect(
+            [&](const Mailer&, const Mail&, bool fail_flag) { failures += fail_flag ? 1 : 0; });
         // A handler that throws does not stop the others when the robust form is used.
-        email_sent.connect([](const Mailer&, const Mail&, bool) {
-            throw std::runtime_error("alerting is down");
-        });
+        email_sent.connect(
+            [](const Mailer&, const Mail&, bool) { throw std::runtime_error("alerting is down"); });
 
         const Mailer mailer{"backend"};
         email_sent.send_robust(mailer, Mail{"Welcome"}, false);
@@ -45,7 +42,7 @@ int main() {
             }
         }
     }
-    std::cout << "failures counted: " << failures << ", handlers left: " << email_sent.num_handlers()
-              << '\n';
+    std::cout << "failures counted: " << failures
+              << ", handlers left: " << email_sent.num_handlers() << '\n';
     return failures == 1 && email_sent.num_handlers() == 2 ? 0 : 1;
 }

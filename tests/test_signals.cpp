@@ -288,9 +288,8 @@ TEST_CASE("a handler tracking a shared_ptr owner goes away with the owner", "[si
         int calls = 0;
     };
     auto listener = std::make_shared<Listener>();
-    signal.connect_tracked(listener, [raw = listener.get()](const Sender&, const Message&, bool) {
-        ++raw->calls;
-    });
+    signal.connect_tracked(
+        listener, [raw = listener.get()](const Sender&, const Message&, bool) { ++raw->calls; });
 
     signal.send(backend, hello, false);
     CHECK(listener->calls == 1);

@@ -46,16 +46,16 @@ TEST_CASE("4 threads send while 2 threads connect and disconnect", "[signals][th
                 const Message message{t * kSendsPerThread + i};
                 const bool fail_flag = message.id % 2 == 1;
                 // Robust sends collect what the throwing transient handlers threw.
-                errors_returned += static_cast<long>(
-                    signal.send_robust(sender, message, fail_flag).size());
+                errors_returned +=
+                    static_cast<long>(signal.send_robust(sender, message, fail_flag).size());
             }
         });
     }
     // Connector 1: plain and dispatch_uid handlers, some of which throw.
     threads.emplace_back([&] {
         for (int round = 0; round < kConnectRounds; ++round) {
-            auto counting = signal.connect(
-                [&](const Sender&, const Message&, bool) { ++transient_calls; });
+            auto counting =
+                signal.connect([&](const Sender&, const Message&, bool) { ++transient_calls; });
             auto throwing = signal.connect("thrower", [&](const Sender&, const Message&, bool) {
                 ++thrown;
                 throw std::runtime_error("transient");
@@ -69,13 +69,13 @@ TEST_CASE("4 threads send while 2 threads connect and disconnect", "[signals][th
     threads.emplace_back([&] {
         for (int round = 0; round < kConnectRounds; ++round) {
             auto owner = std::make_shared<int>(round);
-            signal.connect_tracked(owner, [&, raw = owner.get()](const Sender&, const Message&,
-                                                                 bool) {
-                if (*raw >= 0) ++transient_calls;
-            });
-            sendgrid_backend::ScopedConnection scoped = signal.connect(
-                [&](const Sender&, const Message&, bool) { ++transient_calls; },
-                sendgrid_backend::Position::front);
+            signal.connect_tracked(owner,
+                                   [&, raw = owner.get()](const Sender&, const Message&, bool) {
+                                       if (*raw >= 0) ++transient_calls;
+                                   });
+            sendgrid_backend::ScopedConnection scoped =
+                signal.connect([&](const Sender&, const Message&, bool) { ++transient_calls; },
+                               sendgrid_backend::Position::front);
             std::this_thread::yield();
             owner.reset();
         }

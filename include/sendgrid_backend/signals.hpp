@@ -67,7 +67,7 @@ enum class Position {
 /// disconnected during a send is not called again once `disconnect` has returned.
 template <class... Args, class ThreadingPolicy>
 class BasicSignal<void(Args...), ThreadingPolicy> {
-public:
+  public:
     using signature_type = void(Args...);
     using mutex_type = typename ThreadingPolicy::mutex_type;
     /// The Boost.Signals2 signal underneath, for code that wants its full interface.
@@ -170,7 +170,7 @@ public:
     /// The Boost.Signals2 signal underneath (for groups, shared_connection_block and the like).
     boost_signal_type& boost_signal() noexcept { return signal_; }
 
-private:
+  private:
     using slot_type = typename boost_signal_type::slot_type;
 
     template <class Handler>
@@ -192,8 +192,7 @@ private:
 /// The signal shape of `sendgrid_email_sent`: handlers are
 /// `void(const Sender& sender, const Message& message, bool fail_flag)`.
 template <class Sender, class Message, class ThreadingPolicy>
-class Signal
-    : public BasicSignal<void(const Sender&, const Message&, bool), ThreadingPolicy> {};
+class Signal : public BasicSignal<void(const Sender&, const Message&, bool), ThreadingPolicy> {};
 
 /// Sent once for every message handed to `SendgridBackend::send_messages`, after its final
 /// attempt, on the sending thread. `fail_flag` is false only when SendGrid accepted the message;

@@ -18,7 +18,7 @@ inline thread_local std::vector<std::exception_ptr>* robust_sink = nullptr;
 /// Sets `robust_sink` for one emission and clears it again even if the emission never reached
 /// the combiner (an allocation failure inside Boost, say).
 class RobustSinkScope {
-public:
+  public:
     explicit RobustSinkScope(std::vector<std::exception_ptr>* sink) noexcept { robust_sink = sink; }
     ~RobustSinkScope() { robust_sink = nullptr; }
     RobustSinkScope(const RobustSinkScope&) = delete;

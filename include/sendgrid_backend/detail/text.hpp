@@ -1,0 +1,115 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace sendgrid_backend {
+inline namespace v0 {
+namespace detail {
+
+/// Whether `text` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
+/// SendGrid answers 415 to anything else, and nlohmann::json::dump would throw on it.
+inline bool is_valid_utf8(std::string_view text) noexcept {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+    const std::size_t size = text.size();
+    std::size_t i = 0;
+    while (i < size) {
+        // Fast path: skip 8 ASCII bytes at a time.
+        while (i + 8 <= size) {
+            unsigned long long chunk = 0;
+            for (int k = 0; k < 8; ++k)
+                chunk |= static_cast<unsigned long long>(bytes[i + k]) << (8 * k);
+            if (chunk & 0x8080808080808080ULL) break;
+            i += 8;
+        }
+        if (i >= size) break;
+        const unsigned char lead = bytes[i];
+        if (lead < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t length = 0;
+        unsigned char min_second = 0x80;
+        unsigned char max_second = 0xBF;
+        if (lead >= 0xC2 && lead <= 0xDF) {
+            length = 2;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            length = 3;
+            if (lead == 0xE0) min_second = 0xA0;  // overlong
+            if (lead == 0xED) max_second = 0x9F;  // surrogates
+        } else if (lead >= 0xF0 && lead <= 0xF4) {
+            length = 4;
+            if (lead == 0xF0) min_second = 0x90;  // overlong
+            if (lead == 0xF4) max_second = 0x8F;  // above U+10FFFF
+        } else {
+            return false;
+        }
+        if (i + length > size) return false;
+        if (bytes[i + 1] < min_second || bytes[i + 1] > max_second) return false;
+        for (std::size_t k = 2; k < length; ++k) {
+            if (bytes[i + k] < 0x80 || bytes[i + k] > 0xBF) return false;
+        }
+        i += length;
+    }
+    return true;
+}
+
+/// Whether `text` holds a CR or LF: in a header, subject or address that is header injection.
+inline bool has_line_break(std::string_view text) noexcept {
+    return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+inline bool is_ascii(std::string_view text) noexcept {
+    for (char c : text) {
+        if (static_cast<unsigned char>(c) >= 0x80) return false;
+    }
+    return true;
+}
+
+inline char to_lower_ascii(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+inline std::string to_lower_ascii(std::string_view text) {
+    std::string lower(text);
+    for (char& c : lower) c = to_lower_ascii(c);
+    return lower;
+}
+
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (to_lower_ascii(a[i]) != to_lower_ascii(b[i])) return false;
+    }
+    return true;
+}
+
+inline std::string_view trim(std::string_view text) noexcept {
+    const auto first = text.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return {};
+    const auto last = text.find_last_not_of(" \t");
+    return text.substr(first, last - first + 1);
+}
+
+/// A value for an error text: quoted, cut to 80 bytes, line breaks shown as \r and \n.
+inline std::string quote_for_error(std::string_view value) {
+    std::string quoted = "'";
+    const std::size_t limit = 80;
+    for (std::size_t i = 0; i < value.size() && i < limit; ++i) {
+        if (value[i] == '\r') {
+            quoted += "\\r";
+        } else if (value[i] == '\n') {
+            quoted += "\\n";
+        } else {
+            quoted += value[i];
+        }
+    }
+    if (value.size() > limit) quoted += "...";
+    quoted += "'";
+    return quoted;
+}
+
+}  // namespace detail
+}  // namespace v0
+}  // namespace sendgrid_backend

@@ -1,0 +1,687 @@
+#pragma once
+
+/// @file
+/// `build_payload`: an `EmailMessage` validated and mapped to the JSON body of
+/// `POST /v3/mail/send`. Pure: no I/O, no clock, no randomness; the same message and options
+/// always give the same JSON. `SendgridBackend::build_payload` calls it with its settings.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sendgrid_backend/address.hpp"
+#include "sendgrid_backend/detail/base64.hpp"
+#include "sendgrid_backend/detail/mime_types.hpp"
+#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/exceptions.hpp"
+#include "sendgrid_backend/message.hpp"
+
+namespace sendgrid_backend {
+inline namespace v0 {
+
+/// SendGrid's documented limits, checked before anything is sent.
+namespace limits {
+inline constexpr std::size_t max_personalizations = 1000;
+inline constexpr std::size_t max_recipients = 1000;  ///< to + cc + bcc over all personalizations
+inline constexpr std::size_t max_categories = 10;
+inline constexpr std::size_t max_category_length = 255;
+inline constexpr std::size_t max_args_bytes = 10000;  ///< custom_args or substitutions, each
+inline constexpr std::size_t max_groups_to_display = 25;
+inline constexpr std::size_t min_ip_pool_name = 2;
+inline constexpr std::size_t max_ip_pool_name = 64;
+/// The whole request. 30 MB taken as 30,000,000 bytes, the stricter reading.
+inline constexpr std::size_t max_payload_bytes = 30'000'000;
+}  // namespace limits
+
+/// The settings that shape a payload (a subset of `SendgridBackend::Settings`).
+struct PayloadOptions {
+    bool sandbox_mode = false;
+    bool track_email_opens = true;
+    bool track_clicks_html = true;
+    bool track_clicks_plain = true;
+    /// Drop an address that already appears in the same personalization (to before cc before
+    /// bcc) instead of refusing the message. Off by default: a duplicate is often a bug.
+    bool deduplicate_recipients = false;
+};
+
+namespace detail {
+
+/// Headers SendGrid does not let a message set (case-insensitive).
+inline constexpr std::string_view reserved_headers[] = {"x-sg-id",      "x-sg-eid",
+                                                        "received",     "dkim-signature",
+                                                        "content-type", "content-transfer-encoding",
+                                                        "to",           "from",
+                                                        "subject",      "reply-to",
+                                                        "cc",           "bcc"};
+
+inline std::string keyed(std::string_view field, std::string_view key) {
+    std::string path(field);
+    path += "[\"";
+    path += key;
+    path += "\"]";
+    return path;
+}
+
+inline std::string indexed(std::string_view field, std::size_t index) {
+    std::string path(field);
+    path += '[';
+    path += std::to_string(index);
+    path += ']';
+    return path;
+}
+
+inline void require_utf8(std::string_view value, const std::string& field) {
+    if (!is_valid_utf8(value)) {
+        throw InvalidMessage(field, "is not valid UTF-8 (SendGrid answers 415 to it)");
+    }
+}
+
+/// UTF-8 and a single line: subjects, header names and values, file names, types, ids.
+inline void require_single_line(std::string_view value, const std::string& field) {
+    require_utf8(value, field);
+    if (has_line_break(value)) {
+        throw InvalidMessage(field,
+                             quote_for_error(value) + " contains a line break (header injection)");
+    }
+}
+
+/// Every string and key inside a JSON value must be UTF-8 or dump() throws later.
+inline void require_utf8_json(const nlohmann::json& value, const std::string& field) {
+    if (value.is_string()) {
+        require_utf8(value.get_ref<const std::string&>(), field);
+    } else if (value.is_object()) {
+        for (const auto& [key, item] : value.items()) {
+            require_utf8(key, field);
+            require_utf8_json(item, keyed(field, key));
+        }
+    } else if (value.is_array()) {
+        std::size_t i = 0;
+        for (const auto& item : value) require_utf8_json(item, indexed(field, i++));
+    }
+}
+
+/// The size of `{"k":"v",...}` as sent (escapes not counted).
+inline std::size_t serialized_args_size(const std::map<std::string, std::string>& args) {
+    std::size_t size = 2;
+    for (const auto& [key, value] : args) size += key.size() + value.size() + 6;
+    return args.empty() ? size : size - 1;
+}
+
+inline nlohmann::json string_map_to_json(const std::map<std::string, std::string>& args,
+                                         const std::string& field) {
+    if (serialized_args_size(args) > limits::max_args_bytes) {
+        throw InvalidMessage(field,
+                             "is " + std::to_string(serialized_args_size(args)) +
+                                 " bytes; SendGrid allows at most 10000 per personalization");
+    }
+    nlohmann::json object = nlohmann::json::object();
+    for (const auto& [key, value] : args) {
+        require_utf8(key, field);
+        require_utf8(value, keyed(field, key));
+        object[key] = value;
+    }
+    return object;
+}
+
+inline nlohmann::json address_json(const Address& address) {
+    nlohmann::json object = {{"email", address.email}};
+    if (!address.name.empty()) object["name"] = address.name;
+    return object;
+}
+
+inline void check_header(std::string_view name, std::string_view value, const std::string& field) {
+    const std::string path = keyed(field, name);
+    if (name.empty()) throw InvalidMessage(path, "a header needs a name");
+    require_single_line(name, path);
+    for (char c : name) {
+        if (c == ':' || c == ' ' || static_cast<unsigned char>(c) < 0x21 ||
+            static_cast<unsigned char>(c) > 0x7e) {
+            throw InvalidMessage(path, "a header name may only hold printable ASCII without ':'");
+        }
+    }
+    for (auto reserved : reserved_headers) {
+        if (iequals(name, reserved)) {
+            throw InvalidMessage(path, "SendGrid does not allow setting this header");
+        }
+    }
+    require_single_line(value, path);
+}
+
+/// Turns the recipients of one personalization into JSON, enforcing SendGrid's rules.
+class PersonalizationRecipients {
+  public:
+    PersonalizationRecipients(bool deduplicate) : deduplicate_(deduplicate) {}
+
+    /// `skip_blank`: Django lets cc/bcc hold empty strings; they are skipped, not refused.
+    /// `first_index` numbers the addresses in error paths (make_private passes one at a time).
+    nlohmann::json add(const std::vector<std::string>& addresses, const std::string& field,
+                       bool skip_blank, std::size_t first_index = 0) {
+        nlohmann::json list = nlohmann::json::array();
+        for (std::size_t i = 0; i < addresses.size(); ++i) {
+            const std::string path = indexed(field, first_index + i);
+            if (skip_blank && trim(addresses[i]).empty()) continue;
+            Address address = parse_address(addresses[i], path);
+            if (address.name.find_first_of(";,") != std::string::npos) {
+                throw InvalidMessage(path, "the display name " + quote_for_error(address.name) +
+                                               " holds ';' or ',', which SendGrid refuses in "
+                                               "recipient names");
+            }
+            std::string key = to_lower_ascii(address.email);
+            auto seen = seen_.find(key);
+            if (seen != seen_.end()) {
+                // Within cc and within bcc, the original drops repeats silently; elsewhere it is
+                // a mistake worth reporting unless the caller asked for de-duplication.
+                if (deduplicate_ || (seen->second == field && field_drops_repeats(field))) {
+                    continue;
+                }
+                throw InvalidMessage(path, quote_for_error(address.email) + " is already in " +
+                                               seen->second +
+                                               "; SendGrid refuses an address twice in one "
+                                               "personalization (set deduplicate_recipients to "
+                                               "drop repeats)");
+            }
+            seen_.emplace(std::move(key), field);
+            list.push_back(address_json(address));
+        }
+        count_ += list.size();
+        return list;
+    }
+
+    std::size_t count() const noexcept { return count_; }
+
+  private:
+    static bool field_drops_repeats(const std::string& field) {
+        auto ends_with = [&field](std::string_view tail) {
+            return field.size() >= tail.size() &&
+                   std::string_view(field).substr(field.size() - tail.size()) == tail;
+        };
+        return ends_with("cc") || ends_with("bcc");
+    }
+
+    bool deduplicate_;
+    std::map<std::string, std::string> seen_;  // lower-cased email -> the list it came from
+    std::size_t count_ = 0;
+};
+
+/// Builds the payload for one message; one object per call.
+class PayloadBuilder {
+  public:
+    PayloadBuilder(const EmailMessage& message, const PayloadOptions& options)
+        : message_(message), options_(options) {}
+
+    nlohmann::json build() {
+        nlohmann::json payload = nlohmann::json::object();
+        payload["from"] = address_json(parse_address(required_from(), "from_email"));
+
+        require_single_line(message_.subject, "subject");
+        require_utf8(message_.template_id, "template_id");
+        const bool has_template = !message_.template_id.empty();
+        if (has_template) {
+            payload["template_id"] = message_.template_id;
+        } else if (!message_.subject.empty()) {
+            payload["subject"] = message_.subject;
+        }
+
+        add_reply_to(payload);
+        collect_headers();
+        payload["personalizations"] = personalizations();
+        if (!has_template) payload["content"] = content();
+        if (!message_.attachments.empty()) payload["attachments"] = attachments();
+        if (!message_.categories.empty()) payload["categories"] = categories();
+        if (message_.unsubscribe_group) payload["asm"] = unsubscribe_group();
+        if (message_.ip_pool_name) payload["ip_pool_name"] = ip_pool_name();
+        payload["mail_settings"] = mail_settings();
+        payload["tracking_settings"] = tracking_settings();
+
+        if (estimated_bytes_ > limits::max_payload_bytes) {
+            throw InvalidMessage(message_.attachments.empty() ? "body" : "attachments",
+                                 "the request would be at least " +
+                                     std::to_string(estimated_bytes_) +
+                                     " bytes; SendGrid accepts at most 30 MB");
+        }
+        return payload;
+    }
+
+  private:
+    const std::string& required_from() const {
+        if (trim(message_.from_email).empty()) {
+            throw InvalidMessage("from_email", "is empty; every message needs a sender");
+        }
+        return message_.from_email;
+    }
+
+    void add_reply_to(nlohmann::json& payload) {
+        std::optional<Address> reply_to;
+        for (const auto& [name, value] : message_.extra_headers) {
+            if (iequals(name, "reply-to"))
+                reply_to = parse_address(value, keyed("extra_headers", name));
+        }
+        if (message_.reply_to.size() > 1) {
+            throw InvalidMessage("reply_to",
+                                 "SendGrid allows one reply-to address; use "
+                                 "reply_to_list for several");
+        }
+        if (message_.reply_to.size() == 1) {
+            Address from_field = parse_address(message_.reply_to[0], "reply_to[0]");
+            if (reply_to && *reply_to != from_field) {
+                throw InvalidMessage("reply_to",
+                                     "differs from the Reply-To header; SendGrid "
+                                     "allows one reply-to address");
+            }
+            reply_to = std::move(from_field);
+        }
+        if (!message_.reply_to_list.empty()) {
+            if (reply_to) {
+                throw InvalidMessage("reply_to_list",
+                                     "cannot be used together with reply_to "
+                                     "or a Reply-To header");
+            }
+            nlohmann::json list = nlohmann::json::array();
+            std::set<std::string> seen;
+            for (std::size_t i = 0; i < message_.reply_to_list.size(); ++i) {
+                const std::string path = indexed("reply_to_list", i);
+                Address address = parse_address(message_.reply_to_list[i], path);
+                if (!seen.insert(to_lower_ascii(address.email)).second) {
+                    throw InvalidMessage(path, quote_for_error(address.email) + " is listed twice");
+                }
+                list.push_back(address_json(address));
+            }
+            payload["reply_to_list"] = std::move(list);
+        }
+        if (reply_to) payload["reply_to"] = address_json(*reply_to);
+    }
+
+    void collect_headers() {
+        for (const auto& [name, value] : message_.extra_headers) {
+            if (iequals(name, "reply-to")) continue;  // became reply_to
+            check_header(name, value, "extra_headers");
+            headers_[name] = value;
+        }
+    }
+
+    nlohmann::json personalizations() {
+        std::vector<nlohmann::json> list;
+        std::size_t recipients = 0;
+        const auto& explicit_ones = message_.personalizations;
+        if (explicit_ones.size() > limits::max_personalizations) {
+            throw InvalidMessage("personalizations", "has " + std::to_string(explicit_ones.size()) +
+                                                         " entries; SendGrid allows at most 1000");
+        }
+        if (!explicit_ones.empty()) {
+            for (std::size_t i = 0; i < explicit_ones.size(); ++i) {
+                const std::string prefix = indexed("personalizations", i) + ".";
+                const Personalization& p = explicit_ones[i];
+                if (p.to.empty()) {
+                    throw InvalidMessage(prefix + "to",
+                                         "is empty; SendGrid requires at least one "
+                                         "'to' in every personalization");
+                }
+                list.push_back(personalization(p, prefix, recipients));
+            }
+        } else if (message_.make_private) {
+            if (message_.to.empty()) throw InvalidMessage("to", "is empty; nobody to send to");
+            const std::size_t to_count = message_.to.size();
+            if (to_count > limits::max_personalizations) {
+                throw InvalidMessage("to",
+                                     "make_private gives one personalization per address; "
+                                     "SendGrid allows at most 1000, got " +
+                                         std::to_string(to_count));
+            }
+            list.reserve(to_count);
+            for (std::size_t i = 0; i < to_count; ++i) {
+                Personalization p;
+                p.to = {message_.to[i]};
+                list.push_back(personalization(p, "", recipients, i));
+            }
+        } else {
+            Personalization p;
+            p.to = message_.to;
+            list.push_back(personalization(p, "", recipients));
+        }
+        if (recipients > limits::max_recipients) {
+            throw InvalidMessage("to", "the message has " + std::to_string(recipients) +
+                                           " recipients in to, cc and bcc; SendGrid allows at "
+                                           "most 1000 per request");
+        }
+        return nlohmann::json(std::move(list));
+    }
+
+    /// One personalization; empty fields of `p` are filled from the message. `prefix` is
+    /// "personalizations[i]." for explicit ones and "" for those built from the message.
+    /// `to_index` numbers `to` in error paths (make_private builds one per `to[i]`).
+    nlohmann::json personalization(const Personalization& p, const std::string& prefix,
+                                   std::size_t& recipients, std::size_t to_index = 0) {
+        nlohmann::json json = nlohmann::json::object();
+        PersonalizationRecipients people(options_.deduplicate_recipients);
+
+        const bool own_cc = !p.cc.empty();
+        const bool own_bcc = !p.bcc.empty();
+        nlohmann::json to = people.add(p.to, prefix + "to", false, to_index);
+        nlohmann::json cc =
+            people.add(own_cc ? p.cc : message_.cc, own_cc ? prefix + "cc" : "cc", true);
+        nlohmann::json bcc =
+            people.add(own_bcc ? p.bcc : message_.bcc, own_bcc ? prefix + "bcc" : "bcc", true);
+        if (to.empty()) {
+            throw InvalidMessage(prefix + "to",
+                                 "is empty; SendGrid requires at least one 'to' "
+                                 "in every personalization");
+        }
+        json["to"] = std::move(to);
+        if (!cc.empty()) json["cc"] = std::move(cc);
+        if (!bcc.empty()) json["bcc"] = std::move(bcc);
+        recipients += people.count();
+
+        if (!p.subject.empty()) {
+            require_single_line(p.subject, prefix + "subject");
+            json["subject"] = p.subject;
+        } else if (!message_.subject.empty()) {
+            json["subject"] = message_.subject;
+        }
+
+        if (!p.headers.empty()) {
+            std::map<std::string, std::string> merged = headers_;
+            for (const auto& [name, value] : p.headers) {
+                check_header(name, value, prefix + "headers");
+                merged[name] = value;
+            }
+            json["headers"] = merged;
+        } else if (!headers_.empty()) {
+            json["headers"] = headers_;
+        }
+
+        if (!p.substitutions.empty()) {
+            json["substitutions"] = string_map_to_json(p.substitutions, prefix + "substitutions");
+        } else if (!message_.substitutions.empty()) {
+            json["substitutions"] = message_substitutions();
+        }
+
+        const std::optional<nlohmann::json>& data =
+            p.dynamic_template_data ? p.dynamic_template_data : message_.dynamic_template_data;
+        if (data) {
+            const std::string field = p.dynamic_template_data ? prefix + "dynamic_template_data"
+                                                              : "dynamic_template_data";
+            if (!data->is_object()) throw InvalidMessage(field, "must be a JSON object");
+            require_utf8_json(*data, field);
+            json["dynamic_template_data"] = *data;
+        }
+
+        if (!p.custom_args.empty()) {
+            json["custom_args"] = string_map_to_json(p.custom_args, prefix + "custom_args");
+        } else if (!message_.custom_args.empty()) {
+            json["custom_args"] = message_custom_args();
+        }
+
+        const std::optional<std::int64_t>& send_at = p.send_at ? p.send_at : message_.send_at;
+        if (send_at) {
+            if (*send_at < 0) {
+                throw InvalidMessage(p.send_at ? prefix + "send_at" : "send_at",
+                                     "must be a unix time, not negative");
+            }
+            json["send_at"] = *send_at;
+        }
+        return json;
+    }
+
+    // The message-level maps are validated once and reused by every personalization.
+    const nlohmann::json& message_substitutions() {
+        if (!message_substitutions_) {
+            message_substitutions_ = string_map_to_json(message_.substitutions, "substitutions");
+        }
+        return *message_substitutions_;
+    }
+    const nlohmann::json& message_custom_args() {
+        if (!message_custom_args_) {
+            message_custom_args_ = string_map_to_json(message_.custom_args, "custom_args");
+        }
+        return *message_custom_args_;
+    }
+
+    /// text/plain first, then AMP, then text/html, then any other type (SendGrid's order).
+    static int content_rank(std::string_view mimetype) {
+        if (iequals(mimetype, "text/plain")) return 0;
+        if (iequals(mimetype, "text/x-amp-html")) return 1;
+        if (iequals(mimetype, "text/html")) return 2;
+        return 3;
+    }
+
+    nlohmann::json content() {
+        struct Part {
+            std::string type;
+            const std::string* value;
+            std::string field;
+        };
+        static const std::string blank = " ";
+        std::vector<Part> parts;
+        require_single_line(message_.content_subtype, "content_subtype");
+        if (message_.content_subtype.empty()) {
+            throw InvalidMessage("content_subtype", "is empty; use \"plain\" or \"html\"");
+        }
+        require_utf8(message_.body, "body");
+        if (message_.body.empty() && message_.alternatives.empty()) {
+            throw InvalidMessage("body",
+                                 "is empty and there is no alternative or template_id; "
+                                 "SendGrid needs some content");
+        }
+        // An empty body becomes " " as in the original: SendGrid refuses empty values.
+        parts.push_back(Part{"text/" + message_.content_subtype,
+                             message_.body.empty() ? &blank : &message_.body, "body"});
+        for (std::size_t i = 0; i < message_.alternatives.size(); ++i) {
+            const Alternative& alternative = message_.alternatives[i];
+            const std::string field = indexed("alternatives", i);
+            require_single_line(alternative.mimetype, field + ".mimetype");
+            if (alternative.mimetype.empty()) throw InvalidMessage(field + ".mimetype", "is empty");
+            require_utf8(alternative.content, field + ".content");
+            if (alternative.content.empty()) {
+                throw InvalidMessage(field + ".content",
+                                     "is empty; SendGrid refuses empty content");
+            }
+            parts.push_back(Part{alternative.mimetype, &alternative.content, field});
+        }
+        std::stable_sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) {
+            return content_rank(a.type) < content_rank(b.type);
+        });
+        for (std::size_t i = 1; i < parts.size(); ++i) {
+            for (std::size_t k = 0; k < i; ++k) {
+                if (iequals(parts[i].type, parts[k].type)) {
+                    throw InvalidMessage(parts[i].field, "a second " + parts[i].type +
+                                                             " part; each type may appear once");
+                }
+            }
+        }
+        nlohmann::json list = nlohmann::json::array();
+        // As in the original, a message without a plain part (an html body) gets " " as plain.
+        if (content_rank(parts.front().type) != 0) {
+            list.push_back({{"type", "text/plain"}, {"value", blank}});
+        }
+        for (const Part& part : parts) {
+            estimated_bytes_ += part.value->size();
+            list.push_back({{"type", part.type}, {"value", *part.value}});
+        }
+        return list;
+    }
+
+    nlohmann::json attachments() {
+        nlohmann::json list = nlohmann::json::array();
+        for (std::size_t i = 0; i < message_.attachments.size(); ++i) {
+            const Attachment& attachment = message_.attachments[i];
+            const std::string field = indexed("attachments", i);
+            if (attachment.content.empty()) {
+                throw InvalidMessage(field + ".content", "is empty; SendGrid refuses empty files");
+            }
+            require_single_line(attachment.filename, field + ".filename");
+            require_single_line(attachment.mimetype, field + ".mimetype");
+            require_single_line(attachment.content_id, field + ".content_id");
+            const std::string type = attachment.mimetype.empty()
+                                         ? std::string(guess_mimetype(attachment.filename))
+                                         : attachment.mimetype;
+            const std::string filename =
+                attachment.filename.empty()
+                    ? "part-" + content_hex_id(attachment.content, i) + guess_extension(type)
+                    : attachment.filename;
+            nlohmann::json json = {{"content", base64_encode(attachment.content)},
+                                   {"filename", filename},
+                                   {"type", type}};
+            estimated_bytes_ += base64_encoded_size(attachment.content.size());
+            if (!attachment.content_id.empty()) {
+                std::string_view id = attachment.content_id;
+                // SendGrid adds the angle brackets itself.
+                if (id.size() >= 2 && id.front() == '<' && id.back() == '>') {
+                    id = id.substr(1, id.size() - 2);
+                }
+                if (id.empty()) throw InvalidMessage(field + ".content_id", "is empty inside <>");
+                json["content_id"] = std::string(id);
+                json["disposition"] = "inline";
+            }
+            list.push_back(std::move(json));
+        }
+        return list;
+    }
+
+    nlohmann::json categories() {
+        const auto& categories = message_.categories;
+        if (categories.size() > limits::max_categories) {
+            throw InvalidMessage("categories", "has " + std::to_string(categories.size()) +
+                                                   " entries; SendGrid allows at most 10");
+        }
+        for (std::size_t i = 0; i < categories.size(); ++i) {
+            const std::string field = indexed("categories", i);
+            const std::string& category = categories[i];
+            if (category.empty()) throw InvalidMessage(field, "is empty");
+            if (!is_ascii(category)) throw InvalidMessage(field, "must be ASCII");
+            require_single_line(category, field);
+            if (category.size() > limits::max_category_length) {
+                throw InvalidMessage(field, "is " + std::to_string(category.size()) +
+                                                " characters; SendGrid allows at most 255");
+            }
+            for (std::size_t k = 0; k < i; ++k) {
+                if (categories[k] == category) {
+                    throw InvalidMessage(field, quote_for_error(category) + " repeats categories[" +
+                                                    std::to_string(k) + "]");
+                }
+            }
+        }
+        return categories;
+    }
+
+    nlohmann::json unsubscribe_group() const {
+        const UnsubscribeGroup& group = *message_.unsubscribe_group;
+        if (!group.group_id) {
+            throw InvalidMessage("unsubscribe_group.group_id", "is required by SendGrid's asm");
+        }
+        if (group.groups_to_display.size() > limits::max_groups_to_display) {
+            throw InvalidMessage("unsubscribe_group.groups_to_display",
+                                 "has " + std::to_string(group.groups_to_display.size()) +
+                                     " entries; SendGrid allows at most 25");
+        }
+        nlohmann::json json = {{"group_id", *group.group_id}};
+        if (!group.groups_to_display.empty()) json["groups_to_display"] = group.groups_to_display;
+        return json;
+    }
+
+    nlohmann::json ip_pool_name() const {
+        const std::string& name = *message_.ip_pool_name;
+        require_single_line(name, "ip_pool_name");
+        std::size_t characters = 0;
+        for (char c : name) characters += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+        if (characters < limits::min_ip_pool_name || characters > limits::max_ip_pool_name) {
+            throw InvalidMessage("ip_pool_name", "has " + std::to_string(characters) +
+                                                     " characters; SendGrid wants 2 to 64");
+        }
+        return name;
+    }
+
+    nlohmann::json mail_settings() const {
+        const MailSettings& settings = message_.mail_settings;
+        nlohmann::json json = {{"sandbox_mode", {{"enable", options_.sandbox_mode}}}};
+        auto flag = [&json](const char* name, const std::optional<bool>& value) {
+            if (value) json[name] = {{"enable", *value}};
+        };
+        flag("bypass_list_management", settings.bypass_list_management);
+        flag("bypass_spam_management", settings.bypass_spam_management);
+        flag("bypass_bounce_management", settings.bypass_bounce_management);
+        flag("bypass_unsubscribe_management", settings.bypass_unsubscribe_management);
+        if (settings.footer) {
+            require_utf8(settings.footer->text, "mail_settings.footer.text");
+            require_utf8(settings.footer->html, "mail_settings.footer.html");
+            nlohmann::json footer = {{"enable", settings.footer->enable}};
+            if (!settings.footer->text.empty()) footer["text"] = settings.footer->text;
+            if (!settings.footer->html.empty()) footer["html"] = settings.footer->html;
+            json["footer"] = std::move(footer);
+        }
+        return json;
+    }
+
+    nlohmann::json tracking_settings() const {
+        const TrackingSettings& overrides = message_.tracking_settings;
+        nlohmann::json json = nlohmann::json::object();
+        nlohmann::json open = {
+            {"enable", overrides.track_email_opens.value_or(options_.track_email_opens)}};
+        if (!overrides.open_tracking_substitution_tag.empty()) {
+            require_single_line(overrides.open_tracking_substitution_tag,
+                                "tracking_settings.open_tracking_substitution_tag");
+            open["substitution_tag"] = overrides.open_tracking_substitution_tag;
+        }
+        json["open_tracking"] = std::move(open);
+        json["click_tracking"] = {
+            {"enable", overrides.track_clicks_html.value_or(options_.track_clicks_html)},
+            {"enable_text", overrides.track_clicks_plain.value_or(options_.track_clicks_plain)}};
+        if (overrides.subscription_tracking) {
+            const SubscriptionTracking& s = *overrides.subscription_tracking;
+            const std::string field = "tracking_settings.subscription_tracking";
+            require_utf8(s.text, field + ".text");
+            require_utf8(s.html, field + ".html");
+            require_utf8(s.substitution_tag, field + ".substitution_tag");
+            nlohmann::json sub = {{"enable", s.enable}};
+            if (!s.text.empty()) sub["text"] = s.text;
+            if (!s.html.empty()) sub["html"] = s.html;
+            if (!s.substitution_tag.empty()) sub["substitution_tag"] = s.substitution_tag;
+            json["subscription_tracking"] = std::move(sub);
+        }
+        if (overrides.ganalytics) {
+            const GoogleAnalytics& g = *overrides.ganalytics;
+            nlohmann::json ga = {{"enable", g.enable}};
+            const std::pair<const char*, const std::string*> utm[] = {
+                {"utm_source", &g.utm_source},
+                {"utm_medium", &g.utm_medium},
+                {"utm_term", &g.utm_term},
+                {"utm_content", &g.utm_content},
+                {"utm_campaign", &g.utm_campaign}};
+            for (const auto& [name, value] : utm) {
+                require_single_line(*value, std::string("tracking_settings.ganalytics.") + name);
+                if (!value->empty()) ga[name] = *value;
+            }
+            json["ganalytics"] = std::move(ga);
+        }
+        return json;
+    }
+
+    const EmailMessage& message_;
+    const PayloadOptions& options_;
+    std::map<std::string, std::string> headers_;
+    std::optional<nlohmann::json> message_substitutions_;
+    std::optional<nlohmann::json> message_custom_args_;
+    std::size_t estimated_bytes_ = 0;
+};
+
+}  // namespace detail
+
+/// Validates `message` and maps it to the JSON body of `POST /v3/mail/send`, rule by rule as
+/// django-sendgrid-v5's `_build_sg_mail` (README "Payload mapping" lists every rule).
+/// Pure and thread-safe: it reads the message and the options only.
+/// @throws InvalidMessage naming the first offending field, before anything is sent.
+inline nlohmann::json build_payload(const EmailMessage& message,
+                                    const PayloadOptions& options = {}) {
+    return detail::PayloadBuilder(message, options).build();
+}
+
+}  // namespace v0
+}  // namespace sendgrid_backend

@@ -1,0 +1,76 @@
+#include <sendgrid_backend/address.hpp>
+
+#include <string>
+
+#include "catch.hpp"
+
+using sendgrid_backend::Address;
+using sendgrid_backend::InvalidMessage;
+using sendgrid_backend::parse_address;
+
+TEST_CASE("addresses in the forms Django uses", "[address]") {
+    struct Case {
+        const char* text;
+        Address expected;
+    };
+    const Case cases[] = {
+        {"user@example.com", {"user@example.com", ""}},
+        {"  user@example.com  ", {"user@example.com", ""}},
+        {"<user@example.com>", {"user@example.com", ""}},
+        {"Jane Doe <jane@example.com>", {"jane@example.com", "Jane Doe"}},
+        {"\"Doe, Jane\" <jane@example.com>", {"jane@example.com", "Doe, Jane"}},
+        {"\"Say \\\"hi\\\"\" <hi@example.com>", {"hi@example.com", "Say \"hi\""}},
+        {"\"<weird>\" <w@example.com>", {"w@example.com", "<weird>"}},
+        {"first.last+tag@sub.example.co.uk", {"first.last+tag@sub.example.co.uk", ""}},
+        {"Zoë <zoe@bücher.example>", {"zoe@bücher.example", "Zoë"}},
+    };
+    for (const auto& c : cases) {
+        INFO(c.text);
+        CHECK(parse_address(c.text, "to[0]") == c.expected);
+    }
+}
+
+TEST_CASE("malformed addresses are refused with the field and the value", "[address]") {
+    const char* bad[] = {
+        "",
+        "   ",
+        "plainaddress",
+        "@example.com",
+        "user@",
+        "user@localhost",
+        "user@@example.com",
+        "a@b@example.com",
+        "user name@example.com",
+        "Jane <jane@example.com",
+        "\"Unclosed <u@example.com>",
+        "user@exa mple.com",
+        "user@-example.com",
+        "user@example..com",
+        ".user@example.com",
+        "us..er@example.com",
+        "Jane <jane@example.com> trailing",
+        "user@example.com\r\nBcc: x@example.com",
+    };
+    for (const char* text : bad) {
+        INFO(text);
+        try {
+            parse_address(text, "cc[3]");
+            FAIL("accepted");
+        } catch (const InvalidMessage& e) {
+            CHECK(e.field() == "cc[3]");
+            CHECK(std::string(e.what()).find("cc[3]: ") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("the error quotes the value and names the problem", "[address]") {
+    try {
+        parse_address("jane.example.com", "from_email");
+        FAIL("accepted");
+    } catch (const InvalidMessage& e) {
+        CHECK(std::string(e.what()) ==
+              "[sendgrid_backend.invalid_message] from_email: 'jane.example.com' is not a valid "
+              "email address (has no '@')");
+        CHECK(e.id() == "sendgrid_backend.invalid_message");
+    }
+}

@@ -1,0 +1,72 @@
+// Internals that payloads and webhooks rely on: base64, UTF-8 validation, MIME type guesses.
+#include <sendgrid_backend/detail/base64.hpp>
+#include <sendgrid_backend/detail/mime_types.hpp>
+#include <sendgrid_backend/detail/text.hpp>
+
+#include <random>
+#include <string>
+
+#include "catch.hpp"
+
+namespace detail = sendgrid_backend::detail;
+
+TEST_CASE("base64 matches the RFC 4648 test vectors", "[detail][base64]") {
+    const std::pair<const char*, const char*> vectors[] = {
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
+        {"foobarbaz!", "Zm9vYmFyYmF6IQ=="},
+    };
+    for (const auto& [plain, encoded] : vectors) {
+        CHECK(detail::base64_encode(plain) == encoded);
+        CHECK(detail::base64_decode(encoded) == std::optional<std::string>(plain));
+    }
+    CHECK(detail::base64_encode(std::string("\xff\xfe\x00\x01", 4)) == "//4AAQ==");
+}
+
+TEST_CASE("base64 round-trips random bytes of every length up to 100", "[detail][base64]") {
+    std::mt19937 random(42);
+    for (std::size_t length = 0; length <= 100; ++length) {
+        std::string bytes(length, '\0');
+        for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+        const std::string encoded = detail::base64_encode(bytes);
+        CHECK(encoded.size() == detail::base64_encoded_size(length));
+        CHECK(detail::base64_decode(encoded) == std::optional<std::string>(bytes));
+    }
+}
+
+TEST_CASE("base64 decoding refuses malformed input", "[detail][base64]") {
+    for (const char* bad : {"Zg=", "Zg=a", "Z===", "Zm9v!A==", "Zm 9v", "=Zm9"}) {
+        INFO(bad);
+        CHECK_FALSE(detail::base64_decode(bad).has_value());
+    }
+}
+
+TEST_CASE("UTF-8 validation", "[detail][utf8]") {
+    CHECK(detail::is_valid_utf8(""));
+    CHECK(detail::is_valid_utf8("plain ascii that is longer than eight bytes"));
+    CHECK(detail::is_valid_utf8("caf\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x8e\x89"));
+    CHECK_FALSE(detail::is_valid_utf8("\xc3"));              // truncated
+    CHECK_FALSE(detail::is_valid_utf8("abcdefgh\xc3"));      // truncated after the fast path
+    CHECK_FALSE(detail::is_valid_utf8("\xc0\xaf"));          // overlong
+    CHECK_FALSE(detail::is_valid_utf8("\xe0\x80\xaf"));      // overlong
+    CHECK_FALSE(detail::is_valid_utf8("\xed\xa0\x80"));      // surrogate
+    CHECK_FALSE(detail::is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+    CHECK_FALSE(detail::is_valid_utf8("\xff"));
+    CHECK_FALSE(detail::is_valid_utf8("\x80"));  // lone continuation
+}
+
+TEST_CASE("MIME types from file names and extensions from MIME types", "[detail][mime]") {
+    CHECK(detail::guess_mimetype("report.PDF") == "application/pdf");
+    CHECK(detail::guess_mimetype("photo.jpeg") == "image/jpeg");
+    CHECK(detail::guess_mimetype("archive.tar.gz") == "application/gzip");
+    CHECK(detail::guess_mimetype("noextension") == "application/octet-stream");
+    CHECK(detail::guess_mimetype("trailingdot.") == "application/octet-stream");
+    CHECK(detail::guess_extension("image/png") == ".png");
+    CHECK(detail::guess_extension("text/html; charset=utf-8") == ".html");
+    CHECK(detail::guess_extension("application/x-unknown") == ".bin");
+}
