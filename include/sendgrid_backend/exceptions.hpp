@@ -5,9 +5,13 @@
 /// `[sendgrid_backend.invalid_message] to[1]: ...`, so that logs can be matched without parsing
 /// the prose. No message ever contains the API key.
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include "sendgrid_backend/outcome.hpp"
 
 namespace sendgrid_backend {
 inline namespace v0 {
@@ -57,6 +61,52 @@ class InvalidMessage : public Error {
   private:
     std::string field_;
     std::string reason_;
+};
+
+/// Thrown by a `sendgrid_pre_send` handler to stop one message from being sent. The message is
+/// still emitted on `sendgrid_email_sent`, with fail_flag true and this reason recorded.
+class CancelSend : public Error {
+  public:
+    explicit CancelSend(const std::string& reason)
+        : Error("sendgrid_backend.cancel_send", reason), reason_(reason) {}
+
+    const std::string& reason() const noexcept { return reason_; }
+
+  private:
+    std::string reason_;
+};
+
+/// Thrown by `send_messages` (unless fail_silently) after every message was attempted and
+/// emitted, when at least one was not accepted. Lists each failed message and why.
+class SendError : public Error {
+  public:
+    struct Failure {
+        std::size_t index;  ///< position in the batch handed to send_messages
+        SendStatus status;
+        int http_status;
+        std::string reason;
+    };
+
+    SendError(std::vector<Failure> failures, std::size_t batch_size)
+        : Error("sendgrid_backend.send_error", describe(failures, batch_size)),
+          failures_(std::move(failures)) {}
+
+    const std::vector<Failure>& failures() const noexcept { return failures_; }
+
+  private:
+    static std::string describe(const std::vector<Failure>& failures, std::size_t batch_size) {
+        std::string text = std::to_string(failures.size()) + " of " + std::to_string(batch_size) +
+                           " message(s) not sent:";
+        for (const auto& failure : failures) {
+            text += " [" + std::to_string(failure.index) + "] " + to_string(failure.status);
+            if (failure.http_status != 0) text += " " + std::to_string(failure.http_status);
+            text += ": " + failure.reason + ";";
+        }
+        text.pop_back();
+        return text;
+    }
+
+    std::vector<Failure> failures_;
 };
 
 }  // namespace v0

@@ -5,6 +5,14 @@
 /// Optional parts are included on their own: `transport/curl.hpp` (libcurl), `webhook.hpp`
 /// (OpenSSL) and `testing/...` (cpp-httplib).
 
+#include "sendgrid_backend/address.hpp"
+#include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
+#include "sendgrid_backend/mail.hpp"
+#include "sendgrid_backend/message.hpp"
+#include "sendgrid_backend/outcome.hpp"
+#include "sendgrid_backend/payload.hpp"
+#include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/signals.hpp"
+#include "sendgrid_backend/transport.hpp"
 #include "sendgrid_backend/version.hpp"

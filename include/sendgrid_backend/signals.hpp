@@ -200,5 +200,10 @@ class Signal : public BasicSignal<void(const Sender&, const Message&, bool), Thr
 /// One instance per process, as `sendgrid_backend.signals.sendgrid_email_sent` in Python.
 inline Signal<SendgridBackend, EmailMessage> sendgrid_email_sent;
 
+/// Sent for each message before its payload is built, on the sending thread. Handlers may edit
+/// the message, or throw `CancelSend` to stop it (it is then emitted on `sendgrid_email_sent`
+/// with fail_flag true and the reason recorded). Any other exception cancels it the same way.
+inline BasicSignal<void(const SendgridBackend&, EmailMessage&)> sendgrid_pre_send;
+
 }  // namespace v0
 }  // namespace sendgrid_backend

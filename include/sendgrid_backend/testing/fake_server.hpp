@@ -1,0 +1,465 @@
+#pragma once
+
+/// @file
+/// `testing::FakeSendgridServer`: a real HTTP server on 127.0.0.1 (an ephemeral port) that
+/// speaks the `POST /v3/mail/send` contract, for tests, examples and benchmarks. Link
+/// `sendgrid_backend::testing` (cpp-httplib).
+///
+/// It checks the bearer key, the content type and the JSON; validates the request as SendGrid
+/// does (required fields, limits, content order, unique recipients); answers 202 with a unique
+/// X-Message-Id (200 in sandbox mode) or SendGrid-style `{"errors": [...]}`; records what it
+/// received; and injects faults on demand: any status (400, 401, 403, 413, 429 with rate-limit
+/// headers, 500, 503), delays, and closing the connection in the middle of the answer.
+///
+/// @code
+/// sendgrid_backend::testing::FakeSendgridServer server;          // listening on return
+/// settings.host_url = server.url();
+/// settings.api_key = server.api_key();
+/// server.push_fault({429});                                      // the next request gets 429
+/// @endcode
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/transport.hpp"
+
+namespace sendgrid_backend {
+inline namespace v0 {
+namespace testing {
+
+/// A fault for the next `times` requests (in the order faults were pushed).
+struct Fault {
+    int status =
+        0;  ///< answer with this status and a SendGrid-style error body; 0: answer normally
+    std::chrono::milliseconds delay{0};      ///< wait this long before answering
+    bool drop_connection = false;            ///< send part of the answer, then close the connection
+    std::optional<int> retry_after_seconds;  ///< a Retry-After header (with 429)
+    int times = 1;
+
+    Fault() = default;
+    /// A fault that answers `status_` (with SendGrid's error body for it).
+    explicit Fault(int status_) : status(status_) {}
+};
+
+/// One request as the server saw it.
+struct ReceivedRequest {
+    HttpHeaders headers;
+    std::string body;        ///< after gzip decoding
+    nlohmann::json payload;  ///< discarded (null) when the body was not JSON
+    int answered_status = 0;
+    std::string message_id;  ///< the X-Message-Id it answered with, if any
+};
+
+namespace detail {
+
+inline nlohmann::json error_body(const std::string& message,
+                                 const nlohmann::json& field = nullptr) {
+    return {{"errors", {{{"message", message}, {"field", field}, {"help", nullptr}}}}};
+}
+
+/// SendGrid's own checks of a mail/send body that a client can get wrong; empty when valid.
+inline nlohmann::json validate_mail_send(const nlohmann::json& body) {
+    nlohmann::json errors = nlohmann::json::array();
+    auto error = [&errors](const std::string& message, const nlohmann::json& field) {
+        errors.push_back({{"message", message}, {"field", field}, {"help", nullptr}});
+    };
+    auto is_address = [](const nlohmann::json& value) {
+        if (!value.is_object() || !value.contains("email") || !value["email"].is_string()) {
+            return false;
+        }
+        const std::string& email = value["email"].get_ref<const std::string&>();
+        const auto at = email.find('@');
+        return at != std::string::npos && at > 0 && email.find('.', at) != std::string::npos &&
+               email.find_first_of(" \r\n<>") == std::string::npos;
+    };
+    if (!body.is_object()) {
+        error("Bad Request", nullptr);
+        return errors;
+    }
+    if (!body.contains("from") || !is_address(body["from"])) {
+        error("The from email does not contain a valid address.", "from.email");
+    }
+    const bool has_template = body.contains("template_id") && body["template_id"].is_string() &&
+                              !body["template_id"].get_ref<const std::string&>().empty();
+    const auto& personalizations =
+        body.contains("personalizations") ? body["personalizations"] : nlohmann::json();
+    bool every_personalization_has_subject = true;
+    if (!personalizations.is_array() || personalizations.empty()) {
+        error(
+            "The personalizations field is required and must have at least one "
+            "personalization.",
+            "personalizations");
+    } else if (personalizations.size() > 1000) {
+        error("The personalizations field must have at most 1000 personalizations.",
+              "personalizations");
+    } else {
+        std::size_t recipients = 0;
+        for (std::size_t i = 0; i < personalizations.size(); ++i) {
+            const auto& p = personalizations[i];
+            const std::string prefix = "personalizations." + std::to_string(i);
+            if (!p.is_object() || !p.contains("to") || !p["to"].is_array() || p["to"].empty()) {
+                error(
+                    "The to array is required for all personalization objects, and must have "
+                    "at least one email object with a valid email address.",
+                    prefix + ".to");
+                continue;
+            }
+            if (!p.contains("subject")) every_personalization_has_subject = false;
+            std::set<std::string> seen;
+            for (const char* list : {"to", "cc", "bcc"}) {
+                if (!p.contains(list)) continue;
+                for (std::size_t k = 0; k < p[list].size(); ++k) {
+                    const auto& address = p[list][k];
+                    const std::string field = prefix + "." + list + "." + std::to_string(k);
+                    if (!is_address(address)) {
+                        error("Does not contain a valid address.", field + ".email");
+                        continue;
+                    }
+                    ++recipients;
+                    const auto email = sendgrid_backend::detail::to_lower_ascii(
+                        address["email"].get_ref<const std::string&>());
+                    if (!seen.insert(email).second) {
+                        error(
+                            "Each email address in the personalization block should be unique "
+                            "between to, cc, and bcc. We found the first duplicate instance "
+                            "of [" +
+                                email + "] in the personalizations." + std::to_string(i) + "." +
+                                list + " field.",
+                            prefix);
+                    }
+                }
+            }
+            if (p.contains("headers") && p["headers"].is_object()) {
+                for (const auto& [name, value] : p["headers"].items()) {
+                    const std::string lower = sendgrid_backend::detail::to_lower_ascii(name);
+                    for (const char* reserved :
+                         {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+                          "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc",
+                          "bcc"}) {
+                        if (lower == reserved) {
+                            error("The header " + name + " is reserved.", prefix + ".headers");
+                        }
+                    }
+                    if (!value.is_string())
+                        error("Header values must be strings.", prefix + ".headers");
+                }
+            }
+        }
+        if (recipients > 1000) {
+            error("The combined number of recipients in the personalizations exceeds 1000.",
+                  "personalizations");
+        }
+    }
+    if (!has_template && !every_personalization_has_subject &&
+        !(body.contains("subject") && body["subject"].is_string() &&
+          !body["subject"].get_ref<const std::string&>().empty())) {
+        error(
+            "The subject is required. You can get around this requirement if you use a "
+            "template with a subject defined or if every personalization has a subject "
+            "defined.",
+            "subject");
+    }
+    if (!has_template) {
+        const auto& content = body.contains("content") ? body["content"] : nlohmann::json();
+        if (!content.is_array() || content.empty()) {
+            error(
+                "Unless a valid template_id is provided, the content parameter is required. "
+                "There must be at least one defined content block.",
+                "content");
+        } else {
+            for (std::size_t i = 0; i < content.size(); ++i) {
+                const auto& part = content[i];
+                if (!part.is_object() || !part.contains("value") || !part["value"].is_string() ||
+                    part["value"].get_ref<const std::string&>().empty()) {
+                    error("The content value must be a string at least one character in length.",
+                          "content." + std::to_string(i) + ".value");
+                }
+                if (i > 0 && part.is_object() && part.value("type", "") == "text/plain") {
+                    error(
+                        "If present, text/plain must be first, followed by text/html, followed "
+                        "by any other content.",
+                        "content");
+                }
+            }
+        }
+    }
+    if (body.contains("categories")) {
+        const auto& categories = body["categories"];
+        if (!categories.is_array() || categories.size() > 10) {
+            error("Too many categories. There may be no more than 10 categories.", "categories");
+        } else {
+            for (const auto& category : categories) {
+                if (!category.is_string() || category.get_ref<const std::string&>().size() > 255) {
+                    error("A category cannot be more than 255 characters.", "categories");
+                }
+            }
+        }
+    }
+    if (body.contains("asm") && !(body["asm"].is_object() && body["asm"].contains("group_id") &&
+                                  body["asm"]["group_id"].is_number_integer())) {
+        error("The asm.group_id is required and must be an integer.", "asm.group_id");
+    }
+    return errors;
+}
+
+}  // namespace detail
+
+/// See the file comment. Starts listening in the constructor; stops and joins its thread in the
+/// destructor. Every member is safe to call from any thread.
+class FakeSendgridServer {
+  public:
+    /// Largest body accepted before answering 413, as SendGrid: 30 MB.
+    static constexpr std::size_t max_body_bytes = 30'000'000;
+
+    explicit FakeSendgridServer(std::string api_key = "SG.fake-test-key.0123456789",
+                                std::size_t worker_threads = 32)
+        : api_key_(std::move(api_key)) {
+        server_.new_task_queue = [worker_threads] {
+            return new httplib::ThreadPool(worker_threads);
+        };
+        server_.set_keep_alive_max_count(100000);
+        server_.set_payload_max_length(2 * max_body_bytes);
+        server_.Post("/v3/mail/send",
+                     [this](const httplib::Request& request, httplib::Response& response) {
+                         handle(request, response);
+                     });
+        // cpp-httplib listens with a backlog of 5: a burst of new connections (a batch opening
+        // 16 at once) would lose SYNs and stall a second each. Keep the socket, widen it below.
+        server_.set_socket_options([this](socket_t socket) {
+            httplib::default_socket_options(socket);
+            listen_socket_ = socket;
+        });
+        port_ = server_.bind_to_any_port("127.0.0.1");
+        if (port_ <= 0) throw std::runtime_error("FakeSendgridServer: cannot bind 127.0.0.1");
+        ::listen(listen_socket_, 1024);  // Linux: listening again only changes the backlog
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+        // httplib's stop() does nothing until the accept loop runs: wait for it, so that
+        // destroying a server right after constructing it cannot hang.
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!server_.is_running()) {
+            if (std::chrono::steady_clock::now() > give_up) {
+                server_.stop();
+                thread_.join();
+                throw std::runtime_error("FakeSendgridServer: the server did not start");
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+    }
+
+    ~FakeSendgridServer() { stop(); }
+
+    FakeSendgridServer(const FakeSendgridServer&) = delete;
+    FakeSendgridServer& operator=(const FakeSendgridServer&) = delete;
+
+    /// Stops listening and joins the server thread (idempotent).
+    void stop() {
+        server_.stop();
+        if (thread_.joinable()) thread_.join();
+    }
+
+    /// "http://127.0.0.1:<port>": the value for Settings::host_url.
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    int port() const noexcept { return port_; }
+    /// The key requests must carry as `Authorization: Bearer <key>`.
+    const std::string& api_key() const noexcept { return api_key_; }
+
+    /// Queues a fault for the next requests (after the faults already queued).
+    void push_fault(Fault fault) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        faults_.push_back(fault);
+    }
+
+    /// Delays every answer by `delay` (on top of any fault's delay).
+    void set_delay(std::chrono::milliseconds delay) { delay_ms_ = delay.count(); }
+
+    /// Every request received so far, in arrival order.
+    std::vector<ReceivedRequest> received() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return received_;
+    }
+    std::size_t received_count() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return received_.size();
+    }
+    /// Forget recorded requests (queued faults stay).
+    void clear_received() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        received_.clear();
+    }
+
+  private:
+    std::optional<Fault> take_fault() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (faults_.empty()) return std::nullopt;
+        Fault fault = faults_.front();
+        if (--faults_.front().times <= 0) faults_.pop_front();
+        return fault;
+    }
+
+    std::string next_message_id() {
+        // Unique per server: a random prefix and a counter, in SendGrid's alphabet.
+        static constexpr char alphabet[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        std::uint64_t counter = ++message_counter_;
+        std::uint64_t mix = (counter + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(port_)) *
+                            0xbf58476d1ce4e5b9ULL;
+        std::uint64_t mix2 = (mix ^ (mix >> 31)) * 0x94d049bb133111ebULL;
+        std::string id;
+        for (int i = 0; i < 10; ++i, mix >>= 6) id += alphabet[mix & 63];
+        for (int i = 0; i < 6; ++i, mix2 >>= 6) id += alphabet[mix2 & 63];
+        for (int i = 0; i < 6; ++i, counter >>= 6) id += alphabet[counter & 63];  // unique part
+        return id;
+    }
+
+    void answer_json(httplib::Response& response, int status, const nlohmann::json& body) {
+        response.status = status;
+        response.set_content(body.dump(), "application/json");
+    }
+
+    void handle(const httplib::Request& request, httplib::Response& response) {
+        ReceivedRequest received;
+        for (const auto& [name, value] : request.headers)
+            received.headers.emplace_back(name, value);
+        received.body = request.body;
+        received.payload = nlohmann::json::parse(request.body, nullptr, false);
+        if (received.payload.is_discarded()) received.payload = nullptr;
+
+        const std::optional<Fault> fault = take_fault();
+        const long long delay = delay_ms_.load() + (fault ? fault->delay.count() : 0);
+        if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+
+        respond(request, response, fault, received);
+        received.answered_status = response.status;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            received_.push_back(std::move(received));
+        }
+        if (fault && fault->drop_connection) {
+            // Promise a body, send a piece of it, then give up: the connection closes mid-answer.
+            response.body.clear();
+            response.headers.erase("Content-Type");
+            response.set_content_provider(1024, "application/json",
+                                          [](std::size_t, std::size_t, httplib::DataSink& sink) {
+                                              sink.write("{\"errors\":", 10);
+                                              return false;
+                                          });
+        }
+    }
+
+    void respond(const httplib::Request& request, httplib::Response& response,
+                 const std::optional<Fault>& fault, ReceivedRequest& received) {
+        if (request.get_header_value("Authorization") != "Bearer " + api_key_) {
+            // SendGrid's words; the presented key is never echoed back.
+            answer_json(response, 401,
+                        detail::error_body("The provided authorization grant is invalid, "
+                                           "expired, or revoked"));
+            return;
+        }
+        if (fault && fault->status != 0) {
+            inject(response, *fault);
+            return;
+        }
+        if (request.body.size() > max_body_bytes) {
+            answer_json(response, 413, detail::error_body("Payload Too Large"));
+            return;
+        }
+        const std::string content_type = request.get_header_value("Content-Type");
+        if (content_type.rfind("application/json", 0) != 0) {
+            answer_json(response, 415,
+                        detail::error_body("Content-Type should be application/json."));
+            return;
+        }
+        if (received.payload.is_null()) {
+            answer_json(response, 400, detail::error_body("Bad Request"));
+            return;
+        }
+        const nlohmann::json errors = detail::validate_mail_send(received.payload);
+        if (!errors.empty()) {
+            answer_json(response, 400, {{"errors", errors}});
+            return;
+        }
+        const auto& settings = received.payload.value("mail_settings", nlohmann::json::object());
+        if (settings.is_object() && settings.contains("sandbox_mode") &&
+            settings["sandbox_mode"].value("enable", false)) {
+            response.status = 200;  // sandbox: validated, not delivered, no message id
+            return;
+        }
+        received.message_id = next_message_id();
+        response.status = 202;
+        response.set_header("X-Message-Id", received.message_id);
+    }
+
+    void inject(httplib::Response& response, const Fault& fault) {
+        std::string message = "injected fault";
+        switch (fault.status) {
+            case 400:
+                message = "Bad Request (injected)";
+                break;
+            case 401:
+                message = "The provided authorization grant is invalid, expired, or revoked";
+                break;
+            case 403:
+                message = "access forbidden";
+                break;
+            case 413:
+                message = "Payload Too Large";
+                break;
+            case 429:
+                message = "too many requests";
+                break;
+            case 500:
+                message = "internal server error (injected)";
+                break;
+            case 503:
+                message = "service unavailable (injected)";
+                break;
+            default:
+                break;
+        }
+        if (fault.status == 429) {
+            const auto reset = std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count() +
+                               1;
+            response.set_header("X-RateLimit-Limit", "600");
+            response.set_header("X-RateLimit-Remaining", "0");
+            response.set_header("X-RateLimit-Reset", std::to_string(reset));
+            if (fault.retry_after_seconds) {
+                response.set_header("Retry-After", std::to_string(*fault.retry_after_seconds));
+            }
+        }
+        answer_json(response, fault.status, detail::error_body(message));
+    }
+
+    std::string api_key_;
+    httplib::Server server_;
+    std::thread thread_;
+    int port_ = 0;
+    socket_t listen_socket_ = -1;
+    std::atomic<long long> delay_ms_{0};
+    std::atomic<std::uint64_t> message_counter_{0};
+    mutable std::mutex mutex_;
+    std::deque<Fault> faults_;
+    std::vector<ReceivedRequest> received_;
+};
+
+}  // namespace testing
+}  // namespace v0
+}  // namespace sendgrid_backend

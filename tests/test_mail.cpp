@@ -1,0 +1,618 @@
+// SendgridBackend over real loopback HTTP against FakeSendgridServer (libcurl transport), plus
+// the in-memory outbox for what needs no network.
+#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/testing/fake_server.hpp>
+#include <sendgrid_backend/testing/outbox.hpp>
+#include <sendgrid_backend/transport/curl.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+#include "payload_recorder.hpp"
+
+using namespace std::chrono_literals;
+using sendgrid_backend::BackendOptions;
+using sendgrid_backend::EmailMessage;
+using sendgrid_backend::SendError;
+using sendgrid_backend::SendgridBackend;
+using sendgrid_backend::SendStatus;
+using sendgrid_backend::Settings;
+using sendgrid_backend::TransportError;
+using sendgrid_backend::testing::FakeSendgridServer;
+using sendgrid_backend::testing::Fault;
+
+namespace {
+
+EmailMessage make_message(const std::string& subject, const std::string& to = "jane@example.com") {
+    return EmailMessage(subject, "Body of " + subject, "Shop <shop@example.com>", {to});
+}
+
+/// Settings pointing at `server`, with retries fast enough for tests.
+Settings settings_for(const FakeSendgridServer& server) {
+    Settings settings;
+    settings.api_key = server.api_key();
+    settings.host_url = server.url();
+    settings.retry.initial_backoff = 1ms;
+    settings.retry.max_backoff = 5ms;
+    settings.timeout = 5000ms;
+    return settings;
+}
+
+/// Records every sendgrid_email_sent emission while it lives.
+struct Emissions {
+    struct Seen {
+        const SendgridBackend* sender;
+        std::string subject;
+        bool fail_flag;
+        sendgrid_backend::SendOutcome outcome;
+        std::thread::id thread;
+    };
+    std::mutex mutex;
+    std::vector<Seen> seen;
+    sendgrid_backend::ScopedConnection connection;
+
+    Emissions() {
+        connection = sendgrid_backend::sendgrid_email_sent.connect(
+            [this](const SendgridBackend& sender, const EmailMessage& message, bool fail_flag) {
+                std::lock_guard<std::mutex> lock(mutex);
+                seen.push_back(Seen{&sender, message.subject, fail_flag, message.outcome,
+                                    std::this_thread::get_id()});
+            });
+    }
+    std::size_t size() {
+        std::lock_guard<std::mutex> lock(mutex);
+        return seen.size();
+    }
+};
+
+/// Sends one message that is expected to fail, fail_silently; returns it with its outcome.
+EmailMessage send_expecting_failure(SendgridBackend& backend, Emissions& emissions) {
+    std::vector<EmailMessage> batch{make_message("doomed")};
+    CHECK(backend.send_messages(batch) == 0);
+    REQUIRE(emissions.size() == 1);
+    CHECK(emissions.seen[0].fail_flag);
+    return batch[0];
+}
+
+BackendOptions quietly() {
+    BackendOptions options;
+    options.fail_silently = true;
+    return options;
+}
+
+}  // namespace
+
+TEST_CASE("a send is accepted: id and status recorded, one emission, fail_flag false",
+          "[mail][http]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server));
+    Emissions emissions;
+
+    EmailMessage message = make_message("Welcome");
+    CHECK(backend.send_message(message));
+
+    CHECK(message.outcome.status == SendStatus::accepted);
+    CHECK(message.outcome.http_status == 202);
+    CHECK(message.outcome.attempts == 1);
+    CHECK(message.outcome.duration > 0ns);
+    CHECK(message.outcome.failure_reason.empty());
+    REQUIRE(emissions.size() == 1);
+    CHECK(emissions.seen[0].sender == &backend);
+    CHECK_FALSE(emissions.seen[0].fail_flag);
+    CHECK(emissions.seen[0].outcome.message_id == message.outcome.message_id);
+
+    const auto received = server.received();
+    REQUIRE(received.size() == 1);
+    CHECK(message.outcome.message_id == received[0].message_id);
+    CHECK(message.outcome.message_id.size() == 22);
+    const auto& headers = received[0].headers;
+    CHECK(sendgrid_backend::find_header(headers, "Authorization") == "Bearer " + server.api_key());
+    CHECK(sendgrid_backend::find_header(headers, "Content-Type") == "application/json");
+    CHECK(std::string(sendgrid_backend::find_header(headers, "User-Agent")) ==
+          "sendgrid_backend-cpp/" SENDGRID_BACKEND_VERSION_STRING);
+    // What went over the wire is exactly build_payload's JSON.
+    CHECK(received[0].payload == backend.build_payload(message));
+    test_support::record_payload("backend_sent", received[0].payload);
+}
+
+TEST_CASE("message ids are unique across sends", "[mail][http]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server));
+    std::vector<EmailMessage> batch;
+    for (int i = 0; i < 20; ++i) batch.push_back(make_message("m" + std::to_string(i)));
+    CHECK(backend.send_messages(batch) == 20);
+    std::set<std::string> ids;
+    for (const auto& message : batch) ids.insert(message.outcome.message_id);
+    CHECK(ids.size() == 20);
+}
+
+TEST_CASE("each injected HTTP fault is recorded with SendGrid's errors and fail_flag true",
+          "[mail][http]") {
+    const int statuses[] = {400, 401, 403, 413, 429, 500, 503};
+    for (int status : statuses) {
+        INFO("status " << status);
+        FakeSendgridServer server;
+        Settings settings = settings_for(server);
+        settings.retry.max_attempts = 1;  // see the fault itself, not a retry
+        SendgridBackend backend(settings, quietly());
+        Emissions emissions;
+        server.push_fault(Fault{status});
+
+        const EmailMessage message = send_expecting_failure(backend, emissions);
+        CHECK(message.outcome.status == SendStatus::rejected);
+        CHECK(message.outcome.http_status == status);
+        CHECK(message.outcome.transport_error == TransportError::none);
+        REQUIRE(message.outcome.errors.size() == 1);
+        CHECK_FALSE(message.outcome.errors[0].message.empty());
+        CHECK(message.outcome.failure_reason.rfind("HTTP " + std::to_string(status), 0) == 0);
+        CHECK(message.outcome.message_id.empty());
+    }
+}
+
+TEST_CASE("a wrong key is answered 401 by the server's own check", "[mail][http]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.api_key = "SG.wrong-key";
+    SendgridBackend backend(settings, quietly());
+    Emissions emissions;
+    const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.http_status == 401);
+    CHECK(message.outcome.errors.at(0).message ==
+          "The provided authorization grant is invalid, expired, or revoked");
+}
+
+TEST_CASE("SendGrid's validation errors come back field by field", "[mail][http]") {
+    FakeSendgridServer server;
+    // A transport that sends a payload the builder would never make: no subject, no content.
+    struct RawTransport : sendgrid_backend::CurlTransport {
+        sendgrid_backend::HttpResponse send(const sendgrid_backend::HttpRequest& request) override {
+            auto broken = request;
+            broken.body = R"({"from":{"email":"shop@example.com"},
+                              "personalizations":[{"to":[{"email":"a@example.com"},
+                                                         {"email":"A@example.com"}]}]})";
+            return CurlTransport::send(broken);
+        }
+        std::vector<sendgrid_backend::HttpResponse> send_batch(
+            const std::vector<sendgrid_backend::HttpRequest>& requests, std::size_t) override {
+            return {send(requests.at(0))};
+        }
+    };
+    BackendOptions options = quietly();
+    options.transport = std::make_shared<RawTransport>();
+    SendgridBackend backend(settings_for(server), options);
+    Emissions emissions;
+    const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.http_status == 400);
+    std::set<std::string> fields;
+    for (const auto& error : message.outcome.errors) fields.insert(error.field);
+    CHECK(fields == std::set<std::string>{"personalizations.0", "subject", "content"});
+}
+
+TEST_CASE("429 then success: retried, attempts counted", "[mail][http][retry]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server));
+    Emissions emissions;
+    Fault rate_limited{429};
+    rate_limited.retry_after_seconds = 0;
+    rate_limited.times = 2;
+    server.push_fault(rate_limited);
+
+    EmailMessage message = make_message("patient");
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.attempts == 3);
+    CHECK(message.outcome.http_status == 202);
+    CHECK(server.received_count() == 3);
+    REQUIRE(emissions.size() == 1);  // one emission, after the final attempt
+    CHECK_FALSE(emissions.seen[0].fail_flag);
+    CHECK(emissions.seen[0].outcome.attempts == 3);
+}
+
+TEST_CASE("a 429's Retry-After is honoured before the retry", "[mail][http][retry]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server));
+    Fault rate_limited{429};
+    rate_limited.retry_after_seconds = 1;
+    server.push_fault(rate_limited);
+    EmailMessage message = make_message("waits");
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.attempts == 2);
+    CHECK(message.outcome.duration >= 1s);  // the wait the server asked for, not a speed claim
+}
+
+TEST_CASE("retries stop after max_attempts", "[mail][http][retry]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.retry.max_attempts = 3;
+    SendgridBackend backend(settings, quietly());
+    Emissions emissions;
+    Fault rate_limited{429};
+    rate_limited.retry_after_seconds = 0;
+    rate_limited.times = 10;
+    server.push_fault(rate_limited);
+    const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.attempts == 3);
+    CHECK(message.outcome.http_status == 429);
+    CHECK(server.received_count() == 3);
+}
+
+TEST_CASE("5xx is not retried unless opted in; 4xx never", "[mail][http][retry]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    {
+        SendgridBackend backend(settings, quietly());
+        Emissions emissions;
+        server.push_fault(Fault{503});
+        CHECK(send_expecting_failure(backend, emissions).outcome.attempts == 1);
+    }
+    {
+        SendgridBackend backend(settings, quietly());
+        Emissions emissions;
+        server.push_fault(Fault{400});
+        CHECK(send_expecting_failure(backend, emissions).outcome.attempts == 1);
+    }
+    settings.retry.retry_server_errors = true;
+    SendgridBackend backend(settings);
+    server.push_fault(Fault{503});
+    EmailMessage message = make_message("retried 5xx");
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.attempts == 2);
+}
+
+TEST_CASE("connection refused: a transport failure, retried because nothing was sent",
+          "[mail][http][retry]") {
+    Settings settings;
+    {
+        FakeSendgridServer closed;
+        settings = settings_for(closed);
+    }  // the port is free again: nothing listens there now
+    settings.retry.max_attempts = 3;
+    SendgridBackend backend(settings, quietly());
+    Emissions emissions;
+    const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.status == SendStatus::transport_failed);
+    CHECK(message.outcome.transport_error == TransportError::connection_failed);
+    CHECK(message.outcome.http_status == 0);
+    CHECK(message.outcome.attempts == 3);
+    CHECK(message.outcome.failure_reason.rfind("connection_failed: ", 0) == 0);
+}
+
+TEST_CASE("a slow server times out and is not retried (it may have accepted)",
+          "[mail][http][retry]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.timeout = 300ms;
+    SendgridBackend backend(settings, quietly());
+    Emissions emissions;
+    Fault slow;
+    slow.delay = 1500ms;
+    server.push_fault(slow);
+    const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.transport_error == TransportError::timeout);
+    CHECK(message.outcome.attempts == 1);
+}
+
+TEST_CASE("a connection closed mid-answer is a receive failure, not retried",
+          "[mail][http][retry]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server), quietly());
+    Emissions emissions;
+    Fault drop;
+    drop.drop_connection = true;
+    server.push_fault(drop);
+    const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.transport_error == TransportError::receive_failed);
+    CHECK(message.outcome.attempts == 1);
+    // The backend recovers: the next send on a fresh connection works.
+    EmailMessage next = make_message("after the drop");
+    CHECK(backend.send_message(next));
+}
+
+TEST_CASE("fail_silently=false: every message attempted and emitted, then one SendError",
+          "[mail][http]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.max_in_flight = 1;  // the fault hits the first request
+    settings.retry.max_attempts = 1;
+    SendgridBackend backend(settings);
+    Emissions emissions;
+    server.push_fault(Fault{500});
+    std::vector<EmailMessage> batch{make_message("first"), make_message("second"),
+                                    make_message("third", "not-an-address")};
+    try {
+        backend.send_messages(batch);
+        FAIL("no SendError");
+    } catch (const SendError& error) {
+        REQUIRE(error.failures().size() == 2);
+        CHECK(error.failures()[0].index == 0);
+        CHECK(error.failures()[0].status == SendStatus::rejected);
+        CHECK(error.failures()[0].http_status == 500);
+        CHECK(error.failures()[1].index == 2);
+        CHECK(error.failures()[1].status == SendStatus::invalid);
+        CHECK(error.failures()[1].reason.rfind("to[0]: ", 0) == 0);
+        CHECK(std::string(error.what()).find("2 of 3 message(s) not sent") != std::string::npos);
+    }
+    REQUIRE(emissions.size() == 3);
+    CHECK(emissions.seen[0].fail_flag);
+    CHECK_FALSE(emissions.seen[1].fail_flag);
+    CHECK(emissions.seen[2].fail_flag);
+    CHECK(emissions.seen[2].outcome.status == SendStatus::invalid);
+    CHECK(batch[1].outcome.accepted());
+}
+
+TEST_CASE("fail_silently=true: no exception, the count says what was accepted", "[mail][http]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server), quietly());
+    Emissions emissions;
+    std::vector<EmailMessage> batch{make_message("ok"), make_message("bad", "bad")};
+    CHECK(backend.send_messages(batch) == 1);
+    CHECK(emissions.size() == 2);
+    CHECK(batch[1].outcome.failure_reason.rfind("to[0]: ", 0) == 0);
+}
+
+TEST_CASE("1000 messages with 8 in flight: exactly 1000 emissions, each message once",
+          "[mail][http][batch]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.max_in_flight = 8;
+    SendgridBackend backend(settings);
+    Emissions emissions;
+    std::vector<EmailMessage> batch;
+    for (int i = 0; i < 1000; ++i) batch.push_back(make_message("n" + std::to_string(i)));
+
+    CHECK(backend.send_messages(batch) == 1000);
+
+    REQUIRE(emissions.size() == 1000);
+    std::map<std::string, int> times_seen;
+    for (const auto& seen : emissions.seen) {
+        ++times_seen[seen.subject];
+        CHECK_FALSE(seen.fail_flag);
+        CHECK(seen.thread == std::this_thread::get_id());  // handlers run on the caller's thread
+    }
+    CHECK(times_seen.size() == 1000);
+    for (const auto& [subject, count] : times_seen) CHECK(count == 1);
+    CHECK(server.received_count() == 1000);
+    std::set<std::string> ids;
+    for (const auto& message : batch) ids.insert(message.outcome.message_id);
+    CHECK(ids.size() == 1000);
+}
+
+TEST_CASE("4 threads share one backend", "[mail][http][threading]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.max_in_flight = 4;
+    const SendgridBackend backend(settings);
+    Emissions emissions;
+    std::vector<std::thread> threads;
+    std::atomic<std::size_t> accepted{0};
+    std::vector<std::thread::id> ids(4);
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            ids[static_cast<std::size_t>(t)] = std::this_thread::get_id();
+            std::vector<EmailMessage> batch;
+            for (int i = 0; i < 50; ++i) {
+                batch.push_back(make_message("t" + std::to_string(t) + "-" + std::to_string(i)));
+            }
+            accepted += backend.send_messages(batch);
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    CHECK(accepted == 200);
+    REQUIRE(emissions.size() == 200);
+    std::set<std::string> subjects;
+    for (const auto& seen : emissions.seen) {
+        subjects.insert(seen.subject);
+        // Each emission happened on the thread that sent that message.
+        const auto thread_index = static_cast<std::size_t>(seen.subject[1] - '0');
+        CHECK(seen.thread == ids[thread_index]);
+    }
+    CHECK(subjects.size() == 200);
+    CHECK(server.received_count() == 200);
+}
+
+TEST_CASE("sendgrid_pre_send can modify and cancel messages", "[mail][http][pre_send]") {
+    FakeSendgridServer server;
+    SendgridBackend backend(settings_for(server), quietly());
+    Emissions emissions;
+    sendgrid_backend::ScopedConnection hook = sendgrid_backend::sendgrid_pre_send.connect(
+        [](const SendgridBackend&, EmailMessage& message) {
+            if (message.subject == "cancel me") throw sendgrid_backend::CancelSend("unsubscribed");
+            if (message.subject == "broken hook") throw std::runtime_error("hook bug");
+            message.subject = "[edited] " + message.subject;
+            message.categories.push_back("edited");
+        });
+    std::vector<EmailMessage> batch{make_message("keep"), make_message("cancel me"),
+                                    make_message("broken hook")};
+    CHECK(backend.send_messages(batch) == 1);
+
+    const auto received = server.received();
+    REQUIRE(received.size() == 1);
+    CHECK(received[0].payload["subject"] == "[edited] keep");
+    CHECK(received[0].payload["categories"] == nlohmann::json::array({"edited"}));
+
+    REQUIRE(emissions.size() == 3);
+    CHECK_FALSE(emissions.seen[0].fail_flag);
+    CHECK(emissions.seen[1].fail_flag);
+    CHECK(emissions.seen[1].outcome.status == SendStatus::cancelled);
+    CHECK(emissions.seen[1].outcome.failure_reason == "cancelled: unsubscribed");
+    CHECK(emissions.seen[2].outcome.status == SendStatus::cancelled);
+    CHECK(emissions.seen[2].outcome.failure_reason.find("hook bug") != std::string::npos);
+}
+
+TEST_CASE("a throwing handler neither fails an accepted send nor stops the batch", "[mail][http]") {
+    FakeSendgridServer server;
+    std::vector<std::string> reported;
+    BackendOptions options;
+    options.on_handler_error = [&](const EmailMessage& message, std::exception_ptr error) {
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            reported.push_back(message.subject + ": " + e.what());
+        }
+    };
+    SendgridBackend backend(settings_for(server), options);
+    sendgrid_backend::ScopedConnection thrower = sendgrid_backend::sendgrid_email_sent.connect(
+        [](const SendgridBackend&, const EmailMessage&, bool) {
+            throw std::runtime_error("metrics down");
+        });
+    Emissions emissions;  // connected after the thrower: still called
+    std::vector<EmailMessage> batch{make_message("a"), make_message("b")};
+    CHECK(backend.send_messages(batch) == 2);  // no SendError: both accepted
+    CHECK(emissions.size() == 2);
+    CHECK(reported == std::vector<std::string>{"a: metrics down", "b: metrics down"});
+}
+
+TEST_CASE("sandbox mode: validated by the server, answered 200, counted as sent", "[mail][http]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.debug = true;  // sandbox_mode_in_debug defaults to true
+    SendgridBackend backend(settings);
+    CHECK(backend.sandbox_mode());
+    EmailMessage message = make_message("sandboxed");
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.http_status == 200);
+    CHECK(message.outcome.message_id.empty());
+    CHECK(server.received()[0].payload["mail_settings"]["sandbox_mode"]["enable"] == true);
+}
+
+TEST_CASE("large bodies are sent gzip-compressed and arrive intact", "[mail][http]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.gzip_min_bytes = 1024;
+    SendgridBackend backend(settings);
+    EmailMessage small = make_message("small");
+    EmailMessage large = make_message("large");
+    large.body = std::string(50'000, 'x');
+    CHECK(backend.send_message(small));
+    CHECK(backend.send_message(large));
+    const auto received = server.received();
+    REQUIRE(received.size() == 2);
+    CHECK(sendgrid_backend::find_header(received[0].headers, "Content-Encoding").empty());
+    CHECK(sendgrid_backend::find_header(received[1].headers, "Content-Encoding") == "gzip");
+    CHECK(received[1].payload == backend.build_payload(large));
+}
+
+TEST_CASE("echo to a stream writes each message, never the key", "[mail][http]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.echo_to_stdout = true;
+    std::ostringstream stream;
+    BackendOptions options;
+    options.stream = &stream;
+    SendgridBackend backend(settings, options);
+    EmailMessage message = make_message("Echoed");
+    message.attach("a.txt", "hello");
+    CHECK(backend.send_message(message));
+    const std::string echoed = stream.str();
+    CHECK(echoed.find("Subject: Echoed\n") != std::string::npos);
+    CHECK(echoed.find("To: jane@example.com\n") != std::string::npos);
+    CHECK(echoed.find("Body of Echoed") != std::string::npos);
+    CHECK(echoed.find("[attachment a.txt, 5 bytes]") != std::string::npos);
+    CHECK(echoed.find(std::string(79, '-')) != std::string::npos);
+    CHECK(echoed.find(server.api_key()) == std::string::npos);
+}
+
+TEST_CASE("the API key appears in no error text, reason or echo", "[mail][http][secrets]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.echo_to_stdout = true;
+    settings.retry.max_attempts = 1;
+    std::ostringstream stream;
+    BackendOptions options;
+    options.stream = &stream;
+    SendgridBackend backend(settings, options);
+    const std::string key = server.api_key();
+
+    for (int status : {400, 401, 403, 413, 429, 500, 503}) server.push_fault(Fault{status});
+    Fault drop;
+    drop.drop_connection = true;
+    server.push_fault(drop);
+    std::vector<EmailMessage> batch;
+    for (int i = 0; i < 8; ++i) batch.push_back(make_message("s" + std::to_string(i)));
+    batch.push_back(make_message("invalid", "x"));
+    std::string texts;
+    try {
+        backend.send_messages(batch);
+        FAIL("no SendError");
+    } catch (const SendError& error) {
+        texts += error.what();
+        CHECK(error.failures().size() == 9);
+    }
+    for (const auto& message : batch) {
+        texts += message.outcome.failure_reason;
+        for (const auto& e : message.outcome.errors) texts += e.message + e.field + e.help;
+    }
+    texts += stream.str();
+    try {
+        Settings no_url = settings;
+        no_url.host_url = "ftp://example.com";
+        SendgridBackend broken(no_url);
+    } catch (const std::exception& e) {
+        texts += e.what();
+    }
+    CHECK_FALSE(texts.empty());
+    CHECK(texts.find(key) == std::string::npos);
+    CHECK(texts.find("SG.fake") == std::string::npos);
+}
+
+TEST_CASE("a missing API key is ImproperlyConfigured; an explicit key beats the settings",
+          "[mail]") {
+    Settings settings;
+    CHECK_THROWS_AS(SendgridBackend(settings), sendgrid_backend::ImproperlyConfigured);
+    settings.api_key = "   ";
+    CHECK_THROWS_AS(SendgridBackend(settings), sendgrid_backend::ImproperlyConfigured);
+    try {
+        SendgridBackend backend(settings);
+    } catch (const sendgrid_backend::ImproperlyConfigured& e) {
+        CHECK(e.setting() == "SENDGRID_API_KEY");
+    }
+
+    auto outbox = std::make_shared<sendgrid_backend::testing::OutboxTransport>();
+    BackendOptions options;
+    options.api_key = "SG.explicit";
+    options.transport = outbox;
+    settings.api_key = "SG.from-settings";
+    SendgridBackend backend(settings, options);
+    EmailMessage message = make_message("keyed");
+    CHECK(backend.send_message(message));
+    CHECK(sendgrid_backend::find_header(outbox->requests().at(0).headers, "Authorization") ==
+          "Bearer SG.explicit");
+    CHECK(message.outcome.message_id == "outbox-0");
+}
+
+TEST_CASE("the host URL selects the endpoint (e.g. the EU region)", "[mail]") {
+    Settings settings;
+    settings.api_key = "SG.x";
+    BackendOptions options;
+    options.transport = std::make_shared<sendgrid_backend::testing::OutboxTransport>();
+    CHECK(SendgridBackend(settings, options).send_url() == "https://api.sendgrid.com/v3/mail/send");
+    settings.host_url = "https://api.eu.sendgrid.com/";
+    CHECK(SendgridBackend(settings, options).send_url() ==
+          "https://api.eu.sendgrid.com/v3/mail/send");
+    settings.host_url = "api.sendgrid.com";
+    CHECK_THROWS_AS(SendgridBackend(settings, options), sendgrid_backend::ImproperlyConfigured);
+}
+
+TEST_CASE("the outbox transport keeps every payload, like Django's mail.outbox", "[mail]") {
+    auto outbox = std::make_shared<sendgrid_backend::testing::OutboxTransport>();
+    Settings settings;
+    settings.api_key = "SG.x";
+    BackendOptions options;
+    options.transport = outbox;
+    SendgridBackend backend(settings, options);
+    std::vector<EmailMessage> batch{make_message("one"), make_message("two")};
+    CHECK(backend.send_messages(batch) == 2);
+    const auto sent = outbox->outbox();
+    REQUIRE(sent.size() == 2);
+    CHECK(sent[0]["subject"] == "one");
+    CHECK(sent[1]["subject"] == "two");
+    outbox->clear();
+    CHECK(outbox->size() == 0);
+}
