@@ -29,8 +29,17 @@ class RatioReporter : public benchmark::ConsoleReporter {
             const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
             if (!single && !median) continue;
             const std::string name = run.run_name.str();
-            if (ns_per_iteration_.count(name) == 0) names_.push_back(name);
-            ns_per_iteration_[name] = run.GetAdjustedRealTime();
+            if (cost_.count(name) == 0) names_.push_back(name);
+            // Benchmarks that count items (messages, bytes) compare cost per item, so that runs
+            // of different sizes compare fairly; the others compare time per iteration.
+            double cost = run.GetAdjustedRealTime();
+            for (const char* counter : {"items_per_second", "bytes_per_second"}) {
+                auto found = run.counters.find(counter);
+                if (found != run.counters.end() && found->second.value > 0) {
+                    cost = 1.0 / found->second.value;
+                }
+            }
+            cost_[name] = cost;
         }
         ConsoleReporter::ReportRuns(runs);
     }
@@ -38,23 +47,24 @@ class RatioReporter : public benchmark::ConsoleReporter {
     void Finalize() override {
         ConsoleReporter::Finalize();
         std::printf(
-            "\nratio = time / time of the baseline (same run, median if repeated; < 1 is "
-            "faster)\n");
+            "\nratio = cost / cost of the baseline, where cost is the time per item for benchmarks\n"
+            "that count items or bytes and the time per iteration otherwise (same run, median\n"
+            "if repeated; < 1 is cheaper)\n");
         for (const auto& name : names_) {
             const std::string baseline = baseline_of_(name);
-            auto found = ns_per_iteration_.find(baseline);
-            if (baseline.empty() || found == ns_per_iteration_.end() || found->second <= 0) {
+            auto found = cost_.find(baseline);
+            if (baseline.empty() || found == cost_.end() || found->second <= 0) {
                 continue;
             }
             std::printf("  %-60s vs %-40s %6.3f\n", name.c_str(), baseline.c_str(),
-                        ns_per_iteration_[name] / found->second);
+                        cost_[name] / found->second);
         }
     }
 
   private:
     BaselineOf baseline_of_;
     std::vector<std::string> names_;
-    std::map<std::string, double> ns_per_iteration_;
+    std::map<std::string, double> cost_;
 };
 
 /// Replaces `from` with `to` in `name` once; "" when `from` is not there.

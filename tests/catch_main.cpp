@@ -1,7 +1,3 @@
-// The one Catch2 main for every test executable, compiled once.
-#if __has_include(<catch2/catch_all.hpp>)
-#include <catch2/catch_all.hpp>
-#else
+// The one Catch2 v2 main for every test executable, compiled once (v3 links Catch2WithMain).
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
-#endif
