@@ -39,7 +39,8 @@ EmailMessage kitchen_sink_message() {
                          {"Jane <jane@example.com>", "bob@example.com"}, {"cc@example.com"},
                          {"bcc@example.com"});
     message.reply_to = {"help@example.com"};
-    message.extra_headers = {{"X-Campaign", "sink"}, {"List-Unsubscribe", "<mailto:u@example.com>"}};
+    message.extra_headers = {{"X-Campaign", "sink"},
+                             {"List-Unsubscribe", "<mailto:u@example.com>"}};
     message.attach("a.txt", "hello world", "text/plain");
     message.attach_inline("logo", "logo.png", std::string(2048, 'p'));
     message.attach_alternative("<p>HTML</p>", "text/html");
@@ -94,7 +95,8 @@ void BM_dump(benchmark::State& state, const std::string& name) {
 const std::string& megabyte() {
     static const std::string bytes = [] {
         std::string data(1 << 20, '\0');
-        for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+        for (std::size_t i = 0; i < data.size(); ++i)
+            data[i] = static_cast<char>((i * 2654435761u) >> 13);
         return data;
     }();
     return bytes;
@@ -106,7 +108,8 @@ void BM_base64(benchmark::State& state) {
         std::string encoded = sendgrid_backend::detail::base64_encode(input);
         benchmark::DoNotOptimize(encoded);
     }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(input.size()));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(input.size()));
 }
 
 void BM_memcpy(benchmark::State& state) {
@@ -117,7 +120,8 @@ void BM_memcpy(benchmark::State& state) {
         benchmark::DoNotOptimize(copy.data());
         benchmark::ClobberMemory();
     }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(input.size()));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(input.size()));
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
     void Finalize() override {
         ConsoleReporter::Finalize();
         std::printf(
-            "\nratio = cost / cost of the baseline, where cost is the time per item for benchmarks\n"
+            "\nratio = cost / cost of the baseline, where cost is the time per item for "
+            "benchmarks\n"
             "that count items or bytes and the time per iteration otherwise (same run, median\n"
             "if repeated; < 1 is cheaper)\n");
         for (const auto& name : names_) {

@@ -134,7 +134,7 @@ inline Address parse_address(std::string_view text, const std::string& field) {
             address.name = std::string(name_part);
         }
         mailbox = trimmed.substr(open + 1, trimmed.size() - open - 2);
-    } else if (trimmed.find_first_of("<>\"") != std::string_view::npos) {
+    } else if (detail::contains_any(trimmed, "<>\"")) {
         detail::throw_bad_address(field, text, "unbalanced '<', '>' or '\"'");
     }
     const std::string problem = detail::mailbox_problem(mailbox);

@@ -295,37 +295,38 @@ class SendgridBackend {
     /// Sends the pending requests, retrying what may be retried, and records the outcomes.
     void deliver(EmailMessage* messages, std::vector<PendingSend>& pending) const {
         using clock = std::chrono::steady_clock;
-        std::vector<PendingSend*> round;
-        round.reserve(pending.size());
-        for (auto& send : pending) round.push_back(&send);
+        // The first round sends every request; later rounds only what is to be retried.
+        std::vector<HttpRequest> requests;
+        requests.reserve(pending.size());
+        for (auto& send : pending) requests.push_back(std::move(send.request));
+        std::vector<std::size_t> round(pending.size());
+        for (std::size_t k = 0; k < round.size(); ++k) round[k] = k;
         std::vector<clock::time_point> first_started(pending.size());
+        std::vector<HttpRequest> retry_requests;
         for (int attempt = 1; !round.empty(); ++attempt) {
-            std::vector<HttpRequest> requests;
-            requests.reserve(round.size());
-            for (const PendingSend* send : round) requests.push_back(send->request);
             const clock::time_point round_started = clock::now();
-            std::vector<HttpResponse> responses =
-                options_.transport->send_batch(requests, settings_.max_in_flight);
+            std::vector<HttpResponse> responses = options_.transport->send_batch(
+                attempt == 1 ? requests : retry_requests, settings_.max_in_flight);
             const clock::time_point round_finished = clock::now();
 
-            std::vector<PendingSend*> retry;
+            std::vector<std::size_t> retry;
             std::chrono::milliseconds wait{0};
             for (std::size_t k = 0; k < round.size(); ++k) {
-                PendingSend& send = *round[k];
-                HttpResponse& response = responses[k];
+                const std::size_t slot = round[k];
+                HttpResponse& response = responses.at(k);
                 // A transport may leave the time points unset; the round's bounds stand in.
                 if (response.started == clock::time_point{}) response.started = round_started;
                 if (response.finished == clock::time_point{}) response.finished = round_finished;
-                EmailMessage& message = messages[send.index];
-                const std::size_t slot = static_cast<std::size_t>(&send - pending.data());
                 if (attempt == 1) first_started[slot] = response.started;
-                record(message, response, attempt, first_started[slot]);
+                record(messages[pending[slot].index], response, attempt, first_started[slot]);
                 if (auto delay = retry_delay(response, attempt)) {
-                    retry.push_back(&send);
+                    retry.push_back(slot);
                     wait = std::max(wait, *delay);
                 }
             }
             if (!retry.empty() && wait.count() > 0) std::this_thread::sleep_for(wait);
+            retry_requests.clear();
+            for (std::size_t slot : retry) retry_requests.push_back(requests[slot]);
             round = std::move(retry);
         }
     }

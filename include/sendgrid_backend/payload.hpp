@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -132,9 +133,26 @@ inline nlohmann::json string_map_to_json(const std::map<std::string, std::string
     return object;
 }
 
-inline nlohmann::json address_json(const Address& address) {
-    nlohmann::json object = {{"email", address.email}};
-    if (!address.name.empty()) object["name"] = address.name;
+// Objects are filled key by key: nlohmann's initializer lists copy every value twice, which
+// shows in the benchmarks (bodies and base64 attachments are the big values).
+inline nlohmann::json address_json(Address address) {
+    nlohmann::json object = nlohmann::json::object();
+    object["email"] = std::move(address.email);
+    if (!address.name.empty()) object["name"] = std::move(address.name);
+    return object;
+}
+
+/// {"enable": value}, the shape of every SendGrid on/off setting.
+inline nlohmann::json enable_json(bool value) {
+    nlohmann::json object = nlohmann::json::object();
+    object["enable"] = value;
+    return object;
+}
+
+inline nlohmann::json content_json(std::string_view type, const std::string& value) {
+    nlohmann::json object = nlohmann::json::object();
+    object["type"] = type;
+    object["value"] = value;
     return object;
 }
 
@@ -159,38 +177,52 @@ inline void check_header(std::string_view name, std::string_view value, const st
 /// Turns the recipients of one personalization into JSON, enforcing SendGrid's rules.
 class PersonalizationRecipients {
   public:
-    PersonalizationRecipients(bool deduplicate) : deduplicate_(deduplicate) {}
+    /// `single`: the personalization holds one address in all, so there is nothing to compare
+    /// (make_private's common case: no bookkeeping at all).
+    PersonalizationRecipients(bool deduplicate, bool single)
+        : deduplicate_(deduplicate), single_(single) {}
 
-    /// `skip_blank`: Django lets cc/bcc hold empty strings; they are skipped, not refused.
-    /// `first_index` numbers the addresses in error paths (make_private passes one at a time).
-    nlohmann::json add(const std::vector<std::string>& addresses, const std::string& field,
+    /// Adds `count` addresses starting at `addresses`. `skip_blank`: Django lets cc/bcc hold
+    /// empty strings; they are skipped, not refused. `first_index` numbers the addresses in
+    /// error paths (make_private passes one at a time).
+    nlohmann::json add(const std::string* addresses, std::size_t count, const std::string& field,
                        bool skip_blank, std::size_t first_index = 0) {
         nlohmann::json list = nlohmann::json::array();
-        for (std::size_t i = 0; i < addresses.size(); ++i) {
-            const std::string path = indexed(field, first_index + i);
+        for (std::size_t i = 0; i < count; ++i) {
+            // The error path ("to[3]") is only spelled out when there is an error to report.
+            auto path = [&] { return indexed(field, first_index + i); };
             if (skip_blank && trim(addresses[i]).empty()) continue;
-            Address address = parse_address(addresses[i], path);
-            if (address.name.find_first_of(";,") != std::string::npos) {
-                throw InvalidMessage(path, "the display name " + quote_for_error(address.name) +
-                                               " holds ';' or ',', which SendGrid refuses in "
-                                               "recipient names");
+            Address address;
+            try {
+                address = parse_address(addresses[i], field);
+            } catch (const InvalidMessage& invalid) {
+                throw InvalidMessage(path(), invalid.reason());
+            }
+            if (contains_any(address.name, ";,")) {
+                throw InvalidMessage(path(), "the display name " + quote_for_error(address.name) +
+                                                 " holds ';' or ',', which SendGrid refuses in "
+                                                 "recipient names");
+            }
+            if (single_) {
+                list.push_back(address_json(std::move(address)));
+                continue;
             }
             std::string key = to_lower_ascii(address.email);
-            auto seen = seen_.find(key);
-            if (seen != seen_.end()) {
+            if (const std::size_t* first = find(key)) {
                 // Within cc and within bcc, the original drops repeats silently; elsewhere it is
                 // a mistake worth reporting unless the caller asked for de-duplication.
-                if (deduplicate_ || (seen->second == field && field_drops_repeats(field))) {
+                const std::string& first_field = fields_[*first];
+                if (deduplicate_ || (first_field == field && field_drops_repeats(field))) {
                     continue;
                 }
-                throw InvalidMessage(path, quote_for_error(address.email) + " is already in " +
-                                               seen->second +
-                                               "; SendGrid refuses an address twice in one "
-                                               "personalization (set deduplicate_recipients to "
-                                               "drop repeats)");
+                throw InvalidMessage(path(), quote_for_error(address.email) + " is already in " +
+                                                 first_field +
+                                                 "; SendGrid refuses an address twice in one "
+                                                 "personalization (set deduplicate_recipients to "
+                                                 "drop repeats)");
             }
-            seen_.emplace(std::move(key), field);
-            list.push_back(address_json(address));
+            remember(std::move(key), field);
+            list.push_back(address_json(std::move(address)));
         }
         count_ += list.size();
         return list;
@@ -207,8 +239,38 @@ class PersonalizationRecipients {
         return ends_with("cc") || ends_with("bcc");
     }
 
+    /// The index in fields_ of the list that already holds `key`, or null.
+    const std::size_t* find(const std::string& key) const {
+        if (!by_key_.empty()) {
+            auto found = by_key_.find(key);
+            return found == by_key_.end() ? nullptr : &found->second;
+        }
+        for (const auto& [seen, field] : small_) {
+            if (seen == key) return &field;
+        }
+        return nullptr;
+    }
+
+    void remember(std::string key, const std::string& field) {
+        if (fields_.empty() || fields_.back() != field) fields_.push_back(field);
+        const std::size_t field_index = fields_.size() - 1;
+        // Most personalizations hold a handful of addresses: a vector beats a hash set there.
+        if (by_key_.empty() && small_.size() < 32) {
+            small_.emplace_back(std::move(key), field_index);
+            return;
+        }
+        if (by_key_.empty()) {
+            for (auto& entry : small_) by_key_.emplace(std::move(entry.first), entry.second);
+            small_.clear();
+        }
+        by_key_.emplace(std::move(key), field_index);
+    }
+
     bool deduplicate_;
-    std::map<std::string, std::string> seen_;  // lower-cased email -> the list it came from
+    bool single_;
+    std::vector<std::string> fields_;  // the lists seen so far, e.g. "to", "cc"
+    std::vector<std::pair<std::string, std::size_t>> small_;  // lower-cased email -> fields_ index
+    std::unordered_map<std::string, std::size_t> by_key_;     // the same once small_ is full
     std::size_t count_ = 0;
 };
 
@@ -293,7 +355,7 @@ class PayloadBuilder {
                 if (!seen.insert(to_lower_ascii(address.email)).second) {
                     throw InvalidMessage(path, quote_for_error(address.email) + " is listed twice");
                 }
-                list.push_back(address_json(address));
+                list.push_back(address_json(std::move(address)));
             }
             payload["reply_to_list"] = std::move(list);
         }
@@ -325,7 +387,7 @@ class PayloadBuilder {
                                          "is empty; SendGrid requires at least one "
                                          "'to' in every personalization");
                 }
-                list.push_back(personalization(p, prefix, recipients));
+                list.push_back(personalization(p, p.to.data(), p.to.size(), prefix, recipients));
             }
         } else if (message_.make_private) {
             if (message_.to.empty()) throw InvalidMessage("to", "is empty; nobody to send to");
@@ -337,15 +399,15 @@ class PayloadBuilder {
                                          std::to_string(to_count));
             }
             list.reserve(to_count);
+            const Personalization from_message;  // every field comes from the message
             for (std::size_t i = 0; i < to_count; ++i) {
-                Personalization p;
-                p.to = {message_.to[i]};
-                list.push_back(personalization(p, "", recipients, i));
+                list.push_back(
+                    personalization(from_message, &message_.to[i], 1, "", recipients, i));
             }
         } else {
-            Personalization p;
-            p.to = message_.to;
-            list.push_back(personalization(p, "", recipients));
+            const Personalization from_message;
+            list.push_back(personalization(from_message, message_.to.data(), message_.to.size(), "",
+                                           recipients));
         }
         if (recipients > limits::max_recipients) {
             throw InvalidMessage("to", "the message has " + std::to_string(recipients) +
@@ -355,31 +417,51 @@ class PayloadBuilder {
         return nlohmann::json(std::move(list));
     }
 
-    /// One personalization; empty fields of `p` are filled from the message. `prefix` is
-    /// "personalizations[i]." for explicit ones and "" for those built from the message.
-    /// `to_index` numbers `to` in error paths (make_private builds one per `to[i]`).
-    nlohmann::json personalization(const Personalization& p, const std::string& prefix,
+    /// One personalization to the `to_count` addresses at `to`; the other empty fields of `p`
+    /// are filled from the message. `prefix` is "personalizations[i]." for explicit ones and ""
+    /// for those built from the message. `to_index` numbers `to` in error paths.
+    nlohmann::json personalization(const Personalization& p, const std::string* to,
+                                   std::size_t to_count, const std::string& prefix,
                                    std::size_t& recipients, std::size_t to_index = 0) {
-        nlohmann::json json = nlohmann::json::object();
-        PersonalizationRecipients people(options_.deduplicate_recipients);
-
-        const bool own_cc = !p.cc.empty();
-        const bool own_bcc = !p.bcc.empty();
-        nlohmann::json to = people.add(p.to, prefix + "to", false, to_index);
-        nlohmann::json cc =
-            people.add(own_cc ? p.cc : message_.cc, own_cc ? prefix + "cc" : "cc", true);
-        nlohmann::json bcc =
-            people.add(own_bcc ? p.bcc : message_.bcc, own_bcc ? prefix + "bcc" : "bcc", true);
-        if (to.empty()) {
+        const std::vector<std::string>& cc = p.cc.empty() ? message_.cc : p.cc;
+        const std::vector<std::string>& bcc = p.bcc.empty() ? message_.bcc : p.bcc;
+        PersonalizationRecipients people(options_.deduplicate_recipients,
+                                         to_count + cc.size() + bcc.size() == 1);
+        nlohmann::json to_json = people.add(to, to_count, prefix + "to", false, to_index);
+        nlohmann::json cc_json =
+            people.add(cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
+        nlohmann::json bcc_json =
+            people.add(bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc", true);
+        if (to_json.empty()) {
             throw InvalidMessage(prefix + "to",
                                  "is empty; SendGrid requires at least one 'to' "
                                  "in every personalization");
         }
-        json["to"] = std::move(to);
-        if (!cc.empty()) json["cc"] = std::move(cc);
-        if (!bcc.empty()) json["bcc"] = std::move(bcc);
         recipients += people.count();
 
+        nlohmann::json json = has_own_envelope(p) ? envelope(p, prefix) : message_envelope();
+        json["to"] = std::move(to_json);
+        if (!cc_json.empty()) json["cc"] = std::move(cc_json);
+        if (!bcc_json.empty()) json["bcc"] = std::move(bcc_json);
+        return json;
+    }
+
+    static bool has_own_envelope(const Personalization& p) {
+        return !p.subject.empty() || !p.headers.empty() || !p.substitutions.empty() ||
+               p.dynamic_template_data || !p.custom_args.empty() || p.send_at;
+    }
+
+    /// What a personalization without fields of its own carries: built and validated once,
+    /// then copied (make_private builds up to 1000 of them).
+    const nlohmann::json& message_envelope() {
+        if (!message_envelope_) message_envelope_ = envelope(Personalization{}, "");
+        return *message_envelope_;
+    }
+
+    /// Everything of a personalization but its recipients: subject, headers, substitutions,
+    /// dynamic_template_data, custom_args and send_at, each from `p` or else from the message.
+    nlohmann::json envelope(const Personalization& p, const std::string& prefix) {
+        nlohmann::json json = nlohmann::json::object();
         if (!p.subject.empty()) {
             require_single_line(p.subject, prefix + "subject");
             json["subject"] = p.subject;
@@ -401,7 +483,7 @@ class PayloadBuilder {
         if (!p.substitutions.empty()) {
             json["substitutions"] = string_map_to_json(p.substitutions, prefix + "substitutions");
         } else if (!message_.substitutions.empty()) {
-            json["substitutions"] = message_substitutions();
+            json["substitutions"] = string_map_to_json(message_.substitutions, "substitutions");
         }
 
         const std::optional<nlohmann::json>& data =
@@ -417,7 +499,7 @@ class PayloadBuilder {
         if (!p.custom_args.empty()) {
             json["custom_args"] = string_map_to_json(p.custom_args, prefix + "custom_args");
         } else if (!message_.custom_args.empty()) {
-            json["custom_args"] = message_custom_args();
+            json["custom_args"] = string_map_to_json(message_.custom_args, "custom_args");
         }
 
         const std::optional<std::int64_t>& send_at = p.send_at ? p.send_at : message_.send_at;
@@ -429,20 +511,6 @@ class PayloadBuilder {
             json["send_at"] = *send_at;
         }
         return json;
-    }
-
-    // The message-level maps are validated once and reused by every personalization.
-    const nlohmann::json& message_substitutions() {
-        if (!message_substitutions_) {
-            message_substitutions_ = string_map_to_json(message_.substitutions, "substitutions");
-        }
-        return *message_substitutions_;
-    }
-    const nlohmann::json& message_custom_args() {
-        if (!message_custom_args_) {
-            message_custom_args_ = string_map_to_json(message_.custom_args, "custom_args");
-        }
-        return *message_custom_args_;
     }
 
     /// text/plain first, then AMP, then text/html, then any other type (SendGrid's order).
@@ -500,11 +568,11 @@ class PayloadBuilder {
         nlohmann::json list = nlohmann::json::array();
         // As in the original, a message without a plain part (an html body) gets " " as plain.
         if (content_rank(parts.front().type) != 0) {
-            list.push_back({{"type", "text/plain"}, {"value", blank}});
+            list.push_back(content_json("text/plain", blank));
         }
         for (const Part& part : parts) {
             estimated_bytes_ += part.value->size();
-            list.push_back({{"type", part.type}, {"value", *part.value}});
+            list.push_back(content_json(part.type, *part.value));
         }
         return list;
     }
@@ -527,9 +595,10 @@ class PayloadBuilder {
                 attachment.filename.empty()
                     ? "part-" + content_hex_id(attachment.content, i) + guess_extension(type)
                     : attachment.filename;
-            nlohmann::json json = {{"content", base64_encode(attachment.content)},
-                                   {"filename", filename},
-                                   {"type", type}};
+            nlohmann::json json = nlohmann::json::object();
+            json["content"] = base64_encode(attachment.content);
+            json["filename"] = filename;
+            json["type"] = type;
             estimated_bytes_ += base64_encoded_size(attachment.content.size());
             if (!attachment.content_id.empty()) {
                 std::string_view id = attachment.content_id;
@@ -582,7 +651,8 @@ class PayloadBuilder {
                                  "has " + std::to_string(group.groups_to_display.size()) +
                                      " entries; SendGrid allows at most 25");
         }
-        nlohmann::json json = {{"group_id", *group.group_id}};
+        nlohmann::json json = nlohmann::json::object();
+        json["group_id"] = *group.group_id;
         if (!group.groups_to_display.empty()) json["groups_to_display"] = group.groups_to_display;
         return json;
     }
@@ -601,9 +671,10 @@ class PayloadBuilder {
 
     nlohmann::json mail_settings() const {
         const MailSettings& settings = message_.mail_settings;
-        nlohmann::json json = {{"sandbox_mode", {{"enable", options_.sandbox_mode}}}};
+        nlohmann::json json = nlohmann::json::object();
+        json["sandbox_mode"] = enable_json(options_.sandbox_mode);
         auto flag = [&json](const char* name, const std::optional<bool>& value) {
-            if (value) json[name] = {{"enable", *value}};
+            if (value) json[name] = enable_json(*value);
         };
         flag("bypass_list_management", settings.bypass_list_management);
         flag("bypass_spam_management", settings.bypass_spam_management);
@@ -612,7 +683,7 @@ class PayloadBuilder {
         if (settings.footer) {
             require_utf8(settings.footer->text, "mail_settings.footer.text");
             require_utf8(settings.footer->html, "mail_settings.footer.html");
-            nlohmann::json footer = {{"enable", settings.footer->enable}};
+            nlohmann::json footer = enable_json(settings.footer->enable);
             if (!settings.footer->text.empty()) footer["text"] = settings.footer->text;
             if (!settings.footer->html.empty()) footer["html"] = settings.footer->html;
             json["footer"] = std::move(footer);
@@ -623,24 +694,25 @@ class PayloadBuilder {
     nlohmann::json tracking_settings() const {
         const TrackingSettings& overrides = message_.tracking_settings;
         nlohmann::json json = nlohmann::json::object();
-        nlohmann::json open = {
-            {"enable", overrides.track_email_opens.value_or(options_.track_email_opens)}};
+        nlohmann::json open =
+            enable_json(overrides.track_email_opens.value_or(options_.track_email_opens));
         if (!overrides.open_tracking_substitution_tag.empty()) {
             require_single_line(overrides.open_tracking_substitution_tag,
                                 "tracking_settings.open_tracking_substitution_tag");
             open["substitution_tag"] = overrides.open_tracking_substitution_tag;
         }
         json["open_tracking"] = std::move(open);
-        json["click_tracking"] = {
-            {"enable", overrides.track_clicks_html.value_or(options_.track_clicks_html)},
-            {"enable_text", overrides.track_clicks_plain.value_or(options_.track_clicks_plain)}};
+        nlohmann::json click =
+            enable_json(overrides.track_clicks_html.value_or(options_.track_clicks_html));
+        click["enable_text"] = overrides.track_clicks_plain.value_or(options_.track_clicks_plain);
+        json["click_tracking"] = std::move(click);
         if (overrides.subscription_tracking) {
             const SubscriptionTracking& s = *overrides.subscription_tracking;
             const std::string field = "tracking_settings.subscription_tracking";
             require_utf8(s.text, field + ".text");
             require_utf8(s.html, field + ".html");
             require_utf8(s.substitution_tag, field + ".substitution_tag");
-            nlohmann::json sub = {{"enable", s.enable}};
+            nlohmann::json sub = enable_json(s.enable);
             if (!s.text.empty()) sub["text"] = s.text;
             if (!s.html.empty()) sub["html"] = s.html;
             if (!s.substitution_tag.empty()) sub["substitution_tag"] = s.substitution_tag;
@@ -648,7 +720,7 @@ class PayloadBuilder {
         }
         if (overrides.ganalytics) {
             const GoogleAnalytics& g = *overrides.ganalytics;
-            nlohmann::json ga = {{"enable", g.enable}};
+            nlohmann::json ga = enable_json(g.enable);
             const std::pair<const char*, const std::string*> utm[] = {
                 {"utm_source", &g.utm_source},
                 {"utm_medium", &g.utm_medium},
@@ -667,8 +739,7 @@ class PayloadBuilder {
     const EmailMessage& message_;
     const PayloadOptions& options_;
     std::map<std::string, std::string> headers_;
-    std::optional<nlohmann::json> message_substitutions_;
-    std::optional<nlohmann::json> message_custom_args_;
+    std::optional<nlohmann::json> message_envelope_;
     std::size_t estimated_bytes_ = 0;
 };
 

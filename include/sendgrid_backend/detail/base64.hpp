@@ -8,6 +8,11 @@
 #include <string>
 #include <string_view>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SENDGRID_BACKEND_DETAIL_BASE64_AVX2 1
+#endif
+
 namespace sendgrid_backend {
 inline namespace v0 {
 namespace detail {
@@ -30,37 +35,95 @@ inline constexpr Base64PairTable base64_pairs{};
 
 inline std::size_t base64_encoded_size(std::size_t bytes) noexcept { return (bytes + 2) / 3 * 4; }
 
-/// Standard base64 (RFC 4648, with padding, no line breaks), as SendGrid wants attachments.
-inline std::string base64_encode(std::string_view input) {
-    std::string output(base64_encoded_size(input.size()), '\0');
-    const auto* in = reinterpret_cast<const unsigned char*>(input.data());
-    char* out = output.data();
+/// Scalar encoder of whole 3-byte groups: `groups` groups from `in` to `out`.
+inline void base64_encode_groups(const unsigned char* in, std::size_t groups, char* out) noexcept {
     const char* pairs = base64_pairs.pairs.data();
-    std::size_t i = 0;
-    const std::size_t size = input.size();
-    // 6 input bytes -> 8 output characters per step.
-    for (; i + 6 <= size; i += 6, out += 8) {
-        const std::uint32_t a =
-            (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
-        const std::uint32_t b =
-            (std::uint32_t{in[i + 3]} << 16) | (std::uint32_t{in[i + 4]} << 8) | in[i + 5];
+    std::size_t g = 0;
+    // Two groups (6 bytes -> 8 characters) per step.
+    for (; g + 2 <= groups; g += 2, in += 6, out += 8) {
+        const std::uint32_t a = (std::uint32_t{in[0]} << 16) | (std::uint32_t{in[1]} << 8) | in[2];
+        const std::uint32_t b = (std::uint32_t{in[3]} << 16) | (std::uint32_t{in[4]} << 8) | in[5];
         std::memcpy(out, pairs + 2 * (a >> 12), 2);
         std::memcpy(out + 2, pairs + 2 * (a & 0xfff), 2);
         std::memcpy(out + 4, pairs + 2 * (b >> 12), 2);
         std::memcpy(out + 6, pairs + 2 * (b & 0xfff), 2);
     }
-    for (; i + 3 <= size; i += 3, out += 4) {
-        const std::uint32_t a =
-            (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
+    if (g < groups) {
+        const std::uint32_t a = (std::uint32_t{in[0]} << 16) | (std::uint32_t{in[1]} << 8) | in[2];
         std::memcpy(out, pairs + 2 * (a >> 12), 2);
         std::memcpy(out + 2, pairs + 2 * (a & 0xfff), 2);
     }
-    if (i < size) {
+}
+
+#ifdef SENDGRID_BACKEND_DETAIL_BASE64_AVX2
+/// AVX2 encoder after Muła and Lemire ("Faster Base64 Encoding and Decoding Using AVX2
+/// Instructions", 2018): 24 bytes -> 32 characters per step. Returns how many input bytes it
+/// consumed (a multiple of 24); it reads 4 bytes past what it consumes, so it stops early.
+__attribute__((target("avx2"))) inline std::size_t base64_encode_avx2(const unsigned char* in,
+                                                                      std::size_t size,
+                                                                      char* out) noexcept {
+    // Per 32-bit lane, the bytes of one 3-byte group as [b1, b0, b2, b1].
+    const __m256i spread = _mm256_setr_epi8(1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10, 1, 0,
+                                            2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10);
+    // Added to a 6-bit index to give its character, chosen by the index's range.
+    const __m256i offsets =
+        _mm256_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
+                         '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0,
+                         'a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
+                         '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0);
+    std::size_t done = 0;
+    for (; done + 28 <= size; done += 24, out += 32) {
+        const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + done));
+        const __m128i high = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + done + 12));
+        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(low), high, 1);
+        v = _mm256_shuffle_epi8(v, spread);
+        // Move the four 6-bit fields of each lane into the four bytes of the lane.
+        const __m256i t0 = _mm256_and_si256(v, _mm256_set1_epi32(0x0fc0fc00));
+        const __m256i t1 = _mm256_mulhi_epu16(t0, _mm256_set1_epi32(0x04000040));
+        const __m256i t2 = _mm256_and_si256(v, _mm256_set1_epi32(0x003f03f0));
+        const __m256i t3 = _mm256_mullo_epi16(t2, _mm256_set1_epi32(0x01000010));
+        const __m256i indices = _mm256_or_si256(t1, t3);
+        // 0..25 -> 13, 26..51 -> 0, 52..61 -> 1..10, 62 -> 11, 63 -> 12: a row of `offsets`.
+        __m256i row = _mm256_subs_epu8(indices, _mm256_set1_epi8(51));
+        const __m256i upper = _mm256_cmpgt_epi8(_mm256_set1_epi8(26), indices);
+        row = _mm256_or_si256(row, _mm256_and_si256(upper, _mm256_set1_epi8(13)));
+        const __m256i chars = _mm256_add_epi8(_mm256_shuffle_epi8(offsets, row), indices);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), chars);
+    }
+    return done;
+}
+
+inline bool cpu_has_avx2() noexcept {
+    static const bool has = __builtin_cpu_supports("avx2");
+    return has;
+}
+#endif
+
+/// Standard base64 (RFC 4648, with padding, no line breaks), as SendGrid wants attachments.
+/// Uses AVX2 where the CPU has it, a table-driven scalar loop elsewhere; both give the same text.
+inline std::string base64_encode(std::string_view input) {
+    std::string output(base64_encoded_size(input.size()), '\0');
+    const auto* in = reinterpret_cast<const unsigned char*>(input.data());
+    char* out = output.data();
+    std::size_t size = input.size();
+#ifdef SENDGRID_BACKEND_DETAIL_BASE64_AVX2
+    if (cpu_has_avx2()) {
+        const std::size_t done = base64_encode_avx2(in, size, out);
+        in += done;
+        out += done / 3 * 4;
+        size -= done;
+    }
+#endif
+    base64_encode_groups(in, size / 3, out);
+    in += size / 3 * 3;
+    out += size / 3 * 4;
+    const std::size_t rest = size % 3;
+    if (rest != 0) {
         const std::uint32_t a =
-            (std::uint32_t{in[i]} << 16) | (i + 1 < size ? std::uint32_t{in[i + 1]} << 8 : 0u);
+            (std::uint32_t{in[0]} << 16) | (rest == 2 ? std::uint32_t{in[1]} << 8 : 0u);
         out[0] = base64_alphabet[(a >> 18) & 0x3f];
         out[1] = base64_alphabet[(a >> 12) & 0x3f];
-        out[2] = i + 1 < size ? base64_alphabet[(a >> 6) & 0x3f] : '=';
+        out[2] = rest == 2 ? base64_alphabet[(a >> 6) & 0x3f] : '=';
         out[3] = '=';
     }
     return output;

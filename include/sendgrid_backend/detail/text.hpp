@@ -55,9 +55,23 @@ inline bool is_valid_utf8(std::string_view text) noexcept {
     return true;
 }
 
+/// Whether `text` holds any of `chars`. A plain loop: string_view::find_first_of calls memchr
+/// once per character of `text`, which showed up as the top cost of building payloads.
+inline bool contains_any(std::string_view text, std::string_view chars) noexcept {
+    for (char c : text) {
+        for (char wanted : chars) {
+            if (c == wanted) return true;
+        }
+    }
+    return false;
+}
+
 /// Whether `text` holds a CR or LF: in a header, subject or address that is header injection.
 inline bool has_line_break(std::string_view text) noexcept {
-    return text.find_first_of("\r\n") != std::string_view::npos;
+    for (char c : text) {
+        if (c == '\r' || c == '\n') return true;
+    }
+    return false;
 }
 
 inline bool is_ascii(std::string_view text) noexcept {

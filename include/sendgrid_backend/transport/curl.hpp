@@ -158,16 +158,11 @@ class CurlTransport : public Transport {
         Session(const Session&) = delete;
         Session& operator=(const Session&) = delete;
 
-        CURL* take_easy() {
-            if (idle_easy.empty()) {
-                CURL* easy = curl_easy_init();
-                if (easy == nullptr)
-                    throw std::runtime_error("[sendgrid_backend.curl] no easy handle");
-                return easy;
-            }
+        /// An idle easy handle, or nullptr when a new one is needed.
+        CURL* take_idle_easy() {
+            if (idle_easy.empty()) return nullptr;
             CURL* easy = idle_easy.back();
             idle_easy.pop_back();
-            curl_easy_reset(easy);  // keeps the handle's caches, drops the old options
             return easy;
         }
     };
@@ -233,7 +228,10 @@ class CurlTransport : public Transport {
 
     void prepare(Transfer& transfer, Session& session) {
         const HttpRequest& request = *transfer.request;
-        CURL* easy = session.take_easy();
+        // Handles are reused as they are: the options every request shares were set when the
+        // handle was made, so only the per-request ones are set here.
+        CURL* easy = session.take_idle_easy();
+        if (easy == nullptr) easy = new_easy();
         transfer.easy = easy;
 
         const std::string* body = &request.body;
@@ -251,14 +249,22 @@ class CurlTransport : public Transport {
         transfer.header_list = curl_slist_append(transfer.header_list, "Expect:");
 
         curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
-        if (request.method == "POST") {
-            curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        } else {
-            curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-        }
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST,
+                         request.method == "POST" ? nullptr : request.method.c_str());
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body->data());
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.header_list);
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error.data());
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+        curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
+    }
+
+    /// A new easy handle with the options every request shares.
+    CURL* new_easy() {
+        CURL* easy = curl_easy_init();
+        if (easy == nullptr) throw std::runtime_error("[sendgrid_backend.curl] no easy handle");
         curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
         curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
         curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -273,12 +279,9 @@ class CurlTransport : public Transport {
             curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_bundle.c_str());
         }
         curl_easy_setopt(easy, CURLOPT_SHARE, share_);
-        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error.data());
         curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &CurlTransport::on_body);
-        curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
         curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &CurlTransport::on_header);
-        curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
-        curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
+        return easy;
     }
 
     static void finish(Transfer& transfer, CURLcode code) {
