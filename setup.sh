@@ -30,8 +30,8 @@ case "${1:-}" in
 demo)
     install_missing
     cmake --preset dev >/dev/null
-    cmake --build --preset dev --target sendgrid_demo -- -j"$jobs"
-    exec ./build/dev/examples/sendgrid_demo
+    cmake --build --preset dev --target 03_sendgrid_demo -- -j"$jobs"
+    exec ./build/dev/examples/03_sendgrid_demo
     ;;
 test)
     install_missing

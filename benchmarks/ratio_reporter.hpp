@@ -15,7 +15,8 @@
 
 namespace sendgrid_backend_bench {
 
-/// Maps a benchmark name to the name of its baseline, or "" when it is not compared.
+/// Maps a benchmark name to the name (or a prefix of the name) of its baseline, or "" when it
+/// is not compared.
 using BaselineOf = std::function<std::string(const std::string&)>;
 
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -52,11 +53,20 @@ class RatioReporter : public benchmark::ConsoleReporter {
             "that count items or bytes and the time per iteration otherwise (same run, median\n"
             "if repeated; < 1 is cheaper)\n");
         for (const auto& name : names_) {
-            const std::string baseline = baseline_of_(name);
+            std::string baseline = baseline_of_(name);
+            if (baseline.empty()) continue;
             auto found = cost_.find(baseline);
-            if (baseline.empty() || found == cost_.end() || found->second <= 0) {
-                continue;
+            if (found == cost_.end()) {
+                // Not an exact name: the first benchmark whose name starts with it.
+                for (const auto& candidate : names_) {
+                    if (candidate.rfind(baseline, 0) == 0) {
+                        baseline = candidate;
+                        found = cost_.find(candidate);
+                        break;
+                    }
+                }
             }
+            if (found == cost_.end() || found->second <= 0) continue;
             std::printf("  %-60s vs %-40s %6.3f\n", name.c_str(), baseline.c_str(),
                         cost_[name] / found->second);
         }

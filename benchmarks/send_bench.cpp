@@ -118,10 +118,9 @@ BENCHMARK(BM_batch_delayed)
 int main(int argc, char** argv) {
     return sendgrid_backend_bench::run_with_ratios(argc, argv, [](const std::string& name) {
         if (name.rfind("sequential/SendgridBackend", 0) == 0)
-            return std::string("sequential/raw_libcurl/real_time");
-        if (name.rfind("batch_20ms/in_flight_16", 0) == 0) {
-            return std::string("batch_20ms/in_flight_1/iterations:1/real_time");
-        }
+            return std::string("sequential/raw_libcurl");
+        if (name.rfind("batch_20ms/in_flight_16", 0) == 0)
+            return std::string("batch_20ms/in_flight_1/");
         return std::string();
     });
 }

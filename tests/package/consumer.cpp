@@ -1,17 +1,27 @@
-// A program outside the project that uses the installed (or added) package.
+// A program outside the project that uses the installed (or added) package: the core, the curl
+// transport and the testing component, end to end over loopback.
 #include <sendgrid_backend/sendgrid_backend.hpp>
+#include <sendgrid_backend/testing/fake_server.hpp>
+#include <sendgrid_backend/transport/curl.hpp>
 
 #include <cstdio>
 
-struct Sender {};
-struct Message {};
-
 int main() {
-    sendgrid_backend::Signal<Sender, Message> signal;
-    int calls = 0;
-    signal.connect([&](const Sender&, const Message&, bool) { ++calls; });
-    signal.send(Sender{}, Message{}, false);
-    std::printf("sendgrid_backend %s: %d handler call(s)\n", SENDGRID_BACKEND_VERSION_STRING,
-                calls);
-    return calls == 1 ? 0 : 1;
+    namespace sg = sendgrid_backend;
+    sg::testing::FakeSendgridServer server;
+    sg::Settings settings;
+    settings.api_key = server.api_key();
+    settings.host_url = server.url();
+    const sg::SendgridBackend backend(settings);
+
+    int emissions = 0;
+    sg::ScopedConnection counted =
+        sg::sendgrid_email_sent.connect([&](const sg::SendgridBackend&, const sg::EmailMessage&,
+                                            bool fail_flag) { emissions += fail_flag ? 100 : 1; });
+    sg::EmailMessage message("Packaged", "It works", "shop@example.com", {"jane@example.com"});
+    const bool sent = backend.send_message(message);
+    std::printf("sendgrid_backend %s: sent=%d emissions=%d id=%s\n",
+                SENDGRID_BACKEND_VERSION_STRING, sent, emissions,
+                message.outcome.message_id.c_str());
+    return sent && emissions == 1 ? 0 : 1;
 }
