@@ -9,6 +9,8 @@ inline namespace v0 {
 
 class EmailMessage;
 class SendgridBackend;
+class EventWebhook;
+struct WebhookEvent;
 
 /// Threading policy: connect, disconnect and send from any thread (the default).
 struct ThreadSafe;

@@ -205,5 +205,9 @@ inline Signal<SendgridBackend, EmailMessage> sendgrid_email_sent;
 /// with fail_flag true and the reason recorded). Any other exception cancels it the same way.
 inline BasicSignal<void(const SendgridBackend&, EmailMessage&)> sendgrid_pre_send;
 
+/// Sent by `EventWebhook::handle` for each new event of a verified request (webhook.hpp), on
+/// the thread that handles the request.
+inline BasicSignal<void(const EventWebhook&, const WebhookEvent&)> sendgrid_event_received;
+
 }  // namespace v0
 }  // namespace sendgrid_backend

@@ -1,0 +1,338 @@
+#include <sendgrid_backend/webhook.hpp>
+
+#include <string>
+#include <vector>
+
+#include <sendgrid_backend/testing/webhook_signer.hpp>
+#include "catch.hpp"
+
+using sendgrid_backend::EventType;
+using sendgrid_backend::EventWebhook;
+using sendgrid_backend::EventWebhookVerifier;
+using sendgrid_backend::HttpHeaders;
+using sendgrid_backend::WebhookEvent;
+using sendgrid_backend::WebhookOptions;
+using sendgrid_backend::WebhookRefusal;
+using sendgrid_backend::testing::WebhookSigner;
+
+namespace {
+
+// The vector the official SendGrid libraries test their verification with.
+const std::string kSendgridPublicKey =
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+"
+    "2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
+const std::string kSendgridSignature =
+    "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+"
+    "luQAbPIqHh89M15TluLtEZtM=";
+const std::string kSendgridTimestamp = "1600112502";
+const std::string kSendgridPayload =
+    R"([{"email":"hello@world.com","event":"dropped","reason":"Bounced Address",)"
+    R"("sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",)"
+    R"("sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",)"
+    R"("smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}])"
+    "\r\n";
+const std::string kOtherSendgridKey =
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7a"
+    "NDt"
+    "hvj+y7GjUuFDb/R1NGe1OPzpA==";
+
+constexpr std::int64_t kNow = 1'800'000'000;
+
+WebhookOptions options_for(const WebhookSigner& signer) {
+    WebhookOptions options;
+    options.public_key = signer.public_key_base64();
+    options.now = [] { return kNow; };
+    return options;
+}
+
+/// SendGrid's headers for `body`, the signature header's name in lower case: HTTP header
+/// names are case-insensitive and servers often hand them over lower-cased.
+HttpHeaders signed_headers(const WebhookSigner& signer, const std::string& body,
+                           std::int64_t timestamp = kNow) {
+    HttpHeaders headers = signer.headers(body, timestamp);
+    headers[0].first = sendgrid_backend::detail::to_lower_ascii(headers[0].first);
+    return headers;
+}
+
+const std::string kAllEvents = R"([
+  {"email":"a@example.com","timestamp":1700000001,"event":"processed","smtp-id":"<1@x>",
+   "sg_event_id":"e1","sg_message_id":"MSG1.filter1","category":"welcome","order_id":"42"},
+  {"email":"a@example.com","timestamp":1700000002,"event":"dropped","reason":"Bounced Address",
+   "sg_event_id":"e2","sg_message_id":"MSG1.filter1"},
+  {"email":"a@example.com","timestamp":1700000003,"event":"delivered","ip":"168.1.1.1",
+   "tls":1,"response":"250 OK","sg_event_id":"e3","sg_message_id":"MSG1.filter1",
+   "category":["welcome","onboarding"]},
+  {"email":"a@example.com","timestamp":1700000004,"event":"deferred","attempt":"5",
+   "reason":"try later","sg_event_id":"e4","sg_message_id":"MSG1.filter1"},
+  {"email":"b@example.com","timestamp":1700000005,"event":"bounce","type":"blocked",
+   "status":"5.7.1","reason":"spam","sg_event_id":"e5","sg_message_id":"MSG2.filter2"},
+  {"email":"a@example.com","timestamp":1700000006,"event":"open","useragent":"Mozilla",
+   "ip":"1.2.3.4","sg_machine_open":false,"sg_event_id":"e6","sg_message_id":"MSG1.filter1"},
+  {"email":"a@example.com","timestamp":1700000007,"event":"click","url":"https://x.test/",
+   "url_offset":{"index":2,"type":"html"},"sg_event_id":"e7","sg_message_id":"MSG1.filter1"},
+  {"email":"a@example.com","timestamp":1700000008,"event":"spamreport","sg_event_id":"e8"},
+  {"email":"a@example.com","timestamp":1700000009,"event":"unsubscribe","sg_event_id":"e9"},
+  {"email":"a@example.com","timestamp":1700000010,"event":"group_unsubscribe",
+   "asm_group_id":7,"sg_event_id":"e10"},
+  {"email":"a@example.com","timestamp":1700000011,"event":"group_resubscribe",
+   "asm_group_id":7,"sg_event_id":"e11","marketing_campaign_id":12,
+   "marketing_campaign_name":"fall"},
+  {"email":"a@example.com","timestamp":1700000012,"event":"brand_new_kind","sg_event_id":"e12"}
+])";
+
+}  // namespace
+
+TEST_CASE("SendGrid's documented key and signature verify; any change does not",
+          "[webhook][verify]") {
+    const EventWebhookVerifier verifier(kSendgridPublicKey);
+    CHECK(verifier.verify(kSendgridPayload, kSendgridSignature, kSendgridTimestamp));
+    // The trailing CRLF is part of the signed bytes.
+    CHECK_FALSE(verifier.verify(kSendgridPayload.substr(0, kSendgridPayload.size() - 2),
+                                kSendgridSignature, kSendgridTimestamp));
+    CHECK_FALSE(verifier.verify("payload", kSendgridSignature, kSendgridTimestamp));
+    CHECK_FALSE(verifier.verify(kSendgridPayload, kSendgridSignature, "timestamp"));
+    CHECK_FALSE(verifier.verify(kSendgridPayload,
+                                "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/"
+                                "U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH3j/0=",
+                                kSendgridTimestamp));
+    CHECK_FALSE(EventWebhookVerifier(kOtherSendgridKey)
+                    .verify(kSendgridPayload, kSendgridSignature, kSendgridTimestamp));
+}
+
+TEST_CASE("fresh P-256 keys: tampering with anything breaks the signature", "[webhook][verify]") {
+    const WebhookSigner signer;
+    const EventWebhookVerifier verifier(signer.public_key_base64());
+    const std::string body = R"([{"event":"delivered","email":"a@example.com"}])";
+    const std::string signature = signer.sign(body, "1700000000");
+
+    CHECK(verifier.verify(body, signature, "1700000000"));
+    CHECK_FALSE(verifier.verify(body + " ", signature, "1700000000"));     // body
+    CHECK_FALSE(verifier.verify(body, signature, "1700000001"));           // timestamp
+    CHECK_FALSE(EventWebhookVerifier(WebhookSigner().public_key_base64())  // key
+                    .verify(body, signature, "1700000000"));
+    CHECK(verifier.check(body, signature.substr(0, 20), "1700000000") ==  // truncated
+          WebhookRefusal::bad_signature_encoding);
+    CHECK(verifier.check(body, "not base64 at all!", "1700000000") ==
+          WebhookRefusal::bad_signature_encoding);
+    CHECK(verifier.check(body, sendgrid_backend::detail::base64_encode(std::string(70, 'x')),
+                         "1700000000") != WebhookRefusal::none);  // base64, but not DER
+    CHECK(verifier.check(body, "", "1700000000") == WebhookRefusal::bad_signature_encoding);
+}
+
+TEST_CASE("CRLF bodies are verified as the raw bytes", "[webhook][verify]") {
+    const WebhookSigner signer;
+    const EventWebhookVerifier verifier(signer.public_key_base64());
+    const std::string body = "[{\"event\":\"open\"}]\r\n";
+    const std::string signature = signer.sign(body, "1");
+    CHECK(verifier.verify(body, signature, "1"));
+    CHECK_FALSE(verifier.verify("[{\"event\":\"open\"}]\n", signature, "1"));
+}
+
+TEST_CASE("keys: PEM and DER both work; the key's own curve is used", "[webhook][verify]") {
+    const WebhookSigner p256;
+    const std::string signature = p256.sign("body", "7");
+    CHECK(EventWebhookVerifier(p256.public_key_pem()).verify("body", signature, "7"));
+    CHECK(EventWebhookVerifier(p256.public_key_base64()).verify("body", signature, "7"));
+
+    const WebhookSigner k256("secp256k1");  // the official libraries accept it too
+    CHECK(
+        EventWebhookVerifier(k256.public_key_base64()).verify("body", k256.sign("body", "7"), "7"));
+}
+
+TEST_CASE("unreadable keys are ImproperlyConfigured", "[webhook][verify]") {
+    using sendgrid_backend::ImproperlyConfigured;
+    CHECK_THROWS_AS(EventWebhookVerifier(""), ImproperlyConfigured);
+    CHECK_THROWS_AS(EventWebhookVerifier("not a key"), ImproperlyConfigured);
+    CHECK_THROWS_AS(EventWebhookVerifier(kSendgridPublicKey.substr(0, 40)), ImproperlyConfigured);
+    CHECK_THROWS_AS(
+        EventWebhookVerifier("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+        ImproperlyConfigured);
+    // An RSA key is a valid key, but not what SendGrid signs with.
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> rsa(EVP_RSA_gen(1024), EVP_PKEY_free);
+    unsigned char* der = nullptr;
+    const int size = i2d_PUBKEY(rsa.get(), &der);
+    const std::string rsa_key = sendgrid_backend::detail::base64_encode(
+        std::string(reinterpret_cast<char*>(der), static_cast<std::size_t>(size)));
+    OPENSSL_free(der);
+    CHECK_THROWS_AS(EventWebhookVerifier(rsa_key), ImproperlyConfigured);
+
+    WebhookOptions options;
+    CHECK_THROWS_AS(EventWebhook(options), ImproperlyConfigured);  // no key, not allow_unsigned
+    options.allow_unsigned = true;
+    CHECK_NOTHROW(EventWebhook(options));
+}
+
+TEST_CASE("the replay window refuses stale and future timestamps", "[webhook][handle]") {
+    const WebhookSigner signer;
+    const EventWebhook webhook(options_for(signer));
+    const std::string body = R"([{"event":"open","sg_event_id":"r1"}])";
+
+    CHECK(webhook.handle(signed_headers(signer, body, kNow - 599), body).http_status == 200);
+    auto stale = webhook.handle(signed_headers(signer, body, kNow - 601), body);
+    CHECK(stale.refusal == WebhookRefusal::stale_timestamp);
+    CHECK(stale.http_status == 401);
+    auto future = webhook.handle(signed_headers(signer, body, kNow + 601), body);
+    CHECK(future.refusal == WebhookRefusal::future_timestamp);
+
+    WebhookOptions no_window = options_for(signer);
+    no_window.tolerance.reset();  // e.g. checking recorded requests
+    no_window.seen.reset();
+    CHECK(EventWebhook(no_window).handle(signed_headers(signer, body, 1000), body).accepted());
+}
+
+TEST_CASE("SendGrid's recorded request passes with the window off", "[webhook][handle]") {
+    WebhookOptions options;
+    options.public_key = kSendgridPublicKey;
+    options.tolerance.reset();
+    const EventWebhook webhook(options);
+    const auto result = webhook.handle(
+        {{std::string(sendgrid_backend::webhook_signature_header), kSendgridSignature},
+         {std::string(sendgrid_backend::webhook_timestamp_header), kSendgridTimestamp}},
+        kSendgridPayload);
+    REQUIRE(result.accepted());
+    REQUIRE(result.events.size() == 1);
+    CHECK(result.events[0].type == EventType::dropped);
+    CHECK(result.events[0].reason == "Bounced Address");
+}
+
+TEST_CASE("malformed headers, bodies and sizes are clean refusals", "[webhook][handle]") {
+    const WebhookSigner signer;
+    WebhookOptions options = options_for(signer);
+    const EventWebhook webhook(options);
+    const std::string body = "[]";
+
+    CHECK(webhook.handle({}, body).refusal == WebhookRefusal::missing_signature);
+    HttpHeaders headers = signed_headers(signer, body);
+    headers[1].second = "12a";
+    CHECK(webhook.handle(headers, body).refusal == WebhookRefusal::bad_timestamp);
+    headers = signed_headers(signer, body);
+    headers[0].second = "%%%";
+    CHECK(webhook.handle(headers, body).refusal == WebhookRefusal::bad_signature_encoding);
+    headers = signed_headers(signer, body);
+    CHECK(webhook.handle(headers, "[ ]").refusal == WebhookRefusal::signature_mismatch);
+
+    const std::string big(10 * 1024 * 1024, ' ');
+    const auto too_big = webhook.handle(signed_headers(signer, big), big);
+    CHECK(too_big.http_status == 413);
+    CHECK(too_big.refusal == WebhookRefusal::body_too_large);
+
+    const auto empty = webhook.handle(signed_headers(signer, "[]"), "[]");
+    CHECK(empty.http_status == 200);
+    CHECK(empty.events.empty());
+
+    for (const std::string& bad : {std::string(R"({"event":"open"})"), std::string("[1,2]"),
+                                   std::string("[{\"event\":"), std::string("\"x\"")}) {
+        INFO(bad);
+        const auto result = webhook.handle(signed_headers(signer, bad), bad);
+        CHECK(result.http_status == 400);
+        CHECK(result.refusal == WebhookRefusal::malformed_body);
+    }
+}
+
+TEST_CASE("every event type is parsed, unknown ones kept, custom args kept", "[webhook][parse]") {
+    const auto events = sendgrid_backend::parse_webhook_events(kAllEvents);
+    REQUIRE(events.size() == 12);
+    const EventType expected[] = {EventType::processed,
+                                  EventType::dropped,
+                                  EventType::delivered,
+                                  EventType::deferred,
+                                  EventType::bounce,
+                                  EventType::open,
+                                  EventType::click,
+                                  EventType::spamreport,
+                                  EventType::unsubscribe,
+                                  EventType::group_unsubscribe,
+                                  EventType::group_resubscribe,
+                                  EventType::unknown};
+    for (std::size_t i = 0; i < 12; ++i) {
+        INFO(i);
+        CHECK(events[i].type == expected[i]);
+        CHECK(events[i].sg_event_id == "e" + std::to_string(i + 1));
+        CHECK(events[i].timestamp == 1700000001 + static_cast<std::int64_t>(i));
+    }
+    CHECK(events[0].smtp_id == "<1@x>");
+    CHECK(events[0].categories == std::vector<std::string>{"welcome"});
+    CHECK(events[0].custom_args == nlohmann::json{{"order_id", "42"}});
+    CHECK(events[1].reason == "Bounced Address");
+    CHECK(events[2].categories == std::vector<std::string>{"welcome", "onboarding"});
+    CHECK(events[2].tls == true);
+    CHECK(events[2].ip == "168.1.1.1");
+    CHECK(events[2].custom_args.empty());  // "response" is SendGrid's own
+    CHECK(events[3].attempt == 5);
+    CHECK(events[4].bounce_type == "blocked");
+    CHECK(events[4].status == "5.7.1");
+    CHECK(events[5].useragent == "Mozilla");
+    CHECK(events[6].url == "https://x.test/");
+    CHECK(events[6].url_offset_index == 2);
+    CHECK(events[6].url_offset_type == "html");
+    CHECK(events[9].asm_group_id == 7);
+    CHECK(events[10].marketing_campaign_id == 12);
+    CHECK(events[10].marketing_campaign_name == "fall");
+    CHECK(events[11].event == "brand_new_kind");
+    CHECK(events[11].raw["sg_event_id"] == "e12");
+}
+
+TEST_CASE("handle emits each new event once and drops SendGrid's retries", "[webhook][handle]") {
+    const WebhookSigner signer;
+    const EventWebhook webhook(options_for(signer));
+    std::vector<std::string> seen;
+    sendgrid_backend::ScopedConnection connection =
+        sendgrid_backend::sendgrid_event_received.connect(
+            [&](const EventWebhook& sender, const WebhookEvent& event) {
+                CHECK(&sender == &webhook);
+                seen.push_back(event.sg_event_id);
+            });
+
+    const auto first = webhook.handle(signed_headers(signer, kAllEvents), kAllEvents);
+    CHECK(first.http_status == 200);
+    CHECK(first.events.size() == 12);
+    CHECK(first.duplicates == 0);
+    CHECK(seen.size() == 12);
+
+    const auto retry = webhook.handle(signed_headers(signer, kAllEvents), kAllEvents);
+    CHECK(retry.http_status == 200);  // answered 200, so SendGrid stops retrying
+    CHECK(retry.events.empty());
+    CHECK(retry.duplicates == 12);
+    CHECK(seen.size() == 12);
+}
+
+TEST_CASE("a throwing event handler goes to the error handler, the others still run",
+          "[webhook][handle]") {
+    const WebhookSigner signer;
+    WebhookOptions options = options_for(signer);
+    std::vector<std::string> errors;
+    options.on_handler_error = [&](const WebhookEvent& event, std::exception_ptr) {
+        errors.push_back(event.sg_event_id);
+    };
+    const EventWebhook webhook(options);
+    int calls = 0;
+    sendgrid_backend::ScopedConnection thrower = sendgrid_backend::sendgrid_event_received.connect(
+        [](const EventWebhook&, const WebhookEvent&) { throw std::runtime_error("db down"); });
+    sendgrid_backend::ScopedConnection counter = sendgrid_backend::sendgrid_event_received.connect(
+        [&](const EventWebhook&, const WebhookEvent&) { ++calls; });
+    const std::string body =
+        R"([{"event":"open","sg_event_id":"x1"},{"event":"open","sg_event_id":"x2"}])";
+    CHECK(webhook.handle(signed_headers(signer, body), body).http_status == 200);
+    CHECK(calls == 2);
+    CHECK(errors == std::vector<std::string>{"x1", "x2"});
+}
+
+TEST_CASE("in-memory seen ids keep the most recent ones", "[webhook]") {
+    sendgrid_backend::InMemorySeenEventIds seen(2);
+    CHECK(seen.first_time("a"));
+    CHECK_FALSE(seen.first_time("a"));
+    CHECK(seen.first_time("b"));
+    CHECK(seen.first_time("c"));  // "a" falls out
+    CHECK(seen.first_time("a"));
+}
+
+TEST_CASE("events are matched to sent messages by X-Message-Id", "[webhook]") {
+    WebhookEvent event;
+    event.sg_message_id = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0";
+    CHECK(sendgrid_backend::belongs_to(event, "14c5d75ce93"));
+    CHECK_FALSE(sendgrid_backend::belongs_to(event, "14c5d75ce9"));  // a prefix, not the id
+    CHECK_FALSE(sendgrid_backend::belongs_to(event, ""));
+    sendgrid_backend::EmailMessage message;
+    message.outcome.message_id = "14c5d75ce93";
+    CHECK(sendgrid_backend::belongs_to(event, message));
+}
