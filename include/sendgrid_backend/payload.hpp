@@ -6,6 +6,7 @@
 /// always give the same JSON. `SendgridBackend::build_payload` calls it with its settings.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -175,12 +176,28 @@ inline void check_header(std::string_view name, std::string_view value, const st
 }
 
 /// Turns the recipients of one personalization into JSON, enforcing SendGrid's rules.
+/// Case-insensitive (ASCII) hashing and equality for addresses.
+struct AddressKeyHash {
+    std::size_t operator()(std::string_view text) const noexcept {
+        std::size_t hash = 1469598103934665603ULL;
+        for (char c : text)
+            hash = (hash ^ static_cast<unsigned char>(to_lower_ascii(c))) * 1099511628211ULL;
+        return hash;
+    }
+};
+struct AddressKeyEqual {
+    bool operator()(std::string_view a, std::string_view b) const noexcept { return iequals(a, b); }
+};
+
+/// Turns the recipients of one personalization into JSON, enforcing SendGrid's rules.
 class PersonalizationRecipients {
   public:
-    /// `single`: the personalization holds one address in all, so there is nothing to compare
-    /// (make_private's common case: no bookkeeping at all).
-    PersonalizationRecipients(bool deduplicate, bool single)
-        : deduplicate_(deduplicate), single_(single) {}
+    /// `expected`: how many addresses the personalization may hold in all. With one there is
+    /// nothing to compare (make_private's common case: no bookkeeping at all).
+    PersonalizationRecipients(bool deduplicate, std::size_t expected)
+        : deduplicate_(deduplicate), single_(expected <= 1) {
+        if (!single_ && expected <= small_limit) small_.reserve(expected);
+    }
 
     /// Adds `count` addresses starting at `addresses`. `skip_blank`: Django lets cc/bcc hold
     /// empty strings; they are skipped, not refused. `first_index` numbers the addresses in
@@ -188,6 +205,7 @@ class PersonalizationRecipients {
     nlohmann::json add(const std::string* addresses, std::size_t count, const std::string& field,
                        bool skip_blank, std::size_t first_index = 0) {
         nlohmann::json list = nlohmann::json::array();
+        std::uint8_t field_index = 0;
         for (std::size_t i = 0; i < count; ++i) {
             // The error path ("to[3]") is only spelled out when there is an error to report.
             auto path = [&] { return indexed(field, first_index + i); };
@@ -203,26 +221,27 @@ class PersonalizationRecipients {
                                                  " holds ';' or ',', which SendGrid refuses in "
                                                  "recipient names");
             }
-            if (single_) {
-                list.push_back(address_json(std::move(address)));
-                continue;
-            }
-            std::string key = to_lower_ascii(address.email);
-            if (const std::size_t* first = find(key)) {
-                // Within cc and within bcc, the original drops repeats silently; elsewhere it is
-                // a mistake worth reporting unless the caller asked for de-duplication.
-                const std::string& first_field = fields_[*first];
-                if (deduplicate_ || (first_field == field && field_drops_repeats(field))) {
-                    continue;
+            if (!single_) {
+                if (const std::uint8_t* first = find(address.email)) {
+                    // Within cc and within bcc, the original drops repeats silently; elsewhere it
+                    // is a mistake worth reporting unless the caller asked for de-duplication.
+                    const std::string& first_field = fields_[*first];
+                    if (deduplicate_ || (first_field == field && field_drops_repeats(field))) {
+                        continue;
+                    }
+                    throw InvalidMessage(path(), quote_for_error(address.email) +
+                                                     " is already in " + first_field +
+                                                     "; SendGrid refuses an address twice in one "
+                                                     "personalization (set deduplicate_recipients "
+                                                     "to drop repeats)");
                 }
-                throw InvalidMessage(path(), quote_for_error(address.email) + " is already in " +
-                                                 first_field +
-                                                 "; SendGrid refuses an address twice in one "
-                                                 "personalization (set deduplicate_recipients to "
-                                                 "drop repeats)");
+                if (list.empty()) field_index = add_field(field);
             }
-            remember(std::move(key), field);
             list.push_back(address_json(std::move(address)));
+            if (!single_) {
+                // The key views the email inside the JSON, whose string never moves: no copy.
+                remember(list.back()["email"].get_ref<const std::string&>(), field_index);
+            }
         }
         count_ += list.size();
         return list;
@@ -231,6 +250,8 @@ class PersonalizationRecipients {
     std::size_t count() const noexcept { return count_; }
 
   private:
+    static constexpr std::size_t small_limit = 32;
+
     static bool field_drops_repeats(const std::string& field) {
         auto ends_with = [&field](std::string_view tail) {
             return field.size() >= tail.size() &&
@@ -239,38 +260,42 @@ class PersonalizationRecipients {
         return ends_with("cc") || ends_with("bcc");
     }
 
-    /// The index in fields_ of the list that already holds `key`, or null.
-    const std::size_t* find(const std::string& key) const {
+    std::uint8_t add_field(const std::string& field) {
+        fields_[field_count_] = field;
+        return static_cast<std::uint8_t>(field_count_++);
+    }
+
+    /// The fields_ index of the list that already holds `email`, or null.
+    const std::uint8_t* find(std::string_view email) const {
         if (!by_key_.empty()) {
-            auto found = by_key_.find(key);
+            auto found = by_key_.find(email);
             return found == by_key_.end() ? nullptr : &found->second;
         }
         for (const auto& [seen, field] : small_) {
-            if (seen == key) return &field;
+            if (iequals(seen, email)) return &field;
         }
         return nullptr;
     }
 
-    void remember(std::string key, const std::string& field) {
-        if (fields_.empty() || fields_.back() != field) fields_.push_back(field);
-        const std::size_t field_index = fields_.size() - 1;
+    void remember(std::string_view email, std::uint8_t field_index) {
         // Most personalizations hold a handful of addresses: a vector beats a hash set there.
-        if (by_key_.empty() && small_.size() < 32) {
-            small_.emplace_back(std::move(key), field_index);
+        if (by_key_.empty() && small_.size() < small_limit) {
+            small_.emplace_back(email, field_index);
             return;
         }
         if (by_key_.empty()) {
-            for (auto& entry : small_) by_key_.emplace(std::move(entry.first), entry.second);
+            by_key_.insert(small_.begin(), small_.end());
             small_.clear();
         }
-        by_key_.emplace(std::move(key), field_index);
+        by_key_.emplace(email, field_index);
     }
 
     bool deduplicate_;
     bool single_;
-    std::vector<std::string> fields_;  // the lists seen so far, e.g. "to", "cc"
-    std::vector<std::pair<std::string, std::size_t>> small_;  // lower-cased email -> fields_ index
-    std::unordered_map<std::string, std::size_t> by_key_;     // the same once small_ is full
+    std::array<std::string, 3> fields_;  // the lists added so far: to, cc, bcc
+    std::size_t field_count_ = 0;
+    std::vector<std::pair<std::string_view, std::uint8_t>> small_;  // email -> fields_ index
+    std::unordered_map<std::string_view, std::uint8_t, AddressKeyHash, AddressKeyEqual> by_key_;
     std::size_t count_ = 0;
 };
 
@@ -426,7 +451,7 @@ class PayloadBuilder {
         const std::vector<std::string>& cc = p.cc.empty() ? message_.cc : p.cc;
         const std::vector<std::string>& bcc = p.bcc.empty() ? message_.bcc : p.bcc;
         PersonalizationRecipients people(options_.deduplicate_recipients,
-                                         to_count + cc.size() + bcc.size() == 1);
+                                         to_count + cc.size() + bcc.size());
         nlohmann::json to_json = people.add(to, to_count, prefix + "to", false, to_index);
         nlohmann::json cc_json =
             people.add(cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
@@ -439,7 +464,11 @@ class PayloadBuilder {
         }
         recipients += people.count();
 
-        nlohmann::json json = has_own_envelope(p) ? envelope(p, prefix) : message_envelope();
+        // make_private builds up to 1000 personalizations from the message: they share one
+        // envelope, built and validated once, then copied. Otherwise it is built in place.
+        nlohmann::json json = has_own_envelope(p)     ? envelope(p, prefix)
+                              : message_.make_private ? message_envelope()
+                                                      : envelope(p, prefix);
         json["to"] = std::move(to_json);
         if (!cc_json.empty()) json["cc"] = std::move(cc_json);
         if (!bcc_json.empty()) json["bcc"] = std::move(bcc_json);

@@ -306,7 +306,11 @@ class CurlTransport : public Transport {
         std::unique_ptr<Session> session = acquire_session();
         std::vector<Transfer> transfers(count);
         try {
-            drive(*session, transfers, requests, responses, max_in_flight);
+            if (count == 1) {
+                perform_one(*session, transfers[0], requests[0], responses[0]);
+            } else {
+                drive(*session, transfers, requests, responses, max_in_flight);
+            }
         } catch (...) {
             // Leave the session clean for the next caller: no handle stays in its multi.
             for (Transfer& transfer : transfers) give_back(*session, transfer);
@@ -323,6 +327,18 @@ class CurlTransport : public Transport {
         transfer.in_multi = false;
         session.idle_easy.push_back(transfer.easy);
         transfer.easy = nullptr;
+    }
+
+    /// One request on its own: curl_easy_perform, which spares the multi loop's bookkeeping
+    /// (the easy handle keeps its own connection alive between calls).
+    void perform_one(Session& session, Transfer& transfer, const HttpRequest& request,
+                     HttpResponse& response) {
+        transfer.request = &request;
+        transfer.response = &response;
+        prepare(transfer, session);
+        response.started = std::chrono::steady_clock::now();
+        finish(transfer, curl_easy_perform(transfer.easy));
+        give_back(session, transfer);
     }
 
     void drive(Session& session, std::vector<Transfer>& transfers, const HttpRequest* requests,
