@@ -6,6 +6,7 @@
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <atomic>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <set>
@@ -615,4 +616,27 @@ TEST_CASE("the outbox transport keeps every payload, like Django's mail.outbox",
     CHECK(sent[1]["subject"] == "two");
     outbox->clear();
     CHECK(outbox->size() == 0);
+}
+
+TEST_CASE("how long a 429 asks to wait: Retry-After first, then X-RateLimit-Reset",
+          "[mail][retry]") {
+    using sendgrid_backend::HttpResponse;
+    using sendgrid_backend::detail::rate_limit_wait;
+    HttpResponse response;
+    response.status = 429;
+    CHECK_FALSE(rate_limit_wait(response).has_value());
+
+    response.headers = {{"X-RateLimit-Reset", std::to_string(std::time(nullptr) + 30)}};
+    const auto from_reset = rate_limit_wait(response);
+    REQUIRE(from_reset.has_value());
+    CHECK(*from_reset >= 29s);
+    CHECK(*from_reset <= 30s);
+
+    response.headers.emplace_back("retry-after", "7");
+    CHECK(rate_limit_wait(response) == std::chrono::milliseconds(7000));
+
+    response.headers = {{"Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT"}};  // a date: not used
+    CHECK_FALSE(rate_limit_wait(response).has_value());
+    response.headers = {{"X-RateLimit-Reset", "1"}};  // long past: no wait
+    CHECK(rate_limit_wait(response) == std::chrono::milliseconds(0));
 }
