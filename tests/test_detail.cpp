@@ -84,3 +84,14 @@ TEST_CASE("the vector and scalar base64 encoders agree on every length", "[detai
         CHECK(encoded.compare(0, length / 3 * 4, scalar, 0, length / 3 * 4) == 0);
     }
 }
+
+TEST_CASE("decimal parsing for headers and numbers sent as strings", "[detail][text]") {
+    CHECK(detail::parse_decimal("0") == 0);
+    CHECK(detail::parse_decimal("1600112502") == 1600112502);
+    CHECK_FALSE(detail::parse_decimal("").has_value());
+    CHECK_FALSE(detail::parse_decimal(" 7").has_value());
+    CHECK_FALSE(detail::parse_decimal("-1").has_value());
+    CHECK_FALSE(detail::parse_decimal("12a").has_value());
+    CHECK_FALSE(detail::parse_decimal("1234567890123", 12).has_value());
+    CHECK(detail::parse_decimal("123456789012", 12) == 123456789012);
+}

@@ -6,6 +6,7 @@
 /// the prose. No message ever contains the API key.
 
 #include <cstddef>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -109,5 +110,19 @@ class SendError : public Error {
     std::vector<Failure> failures_;
 };
 
+namespace detail {
+
+/// The what() of an exception_ptr, for logs.
+inline std::string describe_exception(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "an exception that is not a std::exception";
+    }
+}
+
+}  // namespace detail
 }  // namespace v0
 }  // namespace sendgrid_backend

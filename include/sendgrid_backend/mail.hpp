@@ -49,16 +49,6 @@ using HandlerErrorHandler = std::function<void(const EmailMessage&, std::excepti
 
 namespace detail {
 
-inline std::string describe_exception(const std::exception_ptr& error) {
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        return e.what();
-    } catch (...) {
-        return "an exception that is not a std::exception";
-    }
-}
-
 /// The default HandlerErrorHandler: one line on stderr.
 inline void log_handler_error(const EmailMessage&, std::exception_ptr error) {
     std::cerr << "[sendgrid_backend] a sendgrid_email_sent handler threw: "
@@ -87,22 +77,12 @@ inline std::vector<ApiError> parse_api_errors(const std::string& body) {
 
 /// How long a 429 asks to wait: Retry-After seconds, else X-RateLimit-Reset (unix time).
 inline std::optional<std::chrono::milliseconds> rate_limit_wait(const HttpResponse& response) {
-    auto parse_number = [](std::string_view text) -> std::optional<long long> {
-        text = trim(text);
-        if (text.empty() || text.size() > 18) return std::nullopt;
-        long long value = 0;
-        for (char c : text) {
-            if (c < '0' || c > '9') return std::nullopt;
-            value = value * 10 + (c - '0');
-        }
-        return value;
-    };
-    if (auto seconds = parse_number(response.header("Retry-After"))) {
+    if (auto seconds = parse_decimal(trim(response.header("Retry-After")))) {
         return std::chrono::milliseconds(*seconds * 1000);
     }
-    if (auto reset = parse_number(response.header("X-RateLimit-Reset"))) {
-        const long long now = static_cast<long long>(std::time(nullptr));
-        return std::chrono::milliseconds(std::max(0LL, *reset - now) * 1000);
+    if (auto reset = parse_decimal(trim(response.header("X-RateLimit-Reset")))) {
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        return std::chrono::milliseconds(std::max<std::int64_t>(0, *reset - now) * 1000);
     }
     return std::nullopt;
 }

@@ -164,14 +164,7 @@ inline std::optional<std::int64_t> json_integer(const nlohmann::json& object, co
         return found->get<std::int64_t>();
     if (found->is_number_float()) return static_cast<std::int64_t>(found->get<double>());
     if (found->is_string()) {  // SendGrid sends some numbers as strings ("attempt": "1")
-        const std::string& text = found->get_ref<const std::string&>();
-        if (text.empty() || text.size() > 18) return std::nullopt;
-        std::int64_t value = 0;
-        for (char c : text) {
-            if (c < '0' || c > '9') return std::nullopt;
-            value = value * 10 + (c - '0');
-        }
-        return value;
+        return parse_decimal(found->get_ref<const std::string&>());
     }
     return std::nullopt;
 }
@@ -543,16 +536,7 @@ class EventWebhook {
             return refuse(WebhookRefusal::missing_signature, 401,
                           "the signature or timestamp header is missing");
         }
-        std::optional<std::int64_t> seconds;
-        if (timestamp.size() <= 12) {
-            std::int64_t value = 0;
-            bool digits = true;
-            for (char c : timestamp) {
-                digits = digits && c >= '0' && c <= '9';
-                value = value * 10 + (c - '0');
-            }
-            if (digits) seconds = value;
-        }
+        const std::optional<std::int64_t> seconds = detail::parse_decimal(timestamp, 12);
         if (!seconds)
             return refuse(WebhookRefusal::bad_timestamp, 401, "the timestamp is not unix seconds");
         if (options_.tolerance) {
@@ -588,13 +572,11 @@ class EventWebhook {
                 options_.on_handler_error(event, error);
                 return;
             }
-            std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-            std::cerr << "[sendgrid_backend] a sendgrid_event_received handler threw: " << e.what()
-                      << '\n';
         } catch (...) {
-            std::cerr << "[sendgrid_backend] a sendgrid_event_received handler threw\n";
+            // An error handler that throws must not take the request down with it.
         }
+        std::cerr << "[sendgrid_backend] a sendgrid_event_received handler threw: "
+                  << detail::describe_exception(error) << '\n';
     }
 
     WebhookOptions options_;

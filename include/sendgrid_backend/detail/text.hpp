@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -104,6 +106,19 @@ inline std::string_view trim(std::string_view text) noexcept {
     if (first == std::string_view::npos) return {};
     const auto last = text.find_last_not_of(" \t");
     return text.substr(first, last - first + 1);
+}
+
+/// A non-negative decimal integer of at most `max_digits` digits and nothing else ("42", not
+/// " 42", "4x" or "-1"); nullopt otherwise. For header values and numbers sent as strings.
+inline std::optional<std::int64_t> parse_decimal(std::string_view text,
+                                                 std::size_t max_digits = 18) noexcept {
+    if (text.empty() || text.size() > max_digits) return std::nullopt;
+    std::int64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        value = value * 10 + (c - '0');
+    }
+    return value;
 }
 
 /// A value for an error text: quoted, cut to 80 bytes, line breaks shown as \r and \n.
