@@ -1,12 +1,19 @@
 // build_payload against dump() of the same finished JSON (building should cost at most 2x of
 // serializing), and base64 of 1 MB against memcpy of the same bytes (at least 1/6 of its speed).
+//
+//   payload_bench                               Google Benchmark table + ratios
+//   payload_bench --count build|dump NAME N     N runs between callgrind start/stop markers,
+//                                               for exact instruction counts (callgrind_payloads.sh)
 #include <sendgrid_backend/detail/base64.hpp>
 #include <sendgrid_backend/payload.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <valgrind/callgrind.h>
 
 #include "ratio_reporter.hpp"
 
@@ -124,9 +131,29 @@ void BM_memcpy(benchmark::State& state) {
                             static_cast<int64_t>(input.size()));
 }
 
+int count_mode(const std::string& what, const std::string& name, long iterations) {
+    const EmailMessage& message = messages().at(name);
+    const nlohmann::json finished = sendgrid_backend::build_payload(message);
+    std::size_t sink = finished.dump().size();  // warm up: first-call costs are not per-run
+    CALLGRIND_START_INSTRUMENTATION;
+    for (long i = 0; i < iterations; ++i) {
+        if (what == "build") {
+            sink += sendgrid_backend::build_payload(message).size();
+        } else {
+            sink += finished.dump().size();
+        }
+    }
+    CALLGRIND_STOP_INSTRUMENTATION;
+    std::printf("%zu\n", sink);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 5 && std::string(argv[1]) == "--count") {
+        return count_mode(argv[2], argv[3], std::atol(argv[4]));
+    }
     for (const char* name : {"simple", "typical", "kitchen_sink", "private_1000"}) {
         benchmark::RegisterBenchmark((std::string("dump/") + name).c_str(), BM_dump, name);
         benchmark::RegisterBenchmark((std::string("build/") + name).c_str(), BM_build, name);

@@ -680,3 +680,22 @@ TEST_CASE("UTF-8 text is carried through untouched", "[payload]") {
     CHECK(payload["personalizations"][0]["to"][0]["name"] == "Zoë");
     CHECK(payload["content"][0]["value"] == "Héllo wörld 🎉");
 }
+
+TEST_CASE("make_private without cc or bcc: each personalization is the envelope plus one 'to'",
+          "[payload]") {
+    EmailMessage message = simple_message();
+    message.to = {"A <a@example.com>", "b@example.com"};
+    message.make_private = true;
+    message.custom_args = {{"campaign", "fall"}};
+    message.extra_headers = {{"X-Tag", "1"}};
+    CHECK(build("make_private_plain", message)["personalizations"] == R"([
+        {"to": [{"email": "a@example.com", "name": "A"}], "subject": "Hello",
+         "custom_args": {"campaign": "fall"}, "headers": {"X-Tag": "1"}},
+        {"to": [{"email": "b@example.com"}], "subject": "Hello",
+         "custom_args": {"campaign": "fall"}, "headers": {"X-Tag": "1"}}
+    ])"_json);
+    message.to = {"ok@example.com", "\"Doe, J\" <j@example.com>"};
+    CHECK(invalid_field(message) == "to[1]");
+    message.to = {"ok@example.com", "x@example.com", "broken"};
+    CHECK(invalid_field(message) == "to[2]");
+}

@@ -210,17 +210,7 @@ class PersonalizationRecipients {
             // The error path ("to[3]") is only spelled out when there is an error to report.
             auto path = [&] { return indexed(field, first_index + i); };
             if (skip_blank && trim(addresses[i]).empty()) continue;
-            Address address;
-            try {
-                address = parse_address(addresses[i], field);
-            } catch (const InvalidMessage& invalid) {
-                throw InvalidMessage(path(), invalid.reason());
-            }
-            if (contains_any(address.name, ";,")) {
-                throw InvalidMessage(path(), "the display name " + quote_for_error(address.name) +
-                                                 " holds ';' or ',', which SendGrid refuses in "
-                                                 "recipient names");
-            }
+            Address address = parse(addresses[i], field, first_index + i);
             if (!single_) {
                 if (const std::uint8_t* first = find(address.email)) {
                     // Within cc and within bcc, the original drops repeats silently; elsewhere it
@@ -251,6 +241,21 @@ class PersonalizationRecipients {
 
   private:
     static constexpr std::size_t small_limit = 32;
+
+    /// One recipient address, checked as SendGrid wants it; errors name `field[index]`.
+    static Address parse(const std::string& text, const std::string& field, std::size_t index) {
+        try {
+            Address address = parse_address(text, field);
+            if (contains_any(address.name, ";,")) {
+                throw InvalidMessage(field, "the display name " + quote_for_error(address.name) +
+                                                " holds ';' or ',', which SendGrid refuses in "
+                                                "recipient names");
+            }
+            return address;
+        } catch (const InvalidMessage& invalid) {
+            throw InvalidMessage(indexed(field, index), invalid.reason());
+        }
+    }
 
     static bool field_drops_repeats(const std::string& field) {
         auto ends_with = [&field](std::string_view tail) {
