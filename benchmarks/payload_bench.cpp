@@ -3,7 +3,8 @@
 //
 //   payload_bench                               Google Benchmark table + ratios
 //   payload_bench --count build|dump NAME N     N runs between callgrind start/stop markers,
-//                                               for exact instruction counts (callgrind_payloads.sh)
+//                                               for exact instruction counts
+//                                               (callgrind_payloads.sh)
 #include <sendgrid_backend/detail/base64.hpp>
 #include <sendgrid_backend/payload.hpp>
 
