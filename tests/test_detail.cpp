@@ -95,3 +95,28 @@ TEST_CASE("decimal parsing for headers and numbers sent as strings", "[detail][t
     CHECK_FALSE(detail::parse_decimal("1234567890123", 12).has_value());
     CHECK(detail::parse_decimal("123456789012", 12) == 123456789012);
 }
+
+TEST_CASE("trimming spaces and tabs", "[detail][text]") {
+    CHECK(detail::trim("") == "");
+    CHECK(detail::trim(" \t \t") == "");
+    CHECK(detail::trim("a") == "a");
+    CHECK(detail::trim(" \ta b\t ") == "a b");
+    CHECK(detail::trim("x ") == "x");
+    CHECK(detail::trim("\tx") == "x");
+    CHECK(detail::trim("\nx\n") == "\nx\n");  // only spaces and tabs are blanks here
+}
+
+TEST_CASE("line breaks anywhere in short and long texts", "[detail][text]") {
+    CHECK_FALSE(detail::has_line_break(""));
+    CHECK_FALSE(detail::has_line_break("no break here, \t tabs are fine"));
+    CHECK(detail::has_line_break("\r"));
+    CHECK(detail::has_line_break("\nstart"));
+    CHECK(detail::has_line_break("end\r"));
+    std::string long_text(1000, 'a');
+    CHECK_FALSE(detail::has_line_break(long_text));
+    for (std::size_t at : {0, 31, 32, 500, 999}) {
+        std::string with_break = long_text;
+        with_break[at] = (at % 2) ? '\r' : '\n';
+        CHECK(detail::has_line_break(with_break));
+    }
+}

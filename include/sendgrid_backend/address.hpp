@@ -49,8 +49,8 @@ inline bool is_forbidden_in_mailbox(char c) noexcept {
     }
 }
 
-/// Why `email` is not a mailbox SendGrid accepts, or "" when it is one.
-inline std::string mailbox_problem(std::string_view email) {
+/// Why `email` is not a mailbox SendGrid accepts, or null when it is one.
+inline const char* mailbox_problem(std::string_view email) noexcept {
     const auto at = email.find('@');
     if (at == std::string_view::npos) return "has no '@'";
     if (email.find('@', at + 1) != std::string_view::npos) return "has more than one '@'";
@@ -83,11 +83,11 @@ inline std::string mailbox_problem(std::string_view email) {
         }
         label_start = label_end + 1;
     }
-    return "";
+    return nullptr;
 }
 
 [[noreturn]] inline void throw_bad_address(const std::string& field, std::string_view text,
-                                           const std::string& problem) {
+                                           const char* problem) {
     throw InvalidMessage(field,
                          quote_for_error(text) + " is not a valid email address (" + problem + ")");
 }
@@ -137,8 +137,9 @@ inline Address parse_address(std::string_view text, const std::string& field) {
     } else if (detail::contains_any(trimmed, "<>\"")) {
         detail::throw_bad_address(field, text, "unbalanced '<', '>' or '\"'");
     }
-    const std::string problem = detail::mailbox_problem(mailbox);
-    if (!problem.empty()) detail::throw_bad_address(field, text, problem);
+    if (const char* problem = detail::mailbox_problem(mailbox)) {
+        detail::throw_bad_address(field, text, problem);
+    }
     address.email = std::string(mailbox);
     return address;
 }

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,9 +20,8 @@ inline bool is_valid_utf8(std::string_view text) noexcept {
     while (i < size) {
         // Fast path: skip 8 ASCII bytes at a time.
         while (i + 8 <= size) {
-            unsigned long long chunk = 0;
-            for (int k = 0; k < 8; ++k)
-                chunk |= static_cast<unsigned long long>(bytes[i + k]) << (8 * k);
+            std::uint64_t chunk;
+            std::memcpy(&chunk, bytes + i, sizeof chunk);  // one load; byte order is irrelevant
             if (chunk & 0x8080808080808080ULL) break;
             i += 8;
         }
@@ -69,11 +69,11 @@ inline bool contains_any(std::string_view text, std::string_view chars) noexcept
 }
 
 /// Whether `text` holds a CR or LF: in a header, subject or address that is header injection.
+/// No early exit: the loop then vectorizes, and a clean text is read to the end anyway.
 inline bool has_line_break(std::string_view text) noexcept {
-    for (char c : text) {
-        if (c == '\r' || c == '\n') return true;
-    }
-    return false;
+    bool found = false;
+    for (char c : text) found |= (c == '\r') | (c == '\n');
+    return found;
 }
 
 inline bool is_ascii(std::string_view text) noexcept {
@@ -101,11 +101,14 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
+/// `text` without leading and trailing spaces and tabs. Plain loops: find_first_not_of calls
+/// memchr per character, a visible cost when 1000 addresses are parsed per message.
 inline std::string_view trim(std::string_view text) noexcept {
-    const auto first = text.find_first_not_of(" \t");
-    if (first == std::string_view::npos) return {};
-    const auto last = text.find_last_not_of(" \t");
-    return text.substr(first, last - first + 1);
+    std::size_t first = 0;
+    std::size_t end = text.size();
+    while (first < end && (text[first] == ' ' || text[first] == '\t')) ++first;
+    while (end > first && (text[end - 1] == ' ' || text[end - 1] == '\t')) --end;
+    return text.substr(first, end - first);
 }
 
 /// A non-negative decimal integer of at most `max_digits` digits and nothing else ("42", not
