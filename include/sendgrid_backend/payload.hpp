@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -140,6 +141,7 @@ inline nlohmann::json string_map_to_json(const std::map<std::string, std::string
 /// searches the map, inserts null and then assigns; the hint makes keys added in order O(1).
 inline void add_new_key(nlohmann::json& object, const char* key, nlohmann::json value) {
     auto& map = object.get_ref<nlohmann::json::object_t&>();
+    assert(map.find(key) == map.end() && "add_new_key would keep the old value");
     map.emplace_hint(map.end(), key, std::move(value));
 }
 
