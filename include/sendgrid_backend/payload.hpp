@@ -135,8 +135,6 @@ inline nlohmann::json string_map_to_json(const std::map<std::string, std::string
     return object;
 }
 
-// Objects are filled key by key: nlohmann's initializer lists copy every value twice, which
-// shows in the benchmarks (bodies and base64 attachments are the big values).
 /// Adds `key`, which `object` must not hold yet. Cheaper than `object[key] = value`, which
 /// searches the map, inserts null and then assigns; the hint makes keys added in order O(1).
 inline void add_new_key(nlohmann::json& object, const char* key, nlohmann::json value) {
@@ -145,6 +143,8 @@ inline void add_new_key(nlohmann::json& object, const char* key, nlohmann::json 
     map.emplace_hint(map.end(), key, std::move(value));
 }
 
+// Objects are filled key by key: nlohmann's initializer lists copy every value twice, which
+// shows in the benchmarks (bodies and base64 attachments are the big values).
 inline nlohmann::json address_json(Address address) {
     nlohmann::json object = nlohmann::json::object();
     add_new_key(object, "email", std::move(address.email));
