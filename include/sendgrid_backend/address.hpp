@@ -7,11 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// An address split into the mailbox and the display name (empty when there is none).
 struct Address {
@@ -144,5 +144,4 @@ inline Address parse_address(std::string_view text, const std::string& field) {
     return address;
 }
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

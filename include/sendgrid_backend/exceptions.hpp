@@ -12,10 +12,10 @@
 #include <utility>
 #include <vector>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/outcome.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// Base of every exception the library throws on purpose.
 class Error : public std::runtime_error {
@@ -124,5 +124,4 @@ inline std::string describe_exception(const std::exception_ptr& error) {
 }
 
 }  // namespace detail
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -4,8 +4,9 @@
 /// Forward declarations of the library's public types, for headers that only need the names
 /// (signals.hpp declares `sendgrid_email_sent` without pulling in the message or the backend).
 
-namespace sendgrid_backend {
-inline namespace v0 {
+#include "sendgrid_backend/detail/abi.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 class EmailMessage;
 class SendgridBackend;
@@ -23,5 +24,4 @@ class BasicSignal;
 template <class Sender, class Message, class ThreadingPolicy = ThreadSafe>
 class Signal;
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -33,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/payload.hpp"
@@ -40,8 +41,7 @@
 #include "sendgrid_backend/signals.hpp"
 #include "sendgrid_backend/transport.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// Receives each exception that a `sendgrid_email_sent` handler threw, with the message the
 /// handler was called for. Called on the sending thread; must not throw.
@@ -416,5 +416,4 @@ class SendgridBackend {
     mutable std::mutex echo_mutex_;
 };
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -21,11 +21,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/outcome.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// A file sent with the message. Non-empty `content_id` makes it an inline part (referenced
 /// from HTML as `cid:<content_id>`), sent with `disposition: inline`.
@@ -201,5 +201,4 @@ class EmailMessage {
     }
 };
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
-namespace sendgrid_backend {
-inline namespace v0 {
+#include "sendgrid_backend/detail/abi.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// Why no HTTP answer arrived (modeled on cpp-httplib's `Error`). `none` when one did.
 enum class TransportError {
@@ -96,5 +97,4 @@ struct SendOutcome {
     bool accepted() const noexcept { return status == SendStatus::accepted; }
 };
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -22,14 +22,14 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/address.hpp"
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/base64.hpp"
 #include "sendgrid_backend/detail/mime_types.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// SendGrid's documented limits, checked before anything is sent.
 namespace limits {
@@ -800,5 +800,4 @@ inline nlohmann::json build_payload(const EmailMessage& message,
     return detail::PayloadBuilder(message, options).build();
 }
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -12,11 +12,11 @@
 #include <string>
 #include <string_view>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// When and how often a send is tried again. Only failures where SendGrid cannot have accepted
 /// the mail are retried by default: 429 and connection failures before the request was sent.
@@ -147,5 +147,4 @@ inline Settings Settings::from_env() {
     return settings;
 }
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -30,11 +30,11 @@
 #include <boost/signals2/signal.hpp>
 #include <boost/signals2/signal_type.hpp>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/robust_combiner.hpp"
 #include "sendgrid_backend/fwd.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// Threading policy: connect, disconnect and send from any thread, also from inside a handler.
 struct ThreadSafe {
@@ -209,5 +209,4 @@ inline BasicSignal<void(const SendgridBackend&, EmailMessage&)> sendgrid_pre_sen
 /// the thread that handles the request.
 inline BasicSignal<void(const EventWebhook&, const WebhookEvent&)> sendgrid_event_received;
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

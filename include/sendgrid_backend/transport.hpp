@@ -15,13 +15,13 @@
 #include <utility>
 #include <vector>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/version.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// Header name/value pairs in the order they were sent or received.
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
@@ -113,5 +113,4 @@ inline TransportOptions TransportOptions::from(const Settings& settings) {
     return options;
 }
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -40,6 +40,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/base64.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -47,8 +48,7 @@
 #include "sendgrid_backend/signals.hpp"
 #include "sendgrid_backend/transport.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 /// The headers SendGrid signs its Event Webhook requests with.
 inline constexpr std::string_view webhook_signature_header =
@@ -583,5 +583,4 @@ class EventWebhook {
     std::optional<EventWebhookVerifier> verifier_;
 };
 
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

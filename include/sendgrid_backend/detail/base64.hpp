@@ -10,11 +10,12 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+
+#include "sendgrid_backend/detail/abi.hpp"
 #define SENDGRID_BACKEND_DETAIL_BASE64_AVX2 1
 #endif
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 inline constexpr char base64_alphabet[] =
@@ -166,5 +167,4 @@ inline std::optional<std::string> base64_decode(std::string_view input) {
 }
 
 }  // namespace detail
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -5,10 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 struct MimeTypeEntry {
@@ -103,5 +103,4 @@ inline std::string content_hex_id(std::string_view bytes, std::size_t salt) {
 }
 
 }  // namespace detail
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

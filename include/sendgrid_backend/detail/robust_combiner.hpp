@@ -6,8 +6,9 @@
 
 #include <boost/signals2/expired_slot.hpp>
 
-namespace sendgrid_backend {
-inline namespace v0 {
+#include "sendgrid_backend/detail/abi.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 /// Where the next robust emission on this thread collects handler exceptions; null means
@@ -58,5 +59,4 @@ struct RobustAwareCombiner {
 };
 
 }  // namespace detail
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -7,8 +7,9 @@
 #include <string>
 #include <string_view>
 
-namespace sendgrid_backend {
-inline namespace v0 {
+#include "sendgrid_backend/detail/abi.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 /// Whether `text` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
@@ -143,5 +144,4 @@ inline std::string quote_for_error(std::string_view value) {
 }
 
 }  // namespace detail
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -37,11 +37,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/transport.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace testing {
 
 /// A fault for the next `times` requests (in the order faults were pushed).
@@ -461,5 +461,4 @@ class FakeSendgridServer {
 };
 
 }  // namespace testing
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -24,10 +24,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/transport.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace testing {
 
 /// Thread-safe in-memory transport. See the file comment.
@@ -94,5 +94,4 @@ class OutboxTransport : public Transport {
 };
 
 }  // namespace testing
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

@@ -14,12 +14,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/base64.hpp"
 #include "sendgrid_backend/transport.hpp"
 #include "sendgrid_backend/webhook.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace testing {
 
 /// A fresh key pair on `curve` (SendGrid uses P-256) that signs like SendGrid.
@@ -77,5 +77,4 @@ class WebhookSigner {
 };
 
 }  // namespace testing
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END

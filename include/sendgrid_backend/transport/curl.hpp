@@ -23,10 +23,10 @@
 #include <string>
 #include <vector>
 
+#include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/transport.hpp"
 
-namespace sendgrid_backend {
-inline namespace v0 {
+SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 /// curl_global_init once per process, before the first handle, cleaned up at exit.
@@ -394,5 +394,4 @@ inline const bool curl_transport_installed =
     (default_transport_factory().store(&make_curl_transport), true);
 
 }  // namespace detail
-}  // namespace v0
-}  // namespace sendgrid_backend
+SENDGRID_BACKEND_NAMESPACE_END
