@@ -18,6 +18,7 @@
 
 #include "catch.hpp"
 #include "payload_recorder.hpp"
+#include "support/scripted_transport.hpp"
 
 using namespace std::chrono_literals;
 using sendgrid_backend::BackendOptions;
@@ -181,10 +182,6 @@ TEST_CASE("SendGrid's validation errors come back field by field", "[mail][http]
                                                          {"email":"A@example.com"}]}]})";
             return CurlTransport::send(broken);
         }
-        std::vector<sendgrid_backend::HttpResponse> send_batch(
-            const std::vector<sendgrid_backend::HttpRequest>& requests, std::size_t) override {
-            return {send(requests.at(0))};
-        }
     };
     BackendOptions options = quietly();
     options.transport = std::make_shared<RawTransport>();
@@ -281,11 +278,13 @@ TEST_CASE("connection refused: a transport failure, retried because nothing was 
     CHECK(message.outcome.status == SendStatus::transport_failed);
     CHECK(message.outcome.transport_error == TransportError::connection_failed);
     CHECK(message.outcome.http_status == 0);
-    CHECK(message.outcome.attempts == 3);
-    CHECK(message.outcome.failure_reason.rfind("connection_failed: ", 0) == 0);
+    CHECK(message.outcome.attempts == 0);  // no request reached a connection
+    CHECK(message.outcome.tries == 3);
+    CHECK(message.outcome.failure_reason.rfind("not sent: connection_failed: ", 0) == 0);
+    CHECK(message.outcome.failure_reason.find("(after 3 tries)") != std::string::npos);
 }
 
-TEST_CASE("a slow server times out and is not retried (it may have accepted)",
+TEST_CASE("a slow server times out: outcome unknown, not retried (it may have accepted)",
           "[mail][http][retry]") {
     FakeSendgridServer server;
     Settings settings = settings_for(server);
@@ -296,24 +295,36 @@ TEST_CASE("a slow server times out and is not retried (it may have accepted)",
     slow.delay = 1500ms;
     server.push_fault(slow);
     const EmailMessage message = send_expecting_failure(backend, emissions);
+    CHECK(message.outcome.status == SendStatus::unknown);
+    CHECK(message.outcome.maybe_delivered());
     CHECK(message.outcome.transport_error == TransportError::timeout);
     CHECK(message.outcome.attempts == 1);
+    CHECK(message.outcome.tries == 1);
+    CHECK(server.wait_for_requests(1));
+    std::this_thread::sleep_for(1500ms);  // until the late answer: nothing else arrives
+    CHECK(server.received_count() == 1);
 }
 
-TEST_CASE("a connection closed mid-answer is a receive failure, not retried",
+TEST_CASE("an answer head of 202 counts as accepted even when the body is cut short",
           "[mail][http][retry]") {
     FakeSendgridServer server;
     SendgridBackend backend(settings_for(server), quietly());
     Emissions emissions;
-    Fault drop;
+    Fault drop;  // the server answers 202 with its X-Message-Id, then drops mid-body
     drop.drop_connection = true;
     server.push_fault(drop);
-    const EmailMessage message = send_expecting_failure(backend, emissions);
+    EmailMessage message = make_message("cut");
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.status == SendStatus::accepted);
     CHECK(message.outcome.transport_error == TransportError::receive_failed);
-    CHECK(message.outcome.attempts == 1);
+    const auto received = server.received();
+    REQUIRE(received.size() == 1);
+    CHECK(received[0].answered_status == 202);
+    CHECK(message.outcome.message_id == received[0].message_id);
     // The backend recovers: the next send on a fresh connection works.
     EmailMessage next = make_message("after the drop");
     CHECK(backend.send_message(next));
+    CHECK(server.received_count() == 2);
 }
 
 TEST_CASE("fail_silently=false: every message attempted and emitted, then one SendError",
@@ -331,7 +342,8 @@ TEST_CASE("fail_silently=false: every message attempted and emitted, then one Se
         backend.send_messages(batch);
         FAIL("no SendError");
     } catch (const SendError& error) {
-        REQUIRE(error.failures().size() == 2);
+        CHECK(error.id() == "sendgrid_backend.send_error");
+        REQUIRE(error.failures().size() == 2);  // in batch order
         CHECK(error.failures()[0].index == 0);
         CHECK(error.failures()[0].status == SendStatus::rejected);
         CHECK(error.failures()[0].http_status == 500);
@@ -340,11 +352,15 @@ TEST_CASE("fail_silently=false: every message attempted and emitted, then one Se
         CHECK(error.failures()[1].reason.rfind("to[0]: ", 0) == 0);
         CHECK(std::string(error.what()).find("2 of 3 message(s) not sent") != std::string::npos);
     }
+    // Emitted as each outcome became final: the invalid one before anything was sent.
     REQUIRE(emissions.size() == 3);
+    CHECK(emissions.seen[0].subject == "third");
     CHECK(emissions.seen[0].fail_flag);
-    CHECK_FALSE(emissions.seen[1].fail_flag);
-    CHECK(emissions.seen[2].fail_flag);
-    CHECK(emissions.seen[2].outcome.status == SendStatus::invalid);
+    CHECK(emissions.seen[0].outcome.status == SendStatus::invalid);
+    CHECK(emissions.seen[1].subject == "first");
+    CHECK(emissions.seen[1].fail_flag);
+    CHECK(emissions.seen[2].subject == "second");
+    CHECK_FALSE(emissions.seen[2].fail_flag);
     CHECK(batch[1].outcome.accepted());
 }
 
@@ -438,13 +454,17 @@ TEST_CASE("sendgrid_pre_send can modify and cancel messages", "[mail][http][pre_
     CHECK(received[0].payload["subject"] == "[edited] keep");
     CHECK(received[0].payload["categories"] == nlohmann::json::array({"edited"}));
 
+    // Cancelled messages are final before anything is sent: emitted first.
     REQUIRE(emissions.size() == 3);
-    CHECK_FALSE(emissions.seen[0].fail_flag);
-    CHECK(emissions.seen[1].fail_flag);
+    CHECK(emissions.seen[0].subject == "cancel me");
+    CHECK(emissions.seen[0].fail_flag);
+    CHECK(emissions.seen[0].outcome.status == SendStatus::cancelled);
+    CHECK(emissions.seen[0].outcome.failure_reason == "cancelled: unsubscribed");
+    CHECK(emissions.seen[1].subject == "broken hook");
     CHECK(emissions.seen[1].outcome.status == SendStatus::cancelled);
-    CHECK(emissions.seen[1].outcome.failure_reason == "cancelled: unsubscribed");
-    CHECK(emissions.seen[2].outcome.status == SendStatus::cancelled);
-    CHECK(emissions.seen[2].outcome.failure_reason.find("hook bug") != std::string::npos);
+    CHECK(emissions.seen[1].outcome.failure_reason.find("hook bug") != std::string::npos);
+    CHECK(emissions.seen[2].subject == "[edited] keep");
+    CHECK_FALSE(emissions.seen[2].fail_flag);
 }
 
 TEST_CASE("a throwing handler neither fails an accepted send nor stops the batch", "[mail][http]") {
@@ -467,7 +487,9 @@ TEST_CASE("a throwing handler neither fails an accepted send nor stops the batch
     std::vector<EmailMessage> batch{make_message("a"), make_message("b")};
     CHECK(backend.send_messages(batch) == 2);  // no SendError: both accepted
     CHECK(emissions.size() == 2);
-    CHECK(reported == std::vector<std::string>{"a: metrics down", "b: metrics down"});
+    // Emitted in the order the answers came: compare without order.
+    CHECK(std::multiset<std::string>(reported.begin(), reported.end()) ==
+          std::multiset<std::string>{"a: metrics down", "b: metrics down"});
 }
 
 TEST_CASE("sandbox mode: validated by the server, answered 200, counted as sent", "[mail][http]") {
@@ -544,7 +566,8 @@ TEST_CASE("the API key appears in no error text, reason or echo", "[mail][http][
         FAIL("no SendError");
     } catch (const SendError& error) {
         texts += error.what();
-        CHECK(error.failures().size() == 9);
+        // 7 error statuses and the invalid message; the dropped answer had a 202 head.
+        CHECK(error.failures().size() == 8);
     }
     for (const auto& message : batch) {
         texts += message.outcome.failure_reason;
@@ -618,25 +641,158 @@ TEST_CASE("the outbox transport keeps every payload, like Django's mail.outbox",
     CHECK(outbox->size() == 0);
 }
 
-TEST_CASE("how long a 429 asks to wait: Retry-After first, then X-RateLimit-Reset",
-          "[mail][retry]") {
-    using sendgrid_backend::HttpResponse;
-    using sendgrid_backend::detail::rate_limit_wait;
-    HttpResponse response;
-    response.status = 429;
-    CHECK_FALSE(rate_limit_wait(response).has_value());
+namespace {
 
-    response.headers = {{"X-RateLimit-Reset", std::to_string(std::time(nullptr) + 30)}};
-    const auto from_reset = rate_limit_wait(response);
-    REQUIRE(from_reset.has_value());
-    CHECK(*from_reset >= 29s);
-    CHECK(*from_reset <= 30s);
+/// A backend over a scripted transport whose script is keyed by each payload's subject.
+struct ScriptedBackend {
+    test_support::FakeClock clock;
+    std::shared_ptr<test_support::ScriptedTransport> transport;
+    std::unique_ptr<SendgridBackend> backend;
 
-    response.headers.emplace_back("retry-after", "7");
-    CHECK(rate_limit_wait(response) == std::chrono::milliseconds(7000));
+    ScriptedBackend(std::map<std::string, std::vector<test_support::Step>> by_subject,
+                    bool fail_silently, std::size_t in_flight = 8) {
+        // The script is keyed by request body; bodies are the exact payloads of these messages.
+        Settings settings;
+        settings.api_key = "SG.scripted";
+        settings.max_in_flight = in_flight;
+        settings.retry.jitter = 0;
+        BackendOptions probe_options;
+        probe_options.transport = std::make_shared<sendgrid_backend::testing::OutboxTransport>();
+        const SendgridBackend probe(settings, probe_options);
+        std::map<std::string, std::vector<test_support::Step>> by_body;
+        for (auto& [subject, steps] : by_subject) {
+            by_body[probe.build_payload(make_message(subject)).dump()] = steps;
+        }
+        transport = std::make_shared<test_support::ScriptedTransport>(clock, by_body);
+        BackendOptions options;
+        options.fail_silently = fail_silently;
+        options.transport = transport;
+        options.clock = &clock;
+        backend = std::make_unique<SendgridBackend>(settings, options);
+    }
+};
 
-    response.headers = {{"Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT"}};  // a date: not used
-    CHECK_FALSE(rate_limit_wait(response).has_value());
-    response.headers = {{"X-RateLimit-Reset", "1"}};  // long past: no wait
-    CHECK(rate_limit_wait(response) == std::chrono::milliseconds(0));
+std::vector<EmailMessage> messages_with_subjects(const std::vector<std::string>& subjects) {
+    std::vector<EmailMessage> batch;
+    for (const auto& subject : subjects) batch.push_back(make_message(subject));
+    return batch;
+}
+
+}  // namespace
+
+TEST_CASE("each message is emitted as soon as its outcome is final, on the caller's thread",
+          "[mail][contract]") {
+    using test_support::Step;
+    ScriptedBackend scripted(
+        {{"slow", {Step{3000ms, test_support::accepted("s")}}},
+         {"limited",
+          {Step{10ms, test_support::rate_limited("1")}, Step{10ms, test_support::accepted("l")}}},
+         {"quick", {Step{5ms, test_support::accepted("q")}}}},
+        true);
+    Emissions emissions;
+    std::map<std::string, long long> emitted_at_ms;
+    sendgrid_backend::ScopedConnection timing = sendgrid_backend::sendgrid_email_sent.connect(
+        [&](const SendgridBackend&, const EmailMessage& message, bool) {
+            emitted_at_ms[message.subject] = scripted.clock.elapsed().count();
+        });
+    auto batch = messages_with_subjects({"slow", "limited", "quick", "bad"});
+    batch[3].to = {"not-an-address"};
+    CHECK(scripted.backend->send_messages(batch) == 3);
+    REQUIRE(emissions.size() == 4);
+    std::vector<std::string> order;
+    for (const auto& seen : emissions.seen) {
+        order.push_back(seen.subject);
+        CHECK(seen.thread == std::this_thread::get_id());
+    }
+    CHECK(order == std::vector<std::string>{"bad", "quick", "limited", "slow"});
+    CHECK(emitted_at_ms["bad"] == 0);
+    CHECK(emitted_at_ms["quick"] == 5);
+    CHECK(emitted_at_ms["limited"] == 1020);
+    CHECK(emitted_at_ms["slow"] == 3000);
+    CHECK(batch[1].outcome.tries == 2);
+}
+
+TEST_CASE(
+    "a throwing transport: one emission per message, then BrokenTransport even with "
+    "fail_silently",
+    "[mail][contract]") {
+    using test_support::Step;
+    const bool fail_silently = GENERATE(false, true);
+    ScriptedBackend scripted({{"a", {Step{1ms, test_support::accepted()}}},
+                              {"b", {Step{1ms, test_support::accepted()}}},
+                              {"c", {Step{1ms, test_support::accepted()}}}},
+                             fail_silently, 1);
+    scripted.transport->throw_on_send = 1;
+    Emissions emissions;
+    auto batch = messages_with_subjects({"a", "b", "c"});
+    try {
+        scripted.backend->send_messages(batch);
+        FAIL("no BrokenTransport");
+    } catch (const sendgrid_backend::BrokenTransport& error) {
+        CHECK(error.id() == "sendgrid_backend.broken_transport");
+        CHECK(std::string(error.what())
+                  .rfind("[sendgrid_backend.broken_transport] the transport "
+                         "broke (it threw from wait_any: send exploded)",
+                         0) == 0);
+        REQUIRE(error.failures().size() == 2);
+        CHECK(error.failures()[0].index == 1);
+        CHECK(error.failures()[0].status == SendStatus::unknown);
+        CHECK(error.failures()[1].index == 2);
+        CHECK(error.failures()[1].status == SendStatus::transport_failed);
+        REQUIRE(error.cause() != nullptr);
+        CHECK_THROWS_WITH(std::rethrow_exception(error.cause()), "send exploded");
+    }
+    REQUIRE(emissions.size() == 3);
+    std::set<std::string> subjects;
+    for (const auto& seen : emissions.seen) subjects.insert(seen.subject);
+    CHECK(subjects.size() == 3);
+    CHECK(batch[0].outcome.accepted());
+}
+
+TEST_CASE("a transport that answers short or long still gives one emission per message",
+          "[mail][contract]") {
+    using test_support::Step;
+    ScriptedBackend scripted({{"a", {Step{1ms, test_support::accepted()}}},
+                              {"b", {Step{1ms, test_support::accepted()}}},
+                              {"c", {Step{1ms, test_support::accepted()}}}},
+                             true, 3);
+    const bool short_answer = GENERATE(true, false);
+    if (short_answer) {
+        scripted.transport->never_answer =
+            scripted.backend->build_payload(make_message("b")).dump();
+    } else {
+        scripted.transport->answer_unknown_tag = true;
+    }
+    Emissions emissions;
+    auto batch = messages_with_subjects({"a", "b", "c"});
+    CHECK_THROWS_AS(scripted.backend->send_messages(batch), sendgrid_backend::BrokenTransport);
+    CHECK(emissions.size() == 3);
+    CHECK(batch[0].outcome.accepted());
+    CHECK(batch[1].outcome.status == (short_answer ? SendStatus::unknown : SendStatus::accepted));
+    CHECK(batch[2].outcome.accepted());
+}
+
+TEST_CASE("a plain transport exception out of send_message keeps the library's id",
+          "[mail][contract]") {
+    struct Exploding : sendgrid_backend::Transport {
+        sendgrid_backend::HttpResponse send(const sendgrid_backend::HttpRequest&) override {
+            throw std::logic_error("bug in a custom transport");
+        }
+    };
+    Settings settings;
+    settings.api_key = "SG.x";
+    BackendOptions options;
+    options.transport = std::make_shared<Exploding>();
+    SendgridBackend backend(settings, options);
+    Emissions emissions;
+    EmailMessage message = make_message("one");
+    try {
+        backend.send_message(message);
+        FAIL("nothing thrown");
+    } catch (const sendgrid_backend::Error& error) {
+        CHECK(error.id() == "sendgrid_backend.broken_transport");
+    }
+    CHECK(emissions.size() == 1);
+    CHECK(message.outcome.status == SendStatus::unknown);
+    CHECK(message.outcome.failure_reason.find("bug in a custom transport") != std::string::npos);
 }

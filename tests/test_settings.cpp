@@ -1,5 +1,7 @@
 #include <sendgrid_backend/settings.hpp>
 
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -104,4 +106,145 @@ TEST_CASE("a typo in a boolean or a bad timeout is an error naming the variable"
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "5s") == "SENDGRID_TIMEOUT");
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "10") == "<no error>");
     CHECK(setting_named_by("SENDGRID_DEBUG", " True ") == "<no error>");
+}
+
+TEST_CASE("a tiny timeout rounds up to 1 ms, never to 0 (libcurl's 'no limit')", "[settings]") {
+    CleanEnvironment clean;
+    setenv("SENDGRID_TIMEOUT", "0.0001", 1);
+    CHECK(Settings::from_env().timeout == std::chrono::milliseconds(1));
+    setenv("SENDGRID_TIMEOUT", "2.0001", 1);
+    CHECK(Settings::from_env().timeout == std::chrono::milliseconds(2001));
+}
+
+namespace {
+
+Settings valid_settings() {
+    Settings settings;
+    settings.api_key = "SG.abc.def";
+    return settings;
+}
+
+/// The setting validate() names for `settings`, or "<no error>".
+std::string refused_setting(const Settings& settings, std::string* what = nullptr) {
+    try {
+        settings.validate();
+    } catch (const ImproperlyConfigured& e) {
+        if (what != nullptr) *what = e.what();
+        return e.setting();
+    }
+    return "<no error>";
+}
+
+std::string refused_url(const std::string& url) {
+    Settings settings = valid_settings();
+    settings.host_url = url;
+    return refused_setting(settings);
+}
+
+}  // namespace
+
+TEST_CASE("validate accepts the defaults with a key", "[settings][validate]") {
+    CHECK(refused_setting(valid_settings()) == "<no error>");
+}
+
+TEST_CASE("the API key must be set and printable ASCII; the key is never printed",
+          "[settings][validate]") {
+    const std::string secret = "SG.secret-part";
+    for (const std::string& key :
+         {std::string(), std::string("   "), secret + std::string(1, '\0') + "tail", secret + "\n",
+          secret + "\r\n", " " + secret, secret + " x", secret + "\t", secret + "\x7f",
+          secret + "\xc3\xa9", std::string("\x01") + secret}) {
+        INFO("key of " << key.size() << " bytes");
+        Settings settings = valid_settings();
+        settings.api_key = key;
+        std::string what;
+        CHECK(refused_setting(settings, &what) == "SENDGRID_API_KEY");
+        CHECK(what.find("secret-part") == std::string::npos);
+        CHECK(what.find("tail") == std::string::npos);
+    }
+    Settings settings = valid_settings();
+    settings.api_key = secret + std::string(1, '\0') + "tail";
+    std::string what;
+    refused_setting(settings, &what);
+    CHECK(what.find("not printable ASCII (0x00) at position 14") != std::string::npos);
+    settings.api_key = secret + "\n";
+    refused_setting(settings, &what);
+    CHECK(what.find("line break at position 14") != std::string::npos);
+}
+
+TEST_CASE("host_url must be a base http(s) URL", "[settings][validate]") {
+    for (const char* good :
+         {"https://api.sendgrid.com", "https://api.eu.sendgrid.com/", "http://127.0.0.1:8080",
+          "http://[::1]:8080", "http://[::1]", "https://proxy.example.com/sendgrid",
+          "https://proxy.example.com/send%20grid/", "HTTPS://API.SENDGRID.COM", "http://localhost",
+          "http://host.example.com.:443/base"}) {
+        INFO(good);
+        CHECK(refused_url(good) == "<no error>");
+    }
+    for (const char* bad : {"",
+                            "api.sendgrid.com",
+                            "ftp://api.sendgrid.com",
+                            "https://",
+                            "https:///v3",
+                            "http://[::1",
+                            "http://[::1:8080",
+                            "http://[zz::1]",
+                            "http://exa mple.com",
+                            "http://example.com /x",
+                            "https://api.sendgrid.com/?x=1",
+                            "https://api.sendgrid.com?x",
+                            "https://api.sendgrid.com/#frag",
+                            "https://api.sendgrid.com/v3/mail/send",
+                            "https://api.sendgrid.com/v3",
+                            "https://api.sendgrid.com/V3/",
+                            "http://host:0",
+                            "http://host:65536",
+                            "http://host:",
+                            "http://host:8o",
+                            "http://user:pw@host",
+                            "http://ex..ample.com",
+                            "http://.example.com",
+                            "http://exa%mple.com",
+                            "http://example.com/a%zz",
+                            "http://example.com/a\"b",
+                            "http://h\xc3\xa9.com",
+                            "http://example.com\r\n/x"}) {
+        INFO(bad);
+        CHECK(refused_url(bad) == "SENDGRID_HOST_URL");
+    }
+    std::string what;
+    Settings settings = valid_settings();
+    settings.host_url = "https://api.sendgrid.com/v3/mail/send";
+    refused_setting(settings, &what);
+    CHECK(what.find("/v3/mail/send is added to it") != std::string::npos);
+}
+
+TEST_CASE("timeouts, retry values and limits that cannot work are refused by name",
+          "[settings][validate]") {
+    using std::chrono::milliseconds;
+    auto named = [](auto change) {
+        Settings settings = valid_settings();
+        change(settings);
+        return refused_setting(settings);
+    };
+    CHECK(named([](Settings& s) { s.timeout = milliseconds(0); }) == "SENDGRID_TIMEOUT");
+    CHECK(named([](Settings& s) { s.timeout = milliseconds(-5); }) == "SENDGRID_TIMEOUT");
+    CHECK(named([](Settings& s) { s.connect_timeout = milliseconds(0); }) == "connect_timeout");
+    CHECK(named([](Settings& s) { s.max_idle_connection_age = milliseconds(-1); }) ==
+          "max_idle_connection_age");
+    CHECK(named([](Settings& s) { s.max_in_flight = 0; }) == "max_in_flight");
+    CHECK(named([](Settings& s) { s.max_in_flight = 1001; }) == "max_in_flight");
+    CHECK(named([](Settings& s) { s.retry.max_attempts = 0; }) == "retry.max_attempts");
+    CHECK(named([](Settings& s) { s.retry.max_attempts = 101; }) == "retry.max_attempts");
+    CHECK(named([](Settings& s) { s.retry.initial_backoff = milliseconds(-1); }) == "retry");
+    CHECK(named([](Settings& s) { s.retry.max_retry_after = milliseconds(-1); }) == "retry");
+    CHECK(named([](Settings& s) { s.retry.max_backoff = std::chrono::hours(25); }) == "retry");
+    CHECK(named([](Settings& s) { s.retry.multiplier = 0.5; }) == "retry.multiplier");
+    CHECK(named([](Settings& s) { s.retry.multiplier = std::nan(""); }) == "retry.multiplier");
+    CHECK(named([](Settings& s) { s.retry.jitter = -0.1; }) == "retry.jitter");
+    CHECK(named([](Settings& s) { s.retry.jitter = 1.5; }) == "retry.jitter");
+    CHECK(named([](Settings& s) { s.ca_bundle = "/nonexistent/ca.pem"; }) == "ca_bundle");
+    CHECK(named([](Settings& s) { s.ca_bundle = "/etc/hostname"; }) == "<no error>");
+    CHECK(named([](Settings& s) { s.max_in_flight = 1; }) == "<no error>");
+    CHECK(named([](Settings& s) { s.retry.max_attempts = 1; }) == "<no error>");
 }

@@ -89,10 +89,15 @@ class SendError : public Error {
     };
 
     SendError(std::vector<Failure> failures, std::size_t batch_size)
-        : Error("sendgrid_backend.send_error", describe(failures, batch_size)),
-          failures_(std::move(failures)) {}
+        : SendError("sendgrid_backend.send_error", std::move(failures), batch_size, "") {}
 
     const std::vector<Failure>& failures() const noexcept { return failures_; }
+
+  protected:
+    SendError(std::string id, std::vector<Failure> failures, std::size_t batch_size,
+              const std::string& preface)
+        : Error(std::move(id), preface + describe(failures, batch_size)),
+          failures_(std::move(failures)) {}
 
   private:
     static std::string describe(const std::vector<Failure>& failures, std::size_t batch_size) {
@@ -108,6 +113,32 @@ class SendError : public Error {
     }
 
     std::vector<Failure> failures_;
+};
+
+/// Thrown by `send_messages` after every message was emitted, also with fail_silently, when the
+/// transport broke its contract: it threw, answered a request it was not given or one twice, or
+/// never answered. Messages whose request may have gone out are `unknown`, the others
+/// `transport_failed`; `failures()` lists them all and `cause()` is what the transport threw
+/// (null when it broke the contract without throwing).
+class BrokenTransport : public SendError {
+  public:
+    BrokenTransport(std::vector<Failure> failures, std::size_t batch_size,
+                    const std::string& problem, std::exception_ptr cause)
+        : SendError("sendgrid_backend.broken_transport", std::move(failures), batch_size,
+                    "the transport broke (" + problem + "); "),
+          cause_(std::move(cause)) {}
+
+    const std::exception_ptr& cause() const noexcept { return cause_; }
+
+  private:
+    std::exception_ptr cause_;
+};
+
+/// A transport could not be set up: libcurl's global init failed, no handle could be made.
+class TransportSetupError : public Error {
+  public:
+    explicit TransportSetupError(const std::string& what)
+        : Error("sendgrid_backend.transport_setup", what) {}
 };
 
 namespace detail {

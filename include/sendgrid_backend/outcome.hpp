@@ -12,15 +12,19 @@
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 
-/// Why no HTTP answer arrived (modeled on cpp-httplib's `Error`). `none` when one did.
+/// Why no complete HTTP answer arrived (modeled on cpp-httplib's `Error`); `none` when one did.
+/// Whether the request may still have reached SendGrid is a separate question, answered by
+/// `SendStatus` (`transport_failed`: it did not; `unknown`: it may have).
 enum class TransportError {
     none,
-    connection_failed,  ///< DNS, refused or unreachable: nothing was sent, safe to retry
-    timeout,            ///< no complete answer in time: SendGrid may have accepted the mail
+    connection_failed,  ///< DNS, refused or unreachable
+    timeout,            ///< no complete answer in time
     tls,                ///< certificate or handshake failure
     send_failed,        ///< the connection broke while the request was being written
-    receive_failed,     ///< the connection broke before the whole answer arrived
+    receive_failed,     ///< the connection broke (or was closed) before the whole answer arrived
+    bad_answer,         ///< what came back was not HTTP
     payload_too_large,  ///< refused locally: the serialized request is over SendGrid's limit
+    exception,          ///< the transport threw (a bug in a custom transport, or out of memory)
     other,
 };
 
@@ -39,8 +43,12 @@ constexpr const char* to_string(TransportError error) noexcept {
             return "send_failed";
         case TransportError::receive_failed:
             return "receive_failed";
+        case TransportError::bad_answer:
+            return "bad_answer";
         case TransportError::payload_too_large:
             return "payload_too_large";
+        case TransportError::exception:
+            return "exception";
         case TransportError::other:
             return "other";
     }
@@ -56,10 +64,13 @@ struct ApiError {
 
 /// How the stages of a send can end for one message.
 enum class SendStatus {
-    not_attempted,  ///< not handed to send_messages yet
-    accepted,       ///< SendGrid answered 2xx (202, or 200 in sandbox mode)
-    rejected,       ///< SendGrid answered with an error status
-    transport_failed,
+    not_attempted,     ///< not handed to send_messages yet
+    accepted,          ///< SendGrid answered 2xx (202, or 200 in sandbox mode)
+    rejected,          ///< SendGrid answered with an error status
+    transport_failed,  ///< no request reached SendGrid (DNS, refused connection, TLS handshake)
+    /// The request was sent but no answer arrived (a timeout, a connection closed or reset):
+    /// SendGrid may have accepted it. Not retried unless `RetryPolicy::retry_unknown_outcome`.
+    unknown,
     invalid,    ///< refused before sending: InvalidMessage (reason in `failure_reason`)
     cancelled,  ///< a sendgrid_pre_send handler threw CancelSend
 };
@@ -75,6 +86,8 @@ constexpr const char* to_string(SendStatus status) noexcept {
             return "rejected";
         case SendStatus::transport_failed:
             return "transport_failed";
+        case SendStatus::unknown:
+            return "unknown";
         case SendStatus::invalid:
             return "invalid";
         case SendStatus::cancelled:
@@ -90,11 +103,19 @@ struct SendOutcome {
     std::string message_id;        ///< SendGrid's X-Message-Id; empty unless accepted
     std::vector<ApiError> errors;  ///< SendGrid's `errors[]` from the final answer
     TransportError transport_error = TransportError::none;
-    std::string failure_reason;            ///< one line saying why, empty when accepted
-    int attempts = 0;                      ///< HTTP requests made (retries included)
-    std::chrono::nanoseconds duration{0};  ///< from the first attempt to the final answer
+    std::string failure_reason;  ///< one line saying why, empty when accepted
+    /// Requests that went on the wire: written, wholly or in part, to a connection. 0 when the
+    /// message never left the process (invalid, cancelled, every connection refused).
+    int attempts = 0;
+    /// Times the request was handed to the transport, retries included. A try that never
+    /// reached a connection (refused, DNS) counts here but not in `attempts`.
+    int tries = 0;
+    std::chrono::nanoseconds duration{0};  ///< from the first try to the final outcome
 
     bool accepted() const noexcept { return status == SendStatus::accepted; }
+    /// Whether SendGrid may have accepted the message although no answer said so: retrying it
+    /// may deliver it twice.
+    bool maybe_delivered() const noexcept { return status == SendStatus::unknown; }
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

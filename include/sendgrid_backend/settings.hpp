@@ -6,7 +6,9 @@
 /// from the environment.
 
 #include <chrono>
+#include <cmath>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -14,25 +16,11 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
+#include "sendgrid_backend/retry_policy.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
-
-/// When and how often a send is tried again. Only failures where SendGrid cannot have accepted
-/// the mail are retried by default: 429 and connection failures before the request was sent.
-struct RetryPolicy {
-    int max_attempts = 4;  ///< attempts in all, the first included; 1 turns retries off
-    std::chrono::milliseconds initial_backoff{500};
-    std::chrono::milliseconds max_backoff{20'000};
-    double multiplier = 2.0;
-    /// Each wait is drawn from [backoff * (1 - jitter), backoff] so that clients spread out.
-    double jitter = 0.5;
-    /// A 429's Retry-After / X-RateLimit-Reset is honoured up to this long; longer waits are cut.
-    std::chrono::milliseconds max_retry_after{60'000};
-    /// Retry 500/502/503/504 too. Off by default: SendGrid may have accepted the mail before
-    /// failing, so a retry can deliver it twice.
-    bool retry_server_errors = false;
-};
 
 /// Backend configuration, named after the Django settings it mirrors.
 struct Settings {
@@ -53,12 +41,18 @@ struct Settings {
     bool track_clicks_plain = true;
     /// SENDGRID_ECHO_TO_STDOUT: write each message to a stream (stdout unless one is given).
     bool echo_to_stdout = false;
-    /// SENDGRID_TIMEOUT (seconds): the whole request, connecting included.
+    /// SENDGRID_TIMEOUT (seconds): the whole request, connecting included. More than 0.
     std::chrono::milliseconds timeout{30'000};
+    /// Connecting alone (DNS, TCP, TLS). More than 0.
     std::chrono::milliseconds connect_timeout{10'000};
     RetryPolicy retry;
-    /// Requests in flight at once while a batch is sent.
+    /// Requests in flight at once while a batch is sent (1 to 1000).
     std::size_t max_in_flight = 8;
+    /// A kept-alive connection idle for longer than this is closed instead of reused. libcurl
+    /// counts idle time in whole seconds, so one idle for up to 3.999 s is still reused: below
+    /// the 5 s after which Apache, Node.js and cpp-httplib close idle connections, so a request
+    /// is not written into a connection the server is closing (its outcome would be unknown).
+    std::chrono::milliseconds max_idle_connection_age{3'000};
     /// Drop repeated addresses within a personalization instead of refusing the message.
     bool deduplicate_recipients = false;
     /// A CA bundle file for TLS verification; empty: the system's.
@@ -79,6 +73,14 @@ struct Settings {
     /// @throws ImproperlyConfigured naming the variable when a value cannot be parsed (a typo
     ///         is an error, never a silent false). A missing key is reported by the backend.
     static Settings from_env();
+
+    /// Checks every field; the backend calls it when it is constructed.
+    /// @throws ImproperlyConfigured naming the field (or its environment variable) and why:
+    ///         no API key or one that is not printable ASCII, a host_url that is not a base
+    ///         http(s) URL (a host, an optional port and base path, no query, no fragment, no
+    ///         /v3), a timeout of 0 or less, retry values that cannot work, max_in_flight
+    ///         outside 1..1000, a ca_bundle that cannot be read. The key is never printed.
+    void validate() const;
 };
 
 namespace detail {
@@ -98,7 +100,8 @@ inline bool parse_bool_setting(const char* name, std::string_view text) {
         name, quote_for_error(text) + " is not a boolean (use true/false, 1/0, yes/no, on/off)");
 }
 
-/// Parses a positive number of seconds ("30", "2.5") into milliseconds.
+/// Parses a positive number of seconds ("30", "2.5") into whole milliseconds, rounding up so
+/// that a tiny positive value never becomes 0 (which libcurl reads as "no limit").
 inline std::chrono::milliseconds parse_seconds_setting(const char* name, const std::string& text) {
     std::size_t used = 0;
     double seconds = 0;
@@ -109,9 +112,38 @@ inline std::chrono::milliseconds parse_seconds_setting(const char* name, const s
     }
     if (used == 0 || used != text.size() || !(seconds > 0) || seconds > 86400) {
         throw ImproperlyConfigured(
-            name, quote_for_error(text) + " is not a number of seconds between 0 and 86400");
+            name, quote_for_error(text) + " is not a number of seconds above 0 and up to 86400");
     }
-    return std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5));
+    return std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000)));
+}
+
+/// Why `key` cannot be an API key, or empty. Names a position, never the key's characters.
+inline std::string api_key_problem(std::string_view key) {
+    if (trim(key).empty()) return "is not set; set it or pass Options::api_key";
+    for (std::size_t i = 0; i < key.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(key[i]);
+        if (byte > 0x20 && byte < 0x7f) continue;
+        const std::string where = " at position " + std::to_string(i);
+        if (byte == '\r' || byte == '\n') {
+            return "has a line break" + where + " (a key read from a file keeps its newline)";
+        }
+        if (byte == ' ' || byte == '\t') return "has a space or tab" + where;
+        static constexpr char hex[] = "0123456789ABCDEF";
+        return std::string("has a byte that is not printable ASCII (0x") + hex[byte >> 4] +
+               hex[byte & 15] + ")" + where;
+    }
+    return "";
+}
+
+[[noreturn]] inline void refuse_setting(const char* name, const std::string& reason) {
+    throw ImproperlyConfigured(name, reason);
+}
+
+inline void require_positive(const char* name, std::chrono::milliseconds value) {
+    if (value.count() <= 0) {
+        refuse_setting(name, "is " + std::to_string(value.count()) +
+                                 " ms; it must be more than 0 (libcurl would read 0 as no limit)");
+    }
 }
 
 }  // namespace detail
@@ -145,6 +177,52 @@ inline Settings Settings::from_env() {
         settings.timeout = detail::parse_seconds_setting("SENDGRID_TIMEOUT", *value);
     }
     return settings;
+}
+
+inline void Settings::validate() const {
+    if (const std::string problem = detail::api_key_problem(api_key); !problem.empty()) {
+        detail::refuse_setting("SENDGRID_API_KEY", problem);
+    }
+    detail::BaseUrl url;
+    if (const char* problem = detail::base_url_problem(host_url, url)) {
+        detail::refuse_setting("SENDGRID_HOST_URL",
+                               detail::quote_for_error(host_url) + " " + problem);
+    }
+    detail::require_positive("SENDGRID_TIMEOUT", timeout);
+    detail::require_positive("connect_timeout", connect_timeout);
+    if (max_idle_connection_age.count() < 0) {
+        detail::refuse_setting("max_idle_connection_age", "must not be negative");
+    }
+    if (max_in_flight < 1 || max_in_flight > 1000) {
+        detail::refuse_setting(
+            "max_in_flight", "is " + std::to_string(max_in_flight) + "; it must be from 1 to 1000");
+    }
+    if (retry.max_attempts < 1 || retry.max_attempts > 100) {
+        detail::refuse_setting("retry.max_attempts", "is " + std::to_string(retry.max_attempts) +
+                                                         "; it must be from 1 (no retries) to 100");
+    }
+    const std::chrono::milliseconds day = std::chrono::hours(24);
+    for (const auto wait : {retry.initial_backoff, retry.max_backoff, retry.max_retry_after}) {
+        if (wait.count() < 0 || wait > day) {
+            detail::refuse_setting("retry",
+                                   "initial_backoff, max_backoff and max_retry_after must be "
+                                   "from 0 to 24 hours");
+        }
+    }
+    if (!(retry.multiplier >= 1.0 && retry.multiplier <= 1000.0)) {
+        detail::refuse_setting("retry.multiplier", "must be a number from 1 to 1000");
+    }
+    if (!(retry.jitter >= 0.0 && retry.jitter <= 1.0)) {
+        detail::refuse_setting("retry.jitter", "must be a number from 0 to 1");
+    }
+    if (!ca_bundle.empty()) {
+        std::FILE* file = std::fopen(ca_bundle.c_str(), "rb");
+        if (file == nullptr) {
+            detail::refuse_setting("ca_bundle",
+                                   detail::quote_for_error(ca_bundle) + " cannot be opened");
+        }
+        std::fclose(file);
+    }
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

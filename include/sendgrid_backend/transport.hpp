@@ -1,14 +1,19 @@
 #pragma once
 
 /// @file
-/// The HTTP seam: the backend hands requests to a `Transport` and reads responses back. The
-/// transport never sees an `EmailMessage`; the backend never sees a socket. The default
-/// transport is libcurl (`<sendgrid_backend/transport/curl.hpp>`); tests use
-/// `testing::OutboxTransport` or a real FakeSendgridServer.
+/// The HTTP seam: delivery hands requests to a `Transport` and reads responses back. The
+/// transport knows HTTP only: it never sees an `EmailMessage` nor the backend's `Settings` (the
+/// backend maps those to `TransportOptions`). The default transport is libcurl
+/// (`<sendgrid_backend/transport/curl.hpp>`); tests use `testing::OutboxTransport` or a real
+/// FakeSendgridServer.
+///
+/// A transport never re-sends a request by itself: retrying is delivery's decision, made on
+/// what `HttpResponse` says about whether the request left the process.
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,7 +23,6 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/outcome.hpp"
-#include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/version.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -42,35 +46,70 @@ struct HttpRequest {
     std::string body;
 };
 
-/// The answer to one request, or why none arrived (`error` != none, `status` 0).
+/// The answer to one request, or why none arrived.
 struct HttpResponse {
+    /// The status of a complete answer head (status line and headers); 0 when none arrived. It
+    /// can be set together with `error` when the body was cut short: the head is still the
+    /// server's answer.
     int status = 0;
     HttpHeaders headers;
     std::string body;
     TransportError error = TransportError::none;
     std::string error_message;  ///< the transport's own words; never holds request headers
-    std::chrono::steady_clock::time_point started{};
-    std::chrono::steady_clock::time_point finished{};
+    /// Whether the whole request may have reached the server. A transport sets it to false only
+    /// when it knows that no complete request left the process: no connection (DNS, refused,
+    /// unreachable), a failed TLS handshake, or the body never handed to the connection. Only
+    /// then may delivery retry a request without an answer. The default is the safe side.
+    bool request_sent = true;
+    /// How many times the request, or its head, was written to a connection (0 when it never
+    /// reached one). Adds up to `SendOutcome::attempts`.
+    int requests_on_wire = 1;
 
     std::string_view header(std::string_view name) const noexcept {
         return find_header(headers, name);
     }
 };
 
-/// How a transport connects; filled from `Settings` by the backend.
+/// How a transport connects. Plain HTTP options with documented defaults; the backend fills
+/// them from its `Settings`.
 struct TransportOptions {
-    std::chrono::milliseconds timeout{30'000};
+    std::chrono::milliseconds timeout{30'000};  ///< the whole request; more than 0
     std::chrono::milliseconds connect_timeout{10'000};
-    std::string ca_bundle;  ///< empty: the system's CA store
-    std::size_t gzip_min_bytes = 64 * 1024;
-    std::string user_agent;
+    std::string ca_bundle;                   ///< empty: the system's CA store
+    std::size_t gzip_min_bytes = 64 * 1024;  ///< bodies this large are gzipped; 0: never
+    /// Kept-alive connections idle longer than this are not reused (whole seconds for libcurl).
+    std::chrono::milliseconds max_idle_connection_age{3'000};
+    std::string user_agent = "sendgrid_backend-cpp/" SENDGRID_BACKEND_VERSION_STRING;
+};
 
-    static TransportOptions from(const Settings& settings);
+/// A request's answer within a batch: `tag` is what the request was started with.
+struct Completion {
+    std::size_t tag;
+    HttpResponse response;
+};
+
+/// Requests in flight from one thread at a time: start some, collect the answers as they come.
+/// Made by `Transport::open_batch`; used by one thread only.
+class TransportBatch {
+  public:
+    virtual ~TransportBatch() = default;
+
+    /// Starts sending `request`; it must stay alive until its completion has been collected.
+    /// `tag` names it in the completion and must not be in flight already.
+    virtual void start(std::size_t tag, const HttpRequest& request) = 0;
+
+    /// Waits up to `timeout` for started requests to complete and returns those that did, each
+    /// exactly once; empty when the time passed first.
+    virtual std::vector<Completion> wait_any(std::chrono::milliseconds timeout) = 0;
+
+    /// How many started requests it really works on at once; delivery starts no more.
+    virtual std::size_t concurrency() const noexcept = 0;
 };
 
 /// Sends HTTP requests. Implementations must be safe to call from many threads at once (one
-/// backend may be shared by many threads) and must not throw for network failures: those are
-/// answered with `HttpResponse::error`.
+/// backend may be shared by many threads) and should not throw for network failures: those are
+/// answered with `HttpResponse::error`. A transport that only implements `send` gets one request
+/// in flight at a time.
 class Transport {
   public:
     virtual ~Transport() = default;
@@ -78,19 +117,43 @@ class Transport {
     /// Sends one request and waits for its answer.
     virtual HttpResponse send(const HttpRequest& request) = 0;
 
-    /// Sends every request, at most `max_in_flight` at a time, and returns the answers in the
-    /// order of `requests`. The default sends them one after another.
-    virtual std::vector<HttpResponse> send_batch(const std::vector<HttpRequest>& requests,
-                                                 std::size_t max_in_flight) {
-        (void)max_in_flight;
-        std::vector<HttpResponse> responses;
-        responses.reserve(requests.size());
-        for (const auto& request : requests) responses.push_back(send(request));
-        return responses;
+    /// A batch that keeps up to `max_in_flight` requests in flight. The default sends the
+    /// started requests one after another with `send`, one per `wait_any`.
+    virtual std::unique_ptr<TransportBatch> open_batch(std::size_t max_in_flight);
+
+    /// Why this transport cannot send to `url`, or empty. Asked once, when a backend is made.
+    virtual std::string url_problem(const std::string& url) const {
+        (void)url;
+        return {};
     }
 };
 
 namespace detail {
+
+/// The default batch: one request at a time through `Transport::send`.
+class SequentialBatch : public TransportBatch {
+  public:
+    explicit SequentialBatch(Transport& transport) : transport_(transport) {}
+
+    void start(std::size_t tag, const HttpRequest& request) override {
+        started_.emplace_back(tag, &request);
+    }
+
+    std::vector<Completion> wait_any(std::chrono::milliseconds) override {
+        std::vector<Completion> done;
+        if (started_.empty()) return done;
+        const auto [tag, request] = started_.front();
+        started_.pop_front();
+        done.push_back(Completion{tag, transport_.send(*request)});
+        return done;
+    }
+
+    std::size_t concurrency() const noexcept override { return 1; }
+
+  private:
+    Transport& transport_;
+    std::deque<std::pair<std::size_t, const HttpRequest*>> started_;
+};
 
 using TransportFactory = std::shared_ptr<Transport> (*)(const TransportOptions&);
 
@@ -103,14 +166,8 @@ inline std::atomic<TransportFactory>& default_transport_factory() noexcept {
 
 }  // namespace detail
 
-inline TransportOptions TransportOptions::from(const Settings& settings) {
-    TransportOptions options;
-    options.timeout = settings.timeout;
-    options.connect_timeout = settings.connect_timeout;
-    options.ca_bundle = settings.ca_bundle;
-    options.gzip_min_bytes = settings.gzip_min_bytes;
-    options.user_agent = "sendgrid_backend-cpp/" SENDGRID_BACKEND_VERSION_STRING;
-    return options;
+inline std::unique_ptr<TransportBatch> Transport::open_batch(std::size_t) {
+    return std::make_unique<detail::SequentialBatch>(*this);
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

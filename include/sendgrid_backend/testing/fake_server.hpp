@@ -61,10 +61,10 @@ struct Fault {
 /// One request as the server saw it.
 struct ReceivedRequest {
     HttpHeaders headers;
-    std::string body;        ///< after gzip decoding
-    nlohmann::json payload;  ///< discarded (null) when the body was not JSON
-    int answered_status = 0;
-    std::string message_id;  ///< the X-Message-Id it answered with, if any
+    std::string body;         ///< after gzip decoding
+    nlohmann::json payload;   ///< discarded (null) when the body was not JSON
+    int answered_status = 0;  ///< 0 while the answer is still being prepared
+    std::string message_id;   ///< the X-Message-Id it answered with, if any
 };
 
 namespace detail {
@@ -298,6 +298,17 @@ class FakeSendgridServer {
         std::lock_guard<std::mutex> lock(mutex_);
         return received_.size();
     }
+    /// Waits until at least `count` requests arrived, or `timeout` passed; returns whether they
+    /// did. For a client that gave up before the server answered.
+    bool wait_for_requests(std::size_t count,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(5)) const {
+        const auto give_up = std::chrono::steady_clock::now() + timeout;
+        while (received_count() < count) {
+            if (std::chrono::steady_clock::now() > give_up) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return true;
+    }
     /// Forget recorded requests (queued faults stay).
     void clear_received() {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -340,16 +351,23 @@ class FakeSendgridServer {
         received.body = request.body;
         received.payload = nlohmann::json::parse(request.body, nullptr, false);
         if (received.payload.is_discarded()) received.payload = nullptr;
-
         const std::optional<Fault> fault = take_fault();
+        // Recorded on arrival: a client that gives up waiting has still delivered the request.
+        std::size_t index = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            index = received_.size();
+            received_.push_back(received);
+        }
+
         const long long delay = delay_ms_.load() + (fault ? fault->delay.count() : 0);
         if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
 
         respond(request, response, fault, received);
-        received.answered_status = response.status;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            received_.push_back(std::move(received));
+            received_[index].answered_status = response.status;
+            received_[index].message_id = received.message_id;
         }
         if (fault && fault->drop_connection) {
             // Promise a body, send a piece of it, then give up: the connection closes mid-answer.

@@ -1,29 +1,43 @@
 #pragma once
 
 /// @file
-/// The default transport: libcurl's multi interface. Link `sendgrid_backend::curl`.
+/// The default transport: libcurl. Link `sendgrid_backend::curl`.
 ///
-/// Connections are kept alive and reused across sends (a pool of sessions, each one curl multi
-/// handle with its own connection cache, taken by one thread at a time); DNS results and TLS
-/// sessions are shared between sessions. HTTP/2 is used when the server offers it over TLS.
-/// TLS peers are always verified. The proxy environment (https_proxy, no_proxy, ...) is
-/// honoured as libcurl does. Including this header makes libcurl the transport of every
-/// `SendgridBackend` that is not given one.
+/// Connections are kept alive and reused across sends; DNS results and TLS sessions are shared
+/// between handles. A batch keeps its requests in flight on one curl multi handle (HTTP/2 over
+/// TLS multiplexes them when the server offers it). TLS peers are always verified. The proxy
+/// environment (https_proxy, no_proxy, ...) is honoured as libcurl does. Including this header
+/// makes libcurl the transport of every `SendgridBackend` that is not given one.
+///
+/// At most once on the wire. libcurl re-sends a request by itself on a fresh connection when a
+/// reused one dies before any answer, even after the server has read the whole request. Here
+/// the body goes through a read callback with a seek callback that refuses to rewind once any
+/// of it was handed out, and a pre-request callback counts every time the request is written
+/// and refuses a re-send once the body went out. So a request is re-sent only when no byte of
+/// its body left the process (the server then cannot have a complete request), and
+/// `HttpResponse::request_sent` tells delivery whether the server may have received it.
 
 #include <curl/curl.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/transport.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -34,7 +48,7 @@ inline void ensure_curl_initialized() {
     struct GlobalCurl {
         GlobalCurl() {
             if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                throw std::runtime_error("[sendgrid_backend.curl] curl_global_init failed");
+                throw TransportSetupError("curl_global_init failed");
             }
         }
         ~GlobalCurl() { curl_global_cleanup(); }
@@ -42,13 +56,14 @@ inline void ensure_curl_initialized() {
     static GlobalCurl global;
 }
 
-/// gzip-compresses `input` (RFC 1952), as `Content-Encoding: gzip` wants.
-inline std::string gzip_compress(const std::string& input) {
+/// `input` gzip-compressed (RFC 1952), as `Content-Encoding: gzip` wants; nullopt when zlib
+/// fails (the body is then sent as it is).
+inline std::optional<std::string> gzip_compress(const std::string& input) {
     z_stream stream{};
     // 15 + 16: a gzip header instead of a zlib one.
     if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
         Z_OK) {
-        throw std::runtime_error("[sendgrid_backend.curl] deflateInit2 failed");
+        return std::nullopt;
     }
     std::string output(deflateBound(&stream, static_cast<uLong>(input.size())) + 32, '\0');
     stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
@@ -57,12 +72,14 @@ inline std::string gzip_compress(const std::string& input) {
     stream.avail_out = static_cast<uInt>(output.size());
     const int result = deflate(&stream, Z_FINISH);
     deflateEnd(&stream);
-    if (result != Z_STREAM_END) throw std::runtime_error("[sendgrid_backend.curl] gzip failed");
+    if (result != Z_STREAM_END) return std::nullopt;
     output.resize(stream.total_out);
     return output;
 }
 
-inline TransportError classify_curl_error(CURLcode code, CURL* handle) noexcept {
+/// What kind of failure a libcurl code is. Whether the request left the process is decided
+/// separately, by the pre-request callback.
+inline TransportError classify_curl_error(CURLcode code) noexcept {
     switch (code) {
         case CURLE_OK:
             return TransportError::none;
@@ -70,13 +87,8 @@ inline TransportError classify_curl_error(CURLcode code, CURL* handle) noexcept 
         case CURLE_COULDNT_RESOLVE_PROXY:
         case CURLE_COULDNT_CONNECT:
             return TransportError::connection_failed;
-        case CURLE_OPERATION_TIMEDOUT: {
-            // A timeout before the connection was made sent nothing: as safe as a refusal.
-            curl_off_t connected_after = 0;
-            curl_easy_getinfo(handle, CURLINFO_CONNECT_TIME_T, &connected_after);
-            return connected_after == 0 ? TransportError::connection_failed
-                                        : TransportError::timeout;
-        }
+        case CURLE_OPERATION_TIMEDOUT:
+            return TransportError::timeout;
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CERTPROBLEM:
@@ -85,6 +97,7 @@ inline TransportError classify_curl_error(CURLcode code, CURL* handle) noexcept 
         case CURLE_SSL_ISSUER_ERROR:
         case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
         case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CRL_BADFILE:
             return TransportError::tls;
         case CURLE_SEND_ERROR:
             return TransportError::send_failed;
@@ -93,10 +106,42 @@ inline TransportError classify_curl_error(CURLcode code, CURL* handle) noexcept 
         case CURLE_PARTIAL_FILE:
         case CURLE_HTTP2:
         case CURLE_HTTP2_STREAM:
+        case CURLE_SEND_FAIL_REWIND:     // our seek callback refused libcurl's re-send
+        case CURLE_ABORTED_BY_CALLBACK:  // our pre-request callback refused it
             return TransportError::receive_failed;
+        case CURLE_WEIRD_SERVER_REPLY:
+        case CURLE_UNSUPPORTED_PROTOCOL:  // also "HTTP/0.9 not allowed": garbage came back
+        case CURLE_BAD_CONTENT_ENCODING:
+            return TransportError::bad_answer;
         default:
             return TransportError::other;
     }
+}
+
+/// Why libcurl's URL parser will not take `url` as an http(s) endpoint, or empty.
+inline std::string curl_url_problem(const std::string& url) {
+    std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> handle(curl_url(), &curl_url_cleanup);
+    if (!handle) return "cannot be checked: libcurl is out of memory";
+    const CURLUcode parsed = curl_url_set(handle.get(), CURLUPART_URL, url.c_str(), 0);
+    if (parsed != CURLUE_OK) {
+        return std::string("is not a URL libcurl accepts (") + curl_url_strerror(parsed) + ")";
+    }
+    auto has = [&handle](CURLUPart part) {
+        char* value = nullptr;
+        const CURLUcode found = curl_url_get(handle.get(), part, &value, 0);
+        curl_free(value);
+        return found == CURLUE_OK;
+    };
+    char* scheme = nullptr;
+    curl_url_get(handle.get(), CURLUPART_SCHEME, &scheme, 0);
+    const std::string scheme_text = scheme != nullptr ? scheme : "";
+    curl_free(scheme);
+    if (scheme_text != "http" && scheme_text != "https") return "is not http(s) for libcurl";
+    if (!has(CURLUPART_HOST)) return "has no host for libcurl";
+    if (has(CURLUPART_USER)) return "holds user credentials for libcurl";
+    if (has(CURLUPART_QUERY)) return "has a query for libcurl";
+    if (has(CURLUPART_FRAGMENT)) return "has a fragment for libcurl";
+    return "";
 }
 
 }  // namespace detail
@@ -104,52 +149,85 @@ inline TransportError classify_curl_error(CURLcode code, CURL* handle) noexcept 
 /// libcurl transport; thread-safe, connections reused. See the file comment.
 class CurlTransport : public Transport {
   public:
+    /// Answer bodies are kept up to this size; the rest is read and dropped (SendGrid's error
+    /// bodies are a few hundred bytes; a server must not make us hold gigabytes).
+    static constexpr std::size_t max_answer_body_bytes = 1 << 20;
+
+    /// @throws TransportSetupError when libcurl cannot be initialised.
     explicit CurlTransport(TransportOptions options = {}) : options_(std::move(options)) {
         detail::ensure_curl_initialized();
         share_ = curl_share_init();
-        if (share_ == nullptr) throw std::runtime_error("[sendgrid_backend.curl] no share handle");
+        if (share_ == nullptr) throw TransportSetupError("curl_share_init failed");
         curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &CurlTransport::lock_shared);
         curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &CurlTransport::unlock_shared);
         curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
         // Connections are not shared (libcurl does not support that across threads): each
-        // session keeps its own.
+        // handle, or batch session, keeps its own.
         curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
         curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     }
 
     ~CurlTransport() override {
         idle_sessions_.clear();  // every easy handle goes before the share it uses
+        for (CURL* easy : idle_easy_) curl_easy_cleanup(easy);
         curl_share_cleanup(share_);
     }
 
     CurlTransport(const CurlTransport&) = delete;
     CurlTransport& operator=(const CurlTransport&) = delete;
 
+    /// One request with curl_easy_perform on a handle that keeps its connection between calls.
     HttpResponse send(const HttpRequest& request) override {
-        HttpResponse response;
-        run(&request, &response, 1, 1);
-        return response;
+        Transfer transfer;
+        transfer.easy = take_easy();
+        prepare(transfer, request);
+        finish(transfer, curl_easy_perform(transfer.easy));
+        unbind(transfer.easy);
+        give_back_easy(transfer.easy);
+        return std::move(transfer.response);
     }
 
-    std::vector<HttpResponse> send_batch(const std::vector<HttpRequest>& requests,
-                                         std::size_t max_in_flight) override {
-        std::vector<HttpResponse> responses(requests.size());
-        run(requests.data(), responses.data(), requests.size(), max_in_flight);
-        return responses;
+    std::unique_ptr<TransportBatch> open_batch(std::size_t max_in_flight) override {
+        if (max_in_flight <= 1) return Transport::open_batch(max_in_flight);
+        return std::make_unique<Batch>(*this, max_in_flight);
+    }
+
+    std::string url_problem(const std::string& url) const override {
+        return detail::curl_url_problem(url);
     }
 
     const TransportOptions& options() const noexcept { return options_; }
 
   private:
-    /// One multi handle with its connection cache and the easy handles it reuses; used by one
-    /// thread at a time.
+    /// One request's state; libcurl's callbacks write into it, so it never moves while in use.
+    struct Transfer {
+        std::size_t tag = 0;
+        CURL* easy = nullptr;
+        curl_slist* header_list = nullptr;
+        std::string gzipped;
+        const char* body = nullptr;
+        std::size_t body_size = 0;
+        std::size_t body_offset = 0;  ///< body bytes handed to libcurl
+        int prereq_calls = 0;         ///< times the request was about to be written
+        bool refused_resend = false;
+        int head_status = 0;  ///< the status line of the answer head being read
+        bool head_complete = false;
+        HttpResponse response;
+        std::array<char, CURL_ERROR_SIZE> error{};
+
+        Transfer() = default;
+        Transfer(const Transfer&) = delete;
+        Transfer& operator=(const Transfer&) = delete;
+        ~Transfer() { curl_slist_free_all(header_list); }
+    };
+
+    /// One multi handle with its connection cache and the easy handles it reuses.
     struct Session {
         CURLM* multi = nullptr;
         std::vector<CURL*> idle_easy;
 
         Session() : multi(curl_multi_init()) {
-            if (multi == nullptr)
-                throw std::runtime_error("[sendgrid_backend.curl] no multi handle");
+            if (multi == nullptr) throw TransportSetupError("curl_multi_init failed");
         }
         ~Session() {
             for (CURL* easy : idle_easy) curl_easy_cleanup(easy);
@@ -157,44 +235,145 @@ class CurlTransport : public Transport {
         }
         Session(const Session&) = delete;
         Session& operator=(const Session&) = delete;
+    };
 
-        /// An idle easy handle, or nullptr when a new one is needed.
-        CURL* take_idle_easy() {
-            if (idle_easy.empty()) return nullptr;
-            CURL* easy = idle_easy.back();
-            idle_easy.pop_back();
-            return easy;
+    /// Requests in flight on one session's multi handle.
+    class Batch : public TransportBatch {
+      public:
+        Batch(CurlTransport& owner, std::size_t max_in_flight)
+            : owner_(owner), session_(owner.acquire_session()), max_in_flight_(max_in_flight) {
+            curl_multi_setopt(session_->multi, CURLMOPT_MAXCONNECTS,
+                              static_cast<long>(max_in_flight));
         }
+
+        ~Batch() override {
+            // Requests still in flight are abandoned: removing a handle stops its transfer.
+            for (auto& [tag, transfer] : active_) {
+                curl_multi_remove_handle(session_->multi, transfer->easy);
+                owner_.unbind(transfer->easy);
+                session_->idle_easy.push_back(transfer->easy);
+            }
+            owner_.release_session(std::move(session_));
+        }
+
+        Batch(const Batch&) = delete;
+        Batch& operator=(const Batch&) = delete;
+
+        void start(std::size_t tag, const HttpRequest& request) override {
+            auto transfer = std::make_unique<Transfer>();
+            transfer->tag = tag;
+            if (session_->idle_easy.empty()) {
+                transfer->easy = owner_.new_easy();
+            } else {
+                transfer->easy = session_->idle_easy.back();
+                session_->idle_easy.pop_back();
+            }
+            owner_.prepare(*transfer, request);
+            if (curl_multi_add_handle(session_->multi, transfer->easy) != CURLM_OK) {
+                owner_.unbind(transfer->easy);
+                session_->idle_easy.push_back(transfer->easy);
+                throw TransportSetupError("curl_multi_add_handle failed");
+            }
+            active_.emplace(tag, std::move(transfer));
+        }
+
+        std::vector<Completion> wait_any(std::chrono::milliseconds timeout) override {
+            std::vector<Completion> done;
+            const auto deadline = std::chrono::steady_clock::now() + timeout;
+            for (;;) {
+                int running = 0;
+                curl_multi_perform(session_->multi, &running);
+                int queued = 0;
+                while (CURLMsg* message = curl_multi_info_read(session_->multi, &queued)) {
+                    if (message->msg != CURLMSG_DONE) continue;
+                    Transfer* transfer = nullptr;
+                    curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &transfer);
+                    const CURLcode result = message->data.result;
+                    curl_multi_remove_handle(session_->multi, transfer->easy);
+                    finish(*transfer, result);
+                    owner_.unbind(transfer->easy);
+                    session_->idle_easy.push_back(transfer->easy);
+                    done.push_back(Completion{transfer->tag, std::move(transfer->response)});
+                    active_.erase(transfer->tag);
+                }
+                if (!done.empty() || active_.empty()) return done;
+                const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now());
+                if (left.count() <= 0) return done;
+                curl_multi_poll(session_->multi, nullptr, 0,
+                                static_cast<int>(std::min<long long>(left.count(), 1'000'000)),
+                                nullptr);
+            }
+        }
+
+        std::size_t concurrency() const noexcept override { return max_in_flight_; }
+
+      private:
+        CurlTransport& owner_;
+        std::unique_ptr<Session> session_;
+        std::size_t max_in_flight_;
+        std::unordered_map<std::size_t, std::unique_ptr<Transfer>> active_;
     };
 
-    /// Per-request state that libcurl's callbacks write into.
-    struct Transfer {
-        const HttpRequest* request = nullptr;
-        HttpResponse* response = nullptr;
-        CURL* easy = nullptr;  ///< taken from the session until given back
-        bool in_multi = false;
-        curl_slist* header_list = nullptr;
-        std::string gzipped_body;
-        std::array<char, CURL_ERROR_SIZE> error{};
+    static std::size_t on_read(char* buffer, std::size_t size, std::size_t count, void* user) {
+        auto& transfer = *static_cast<Transfer*>(user);
+        const std::size_t n = std::min(size * count, transfer.body_size - transfer.body_offset);
+        std::memcpy(buffer, transfer.body + transfer.body_offset, n);
+        transfer.body_offset += n;
+        return n;
+    }
 
-        ~Transfer() { curl_slist_free_all(header_list); }
-    };
+    /// libcurl rewinds the body to send it again on a new connection. Once any of it was handed
+    /// out, the server may hold the whole request: refuse (CURLE_SEND_FAIL_REWIND follows).
+    static int on_seek(void* user, curl_off_t offset, int origin) {
+        auto& transfer = *static_cast<Transfer*>(user);
+        if (origin == SEEK_SET && offset == 0 && transfer.body_offset == 0) return CURL_SEEKFUNC_OK;
+        transfer.refused_resend = true;
+        return CURL_SEEKFUNC_CANTSEEK;
+    }
+
+    /// Called each time the request is about to be written to a connection. A second call is
+    /// libcurl re-sending it on a new connection: fine while none of the body left (the server
+    /// cannot act on a head without its body), refused otherwise.
+    static int on_prereq(void* user, char*, char*, int, int) {
+        auto& transfer = *static_cast<Transfer*>(user);
+        ++transfer.prereq_calls;
+        if (transfer.prereq_calls > 1 && (transfer.body_offset > 0 || transfer.body_size == 0)) {
+            transfer.refused_resend = true;
+            return CURL_PREREQFUNC_ABORT;
+        }
+        return CURL_PREREQFUNC_OK;
+    }
 
     static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
-        auto* transfer = static_cast<Transfer*>(user);
-        transfer->response->body.append(data, size * count);
-        return size * count;
+        std::string& body = static_cast<Transfer*>(user)->response.body;
+        const std::size_t n = size * count;
+        if (body.size() < max_answer_body_bytes) {
+            body.append(data, std::min(n, max_answer_body_bytes - body.size()));
+        }
+        return n;
     }
 
     static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
-        auto* response = static_cast<Transfer*>(user)->response;
-        std::string_view line(data, size * count);
+        auto& transfer = *static_cast<Transfer*>(user);
+        HttpResponse& response = transfer.response;
+        const std::string_view line(data, size * count);
         if (line.rfind("HTTP/", 0) == 0) {
-            response->headers.clear();  // a new status line: an interim 100 answer came first
+            // A new status line: an interim 1xx answer may have come first.
+            response.headers.clear();
+            transfer.head_complete = false;
+            transfer.head_status = 0;
+            const std::size_t space = line.find(' ');
+            if (space != std::string_view::npos) {
+                const auto code = detail::parse_decimal(line.substr(space + 1, 3), 3);
+                if (code) transfer.head_status = static_cast<int>(*code);
+            }
+        } else if (line == "\r\n" || line == "\n") {
+            transfer.head_complete = transfer.head_status >= 200;
         } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
             const auto value = detail::trim(line.substr(colon + 1));
             const auto end = value.find_last_not_of("\r\n");
-            response->headers.emplace_back(
+            response.headers.emplace_back(
                 std::string(detail::trim(line.substr(0, colon))),
                 std::string(end == std::string_view::npos ? std::string_view()
                                                           : value.substr(0, end + 1)));
@@ -226,20 +405,37 @@ class CurlTransport : public Transport {
         idle_sessions_.push_back(std::move(session));
     }
 
-    void prepare(Transfer& transfer, Session& session) {
-        const HttpRequest& request = *transfer.request;
-        // Handles are reused as they are: the options every request shares were set when the
-        // handle was made, so only the per-request ones are set here.
-        CURL* easy = session.take_idle_easy();
-        if (easy == nullptr) easy = new_easy();
-        transfer.easy = easy;
+    CURL* take_easy() {
+        {
+            std::lock_guard<std::mutex> lock(pool_mutex_);
+            if (!idle_easy_.empty()) {
+                CURL* easy = idle_easy_.back();
+                idle_easy_.pop_back();
+                return easy;
+            }
+        }
+        return new_easy();
+    }
 
-        const std::string* body = &request.body;
+    void give_back_easy(CURL* easy) {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        idle_easy_.push_back(easy);
+    }
+
+    /// Points `transfer.easy` at `request`. Handles are reused as they are: the options every
+    /// request shares were set when the handle was made, so only per-request ones are set here.
+    void prepare(Transfer& transfer, const HttpRequest& request) {
+        CURL* easy = transfer.easy;
+        transfer.body = request.body.data();
+        transfer.body_size = request.body.size();
         if (options_.gzip_min_bytes > 0 && request.body.size() >= options_.gzip_min_bytes) {
-            transfer.gzipped_body = detail::gzip_compress(request.body);
-            body = &transfer.gzipped_body;
-            transfer.header_list =
-                curl_slist_append(transfer.header_list, "Content-Encoding: gzip");
+            if (auto gzipped = detail::gzip_compress(request.body)) {
+                transfer.gzipped = std::move(*gzipped);
+                transfer.body = transfer.gzipped.data();
+                transfer.body_size = transfer.gzipped.size();
+                transfer.header_list =
+                    curl_slist_append(transfer.header_list, "Content-Encoding: gzip");
+            }
         }
         for (const auto& [name, value] : request.headers) {
             transfer.header_list =
@@ -249,26 +445,42 @@ class CurlTransport : public Transport {
         transfer.header_list = curl_slist_append(transfer.header_list, "Expect:");
 
         curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
-        curl_easy_setopt(easy, CURLOPT_POST, 1L);
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST,
                          request.method == "POST" ? nullptr : request.method.c_str());
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body->data());
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(transfer.body_size));
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.header_list);
         curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error.data());
+        curl_easy_setopt(easy, CURLOPT_READDATA, &transfer);
+        curl_easy_setopt(easy, CURLOPT_SEEKDATA, &transfer);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, &transfer);
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
         curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
         curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
     }
 
+    /// Leaves no pointer to a finished transfer in a handle going back to a pool.
+    static void unbind(CURL* easy) {
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);
+        curl_easy_setopt(easy, CURLOPT_READDATA, nullptr);
+        curl_easy_setopt(easy, CURLOPT_SEEKDATA, nullptr);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, nullptr);
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, nullptr);
+        curl_easy_setopt(easy, CURLOPT_HEADERDATA, nullptr);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, nullptr);
+    }
+
     /// A new easy handle with the options every request shares.
     CURL* new_easy() {
         CURL* easy = curl_easy_init();
-        if (easy == nullptr) throw std::runtime_error("[sendgrid_backend.curl] no easy handle");
+        if (easy == nullptr) throw TransportSetupError("curl_easy_init failed");
         curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
         curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
         curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                          static_cast<long>(options_.connect_timeout.count()));
+        curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN,
+                         static_cast<long>(options_.max_idle_connection_age.count() / 1000));
         curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
@@ -279,100 +491,51 @@ class CurlTransport : public Transport {
             curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_bundle.c_str());
         }
         curl_easy_setopt(easy, CURLOPT_SHARE, share_);
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);  // the body comes from on_read, never POSTFIELDS
+        curl_easy_setopt(easy, CURLOPT_READFUNCTION, &CurlTransport::on_read);
+        curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, &CurlTransport::on_seek);
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &CurlTransport::on_prereq);
         curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &CurlTransport::on_body);
         curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &CurlTransport::on_header);
         return easy;
     }
 
     static void finish(Transfer& transfer, CURLcode code) {
-        HttpResponse& response = *transfer.response;
-        response.finished = std::chrono::steady_clock::now();
-        response.error = detail::classify_curl_error(code, transfer.easy);
-        if (response.error == TransportError::none) {
+        HttpResponse& response = transfer.response;
+        response.requests_on_wire = transfer.prereq_calls;
+        if (code == CURLE_OK && transfer.head_complete) {
             long status = 0;
             curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &status);
             response.status = static_cast<int>(status);
-        } else {
+            response.request_sent = true;
+            return;
+        }
+        if (code == CURLE_OK) {
+            // libcurl takes a connection closed inside the answer head as the end of the head;
+            // without its blank line, it is not an answer.
+            response.error = TransportError::bad_answer;
             response.status = 0;
+            response.request_sent = true;
+            response.error_message = "the connection closed inside the answer head";
+            if (transfer.head_status != 0) {
+                response.error_message +=
+                    " (its status line said " + std::to_string(transfer.head_status) + ")";
+            }
+            return;
+        }
+        response.error = detail::classify_curl_error(code);
+        // A complete answer head is the server's answer even if the body was cut short.
+        response.status = transfer.head_complete ? transfer.head_status : 0;
+        // No body byte handed out: the server cannot hold a complete request.
+        response.request_sent =
+            transfer.prereq_calls > 0 && (transfer.body_offset > 0 || transfer.body_size == 0);
+        if (transfer.refused_resend) {
+            response.error_message =
+                "the connection closed after the request was written, before any answer; "
+                "libcurl's re-send on a new connection was refused (at most once on the wire)";
+        } else {
             response.error_message =
                 transfer.error[0] != '\0' ? transfer.error.data() : curl_easy_strerror(code);
-        }
-    }
-
-    void run(const HttpRequest* requests, HttpResponse* responses, std::size_t count,
-             std::size_t max_in_flight) {
-        if (count == 0) return;
-        if (max_in_flight == 0) max_in_flight = 1;
-        std::unique_ptr<Session> session = acquire_session();
-        std::vector<Transfer> transfers(count);
-        try {
-            if (count == 1) {
-                perform_one(*session, transfers[0], requests[0], responses[0]);
-            } else {
-                drive(*session, transfers, requests, responses, max_in_flight);
-            }
-        } catch (...) {
-            // Leave the session clean for the next caller: no handle stays in its multi.
-            for (Transfer& transfer : transfers) give_back(*session, transfer);
-            release_session(std::move(session));
-            throw;
-        }
-        release_session(std::move(session));
-    }
-
-    /// Returns a transfer's easy handle to the session (removing it from the multi first).
-    static void give_back(Session& session, Transfer& transfer) {
-        if (transfer.easy == nullptr) return;
-        if (transfer.in_multi) curl_multi_remove_handle(session.multi, transfer.easy);
-        transfer.in_multi = false;
-        session.idle_easy.push_back(transfer.easy);
-        transfer.easy = nullptr;
-    }
-
-    /// One request on its own: curl_easy_perform, which spares the multi loop's bookkeeping
-    /// (the easy handle keeps its own connection alive between calls).
-    void perform_one(Session& session, Transfer& transfer, const HttpRequest& request,
-                     HttpResponse& response) {
-        transfer.request = &request;
-        transfer.response = &response;
-        prepare(transfer, session);
-        response.started = std::chrono::steady_clock::now();
-        finish(transfer, curl_easy_perform(transfer.easy));
-        give_back(session, transfer);
-    }
-
-    void drive(Session& session, std::vector<Transfer>& transfers, const HttpRequest* requests,
-               HttpResponse* responses, std::size_t max_in_flight) {
-        const std::size_t count = transfers.size();
-        curl_multi_setopt(session.multi, CURLMOPT_MAXCONNECTS, static_cast<long>(max_in_flight));
-        std::size_t next = 0;
-        std::size_t active = 0;
-        while (next < count || active > 0) {
-            while (active < max_in_flight && next < count) {
-                Transfer& transfer = transfers[next];
-                transfer.request = &requests[next];
-                transfer.response = &responses[next];
-                prepare(transfer, session);
-                transfer.response->started = std::chrono::steady_clock::now();
-                curl_multi_add_handle(session.multi, transfer.easy);
-                transfer.in_multi = true;
-                ++next;
-                ++active;
-            }
-            int running = 0;
-            curl_multi_perform(session.multi, &running);
-            int queued = 0;
-            while (CURLMsg* message = curl_multi_info_read(session.multi, &queued)) {
-                if (message->msg != CURLMSG_DONE) continue;
-                Transfer* transfer = nullptr;
-                curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &transfer);
-                finish(*transfer, message->data.result);
-                give_back(session, *transfer);
-                --active;
-            }
-            if (active > 0 && (next == count || active >= max_in_flight)) {
-                curl_multi_poll(session.multi, nullptr, 0, 100, nullptr);
-            }
         }
     }
 
@@ -381,6 +544,7 @@ class CurlTransport : public Transport {
     std::array<std::mutex, CURL_LOCK_DATA_LAST> share_locks_;
     std::mutex pool_mutex_;
     std::vector<std::unique_ptr<Session>> idle_sessions_;
+    std::vector<CURL*> idle_easy_;
 };
 
 namespace detail {
