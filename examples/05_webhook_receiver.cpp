@@ -11,34 +11,28 @@
 #include <sendgrid_backend/webhook.hpp>
 
 #include <httplib.h>
-#include <sqlite3.h>
 
 #include <ctime>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "sqlite.hpp"
+
 namespace sg = sendgrid_backend;
 
 namespace {
 
-/// A tiny wrapper: run one statement with text parameters.
-void execute(sqlite3* db, const char* sql, const std::vector<std::string>& parameters = {}) {
-    sqlite3_stmt* statement = nullptr;
-    sqlite3_prepare_v2(db, sql, -1, &statement, nullptr);
-    for (std::size_t i = 0; i < parameters.size(); ++i) {
-        sqlite3_bind_text(statement, static_cast<int>(i + 1), parameters[i].c_str(), -1,
-                          SQLITE_TRANSIENT);
-    }
-    sqlite3_step(statement);
-    sqlite3_finalize(statement);
+/// Runs one statement with its parameters.
+void execute(example::Database& db, const char* sql,
+             const std::vector<example::Value>& parameters = {}) {
+    example::Statement(db.handle(), sql).bind(parameters).run();
 }
 
 }  // namespace
 
 int main() {
-    sqlite3* db = nullptr;
-    sqlite3_open(":memory:", &db);
+    example::Database db(":memory:");
     execute(db, "CREATE TABLE sent (message_id TEXT PRIMARY KEY, recipient TEXT, subject TEXT)");
     execute(db,
             "CREATE TABLE events (sg_event_id TEXT PRIMARY KEY, message_id TEXT, kind TEXT, "
@@ -133,19 +127,14 @@ int main() {
     serving.join();
 
     // --- What the database now knows about each sent message. ---
-    sqlite3_stmt* query = nullptr;
-    sqlite3_prepare_v2(db,
-                       "SELECT sent.recipient, events.kind, events.reason FROM events "
-                       "JOIN sent USING (message_id) ORDER BY sent.recipient",
-                       -1, &query, nullptr);
+    example::Statement query(db.handle(),
+                             "SELECT sent.recipient, events.kind, events.reason FROM events "
+                             "JOIN sent USING (message_id) ORDER BY sent.recipient");
     int rows = 0;
-    while (sqlite3_step(query) == SQLITE_ROW) {
-        std::cout << "  " << sqlite3_column_text(query, 0) << ": " << sqlite3_column_text(query, 1)
-                  << ' ' << sqlite3_column_text(query, 2) << '\n';
+    while (query.next()) {
+        std::cout << "  " << query.text(0) << ": " << query.text(1) << ' ' << query.text(2) << '\n';
         ++rows;
     }
-    sqlite3_finalize(query);
-    sqlite3_close(db);
     std::cout << rows << " events recorded against sent messages\n";
     return rows == 3 ? 0 : 1;
 }

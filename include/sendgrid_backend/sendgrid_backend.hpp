@@ -11,6 +11,7 @@
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/mail.hpp"
 #include "sendgrid_backend/message.hpp"
+#include "sendgrid_backend/message_json.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/payload.hpp"
 #include "sendgrid_backend/retry_policy.hpp"

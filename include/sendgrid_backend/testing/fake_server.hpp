@@ -8,14 +8,19 @@
 /// It checks the bearer key, the content type and the JSON; validates the request as SendGrid
 /// does (required fields, limits, content order, unique recipients); answers 202 with a unique
 /// X-Message-Id (200 in sandbox mode) or SendGrid-style `{"errors": [...]}`; records what it
-/// received; and injects faults on demand: any status (400, 401, 403, 413, 429 with rate-limit
-/// headers, 500, 503), delays, and closing the connection in the middle of the answer.
+/// received (`received()`, `sent()`, and `GET /__requests` for clients in other languages); and
+/// injects faults on demand: any status (400, 401, 403, 413, 429 with rate-limit headers, 500,
+/// 503), delays, and closing the connection in the middle of the answer, for the next request
+/// or for the requests to one recipient (a batch sends several at once, so "the next request"
+/// is whichever arrives first).
 ///
 /// @code
 /// sendgrid_backend::testing::FakeSendgridServer server;          // listening on return
 /// settings.host_url = server.url();
 /// settings.api_key = server.api_key();
-/// server.push_fault({429});                                      // the next request gets 429
+/// server.push_fault(Fault(429));                                 // the next request gets 429
+/// server.push_fault(Fault(400).for_recipient("bounce@example.com"));
+/// server.sent().assert_sent_to("jane@example.com");
 /// @endcode
 
 #include <httplib.h>
@@ -26,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -39,24 +45,11 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace testing {
-
-/// A fault for the next `times` requests (in the order faults were pushed).
-struct Fault {
-    int status =
-        0;  ///< answer with this status and a SendGrid-style error body; 0: answer normally
-    std::chrono::milliseconds delay{0};      ///< wait this long before answering
-    bool drop_connection = false;            ///< send part of the answer, then close the connection
-    std::optional<int> retry_after_seconds;  ///< a Retry-After header (with 429)
-    int times = 1;
-
-    Fault() = default;
-    /// A fault that answers `status_` (with SendGrid's error body for it).
-    explicit Fault(int status_) : status(status_) {}
-};
 
 /// One request as the server saw it.
 struct ReceivedRequest {
@@ -65,6 +58,50 @@ struct ReceivedRequest {
     nlohmann::json payload;   ///< discarded (null) when the body was not JSON
     int answered_status = 0;  ///< 0 while the answer is still being prepared
     std::string message_id;   ///< the X-Message-Id it answered with, if any
+
+    /// The request's mail, for SentMail's helpers (recipients, subject).
+    SentMail mail() const { return SentMail{payload, headers, message_id}; }
+};
+
+/// A fault for the next `times` requests, or for the next `times` requests that `matches`
+/// accepts. Faults are taken in the order they were pushed; a request gets the first one that
+/// applies to it.
+struct Fault {
+    int status =
+        0;  ///< answer with this status and a SendGrid-style error body; 0: answer normally
+    std::chrono::milliseconds delay{0};      ///< wait this long before answering
+    bool drop_connection = false;            ///< send part of the answer, then close the connection
+    std::optional<int> retry_after_seconds;  ///< a Retry-After header (with 429)
+    int times = 1;
+    /// Which requests the fault is for; empty: any (the next ones).
+    std::function<bool(const ReceivedRequest&)> matches;
+
+    Fault() = default;
+    /// A fault that answers `status_` (with SendGrid's error body for it).
+    explicit Fault(int status_) : status(status_) {}
+
+    /// Only for requests with `address` among their recipients (to, cc or bcc, any case).
+    Fault& for_recipient(std::string address) {
+        matches = [address = std::move(address)](const ReceivedRequest& request) {
+            return SentMail::payload_is_for(request.payload, address);
+        };
+        return *this;
+    }
+    /// Only for requests `predicate` accepts (called under the server's lock: it must not call
+    /// the server).
+    Fault& when(std::function<bool(const ReceivedRequest&)> predicate) {
+        matches = std::move(predicate);
+        return *this;
+    }
+};
+
+/// How a FakeSendgridServer listens.
+struct FakeServerOptions {
+    std::string api_key = "SG.fake-test-key.0123456789";
+    int port = 0;  ///< 0: any free port on 127.0.0.1
+    std::size_t worker_threads = 32;
+    /// Called for each request once it was answered (e.g. to log it); on a server thread.
+    std::function<void(const ReceivedRequest&)> on_request;
 };
 
 namespace detail {
@@ -230,7 +267,12 @@ class FakeSendgridServer {
 
     explicit FakeSendgridServer(std::string api_key = "SG.fake-test-key.0123456789",
                                 std::size_t worker_threads = 32)
-        : api_key_(std::move(api_key)) {
+        : FakeSendgridServer(options_with(std::move(api_key), worker_threads)) {}
+
+    /// @throws std::runtime_error when the port cannot be bound.
+    explicit FakeSendgridServer(FakeServerOptions options)
+        : api_key_(std::move(options.api_key)), on_request_(std::move(options.on_request)) {
+        const std::size_t worker_threads = options.worker_threads;
         server_.new_task_queue = [worker_threads] {
             return new httplib::ThreadPool(worker_threads);
         };
@@ -240,14 +282,29 @@ class FakeSendgridServer {
                      [this](const httplib::Request& request, httplib::Response& response) {
                          handle(request, response);
                      });
+        server_.Get("/__requests", [this](const httplib::Request&, httplib::Response& response) {
+            response.set_content(received_json().dump(2), "application/json");
+        });
+        server_.Delete("/__requests", [this](const httplib::Request&, httplib::Response& response) {
+            clear_received();
+            response.status = 204;
+        });
         // cpp-httplib listens with a backlog of 5: a burst of new connections (a batch opening
         // 16 at once) would lose SYNs and stall a second each. Keep the socket, widen it below.
         server_.set_socket_options([this](socket_t socket) {
             httplib::default_socket_options(socket);
             listen_socket_ = socket;
         });
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        if (port_ <= 0) throw std::runtime_error("FakeSendgridServer: cannot bind 127.0.0.1");
+        if (options.port == 0) {
+            port_ = server_.bind_to_any_port("127.0.0.1");
+        } else if (server_.bind_to_port("127.0.0.1", options.port)) {
+            port_ = options.port;
+        }
+        if (port_ <= 0) {
+            throw std::runtime_error(
+                "FakeSendgridServer: cannot bind 127.0.0.1" +
+                (options.port == 0 ? std::string() : ":" + std::to_string(options.port)));
+        }
         ::listen(listen_socket_, 1024);  // Linux: listening again only changes the backlog
         thread_ = std::thread([this] { server_.listen_after_bind(); });
         // httplib's stop() does nothing until the accept loop runs: wait for it, so that
@@ -280,7 +337,7 @@ class FakeSendgridServer {
     /// The key requests must carry as `Authorization: Bearer <key>`.
     const std::string& api_key() const noexcept { return api_key_; }
 
-    /// Queues a fault for the next requests (after the faults already queued).
+    /// Queues a fault (after the faults already queued). See `Fault`.
     void push_fault(Fault fault) {
         std::lock_guard<std::mutex> lock(mutex_);
         faults_.push_back(fault);
@@ -309,6 +366,37 @@ class FakeSendgridServer {
         }
         return true;
     }
+    /// The mail the server accepted (answered 2xx), in arrival order, for assertions.
+    SentMails sent() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::vector<SentMail> mails;
+        for (const auto& request : received_) {
+            if (request.answered_status >= 200 && request.answered_status < 300) {
+                mails.push_back(request.mail());
+            }
+        }
+        return SentMails(std::move(mails));
+    }
+
+    /// What `GET /__requests` answers: each request's payload, status and message id, and its
+    /// headers with the Authorization value hidden.
+    nlohmann::json received_json() const {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& request : received()) {
+            nlohmann::json headers = nlohmann::json::object();
+            for (const auto& [name, value] : request.headers) {
+                headers[name] = sendgrid_backend::detail::iequals(name, "Authorization")
+                                    ? std::string("[hidden]")
+                                    : value;
+            }
+            list.push_back({{"headers", headers},
+                            {"payload", request.payload},
+                            {"status", request.answered_status},
+                            {"message_id", request.message_id}});
+        }
+        return list;
+    }
+
     /// Forget recorded requests (queued faults stay).
     void clear_received() {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -316,12 +404,23 @@ class FakeSendgridServer {
     }
 
   private:
-    std::optional<Fault> take_fault() {
+    static FakeServerOptions options_with(std::string api_key, std::size_t worker_threads) {
+        FakeServerOptions options;
+        options.api_key = std::move(api_key);
+        options.worker_threads = worker_threads;
+        return options;
+    }
+
+    /// The first queued fault that applies to `request`, used up once more.
+    std::optional<Fault> take_fault(const ReceivedRequest& request) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (faults_.empty()) return std::nullopt;
-        Fault fault = faults_.front();
-        if (--faults_.front().times <= 0) faults_.pop_front();
-        return fault;
+        for (auto it = faults_.begin(); it != faults_.end(); ++it) {
+            if (it->matches && !it->matches(request)) continue;
+            Fault fault = *it;
+            if (--it->times <= 0) faults_.erase(it);
+            return fault;
+        }
+        return std::nullopt;
     }
 
     std::string next_message_id() {
@@ -351,7 +450,7 @@ class FakeSendgridServer {
         received.body = request.body;
         received.payload = nlohmann::json::parse(request.body, nullptr, false);
         if (received.payload.is_discarded()) received.payload = nullptr;
-        const std::optional<Fault> fault = take_fault();
+        const std::optional<Fault> fault = take_fault(received);
         // Recorded on arrival: a client that gives up waiting has still delivered the request.
         std::size_t index = 0;
         {
@@ -369,6 +468,8 @@ class FakeSendgridServer {
             received_[index].answered_status = response.status;
             received_[index].message_id = received.message_id;
         }
+        received.answered_status = response.status;
+        if (on_request_) on_request_(received);
         if (fault && fault->drop_connection) {
             // Promise a body, send a piece of it, then give up: the connection closes mid-answer.
             response.body.clear();
@@ -467,6 +568,7 @@ class FakeSendgridServer {
     }
 
     std::string api_key_;
+    std::function<void(const ReceivedRequest&)> on_request_;
     httplib::Server server_;
     std::thread thread_;
     int port_ = 0;

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -41,37 +42,62 @@ class OutboxTransport : public Transport {
         std::size_t index = 0;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            index = requests_.size();
-            requests_.push_back(request);
+            index = seen_++;
+            records_.push_back(Record{request, index, 0, ""});
         }
-        return responder_ ? responder_(request, index) : accepted(index);
+        HttpResponse response = responder_ ? responder_(request, index) : accepted(index);
+        std::lock_guard<std::mutex> lock(mutex_);
+        // Found by index: clear() may have run meanwhile.
+        for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+            if (it->index != index) continue;
+            it->status = response.status;
+            it->message_id = std::string(response.header("X-Message-Id"));
+            break;
+        }
+        return response;
     }
 
     /// The JSON payload of every request so far, in the order they were sent.
     std::vector<nlohmann::json> outbox() const {
         std::lock_guard<std::mutex> lock(mutex_);
         std::vector<nlohmann::json> payloads;
-        payloads.reserve(requests_.size());
-        for (const auto& request : requests_) {
-            payloads.push_back(nlohmann::json::parse(request.body, nullptr, false));
+        payloads.reserve(records_.size());
+        for (const auto& record : records_) {
+            payloads.push_back(nlohmann::json::parse(record.request.body, nullptr, false));
         }
         return payloads;
+    }
+
+    /// The mail answered 2xx, in the order it was sent, for assertions (see sent_mail.hpp).
+    SentMails sent() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::vector<SentMail> mails;
+        for (const auto& record : records_) {
+            if (record.status < 200 || record.status >= 300) continue;
+            mails.push_back(SentMail{nlohmann::json::parse(record.request.body, nullptr, false),
+                                     record.request.headers, record.message_id});
+        }
+        return SentMails(std::move(mails));
     }
 
     /// Every request as sent, headers included (the Authorization header holds the key).
     std::vector<HttpRequest> requests() const {
         std::lock_guard<std::mutex> lock(mutex_);
-        return requests_;
+        std::vector<HttpRequest> requests;
+        requests.reserve(records_.size());
+        for (const auto& record : records_) requests.push_back(record.request);
+        return requests;
     }
 
     std::size_t size() const {
         std::lock_guard<std::mutex> lock(mutex_);
-        return requests_.size();
+        return records_.size();
     }
 
+    /// Forgets the requests kept so far (indexes keep counting).
     void clear() {
         std::lock_guard<std::mutex> lock(mutex_);
-        requests_.clear();
+        records_.clear();
     }
 
     /// The default answer: 202 Accepted with X-Message-Id "outbox-<index>".
@@ -83,9 +109,17 @@ class OutboxTransport : public Transport {
     }
 
   private:
+    struct Record {
+        HttpRequest request;
+        std::size_t index;
+        int status;  ///< the answer's status; 0 while it is being answered
+        std::string message_id;
+    };
+
     Responder responder_;
     mutable std::mutex mutex_;
-    std::vector<HttpRequest> requests_;
+    std::vector<Record> records_;
+    std::size_t seen_ = 0;
 };
 
 }  // namespace testing

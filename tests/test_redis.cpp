@@ -1,0 +1,140 @@
+// The Redis client and the shared metrics store against a real redis-server (the ctest fixture
+// starts one on 127.0.0.1 with a temporary directory and stops it).
+#include <sendgrid_backend/redis/client.hpp>
+#include <sendgrid_backend/redis/metrics.hpp>
+
+#include <unistd.h>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+
+using sendgrid_backend::RedisClient;
+using sendgrid_backend::RedisOptions;
+using sendgrid_backend::RedisValue;
+
+namespace {
+
+/// The fixture's URL (cmake/test_services.cmake writes it when it starts redis-server).
+std::string redis_url() {
+    const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR");
+    REQUIRE(dir != nullptr);
+    std::ifstream file(std::string(dir) + "/url");
+    std::string url;
+    REQUIRE(std::getline(file, url));
+    return url;
+}
+
+std::string unique_key(const std::string& name) {
+    static int counter = 0;
+    return "test:" + name + ":" + std::to_string(::getpid()) + ":" + std::to_string(++counter);
+}
+
+std::string refused_url(const std::string& url) {
+    try {
+        RedisOptions::from_url(url);
+    } catch (const sendgrid_backend::ImproperlyConfigured& e) {
+        return e.setting();
+    }
+    return "<no error>";
+}
+
+}  // namespace
+
+TEST_CASE("Redis URLs: host, port, credentials, database; TLS refused with a reason",
+          "[redis][settings]") {
+    const RedisOptions plain = RedisOptions::from_url("redis://127.0.0.1:6380");
+    CHECK(plain.host == "127.0.0.1");
+    CHECK(plain.port == 6380);
+    CHECK(plain.password.empty());
+    CHECK(plain.database == 0);
+    const RedisOptions full = RedisOptions::from_url("redis://worker:s3cret@cache.internal/3");
+    CHECK(full.host == "cache.internal");
+    CHECK(full.port == 6379);
+    CHECK(full.username == "worker");
+    CHECK(full.password == "s3cret");
+    CHECK(full.database == 3);
+    CHECK(RedisOptions::from_url("redis://:pw@h:1").password == "pw");
+    CHECK(RedisOptions::from_url("redis://:pw@h:1").username.empty());
+    for (const char* bad : {"http://h", "rediss://h", "redis://", "redis://h:0", "redis://h:70000",
+                            "redis://h/x", "redis://h h"}) {
+        INFO(bad);
+        CHECK(refused_url(bad) == "SENDGRID_REDIS_URL");
+    }
+    try {
+        RedisOptions::from_url("rediss://:topsecret@h");
+    } catch (const std::exception& e) {
+        CHECK(std::string(e.what()).find("topsecret") == std::string::npos);
+        CHECK(std::string(e.what()).find("stunnel") != std::string::npos);
+    }
+}
+
+TEST_CASE("commands and pipelines, binary-safe", "[redis]") {
+    RedisClient redis(RedisOptions::from_url(redis_url()));
+    const std::string key = unique_key("binary");
+    const std::string value("a\0b\r\n\xff", 6);
+    CHECK(redis.command({"SET", key, value}).text == "OK");
+    CHECK(redis.command({"GET", key}).text == value);
+    CHECK(redis.command({"GET", unique_key("missing")}).is_nil());
+    const auto answers = redis.pipeline({{"INCR", key + "n"}, {"INCR", key + "n"}, {"NOSUCH"}});
+    REQUIRE(answers.size() == 3);
+    CHECK(answers[0].integer == 1);
+    CHECK(answers[1].integer == 2);
+    CHECK(answers[2].is_error());
+    // An error answer does not break the connection.
+    CHECK(redis.command({"PING"}).text == "PONG");
+}
+
+TEST_CASE("a lost connection is reported for the command under way, then reconnected", "[redis]") {
+    RedisClient redis(RedisOptions::from_url(redis_url()));
+    RedisClient admin(RedisOptions::from_url(redis_url()));
+    redis.command({"CLIENT", "SETNAME", "victim"});
+    // Kill this client's connection from another one.
+    CHECK(admin.command({"CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal"}).integer >= 1);
+    CHECK_THROWS_AS(redis.command({"PING"}), sendgrid_backend::RedisConnectionLost);
+    CHECK(redis.command({"PING"}).text == "PONG");  // the next command reconnects
+}
+
+TEST_CASE("an unreachable Redis is a clear error at construction", "[redis]") {
+    RedisOptions options = RedisOptions::from_url("redis://127.0.0.1:1");
+    options.reconnect_for = std::chrono::milliseconds(0);
+    CHECK_THROWS_WITH(RedisClient(options),
+                      Catch::Contains("cannot connect to Redis at 127.0.0.1:1"));
+}
+
+TEST_CASE("the Redis metrics store: one transaction per send, a day's hash with a TTL",
+          "[redis][metrics]") {
+    auto redis = std::make_shared<RedisClient>(RedisOptions::from_url(redis_url()));
+    const std::string prefix = unique_key("metrics") + ":";
+    auto store = std::make_shared<sendgrid_backend::RedisMetricsStore>(redis, prefix);
+    sendgrid_backend::EmailMetricsRecorder metrics(store, [] { return std::string("2026-11-29"); });
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 250; ++i) {
+                sendgrid_backend::EmailMessage message("s", "b", "shop@example.com",
+                                                       {"a@example.com"});
+                message.template_id = "d-7";
+                message.outcome.status = sendgrid_backend::SendStatus::accepted;
+                metrics.record(message, false);
+                message.outcome.status = sendgrid_backend::SendStatus::rejected;
+                message.outcome.http_status = 429;
+                metrics.record(message, true);
+            }
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    const auto day = metrics.get_email_metrics("2026-11-29");
+    CHECK(day.sent == 1000);
+    CHECK(day.failed == 1000);
+    CHECK(day.templates.at("d-7") == 1000);
+    CHECK(day.recipient_domains.at("example.com") == 1000);
+    CHECK(day.failure_reasons.at("rejected:429") == 1000);
+    const RedisValue ttl = redis->command({"TTL", prefix + "2026-11-29"});
+    CHECK(ttl.integer > 86000);
+    CHECK(ttl.integer <= 86400);
+}
