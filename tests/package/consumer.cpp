@@ -1,5 +1,6 @@
 // A program outside the project that uses the installed (or added) package: the core, the curl
 // transport and the testing component, end to end over loopback.
+#include <sendgrid_backend/redis/client.hpp>
 #include <sendgrid_backend/sendgrid_backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
@@ -23,5 +24,7 @@ int main() {
     std::printf("sendgrid_backend %s: sent=%d emissions=%d id=%s\n",
                 SENDGRID_BACKEND_VERSION_STRING, sent, emissions,
                 message.outcome.message_id.c_str());
-    return sent && emissions == 1 ? 0 : 1;
+    // The redis component's header and link dependency are there (no server is needed here).
+    const auto redis = sg::RedisOptions::from_url("redis://127.0.0.1:6379/1");
+    return sent && emissions == 1 && redis.database == 1 ? 0 : 1;
 }
