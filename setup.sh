@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two README commands on a fresh Debian 12 machine (as root, or with sudo available):
 #   ./setup.sh demo   install what is missing, build, run the demo
-#   ./setup.sh test   install what is missing, build, run every test through ctest
+#   ./setup.sh test   install what is missing, build with ASan + UBSan, run every test through ctest
 # Both are idempotent: a re-run installs nothing and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,9 +36,9 @@ demo)
     ;;
 test)
     install_missing
-    cmake --preset dev >/dev/null
-    cmake --build --preset dev -- -j"$jobs"
-    ctest --preset dev -j"$jobs"
+    cmake --preset asan >/dev/null
+    cmake --build --preset asan -- -j"$jobs"
+    ctest --preset asan -j"$jobs"
     ;;
 *)
     echo "usage: $0 demo|test" >&2

@@ -486,3 +486,38 @@ TEST_CASE("an empty delivery does nothing", "[delivery]") {
     CHECK_FALSE(run.report.transport_broke());
     CHECK(transport.starts.empty());
 }
+
+TEST_CASE("the error-body reader is strict JSON: escapes, UTF-8, depth, trailing bytes",
+          "[delivery][outcome]") {
+    using sendgrid_backend::parse_api_errors;
+    const auto one = parse_api_errors(
+        R"( {"x":[1,-2.5e+3,true,null,{"y":"z"}], "errors" : [ {"message":"a\"b\\c\/\u00e9\ud83d\ude00\n",
+             "field":null, "help":[1, 2], "other":{}} ] } )");
+    REQUIRE(one.size() == 1);
+    CHECK(one[0].message == "a\"b\\c/\xc3\xa9\xf0\x9f\x98\x80\n");
+    CHECK(one[0].field.empty());
+    CHECK(one[0].help == "[1, 2]");
+    // A repeated key: the last one counts (as with a DOM parser).
+    CHECK(parse_api_errors(R"({"errors":[{"message":"a"}],"errors":[{"message":"b"}]})")
+              .at(0)
+              .message == "b");
+    for (const char* bad :
+         {R"({"errors":[{"message":"x"}]} trailing)", R"({"errors":[{"message":"x"}],})",
+          R"({"errors":[{"message":"\ud800"}]})", R"({"errors":[{"message":"\udc00x"}]})",
+          "{\"errors\":[{\"message\":\"\xff\"}]}", "{\"errors\":[{\"message\":\"a\nb\"}]}",
+          R"({"errors":[{"message":"\q"}]})", R"({"errors":[{"message":01}]})",
+          R"({"errors":[{"message":1.}]})", R"({"errors":[{"message":-}]})",
+          R"({"errors":[{"message":tru}]})", R"({"errors":[{"message":"x")", R"({"errors")",
+          R"({'errors':[]})"}) {
+        INFO(bad);
+        CHECK(parse_api_errors(bad).empty());
+    }
+    CHECK(parse_api_errors(std::string("{\"errors\":[{\"message\":\"x\"}]}\0", 29)).empty());
+    std::string deep(100, '[');
+    deep += std::string(100, ']');
+    CHECK(parse_api_errors(R"({"deep":)" + deep + R"(,"errors":[{"message":"m"}]})").empty());
+    std::string ok_depth(50, '[');
+    ok_depth += std::string(50, ']');
+    CHECK(parse_api_errors(R"({"deep":)" + ok_depth + R"(,"errors":[{"message":"m"}]})").size() ==
+          1);
+}

@@ -661,7 +661,7 @@ struct ScriptedBackend {
         const SendgridBackend probe(settings, probe_options);
         std::map<std::string, std::vector<test_support::Step>> by_body;
         for (auto& [subject, steps] : by_subject) {
-            by_body[probe.build_payload(make_message(subject)).dump()] = steps;
+            by_body[probe.serialize_payload(make_message(subject))] = steps;
         }
         transport = std::make_shared<test_support::ScriptedTransport>(clock, by_body);
         BackendOptions options;
@@ -758,8 +758,7 @@ TEST_CASE("a transport that answers short or long still gives one emission per m
                              true, 3);
     const bool short_answer = GENERATE(true, false);
     if (short_answer) {
-        scripted.transport->never_answer =
-            scripted.backend->build_payload(make_message("b")).dump();
+        scripted.transport->never_answer = scripted.backend->serialize_payload(make_message("b"));
     } else {
         scripted.transport->answer_unknown_tag = true;
     }

@@ -31,9 +31,8 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/json_scan.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/outcome.hpp"
@@ -101,23 +100,73 @@ inline void redact(std::string& text, const std::string& secret) {
 
 }  // namespace detail
 
-/// SendGrid's `{"errors": [{"message", "field", "help"}]}`; empty when the body is not that.
-inline std::vector<ApiError> parse_api_errors(std::string_view body) {
-    std::vector<ApiError> errors;
-    const nlohmann::json json = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
-    if (!json.is_object()) return errors;
-    const auto list = json.find("errors");
-    if (list == json.end() || !list->is_array()) return errors;
-    for (const auto& item : *list) {
-        if (!item.is_object()) continue;
-        auto text = [&item](const char* key) -> std::string {
-            const auto found = item.find(key);
-            if (found == item.end() || found->is_null()) return "";
-            return found->is_string() ? found->get<std::string>() : found->dump();
-        };
-        errors.push_back(ApiError{text("message"), text("field"), text("help")});
+namespace detail {
+
+/// One `{"message", "field", "help"}` object; a non-string value is kept as its JSON text.
+inline bool read_api_error(JsonScanner& json, ApiError& error) {
+    if (!json.take('{')) return false;
+    if (json.take('}')) return true;
+    std::string key;
+    for (;;) {
+        if (!json.string(key) || !json.take(':')) return false;
+        std::string* target = key == "message" ? &error.message
+                              : key == "field" ? &error.field
+                              : key == "help"  ? &error.help
+                                               : nullptr;
+        std::string_view raw;
+        if (target != nullptr && json.peek() == '"') {
+            if (!json.string(*target)) return false;
+        } else if (!json.value(&raw)) {
+            return false;
+        } else if (target != nullptr) {
+            target->assign(raw == "null" ? std::string_view() : raw);
+        }
+        if (json.take('}')) return true;
+        if (!json.take(',')) return false;
     }
-    return errors;
+}
+
+inline bool read_api_errors(JsonScanner& json, std::vector<ApiError>& errors) {
+    if (!json.take('[')) return false;
+    if (json.take(']')) return true;
+    for (;;) {
+        if (json.peek() == '{') {
+            ApiError error;
+            if (!read_api_error(json, error)) return false;
+            errors.push_back(std::move(error));
+        } else if (!json.value()) {
+            return false;
+        }
+        if (json.take(']')) return true;
+        if (!json.take(',')) return false;
+    }
+}
+
+}  // namespace detail
+
+/// SendGrid's `{"errors": [{"message", "field", "help"}]}`; empty when the body is not that
+/// (not JSON at all, or JSON of another shape). A `help` that is not a string is kept as its
+/// JSON text; null is empty.
+inline std::vector<ApiError> parse_api_errors(std::string_view body) {
+    detail::JsonScanner json(body);
+    std::vector<ApiError> errors;
+    if (!json.take('{')) return {};
+    if (!json.take('}')) {
+        std::string key;
+        for (;;) {
+            if (!json.string(key) || !json.take(':')) return {};
+            if (key == "errors" && json.peek() == '[') {
+                std::vector<ApiError> list;
+                if (!detail::read_api_errors(json, list)) return {};
+                errors = std::move(list);  // a repeated key: the last one counts
+            } else if (!json.value()) {
+                return {};
+            }
+            if (json.take('}')) break;
+            if (!json.take(',')) return {};
+        }
+    }
+    return json.at_end() ? errors : std::vector<ApiError>{};
 }
 
 /// How long a 429 asks to wait: Retry-After in seconds, else X-RateLimit-Reset (a Unix time)

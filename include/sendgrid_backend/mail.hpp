@@ -189,6 +189,12 @@ class SendgridBackend {
         return sendgrid_backend::build_payload(message, payload_options_);
     }
 
+    /// The same payload as the exact JSON text this backend POSTs (keys in writing order).
+    /// @throws InvalidMessage naming the offending field.
+    std::string serialize_payload(const EmailMessage& message) const {
+        return sendgrid_backend::serialize_payload(message, payload_options_);
+    }
+
     bool fail_silently() const noexcept { return options_.fail_silently; }
     /// Whether mail goes out in SendGrid's sandbox mode (validated, not delivered).
     bool sandbox_mode() const noexcept { return payload_options_.sandbox_mode; }
@@ -287,12 +293,12 @@ class SendgridBackend {
         }
         HttpRequest request;
         try {
-            request.body = build_payload(message).dump();
+            request.body = serialize_payload(message);
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
             return std::nullopt;
         } catch (const nlohmann::json::exception& error) {
-            // build_payload checks UTF-8 itself; this is a safety net, never a crash.
+            // The payload writer checks UTF-8 itself; this is a safety net, never a crash.
             fail(message, SendStatus::invalid, std::string("payload: ") + error.what());
             return std::nullopt;
         }

@@ -2,12 +2,13 @@
 
 /// @file
 /// `build_payload`: an `EmailMessage` validated and mapped to the JSON body of
-/// `POST /v3/mail/send`. Pure: no I/O, no clock, no randomness; the same message and options
-/// always give the same JSON. `SendgridBackend::build_payload` calls it with its settings.
+/// `POST /v3/mail/send`; `serialize_payload`: the same as the JSON text that goes on the wire,
+/// written without building a tree. Pure: no I/O, no clock, no randomness; the same message and
+/// options always give the same JSON. Both run the one mapping (`PayloadWriter`), so they cannot
+/// disagree; `SendgridBackend` calls them with its settings.
 
 #include <algorithm>
 #include <array>
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -23,7 +24,7 @@
 
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/base64.hpp"
+#include "sendgrid_backend/detail/json_sinks.hpp"
 #include "sendgrid_backend/detail/mime_types.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -119,51 +120,46 @@ inline std::size_t serialized_args_size(const std::map<std::string, std::string>
     return args.empty() ? size : size - 1;
 }
 
-inline nlohmann::json string_map_to_json(const std::map<std::string, std::string>& args,
-                                         const std::string& field) {
-    if (serialized_args_size(args) > limits::max_args_bytes) {
+/// Writes string key/value pairs (custom_args, substitutions, headers) as an object, each
+/// checked for UTF-8; `limit` bytes at most (0: no limit).
+template <class Sink>
+void write_string_map(Sink& sink, const std::map<std::string, std::string>& args,
+                      const std::string& field, bool limited) {
+    if (limited && serialized_args_size(args) > limits::max_args_bytes) {
         throw InvalidMessage(field,
                              "is " + std::to_string(serialized_args_size(args)) +
                                  " bytes; SendGrid allows at most 10000 per personalization");
     }
-    nlohmann::json object = nlohmann::json::object();
     for (const auto& [key, value] : args) {
         require_utf8(key, field);
         require_utf8(value, keyed(field, key));
-        object[key] = value;
     }
-    return object;
+    sink.begin_object();
+    for (const auto& [key, value] : args) {
+        sink.key(key);
+        sink.string(value);
+    }
+    sink.end_object();
 }
 
-/// Adds `key`, which `object` must not hold yet. Cheaper than `object[key] = value`, which
-/// searches the map, inserts null and then assigns; the hint makes keys added in order O(1).
-inline void add_new_key(nlohmann::json& object, const char* key, nlohmann::json value) {
-    auto& map = object.get_ref<nlohmann::json::object_t&>();
-    assert(map.find(key) == map.end() && "add_new_key would keep the old value");
-    map.emplace_hint(map.end(), key, std::move(value));
+template <class Sink>
+void write_address(Sink& sink, const Address& address) {
+    sink.begin_object();
+    sink.key("email");
+    sink.string(address.email);
+    if (!address.name.empty()) {
+        sink.key("name");
+        sink.string(address.name);
+    }
+    sink.end_object();
 }
 
-// Objects are filled key by key: nlohmann's initializer lists copy every value twice, which
-// shows in the benchmarks (bodies and base64 attachments are the big values).
-inline nlohmann::json address_json(Address address) {
-    nlohmann::json object = nlohmann::json::object();
-    add_new_key(object, "email", std::move(address.email));
-    if (!address.name.empty()) add_new_key(object, "name", std::move(address.name));
-    return object;
-}
-
-/// {"enable": value}, the shape of every SendGrid on/off setting.
-inline nlohmann::json enable_json(bool value) {
-    nlohmann::json object = nlohmann::json::object();
-    object["enable"] = value;
-    return object;
-}
-
-inline nlohmann::json content_json(std::string_view type, const std::string& value) {
-    nlohmann::json object = nlohmann::json::object();
-    object["type"] = type;
-    object["value"] = value;
-    return object;
+/// {"enable": value}, the shape of every SendGrid on/off setting (left open for more keys).
+template <class Sink>
+void begin_enable(Sink& sink, bool value) {
+    sink.begin_object();
+    sink.key("enable");
+    sink.boolean(value);
 }
 
 inline void check_header(std::string_view name, std::string_view value, const std::string& field) {
@@ -184,7 +180,6 @@ inline void check_header(std::string_view name, std::string_view value, const st
     require_single_line(value, path);
 }
 
-/// Turns the recipients of one personalization into JSON, enforcing SendGrid's rules.
 /// Case-insensitive (ASCII) hashing and equality for addresses.
 struct AddressKeyHash {
     std::size_t operator()(std::string_view text) const noexcept {
@@ -198,7 +193,7 @@ struct AddressKeyEqual {
     bool operator()(std::string_view a, std::string_view b) const noexcept { return iequals(a, b); }
 };
 
-/// Turns the recipients of one personalization into JSON, enforcing SendGrid's rules.
+/// The recipients of one personalization, checked and de-duplicated as SendGrid wants them.
 class PersonalizationRecipients {
   public:
     /// `expected`: how many addresses the personalization may hold in all. With one there is
@@ -208,15 +203,13 @@ class PersonalizationRecipients {
         if (!single_ && expected <= small_limit) small_.reserve(expected);
     }
 
-    /// Adds `count` addresses starting at `addresses`; returns them as a JSON array, or null
-    /// when none was added. `skip_blank`: Django lets cc/bcc hold empty strings; they are
-    /// skipped, not refused. `first_index` numbers the addresses in error paths (make_private
-    /// passes one at a time).
-    nlohmann::json add(const std::string* addresses, std::size_t count, const std::string& field,
-                       bool skip_blank, std::size_t first_index = 0) {
-        // Null until the first address: an empty cc or bcc then costs no allocation. The
-        // caller leaves out an empty list, and push_back turns null into an array.
-        nlohmann::json list;
+    /// Parses `count` addresses starting at `addresses` into `list` (reserved for them, so the
+    /// views kept for comparison stay valid). `skip_blank`: Django lets cc/bcc hold empty
+    /// strings; they are skipped, not refused. `first_index` numbers the addresses in error
+    /// paths (make_private passes one at a time).
+    void add(std::vector<Address>& list, const std::string* addresses, std::size_t count,
+             const std::string& field, bool skip_blank, std::size_t first_index = 0) {
+        list.reserve(count);
         std::uint8_t field_index = 0;
         for (std::size_t i = 0; i < count; ++i) {
             // The error path ("to[3]") is only spelled out when there is an error to report.
@@ -239,14 +232,10 @@ class PersonalizationRecipients {
                 }
                 if (list.empty()) field_index = add_field(field);
             }
-            list.push_back(address_json(std::move(address)));
-            if (!single_) {
-                // The key views the email inside the JSON, whose string never moves: no copy.
-                remember(list.back()["email"].get_ref<const std::string&>(), field_index);
-            }
+            list.push_back(std::move(address));
+            if (!single_) remember(list.back().email, field_index);
         }
         count_ += list.size();
-        return list;
     }
 
     std::size_t count() const noexcept { return count_; }
@@ -316,35 +305,42 @@ class PersonalizationRecipients {
     std::size_t count_ = 0;
 };
 
-/// Builds the payload for one message; one object per call.
-class PayloadBuilder {
+/// Validates one message and writes its payload into a sink (JsonTextSink or JsonDomSink): the
+/// one mapping of django-sendgrid-v5's `_build_sg_mail`, rule by rule. One object per message.
+template <class Sink>
+class PayloadWriter {
   public:
-    PayloadBuilder(const EmailMessage& message, const PayloadOptions& options)
-        : message_(message), options_(options) {}
+    PayloadWriter(const EmailMessage& message, const PayloadOptions& options, Sink& sink)
+        : message_(message), options_(options), sink_(sink) {}
 
-    nlohmann::json build() {
-        nlohmann::json payload = nlohmann::json::object();
-        payload["from"] = address_json(parse_address(required_from(), "from_email"));
+    void write() {
+        sink_.begin_object();
+        sink_.key("from");
+        write_address(sink_, parse_address(required_from(), "from_email"));
 
         require_single_line(message_.subject, "subject");
         require_utf8(message_.template_id, "template_id");
         const bool has_template = !message_.template_id.empty();
         if (has_template) {
-            payload["template_id"] = message_.template_id;
+            sink_.key("template_id");
+            sink_.string(message_.template_id);
         } else if (!message_.subject.empty()) {
-            payload["subject"] = message_.subject;
+            sink_.key("subject");
+            sink_.string(message_.subject);
         }
 
-        add_reply_to(payload);
+        reply_to();
         collect_headers();
-        payload["personalizations"] = personalizations();
-        if (!has_template) payload["content"] = content();
-        if (!message_.attachments.empty()) payload["attachments"] = attachments();
-        if (!message_.categories.empty()) payload["categories"] = categories();
-        if (message_.unsubscribe_group) payload["asm"] = unsubscribe_group();
-        if (message_.ip_pool_name) payload["ip_pool_name"] = ip_pool_name();
-        payload["mail_settings"] = mail_settings();
-        payload["tracking_settings"] = tracking_settings();
+        sink_.key("personalizations");
+        personalizations();
+        if (!has_template) content();
+        if (!message_.attachments.empty()) attachments();
+        if (!message_.categories.empty()) categories();
+        if (message_.unsubscribe_group) unsubscribe_group();
+        if (message_.ip_pool_name) ip_pool_name();
+        mail_settings();
+        tracking_settings();
+        sink_.end_object();
 
         if (estimated_bytes_ > limits::max_payload_bytes) {
             throw InvalidMessage(message_.attachments.empty() ? "body" : "attachments",
@@ -352,7 +348,6 @@ class PayloadBuilder {
                                      std::to_string(estimated_bytes_) +
                                      " bytes; SendGrid accepts at most 30 MB");
         }
-        return payload;
     }
 
   private:
@@ -363,7 +358,7 @@ class PayloadBuilder {
         return message_.from_email;
     }
 
-    void add_reply_to(nlohmann::json& payload) {
+    void reply_to() {
         std::optional<Address> reply_to;
         for (const auto& [name, value] : message_.extra_headers) {
             if (iequals(name, "reply-to"))
@@ -389,7 +384,7 @@ class PayloadBuilder {
                                      "cannot be used together with reply_to "
                                      "or a Reply-To header");
             }
-            nlohmann::json list = nlohmann::json::array();
+            std::vector<Address> list;
             std::set<std::string> seen;
             for (std::size_t i = 0; i < message_.reply_to_list.size(); ++i) {
                 const std::string path = indexed("reply_to_list", i);
@@ -397,11 +392,21 @@ class PayloadBuilder {
                 if (!seen.insert(to_lower_ascii(address.email)).second) {
                     throw InvalidMessage(path, quote_for_error(address.email) + " is listed twice");
                 }
-                list.push_back(address_json(std::move(address)));
+                list.push_back(std::move(address));
             }
-            payload["reply_to_list"] = std::move(list);
+            sink_.key("reply_to_list");
+            write_addresses(list);
         }
-        if (reply_to) payload["reply_to"] = address_json(*reply_to);
+        if (reply_to) {
+            sink_.key("reply_to");
+            write_address(sink_, *reply_to);
+        }
+    }
+
+    void write_addresses(const std::vector<Address>& list) {
+        sink_.begin_array();
+        for (const Address& address : list) write_address(sink_, address);
+        sink_.end_array();
     }
 
     void collect_headers() {
@@ -412,14 +417,14 @@ class PayloadBuilder {
         }
     }
 
-    nlohmann::json personalizations() {
-        std::vector<nlohmann::json> list;
+    void personalizations() {
         std::size_t recipients = 0;
         const auto& explicit_ones = message_.personalizations;
         if (explicit_ones.size() > limits::max_personalizations) {
             throw InvalidMessage("personalizations", "has " + std::to_string(explicit_ones.size()) +
                                                          " entries; SendGrid allows at most 1000");
         }
+        sink_.begin_array();
         if (!explicit_ones.empty()) {
             for (std::size_t i = 0; i < explicit_ones.size(); ++i) {
                 const std::string prefix = indexed("personalizations", i) + ".";
@@ -429,7 +434,7 @@ class PayloadBuilder {
                                          "is empty; SendGrid requires at least one "
                                          "'to' in every personalization");
                 }
-                list.push_back(personalization(p, p.to.data(), p.to.size(), prefix, recipients));
+                personalization(p, p.to.data(), p.to.size(), prefix, recipients);
             }
         } else if (message_.make_private) {
             if (message_.to.empty()) throw InvalidMessage("to", "is empty; nobody to send to");
@@ -440,56 +445,68 @@ class PayloadBuilder {
                                      "SendGrid allows at most 1000, got " +
                                          std::to_string(to_count));
             }
-            list.reserve(to_count);
             const Personalization from_message;  // every field comes from the message
             for (std::size_t i = 0; i < to_count; ++i) {
-                list.push_back(
-                    personalization(from_message, &message_.to[i], 1, "", recipients, i));
+                personalization(from_message, &message_.to[i], 1, "", recipients, i);
             }
         } else {
             const Personalization from_message;
-            list.push_back(personalization(from_message, message_.to.data(), message_.to.size(), "",
-                                           recipients));
+            personalization(from_message, message_.to.data(), message_.to.size(), "", recipients);
         }
+        sink_.end_array();
         if (recipients > limits::max_recipients) {
             throw InvalidMessage("to", "the message has " + std::to_string(recipients) +
                                            " recipients in to, cc and bcc; SendGrid allows at "
                                            "most 1000 per request");
         }
-        return nlohmann::json(std::move(list));
     }
 
     /// One personalization to the `to_count` addresses at `to`; the other empty fields of `p`
     /// are filled from the message. `prefix` is "personalizations[i]." for explicit ones and ""
     /// for those built from the message. `to_index` numbers `to` in error paths.
-    nlohmann::json personalization(const Personalization& p, const std::string* to,
-                                   std::size_t to_count, const std::string& prefix,
-                                   std::size_t& recipients, std::size_t to_index = 0) {
+    void personalization(const Personalization& p, const std::string* to, std::size_t to_count,
+                         const std::string& prefix, std::size_t& recipients,
+                         std::size_t to_index = 0) {
         const std::vector<std::string>& cc = p.cc.empty() ? message_.cc : p.cc;
         const std::vector<std::string>& bcc = p.bcc.empty() ? message_.bcc : p.bcc;
         PersonalizationRecipients people(options_.deduplicate_recipients,
                                          to_count + cc.size() + bcc.size());
-        nlohmann::json to_json = people.add(to, to_count, prefix + "to", false, to_index);
-        nlohmann::json cc_json =
-            people.add(cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
-        nlohmann::json bcc_json =
-            people.add(bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc", true);
-        if (to_json.empty()) {
+        std::vector<Address> to_list;
+        std::vector<Address> cc_list;
+        std::vector<Address> bcc_list;
+        people.add(to_list, to, to_count, prefix + "to", false, to_index);
+        people.add(cc_list, cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
+        people.add(bcc_list, bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc", true);
+        if (to_list.empty()) {
             throw InvalidMessage(prefix + "to",
                                  "is empty; SendGrid requires at least one 'to' "
                                  "in every personalization");
         }
         recipients += people.count();
 
-        // make_private builds up to 1000 personalizations from the message: they share one
-        // envelope, built and validated once, then copied. Otherwise it is built in place.
-        nlohmann::json json = has_own_envelope(p)     ? envelope(p, prefix)
-                              : message_.make_private ? message_envelope()
-                                                      : envelope(p, prefix);
-        add_new_key(json, "to", std::move(to_json));
-        if (!cc_json.empty()) add_new_key(json, "cc", std::move(cc_json));
-        if (!bcc_json.empty()) add_new_key(json, "bcc", std::move(bcc_json));
-        return json;
+        sink_.begin_object();
+        if (has_own_envelope(p) || !message_.make_private) {
+            envelope(p, prefix);
+        } else {
+            // make_private writes up to 1000 personalizations from the message: they share
+            // one envelope, checked and written once, then repeated.
+            if (!message_envelope_) {
+                message_envelope_ =
+                    sink_.capture_members([this] { envelope(Personalization{}, ""); });
+            }
+            sink_.replay_members(*message_envelope_);
+        }
+        sink_.key("to");
+        write_addresses(to_list);
+        if (!cc_list.empty()) {
+            sink_.key("cc");
+            write_addresses(cc_list);
+        }
+        if (!bcc_list.empty()) {
+            sink_.key("bcc");
+            write_addresses(bcc_list);
+        }
+        sink_.end_object();
     }
 
     static bool has_own_envelope(const Personalization& p) {
@@ -497,22 +514,17 @@ class PayloadBuilder {
                p.dynamic_template_data || !p.custom_args.empty() || p.send_at;
     }
 
-    /// What a personalization without fields of its own carries: built and validated once,
-    /// then copied (make_private builds up to 1000 of them).
-    const nlohmann::json& message_envelope() {
-        if (!message_envelope_) message_envelope_ = envelope(Personalization{}, "");
-        return *message_envelope_;
-    }
-
-    /// Everything of a personalization but its recipients: subject, headers, substitutions,
-    /// dynamic_template_data, custom_args and send_at, each from `p` or else from the message.
-    nlohmann::json envelope(const Personalization& p, const std::string& prefix) {
-        nlohmann::json json = nlohmann::json::object();
+    /// Everything of a personalization but its recipients, as members of the open object:
+    /// subject, headers, substitutions, dynamic_template_data, custom_args and send_at, each from
+    /// `p` or else from the message.
+    void envelope(const Personalization& p, const std::string& prefix) {
         if (!p.subject.empty()) {
             require_single_line(p.subject, prefix + "subject");
-            json["subject"] = p.subject;
+            sink_.key("subject");
+            sink_.string(p.subject);
         } else if (!message_.subject.empty()) {
-            json["subject"] = message_.subject;
+            sink_.key("subject");
+            sink_.string(message_.subject);
         }
 
         if (!p.headers.empty()) {
@@ -521,15 +533,19 @@ class PayloadBuilder {
                 check_header(name, value, prefix + "headers");
                 merged[name] = value;
             }
-            json["headers"] = merged;
+            sink_.key("headers");
+            write_string_map(sink_, merged, prefix + "headers", false);
         } else if (!headers_.empty()) {
-            json["headers"] = headers_;
+            sink_.key("headers");
+            write_string_map(sink_, headers_, "headers", false);
         }
 
         if (!p.substitutions.empty()) {
-            json["substitutions"] = string_map_to_json(p.substitutions, prefix + "substitutions");
+            sink_.key("substitutions");
+            write_string_map(sink_, p.substitutions, prefix + "substitutions", true);
         } else if (!message_.substitutions.empty()) {
-            json["substitutions"] = string_map_to_json(message_.substitutions, "substitutions");
+            sink_.key("substitutions");
+            write_string_map(sink_, message_.substitutions, "substitutions", true);
         }
 
         const std::optional<nlohmann::json>& data =
@@ -539,13 +555,16 @@ class PayloadBuilder {
                                                               : "dynamic_template_data";
             if (!data->is_object()) throw InvalidMessage(field, "must be a JSON object");
             require_utf8_json(*data, field);
-            json["dynamic_template_data"] = *data;
+            sink_.key("dynamic_template_data");
+            sink_.json(*data);
         }
 
         if (!p.custom_args.empty()) {
-            json["custom_args"] = string_map_to_json(p.custom_args, prefix + "custom_args");
+            sink_.key("custom_args");
+            write_string_map(sink_, p.custom_args, prefix + "custom_args", true);
         } else if (!message_.custom_args.empty()) {
-            json["custom_args"] = string_map_to_json(message_.custom_args, "custom_args");
+            sink_.key("custom_args");
+            write_string_map(sink_, message_.custom_args, "custom_args", true);
         }
 
         const std::optional<std::int64_t>& send_at = p.send_at ? p.send_at : message_.send_at;
@@ -554,9 +573,9 @@ class PayloadBuilder {
                 throw InvalidMessage(p.send_at ? prefix + "send_at" : "send_at",
                                      "must be a unix time, not negative");
             }
-            json["send_at"] = *send_at;
+            sink_.key("send_at");
+            sink_.integer(*send_at);
         }
-        return json;
     }
 
     /// text/plain first, then AMP, then text/html, then any other type (SendGrid's order).
@@ -567,7 +586,7 @@ class PayloadBuilder {
         return 3;
     }
 
-    nlohmann::json content() {
+    void content() {
         struct Part {
             std::string type;
             const std::string* value;
@@ -611,20 +630,34 @@ class PayloadBuilder {
                 }
             }
         }
-        nlohmann::json list = nlohmann::json::array();
+        sink_.key("content");
+        sink_.begin_array();
         // As in the original, a message without a plain part (an html body) gets " " as plain.
-        if (content_rank(parts.front().type) != 0) {
-            list.push_back(content_json("text/plain", blank));
-        }
+        if (content_rank(parts.front().type) != 0) write_content("text/plain", blank);
         for (const Part& part : parts) {
             estimated_bytes_ += part.value->size();
-            list.push_back(content_json(part.type, *part.value));
+            write_content(part.type, *part.value);
         }
-        return list;
+        sink_.end_array();
     }
 
-    nlohmann::json attachments() {
-        nlohmann::json list = nlohmann::json::array();
+    void write_content(std::string_view type, const std::string& value) {
+        sink_.begin_object();
+        sink_.key("type");
+        sink_.string(type);
+        sink_.key("value");
+        sink_.string(value);
+        sink_.end_object();
+    }
+
+    void attachments() {
+        struct Checked {
+            std::string type;
+            std::string filename;
+            std::string_view content_id;
+        };
+        std::vector<Checked> checked;
+        checked.reserve(message_.attachments.size());
         for (std::size_t i = 0; i < message_.attachments.size(); ++i) {
             const Attachment& attachment = message_.attachments[i];
             const std::string field = indexed("attachments", i);
@@ -634,34 +667,46 @@ class PayloadBuilder {
             require_single_line(attachment.filename, field + ".filename");
             require_single_line(attachment.mimetype, field + ".mimetype");
             require_single_line(attachment.content_id, field + ".content_id");
-            const std::string type = attachment.mimetype.empty()
-                                         ? std::string(guess_mimetype(attachment.filename))
-                                         : attachment.mimetype;
-            const std::string filename =
+            std::string type = attachment.mimetype.empty()
+                                   ? std::string(guess_mimetype(attachment.filename))
+                                   : attachment.mimetype;
+            std::string filename =
                 attachment.filename.empty()
                     ? "part-" + content_hex_id(attachment.content, i) + guess_extension(type)
                     : attachment.filename;
-            nlohmann::json json = nlohmann::json::object();
-            json["content"] = base64_encode(attachment.content);
-            json["filename"] = filename;
-            json["type"] = type;
-            estimated_bytes_ += base64_encoded_size(attachment.content.size());
-            if (!attachment.content_id.empty()) {
-                std::string_view id = attachment.content_id;
+            std::string_view id = attachment.content_id;
+            if (!id.empty()) {
                 // SendGrid adds the angle brackets itself.
                 if (id.size() >= 2 && id.front() == '<' && id.back() == '>') {
                     id = id.substr(1, id.size() - 2);
                 }
                 if (id.empty()) throw InvalidMessage(field + ".content_id", "is empty inside <>");
-                json["content_id"] = std::string(id);
-                json["disposition"] = "inline";
             }
-            list.push_back(std::move(json));
+            estimated_bytes_ += base64_encoded_size(attachment.content.size());
+            checked.push_back(Checked{std::move(type), std::move(filename), id});
         }
-        return list;
+        sink_.key("attachments");
+        sink_.begin_array();
+        for (std::size_t i = 0; i < checked.size(); ++i) {
+            sink_.begin_object();
+            sink_.key("content");
+            sink_.base64_string(message_.attachments[i].content);
+            sink_.key("filename");
+            sink_.string(checked[i].filename);
+            sink_.key("type");
+            sink_.string(checked[i].type);
+            if (!checked[i].content_id.empty()) {
+                sink_.key("content_id");
+                sink_.string(checked[i].content_id);
+                sink_.key("disposition");
+                sink_.string("inline");
+            }
+            sink_.end_object();
+        }
+        sink_.end_array();
     }
 
-    nlohmann::json categories() {
+    void categories() {
         const auto& categories = message_.categories;
         if (categories.size() > limits::max_categories) {
             throw InvalidMessage("categories", "has " + std::to_string(categories.size()) +
@@ -684,10 +729,13 @@ class PayloadBuilder {
                 }
             }
         }
-        return categories;
+        sink_.key("categories");
+        sink_.begin_array();
+        for (const auto& category : categories) sink_.string(category);
+        sink_.end_array();
     }
 
-    nlohmann::json unsubscribe_group() const {
+    void unsubscribe_group() {
         const UnsubscribeGroup& group = *message_.unsubscribe_group;
         if (!group.group_id) {
             throw InvalidMessage("unsubscribe_group.group_id", "is required by SendGrid's asm");
@@ -697,13 +745,20 @@ class PayloadBuilder {
                                  "has " + std::to_string(group.groups_to_display.size()) +
                                      " entries; SendGrid allows at most 25");
         }
-        nlohmann::json json = nlohmann::json::object();
-        json["group_id"] = *group.group_id;
-        if (!group.groups_to_display.empty()) json["groups_to_display"] = group.groups_to_display;
-        return json;
+        sink_.key("asm");
+        sink_.begin_object();
+        sink_.key("group_id");
+        sink_.integer(*group.group_id);
+        if (!group.groups_to_display.empty()) {
+            sink_.key("groups_to_display");
+            sink_.begin_array();
+            for (std::int64_t id : group.groups_to_display) sink_.integer(id);
+            sink_.end_array();
+        }
+        sink_.end_object();
     }
 
-    nlohmann::json ip_pool_name() const {
+    void ip_pool_name() {
         const std::string& name = *message_.ip_pool_name;
         require_single_line(name, "ip_pool_name");
         std::size_t characters = 0;
@@ -712,80 +767,111 @@ class PayloadBuilder {
             throw InvalidMessage("ip_pool_name", "has " + std::to_string(characters) +
                                                      " characters; SendGrid wants 2 to 64");
         }
-        return name;
+        sink_.key("ip_pool_name");
+        sink_.string(name);
     }
 
-    nlohmann::json mail_settings() const {
+    void mail_settings() {
         const MailSettings& settings = message_.mail_settings;
-        nlohmann::json json = nlohmann::json::object();
-        json["sandbox_mode"] = enable_json(options_.sandbox_mode);
-        auto flag = [&json](const char* name, const std::optional<bool>& value) {
-            if (value) json[name] = enable_json(*value);
+        if (settings.footer) {
+            require_utf8(settings.footer->text, "mail_settings.footer.text");
+            require_utf8(settings.footer->html, "mail_settings.footer.html");
+        }
+        sink_.key("mail_settings");
+        sink_.begin_object();
+        sink_.key("sandbox_mode");
+        begin_enable(sink_, options_.sandbox_mode);
+        sink_.end_object();
+        auto flag = [this](const char* name, const std::optional<bool>& value) {
+            if (!value) return;
+            sink_.key(name);
+            begin_enable(sink_, *value);
+            sink_.end_object();
         };
         flag("bypass_list_management", settings.bypass_list_management);
         flag("bypass_spam_management", settings.bypass_spam_management);
         flag("bypass_bounce_management", settings.bypass_bounce_management);
         flag("bypass_unsubscribe_management", settings.bypass_unsubscribe_management);
         if (settings.footer) {
-            require_utf8(settings.footer->text, "mail_settings.footer.text");
-            require_utf8(settings.footer->html, "mail_settings.footer.html");
-            nlohmann::json footer = enable_json(settings.footer->enable);
-            if (!settings.footer->text.empty()) footer["text"] = settings.footer->text;
-            if (!settings.footer->html.empty()) footer["html"] = settings.footer->html;
-            json["footer"] = std::move(footer);
+            sink_.key("footer");
+            begin_enable(sink_, settings.footer->enable);
+            optional_text("text", settings.footer->text);
+            optional_text("html", settings.footer->html);
+            sink_.end_object();
         }
-        return json;
+        sink_.end_object();
     }
 
-    nlohmann::json tracking_settings() const {
+    void optional_text(const char* key, const std::string& value) {
+        if (value.empty()) return;
+        sink_.key(key);
+        sink_.string(value);
+    }
+
+    void tracking_settings() {
         const TrackingSettings& overrides = message_.tracking_settings;
-        nlohmann::json json = nlohmann::json::object();
-        nlohmann::json open =
-            enable_json(overrides.track_email_opens.value_or(options_.track_email_opens));
         if (!overrides.open_tracking_substitution_tag.empty()) {
             require_single_line(overrides.open_tracking_substitution_tag,
                                 "tracking_settings.open_tracking_substitution_tag");
-            open["substitution_tag"] = overrides.open_tracking_substitution_tag;
         }
-        json["open_tracking"] = std::move(open);
-        nlohmann::json click =
-            enable_json(overrides.track_clicks_html.value_or(options_.track_clicks_html));
-        click["enable_text"] = overrides.track_clicks_plain.value_or(options_.track_clicks_plain);
-        json["click_tracking"] = std::move(click);
         if (overrides.subscription_tracking) {
             const SubscriptionTracking& s = *overrides.subscription_tracking;
             const std::string field = "tracking_settings.subscription_tracking";
             require_utf8(s.text, field + ".text");
             require_utf8(s.html, field + ".html");
             require_utf8(s.substitution_tag, field + ".substitution_tag");
-            nlohmann::json sub = enable_json(s.enable);
-            if (!s.text.empty()) sub["text"] = s.text;
-            if (!s.html.empty()) sub["html"] = s.html;
-            if (!s.substitution_tag.empty()) sub["substitution_tag"] = s.substitution_tag;
-            json["subscription_tracking"] = std::move(sub);
         }
         if (overrides.ganalytics) {
             const GoogleAnalytics& g = *overrides.ganalytics;
-            nlohmann::json ga = enable_json(g.enable);
-            const std::pair<const char*, const std::string*> utm[] = {
-                {"utm_source", &g.utm_source},
-                {"utm_medium", &g.utm_medium},
-                {"utm_term", &g.utm_term},
-                {"utm_content", &g.utm_content},
-                {"utm_campaign", &g.utm_campaign}};
-            for (const auto& [name, value] : utm) {
+            for (const auto& [name, value] : utm_fields(g)) {
                 require_single_line(*value, std::string("tracking_settings.ganalytics.") + name);
-                if (!value->empty()) ga[name] = *value;
             }
-            json["ganalytics"] = std::move(ga);
         }
-        return json;
+        sink_.key("tracking_settings");
+        sink_.begin_object();
+        sink_.key("open_tracking");
+        begin_enable(sink_, overrides.track_email_opens.value_or(options_.track_email_opens));
+        optional_text("substitution_tag", overrides.open_tracking_substitution_tag);
+        sink_.end_object();
+        sink_.key("click_tracking");
+        begin_enable(sink_, overrides.track_clicks_html.value_or(options_.track_clicks_html));
+        sink_.key("enable_text");
+        sink_.boolean(overrides.track_clicks_plain.value_or(options_.track_clicks_plain));
+        sink_.end_object();
+        if (overrides.subscription_tracking) {
+            const SubscriptionTracking& s = *overrides.subscription_tracking;
+            sink_.key("subscription_tracking");
+            begin_enable(sink_, s.enable);
+            optional_text("text", s.text);
+            optional_text("html", s.html);
+            optional_text("substitution_tag", s.substitution_tag);
+            sink_.end_object();
+        }
+        if (overrides.ganalytics) {
+            sink_.key("ganalytics");
+            begin_enable(sink_, overrides.ganalytics->enable);
+            for (const auto& [name, value] : utm_fields(*overrides.ganalytics)) {
+                optional_text(name, *value);
+            }
+            sink_.end_object();
+        }
+        sink_.end_object();
+    }
+
+    static std::array<std::pair<const char*, const std::string*>, 5> utm_fields(
+        const GoogleAnalytics& g) {
+        return {{{"utm_source", &g.utm_source},
+                 {"utm_medium", &g.utm_medium},
+                 {"utm_term", &g.utm_term},
+                 {"utm_content", &g.utm_content},
+                 {"utm_campaign", &g.utm_campaign}}};
     }
 
     const EmailMessage& message_;
     const PayloadOptions& options_;
+    Sink& sink_;
     std::map<std::string, std::string> headers_;
-    std::optional<nlohmann::json> message_envelope_;
+    std::optional<typename Sink::Members> message_envelope_;
     std::size_t estimated_bytes_ = 0;
 };
 
@@ -797,7 +883,20 @@ class PayloadBuilder {
 /// @throws InvalidMessage naming the first offending field, before anything is sent.
 inline nlohmann::json build_payload(const EmailMessage& message,
                                     const PayloadOptions& options = {}) {
-    return detail::PayloadBuilder(message, options).build();
+    detail::JsonDomSink sink;
+    detail::PayloadWriter<detail::JsonDomSink>(message, options, sink).write();
+    return std::move(sink.root);
+}
+
+/// The same payload as JSON text, exactly as it goes on the wire: written straight into the
+/// string, with no tree in between (the send path's form; keys in writing order).
+/// @throws InvalidMessage naming the first offending field.
+inline std::string serialize_payload(const EmailMessage& message,
+                                     const PayloadOptions& options = {}) {
+    detail::JsonTextSink sink;
+    sink.out.reserve(1024);
+    detail::PayloadWriter<detail::JsonTextSink>(message, options, sink).write();
+    return std::move(sink.out);
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -1,9 +1,11 @@
 #pragma once
 
 /// @file
-/// The umbrella header over the dependency-light core (Boost.Signals2 and nlohmann/json only).
-/// Optional parts are included on their own: `transport/curl.hpp` (libcurl), `webhook.hpp`
-/// (OpenSSL) and `testing/...` (cpp-httplib).
+/// The umbrella header: sending mail and the signals around it (Boost.Signals2 and nlohmann/json
+/// only). Parts that not every program needs are included on their own, so that they cost no
+/// compile time elsewhere: `transport/curl.hpp` (libcurl), `webhook.hpp` (OpenSSL) and
+/// `webhook_events.hpp`, `message_json.hpp`, `metrics.hpp`, `redis/...` (hiredis) and
+/// `testing/...` (cpp-httplib).
 
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/delivery.hpp"
@@ -11,7 +13,6 @@
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/mail.hpp"
 #include "sendgrid_backend/message.hpp"
-#include "sendgrid_backend/message_json.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/payload.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
@@ -19,4 +20,3 @@
 #include "sendgrid_backend/signals.hpp"
 #include "sendgrid_backend/transport.hpp"
 #include "sendgrid_backend/version.hpp"
-#include "sendgrid_backend/webhook_events.hpp"

@@ -70,10 +70,14 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
   public:
     using signature_type = void(Args...);
     using mutex_type = typename ThreadingPolicy::mutex_type;
-    /// The Boost.Signals2 signal underneath, for code that wants its full interface.
+    /// The Boost.Signals2 signal underneath, for code that wants its full interface. Its slots
+    /// hold a `std::function`, not Boost's default `boost::function`: GCC 12 at -O2 warns
+    /// (-Wuninitialized, a false positive) inside boost::function's copy when it is inlined into
+    /// the caller of `connect`, which stopped users' -Werror builds.
     using boost_signal_type = typename boost::signals2::signal_type<
         void(Args...), boost::signals2::keywords::combiner_type<detail::RobustAwareCombiner>,
-        boost::signals2::keywords::mutex_type<mutex_type>>::type;
+        boost::signals2::keywords::mutex_type<mutex_type>,
+        boost::signals2::keywords::slot_function_type<std::function<void(Args...)>>>::type;
 
     BasicSignal() = default;
     BasicSignal(const BasicSignal&) = delete;
@@ -204,9 +208,5 @@ inline Signal<SendgridBackend, EmailMessage> sendgrid_email_sent;
 /// the message, or throw `CancelSend` to stop it (it is then emitted on `sendgrid_email_sent`
 /// with fail_flag true and the reason recorded). Any other exception cancels it the same way.
 inline BasicSignal<void(const SendgridBackend&, EmailMessage&)> sendgrid_pre_send;
-
-/// Sent by `EventWebhook::handle` for each new event of a verified request (webhook.hpp), on
-/// the thread that handles the request.
-inline BasicSignal<void(const EventWebhook&, const WebhookEvent&)> sendgrid_event_received;
 
 SENDGRID_BACKEND_NAMESPACE_END

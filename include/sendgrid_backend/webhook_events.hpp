@@ -29,7 +29,9 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
+#include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/message.hpp"
+#include "sendgrid_backend/signals.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 
@@ -323,5 +325,10 @@ inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
     }
     return events;
 }
+
+/// Sent by `EventWebhook::handle` (webhook.hpp) for each new event of a verified request, on the
+/// thread that handles the request. Declared here, with the events, so that programs that only
+/// send mail do not instantiate it.
+inline BasicSignal<void(const EventWebhook&, const WebhookEvent&)> sendgrid_event_received;
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -100,12 +100,10 @@ inline bool cpu_has_avx2() noexcept {
 }
 #endif
 
-/// Standard base64 (RFC 4648, with padding, no line breaks), as SendGrid wants attachments.
+/// Writes the base64 of `input` to `out`, which must have room for base64_encoded_size bytes.
 /// Uses AVX2 where the CPU has it, a table-driven scalar loop elsewhere; both give the same text.
-inline std::string base64_encode(std::string_view input) {
-    std::string output(base64_encoded_size(input.size()), '\0');
+inline void base64_encode_into(std::string_view input, char* out) noexcept {
     const auto* in = reinterpret_cast<const unsigned char*>(input.data());
-    char* out = output.data();
     std::size_t size = input.size();
 #ifdef SENDGRID_BACKEND_DETAIL_BASE64_AVX2
     if (cpu_has_avx2()) {
@@ -127,6 +125,12 @@ inline std::string base64_encode(std::string_view input) {
         out[2] = rest == 2 ? base64_alphabet[(a >> 6) & 0x3f] : '=';
         out[3] = '=';
     }
+}
+
+/// Standard base64 (RFC 4648, with padding, no line breaks), as SendGrid wants attachments.
+inline std::string base64_encode(std::string_view input) {
+    std::string output(base64_encoded_size(input.size()), '\0');
+    base64_encode_into(input, output.data());
     return output;
 }
 

@@ -171,7 +171,7 @@ class CurlTransport : public Transport {
 
     ~CurlTransport() override {
         idle_sessions_.clear();  // every easy handle goes before the share it uses
-        for (CURL* easy : idle_easy_) curl_easy_cleanup(easy);
+        idle_handles_.clear();
         curl_share_cleanup(share_);
     }
 
@@ -181,11 +181,11 @@ class CurlTransport : public Transport {
     /// One request with curl_easy_perform on a handle that keeps its connection between calls.
     HttpResponse send(const HttpRequest& request) override {
         Transfer transfer;
-        transfer.easy = take_easy();
+        transfer.handle = take_handle();
         prepare(transfer, request);
-        finish(transfer, curl_easy_perform(transfer.easy));
-        unbind(transfer.easy);
-        give_back_easy(transfer.easy);
+        finish(transfer, curl_easy_perform(transfer.easy()));
+        unbind(transfer.easy());
+        give_back_handle(std::move(transfer.handle));
         return std::move(transfer.response);
     }
 
@@ -201,11 +201,28 @@ class CurlTransport : public Transport {
     const TransportOptions& options() const noexcept { return options_; }
 
   private:
+    /// An easy handle and what was last set on it, so that a request like the one before sets
+    /// only what differs: libcurl parses a URL again each time it is set.
+    struct Handle {
+        CURL* easy = nullptr;
+        std::string url;
+        HttpHeaders headers;  ///< the request headers `header_list` was built from
+        bool gzip = false;
+        curl_slist* header_list = nullptr;
+
+        explicit Handle(CURL* handle) : easy(handle) {}
+        ~Handle() {
+            curl_easy_cleanup(easy);
+            curl_slist_free_all(header_list);
+        }
+        Handle(const Handle&) = delete;
+        Handle& operator=(const Handle&) = delete;
+    };
+
     /// One request's state; libcurl's callbacks write into it, so it never moves while in use.
     struct Transfer {
         std::size_t tag = 0;
-        CURL* easy = nullptr;
-        curl_slist* header_list = nullptr;
+        std::unique_ptr<Handle> handle;  ///< taken from a pool until the request is done
         std::string gzipped;
         int prereq_calls = 0;  ///< times the request was about to be written
         bool refused_resend = false;
@@ -214,22 +231,19 @@ class CurlTransport : public Transport {
         HttpResponse response;
         std::array<char, CURL_ERROR_SIZE> error{};
 
-        Transfer() = default;
-        Transfer(const Transfer&) = delete;
-        Transfer& operator=(const Transfer&) = delete;
-        ~Transfer() { curl_slist_free_all(header_list); }
+        CURL* easy() const noexcept { return handle->easy; }
     };
 
     /// One multi handle with its connection cache and the easy handles it reuses.
     struct Session {
         CURLM* multi = nullptr;
-        std::vector<CURL*> idle_easy;
+        std::vector<std::unique_ptr<Handle>> idle;
 
         Session() : multi(curl_multi_init()) {
             if (multi == nullptr) throw TransportSetupError("curl_multi_init failed");
         }
         ~Session() {
-            for (CURL* easy : idle_easy) curl_easy_cleanup(easy);
+            idle.clear();
             curl_multi_cleanup(multi);
         }
         Session(const Session&) = delete;
@@ -248,9 +262,9 @@ class CurlTransport : public Transport {
         ~Batch() override {
             // Requests still in flight are abandoned: removing a handle stops its transfer.
             for (auto& [tag, transfer] : active_) {
-                curl_multi_remove_handle(session_->multi, transfer->easy);
-                owner_.unbind(transfer->easy);
-                session_->idle_easy.push_back(transfer->easy);
+                curl_multi_remove_handle(session_->multi, transfer->easy());
+                owner_.unbind(transfer->easy());
+                session_->idle.push_back(std::move(transfer->handle));
             }
             owner_.release_session(std::move(session_));
         }
@@ -261,16 +275,16 @@ class CurlTransport : public Transport {
         void start(std::size_t tag, const HttpRequest& request) override {
             auto transfer = std::make_unique<Transfer>();
             transfer->tag = tag;
-            if (session_->idle_easy.empty()) {
-                transfer->easy = owner_.new_easy();
+            if (session_->idle.empty()) {
+                transfer->handle = owner_.new_handle();
             } else {
-                transfer->easy = session_->idle_easy.back();
-                session_->idle_easy.pop_back();
+                transfer->handle = std::move(session_->idle.back());
+                session_->idle.pop_back();
             }
             owner_.prepare(*transfer, request);
-            if (curl_multi_add_handle(session_->multi, transfer->easy) != CURLM_OK) {
-                owner_.unbind(transfer->easy);
-                session_->idle_easy.push_back(transfer->easy);
+            if (curl_multi_add_handle(session_->multi, transfer->easy()) != CURLM_OK) {
+                owner_.unbind(transfer->easy());
+                session_->idle.push_back(std::move(transfer->handle));
                 throw TransportSetupError("curl_multi_add_handle failed");
             }
             active_.emplace(tag, std::move(transfer));
@@ -288,10 +302,10 @@ class CurlTransport : public Transport {
                     Transfer* transfer = nullptr;
                     curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &transfer);
                     const CURLcode result = message->data.result;
-                    curl_multi_remove_handle(session_->multi, transfer->easy);
+                    curl_multi_remove_handle(session_->multi, transfer->easy());
                     finish(*transfer, result);
-                    owner_.unbind(transfer->easy);
-                    session_->idle_easy.push_back(transfer->easy);
+                    owner_.unbind(transfer->easy());
+                    session_->idle.push_back(std::move(transfer->handle));
                     done.push_back(Completion{transfer->tag, std::move(transfer->response)});
                     active_.erase(transfer->tag);
                 }
@@ -386,50 +400,62 @@ class CurlTransport : public Transport {
         idle_sessions_.push_back(std::move(session));
     }
 
-    CURL* take_easy() {
+    std::unique_ptr<Handle> take_handle() {
         {
             std::lock_guard<std::mutex> lock(pool_mutex_);
-            if (!idle_easy_.empty()) {
-                CURL* easy = idle_easy_.back();
-                idle_easy_.pop_back();
-                return easy;
+            if (!idle_handles_.empty()) {
+                auto handle = std::move(idle_handles_.back());
+                idle_handles_.pop_back();
+                return handle;
             }
         }
-        return new_easy();
+        return new_handle();
     }
 
-    void give_back_easy(CURL* easy) {
+    void give_back_handle(std::unique_ptr<Handle> handle) {
         std::lock_guard<std::mutex> lock(pool_mutex_);
-        idle_easy_.push_back(easy);
+        idle_handles_.push_back(std::move(handle));
     }
 
-    /// Points `transfer.easy` at `request`. Handles are reused as they are: the options every
-    /// request shares were set when the handle was made, so only per-request ones are set here.
+    /// Points the transfer's handle at `request`. Handles are reused as they are: the options
+    /// every request shares were set when the handle was made, the URL and the header list
+    /// when they last changed, so only the per-request ones are set here.
     void prepare(Transfer& transfer, const HttpRequest& request) {
-        CURL* easy = transfer.easy;
+        Handle& handle = *transfer.handle;
+        CURL* easy = handle.easy;
         const std::string* body = &request.body;
+        bool gzip = false;
         if (options_.gzip_min_bytes > 0 && request.body.size() >= options_.gzip_min_bytes) {
             if (auto gzipped = detail::gzip_compress(request.body)) {
                 transfer.gzipped = std::move(*gzipped);
                 body = &transfer.gzipped;
-                transfer.header_list =
-                    curl_slist_append(transfer.header_list, "Content-Encoding: gzip");
+                gzip = true;
             }
         }
-        for (const auto& [name, value] : request.headers) {
-            transfer.header_list =
-                curl_slist_append(transfer.header_list, (name + ": " + value).c_str());
+        if (handle.url != request.url) {
+            handle.url = request.url;
+            curl_easy_setopt(easy, CURLOPT_URL, handle.url.c_str());
         }
-        // No "Expect: 100-continue" round trip before large bodies.
-        transfer.header_list = curl_slist_append(transfer.header_list, "Expect:");
-
-        curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+        if (handle.header_list == nullptr || handle.gzip != gzip ||
+            handle.headers != request.headers) {
+            curl_slist* list = nullptr;
+            if (gzip) list = curl_slist_append(list, "Content-Encoding: gzip");
+            for (const auto& [name, value] : request.headers) {
+                list = curl_slist_append(list, (name + ": " + value).c_str());
+            }
+            // No "Expect: 100-continue" round trip before large bodies.
+            list = curl_slist_append(list, "Expect:");
+            curl_slist_free_all(handle.header_list);
+            handle.header_list = list;
+            handle.headers = request.headers;
+            handle.gzip = gzip;
+            curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
+        }
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST,
                          request.method == "POST" ? nullptr : request.method.c_str());
         // Not copied by libcurl: the body lives in the request (or the transfer) until the end.
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body->data());
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.header_list);
         curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error.data());
         curl_easy_setopt(easy, CURLOPT_PREREQDATA, &transfer);
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
@@ -437,10 +463,10 @@ class CurlTransport : public Transport {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
     }
 
-    /// Leaves no pointer to a finished transfer in a handle going back to a pool.
+    /// Leaves no pointer to a finished transfer in a handle going back to a pool (the URL and
+    /// header list belong to the handle and stay).
     static void unbind(CURL* easy) {
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nullptr);
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);
         curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);
         curl_easy_setopt(easy, CURLOPT_PREREQDATA, nullptr);
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, nullptr);
@@ -449,9 +475,10 @@ class CurlTransport : public Transport {
     }
 
     /// A new easy handle with the options every request shares.
-    CURL* new_easy() {
+    std::unique_ptr<Handle> new_handle() {
         CURL* easy = curl_easy_init();
         if (easy == nullptr) throw TransportSetupError("curl_easy_init failed");
+        auto handle = std::make_unique<Handle>(easy);
         curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
         curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
         curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -471,7 +498,7 @@ class CurlTransport : public Transport {
         curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &CurlTransport::on_prereq);
         curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &CurlTransport::on_body);
         curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &CurlTransport::on_header);
-        return easy;
+        return handle;
     }
 
     static void finish(Transfer& transfer, CURLcode code) {
@@ -480,7 +507,7 @@ class CurlTransport : public Transport {
         response.requests_on_wire = transfer.prereq_calls - (transfer.refused_resend ? 1 : 0);
         if (code == CURLE_OK && transfer.head_complete) {
             long status = 0;
-            curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &status);
+            curl_easy_getinfo(transfer.easy(), CURLINFO_RESPONSE_CODE, &status);
             response.status = static_cast<int>(status);
             response.request_sent = true;
             return;
@@ -518,7 +545,7 @@ class CurlTransport : public Transport {
     std::array<std::mutex, CURL_LOCK_DATA_LAST> share_locks_;
     std::mutex pool_mutex_;
     std::vector<std::unique_ptr<Session>> idle_sessions_;
-    std::vector<CURL*> idle_easy_;
+    std::vector<std::unique_ptr<Handle>> idle_handles_;
 };
 
 namespace detail {

@@ -1,0 +1,240 @@
+// Sending against a real, fast web server: nginx on loopback answering POST /v3/mail/send with
+// 202 and an X-Message-Id (tests/support/nginx.sh; nginx_bench.sh starts it and passes its URL
+// in SENDGRID_BACKEND_NGINX_URL). Each comparison is made in the same run:
+//  - one request at a time: SendgridBackend::send_message and send_messages (max_in_flight 1)
+//    against a raw libcurl keep-alive loop POSTing the same bodies (CURLOPT_POSTFIELDS);
+//  - 16 in flight: send_messages (max_in_flight 16) against a raw curl multi loop, 16 in flight.
+// The message is the "simple" one: 2 to, cc, bcc, reply_to, plain text.
+//
+//   nginx_bench --count raw|send_message N   N sends between callgrind start/stop markers
+//                                            (instructions per message, nginx_bench.sh)
+#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/transport/curl.hpp>
+
+#include <benchmark/benchmark.h>
+#include <curl/curl.h>
+#include <valgrind/callgrind.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "ratio_reporter.hpp"
+
+namespace {
+
+namespace sg = sendgrid_backend;
+
+/// SENDGRID_BACKEND_NGINX_URL, or the port in SENDGRID_BACKEND_NGINX_DIR/port (the tests'
+/// nginx fixture).
+std::string nginx_url() {
+    if (const char* url = std::getenv("SENDGRID_BACKEND_NGINX_URL")) return url;
+    if (const char* dir = std::getenv("SENDGRID_BACKEND_NGINX_DIR")) {
+        std::ifstream file(std::string(dir) + "/port");
+        std::string port;
+        if (std::getline(file, port)) return "http://127.0.0.1:" + port;
+    }
+    return "";
+}
+
+sg::EmailMessage simple_message(int i) {
+    sg::EmailMessage message("Order " + std::to_string(i) + " shipped",
+                             "Your order is on its way. It should arrive within three days.",
+                             "Shop <shop@example.com>",
+                             {"Jane Doe <jane@example.com>", "john@example.com"},
+                             {"orders@example.com"}, {"audit@example.com"});
+    message.reply_to = {"support@example.com"};
+    return message;
+}
+
+sg::Settings settings(std::size_t in_flight) {
+    sg::Settings s;
+    s.api_key = "SG.benchmark-key";
+    s.host_url = nginx_url();
+    s.max_in_flight = in_flight;
+    return s;
+}
+
+std::vector<sg::EmailMessage> messages(int count) {
+    std::vector<sg::EmailMessage> list;
+    for (int i = 0; i < count; ++i) list.push_back(simple_message(i));
+    return list;
+}
+
+/// The bodies the backend would send, built up front: the raw loops do HTTP only.
+std::vector<std::string> bodies(int count) {
+    const sg::SendgridBackend backend(settings(1));
+    std::vector<std::string> list;
+    for (int i = 0; i < count; ++i) list.push_back(backend.build_payload(simple_message(i)).dump());
+    return list;
+}
+
+std::size_t discard(char*, std::size_t size, std::size_t count, void*) { return size * count; }
+
+struct RawCurl {
+    CURL* curl = curl_easy_init();
+    curl_slist* headers = nullptr;
+    std::string url = nginx_url() + "/v3/mail/send";
+
+    RawCurl() {
+        headers = curl_slist_append(headers, "Authorization: Bearer SG.benchmark-key");
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+        headers = curl_slist_append(headers, "Expect:");
+        setup(curl);
+    }
+    ~RawCurl() {
+        curl_slist_free_all(headers);
+        curl_easy_cleanup(curl);
+    }
+    void setup(CURL* handle) const {
+        curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(handle, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, &discard);
+        curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+    }
+    static void body(CURL* handle, const std::string& text) {
+        curl_easy_setopt(handle, CURLOPT_POSTFIELDS, text.data());
+        curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(text.size()));
+    }
+    bool send(const std::string& text) const {
+        body(curl, text);
+        long status = 0;
+        if (curl_easy_perform(curl) != CURLE_OK) return false;
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        return status == 202;
+    }
+};
+
+bool nginx_missing(benchmark::State& state) {
+    if (!nginx_url().empty()) return false;
+    state.SkipWithError("SENDGRID_BACKEND_NGINX_URL is not set (run benchmarks/nginx_bench.sh)");
+    return true;
+}
+
+void BM_raw_easy(benchmark::State& state) {
+    if (nginx_missing(state)) return;
+    const auto list = bodies(1000);
+    RawCurl raw;
+    std::size_t i = 0;
+    for (auto _ : state) {
+        if (!raw.send(list[i++ % list.size()])) state.SkipWithError("raw send failed");
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+void BM_send_message(benchmark::State& state) {
+    if (nginx_missing(state)) return;
+    const sg::SendgridBackend backend(settings(1));
+    auto list = messages(1000);
+    std::size_t i = 0;
+    for (auto _ : state) {
+        if (!backend.send_message(list[i++ % list.size()])) state.SkipWithError("a send failed");
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+/// A batch of `state.range(1)` messages per iteration, `state.range(0)` in flight.
+void BM_send_messages(benchmark::State& state) {
+    if (nginx_missing(state)) return;
+    const auto in_flight = static_cast<std::size_t>(state.range(0));
+    const sg::SendgridBackend backend(settings(in_flight));
+    auto batch = messages(static_cast<int>(state.range(1)));
+    for (auto _ : state) {
+        if (backend.send_messages(batch) != batch.size()) state.SkipWithError("a send failed");
+    }
+    state.SetItemsProcessed(state.iterations() * state.range(1));
+}
+
+/// The raw multi loop: every body of a batch, `state.range(0)` in flight, one connection each.
+void BM_raw_multi(benchmark::State& state) {
+    if (nginx_missing(state)) return;
+    const auto in_flight = static_cast<std::size_t>(state.range(0));
+    const auto list = bodies(static_cast<int>(state.range(1)));
+    RawCurl shared;  // headers and URL
+    CURLM* multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(in_flight));
+    std::vector<CURL*> idle;
+    for (std::size_t k = 0; k < in_flight; ++k) {
+        CURL* handle = curl_easy_init();
+        shared.setup(handle);
+        idle.push_back(handle);
+    }
+    for (auto _ : state) {
+        std::size_t next = 0;
+        std::size_t done = 0;
+        while (done < list.size()) {
+            while (!idle.empty() && next < list.size()) {
+                CURL* handle = idle.back();
+                idle.pop_back();
+                RawCurl::body(handle, list[next++]);
+                curl_multi_add_handle(multi, handle);
+            }
+            int running = 0;
+            curl_multi_perform(multi, &running);
+            int queued = 0;
+            while (CURLMsg* message = curl_multi_info_read(multi, &queued)) {
+                if (message->msg != CURLMSG_DONE) continue;
+                if (message->data.result != CURLE_OK) state.SkipWithError("raw multi failed");
+                CURL* handle = message->easy_handle;
+                curl_multi_remove_handle(multi, handle);
+                idle.push_back(handle);
+                ++done;
+            }
+            if (done < list.size()) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+        }
+    }
+    for (CURL* handle : idle) curl_easy_cleanup(handle);
+    curl_multi_cleanup(multi);
+    state.SetItemsProcessed(state.iterations() * state.range(1));
+}
+
+/// N sends between callgrind's start and stop markers (instructions of this process only).
+int count_mode(const std::string& impl, long count) {
+    if (impl == "raw") {
+        const auto list = bodies(1000);
+        RawCurl raw;
+        raw.send(list[0]);  // warm up: the connection is made outside the count
+        CALLGRIND_START_INSTRUMENTATION;
+        for (long i = 0; i < count; ++i) raw.send(list[static_cast<std::size_t>(i) % list.size()]);
+        CALLGRIND_STOP_INSTRUMENTATION;
+        return 0;
+    }
+    if (impl == "send_message") {
+        const sg::SendgridBackend backend(settings(1));
+        auto list = messages(1000);
+        backend.send_message(list[0]);
+        CALLGRIND_START_INSTRUMENTATION;
+        for (long i = 0; i < count; ++i) {
+            backend.send_message(list[static_cast<std::size_t>(i) % list.size()]);
+        }
+        CALLGRIND_STOP_INSTRUMENTATION;
+        return 0;
+    }
+    std::fprintf(stderr, "usage: nginx_bench --count raw|send_message N\n");
+    return 2;
+}
+
+}  // namespace
+
+BENCHMARK(BM_raw_easy)->Name("sequential/raw_libcurl_easy")->UseRealTime();
+BENCHMARK(BM_send_message)->Name("sequential/send_message")->UseRealTime();
+BENCHMARK(BM_send_messages)->Name("sequential/send_messages")->Args({1, 100})->UseRealTime();
+BENCHMARK(BM_raw_multi)->Name("in_flight_16/raw_libcurl_multi")->Args({16, 1000})->UseRealTime();
+BENCHMARK(BM_send_messages)->Name("in_flight_16/send_messages")->Args({16, 1000})->UseRealTime();
+
+int main(int argc, char** argv) {
+    if (argc == 4 && std::strcmp(argv[1], "--count") == 0) {
+        return count_mode(argv[2], std::atol(argv[3]));
+    }
+    return sendgrid_backend_bench::run_with_ratios(argc, argv, [](const std::string& name) {
+        if (name.rfind("sequential/send_", 0) == 0)
+            return std::string("sequential/raw_libcurl_easy");
+        if (name.rfind("in_flight_16/send_messages", 0) == 0) {
+            return std::string("in_flight_16/raw_libcurl_multi");
+        }
+        return std::string();
+    });
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sending against nginx on loopback (Debian nginx-light, its own config on 127.0.0.1): the
+# library beside raw libcurl loops and wrk, in one run, and instructions per message.
+#   benchmarks/nginx_bench.sh [path/to/nginx_bench]   (build with: cmake --preset bench &&
+#                                                     cmake --build --preset bench)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bench=${1:-$here/../build/bench/benchmarks/nginx_bench}
+dir=$(mktemp -d)
+trap '"$here/../tests/support/nginx.sh" stop "$dir"; rm -rf "$dir"' EXIT
+"$here/../tests/support/nginx.sh" start "$dir"
+url="http://127.0.0.1:$(cat "$dir/port")"
+export SENDGRID_BACKEND_NGINX_URL=$url
+echo "nginx at $url"
+
+echo "== Google Benchmark (medians of 3; ratios = cost per message / the raw loop's)"
+"$bench" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    --benchmark_min_time=2 --benchmark_color=false
+
+echo "== wrk: 16 connections POSTing the same body for 10 s (2 threads)"
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+body=$(mktemp)
+cat >"$body.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer SG.benchmark-key"
+wrk.body = '{"content":[{"type":"text/plain","value":"Your order is on its way."}],"from":{"email":"shop@example.com"},"personalizations":[{"to":[{"email":"jane@example.com"}]}],"subject":"Order shipped"}'
+LUA
+wrk -t2 -c16 -d10s -s "$body.lua" "$url/v3/mail/send" | grep -E 'Requests/sec|Latency'
+rm -f "$body" "$body.lua"
+
+echo "== instructions per message in this process (callgrind; the difference of 4000 and 2000 sends)"
+count() {  # IMPL N -> instructions
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" \
+        "$bench" --count "$1" "$2" >/dev/null 2>&1
+    awk '/^totals:/ {print $2; exit}' "$dir/cg.out"
+}
+raw=$(( ($(count raw 4000) - $(count raw 2000)) / 2000 ))
+ours=$(( ($(count send_message 4000) - $(count send_message 2000)) / 2000 ))
+echo "raw libcurl loop: $raw; send_message: $ours; the library's own: $((ours - raw))"

@@ -1,0 +1,222 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/text.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+namespace detail {
+
+/// A strict, allocation-light reader of one JSON text (RFC 8259), for the few values the send
+/// path reads from the network (SendGrid's error bodies). Every member returns false on anything
+/// that is not JSON: the input is untrusted, so nesting is bounded and strings must be UTF-8.
+/// Kept apart from nlohmann's DOM parser so that every program that sends mail does not
+/// instantiate that parser (a second of compile time in each translation unit).
+class JsonScanner {
+  public:
+    explicit JsonScanner(std::string_view text, int max_depth = 64) noexcept
+        : text_(text), max_depth_(max_depth) {}
+
+    /// Skips spaces; returns the next character, or '\0' at the end.
+    char peek() noexcept {
+        skip_space();
+        return at_ < text_.size() ? text_[at_] : '\0';
+    }
+
+    /// Consumes `c` (after spaces) if it is next.
+    bool take(char c) noexcept {
+        if (peek() != c) return false;
+        ++at_;
+        return true;
+    }
+
+    /// Whether only spaces are left.
+    bool at_end() noexcept { return peek() == '\0' && at_ == text_.size(); }
+
+    /// Reads a string value, escapes decoded, into `out`.
+    bool string(std::string& out) {
+        out.clear();
+        if (!take('"')) return false;
+        while (at_ < text_.size()) {
+            const char c = text_[at_++];
+            if (c == '"') return is_valid_utf8(out);
+            if (static_cast<unsigned char>(c) < 0x20) return false;
+            if (c != '\\') {
+                out += c;
+                continue;
+            }
+            if (at_ >= text_.size()) return false;
+            switch (text_[at_++]) {
+                case '"':
+                    out += '"';
+                    break;
+                case '\\':
+                    out += '\\';
+                    break;
+                case '/':
+                    out += '/';
+                    break;
+                case 'b':
+                    out += '\b';
+                    break;
+                case 'f':
+                    out += '\f';
+                    break;
+                case 'n':
+                    out += '\n';
+                    break;
+                case 'r':
+                    out += '\r';
+                    break;
+                case 't':
+                    out += '\t';
+                    break;
+                case 'u':
+                    if (!unicode_escape(out)) return false;
+                    break;
+                default:
+                    return false;
+            }
+        }
+        return false;  // unterminated
+    }
+
+    /// Skips one value of any kind; `raw` (if given) receives its text as written.
+    bool value(std::string_view* raw = nullptr) { return value(raw, 0); }
+
+  private:
+    void skip_space() noexcept {
+        while (at_ < text_.size() && (text_[at_] == ' ' || text_[at_] == '\t' ||
+                                      text_[at_] == '\n' || text_[at_] == '\r')) {
+            ++at_;
+        }
+    }
+
+    bool value(std::string_view* raw, int depth) {
+        const char first = peek();
+        const std::size_t start = at_;
+        bool ok = false;
+        if (first == '"') {
+            std::string ignored;
+            ok = string(ignored);
+        } else if (first == '{' || first == '[') {
+            ok = depth < max_depth_ && container(first, depth + 1);
+        } else if (first == 't') {
+            ok = literal("true");
+        } else if (first == 'f') {
+            ok = literal("false");
+        } else if (first == 'n') {
+            ok = literal("null");
+        } else {
+            ok = number();
+        }
+        if (ok && raw != nullptr) *raw = text_.substr(start, at_ - start);
+        return ok;
+    }
+
+    bool container(char open, int depth) {
+        ++at_;
+        const char close = open == '{' ? '}' : ']';
+        if (take(close)) return true;
+        for (;;) {
+            if (open == '{') {
+                std::string key;
+                if (!string(key) || !take(':')) return false;
+            }
+            if (!value(nullptr, depth)) return false;
+            if (take(close)) return true;
+            if (!take(',')) return false;
+        }
+    }
+
+    bool literal(std::string_view word) noexcept {
+        if (text_.substr(at_, word.size()) != word) return false;
+        at_ += word.size();
+        return true;
+    }
+
+    bool digits() noexcept {
+        const std::size_t start = at_;
+        while (at_ < text_.size() && text_[at_] >= '0' && text_[at_] <= '9') ++at_;
+        return at_ > start;
+    }
+
+    /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    bool number() noexcept {
+        if (at_ < text_.size() && text_[at_] == '-') ++at_;
+        if (at_ < text_.size() && text_[at_] == '0') {
+            ++at_;
+        } else if (!digits()) {
+            return false;
+        }
+        if (at_ < text_.size() && text_[at_] == '.') {
+            ++at_;
+            if (!digits()) return false;
+        }
+        if (at_ < text_.size() && (text_[at_] == 'e' || text_[at_] == 'E')) {
+            ++at_;
+            if (at_ < text_.size() && (text_[at_] == '+' || text_[at_] == '-')) ++at_;
+            if (!digits()) return false;
+        }
+        return true;
+    }
+
+    bool hex4(std::uint32_t& code) noexcept {
+        if (at_ + 4 > text_.size()) return false;
+        code = 0;
+        for (int i = 0; i < 4; ++i) {
+            const char c = text_[at_++];
+            code <<= 4;
+            if (c >= '0' && c <= '9')
+                code |= static_cast<std::uint32_t>(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                code |= static_cast<std::uint32_t>(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F')
+                code |= static_cast<std::uint32_t>(c - 'A' + 10);
+            else
+                return false;
+        }
+        return true;
+    }
+
+    /// \uXXXX (after the 'u'), a surrogate pair included, appended as UTF-8.
+    bool unicode_escape(std::string& out) {
+        std::uint32_t code = 0;
+        if (!hex4(code)) return false;
+        if (code >= 0xDC00 && code <= 0xDFFF) return false;  // a lone low surrogate
+        if (code >= 0xD800 && code <= 0xDBFF) {
+            std::uint32_t low = 0;
+            if (text_.substr(at_, 2) != "\\u") return false;
+            at_ += 2;
+            if (!hex4(low) || low < 0xDC00 || low > 0xDFFF) return false;
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+        }
+        if (code < 0x80) {
+            out += static_cast<char>(code);
+        } else if (code < 0x800) {
+            out += static_cast<char>(0xC0 | (code >> 6));
+            out += static_cast<char>(0x80 | (code & 0x3F));
+        } else if (code < 0x10000) {
+            out += static_cast<char>(0xE0 | (code >> 12));
+            out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (code & 0x3F));
+        } else {
+            out += static_cast<char>(0xF0 | (code >> 18));
+            out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
+            out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (code & 0x3F));
+        }
+        return true;
+    }
+
+    std::string_view text_;
+    std::size_t at_ = 0;
+    int max_depth_;
+};
+
+}  // namespace detail
+SENDGRID_BACKEND_NAMESPACE_END
