@@ -556,6 +556,39 @@ TEST_CASE("line breaks are refused where they would inject headers", "[payload][
     }
 }
 
+TEST_CASE("NUL bytes are refused where text ends up in a header", "[payload][invalid]") {
+    const std::string nul("a\0b", 3);
+    EmailMessage message = simple_message();
+    SECTION("subject") {
+        message.subject = nul;
+        CHECK(invalid_field(message) == "subject");
+    }
+    SECTION("header name and value") {
+        message.extra_headers = {{"X-Tag", nul}};
+        CHECK(invalid_field(message) == "extra_headers[\"X-Tag\"]");
+    }
+    SECTION("a display name") {
+        message.to = {"Jane" + nul + " <jane@example.com>"};
+        CHECK(invalid_field(message) == "to[0]");
+        message.to = {"jane@example.com"};
+        message.from_email = "Shop" + nul + " <shop@example.com>";
+        CHECK(invalid_field(message) == "from_email");
+    }
+    SECTION("attachment filename and category") {
+        message.attach("a" + nul + ".txt", "x", "text/plain");
+        CHECK(invalid_field(message) == "attachments[0].filename");
+        message.attachments.clear();
+        message.categories = {nul};
+        CHECK(invalid_field(message) == "categories[0]");
+    }
+    SECTION("the body may hold one: it is content, sent escaped") {
+        message.body = "before" + nul + "after";
+        CHECK(invalid_field(message) == "<no error>");
+        CHECK(sendgrid_backend::serialize_payload(message).find("beforea\\u0000bafter") !=
+              std::string::npos);
+    }
+}
+
 TEST_CASE("custom_args and substitutions: at most 10,000 bytes per personalization",
           "[payload][invalid]") {
     EmailMessage message = simple_message();

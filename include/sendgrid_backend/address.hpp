@@ -103,6 +103,8 @@ inline Address parse_address(std::string_view text, const std::string& field) {
         throw InvalidMessage(
             field, detail::quote_for_error(text) + " contains a line break (header injection)");
     }
+    if (text.find('\0') != std::string_view::npos)
+        throw InvalidMessage(field, "contains a NUL byte");
     const std::string_view trimmed = detail::trim(text);
     if (trimmed.empty()) throw InvalidMessage(field, "is empty");
 

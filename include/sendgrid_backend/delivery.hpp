@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/json_scan.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -79,7 +80,7 @@ inline std::chrono::milliseconds seconds_capped(std::int64_t seconds) noexcept {
 
 /// A uniform number in [0, 1) for jitter: splitmix64 per thread, seeded from the clock and the
 /// thread. Jitter only spreads clients out; it needs no cryptographic quality.
-inline double jitter_fraction() noexcept {
+SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline double jitter_fraction() noexcept {
     thread_local std::uint64_t state =
         static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
         static_cast<std::uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()));

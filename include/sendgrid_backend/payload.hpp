@@ -24,6 +24,7 @@
 
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/json_sinks.hpp"
 #include "sendgrid_backend/detail/mime_types.hpp"
 #include "sendgrid_backend/detail/text.hpp"
@@ -89,12 +90,16 @@ inline void require_utf8(std::string_view value, const std::string& field) {
     }
 }
 
-/// UTF-8 and a single line: subjects, header names and values, file names, types, ids.
+/// UTF-8 and a single line without NUL bytes: subjects, header names and values, file names,
+/// types, ids. These end up in MIME headers, where a NUL (valid UTF-8) has no business either.
 inline void require_single_line(std::string_view value, const std::string& field) {
     require_utf8(value, field);
     if (has_line_break(value)) {
         throw InvalidMessage(field,
                              quote_for_error(value) + " contains a line break (header injection)");
+    }
+    if (value.find('\0') != std::string_view::npos) {
+        throw InvalidMessage(field, "contains a NUL byte");
     }
 }
 
@@ -182,7 +187,9 @@ inline void check_header(std::string_view name, std::string_view value, const st
 
 /// Case-insensitive (ASCII) hashing and equality for addresses.
 struct AddressKeyHash {
-    std::size_t operator()(std::string_view text) const noexcept {
+    // FNV-1a
+    SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE std::size_t operator()(
+        std::string_view text) const noexcept {
         std::size_t hash = 1469598103934665603ULL;
         for (char c : text)
             hash = (hash ^ static_cast<unsigned char>(to_lower_ascii(c))) * 1099511628211ULL;
@@ -879,12 +886,13 @@ class PayloadWriter {
 
 /// Validates `message` and maps it to the JSON body of `POST /v3/mail/send`, rule by rule as
 /// django-sendgrid-v5's `_build_sg_mail` (README "Payload mapping" lists every rule).
-/// Pure and thread-safe: it reads the message and the options only.
+/// Pure and thread-safe: it reads the message and the options only. (A template only so that
+/// programs that never call it do not compile the tree-building code; call it as a function.)
 /// @throws InvalidMessage naming the first offending field, before anything is sent.
-inline nlohmann::json build_payload(const EmailMessage& message,
-                                    const PayloadOptions& options = {}) {
-    detail::JsonDomSink sink;
-    detail::PayloadWriter<detail::JsonDomSink>(message, options, sink).write();
+template <class Sink = detail::JsonDomSink>
+nlohmann::json build_payload(const EmailMessage& message, const PayloadOptions& options = {}) {
+    Sink sink;
+    detail::PayloadWriter<Sink>(message, options, sink).write();
     return std::move(sink.root);
 }
 

@@ -42,11 +42,15 @@ enum class FaultAction {
     garbage,              ///< bytes that are not HTTP, then close
     rate_limited,         ///< 429 with Retry-After: 0
     reject,               ///< 400 with a SendGrid-style error body
+    accept_without_id,    ///< 202 with no X-Message-Id
+    huge_error_body,      ///< 400 with a 5 MB error body
+    echo_authorization,   ///< 401 whose error body quotes the request's Authorization header
 };
 
 struct FaultStep {
     FaultAction action = FaultAction::accept;
     std::chrono::milliseconds delay{0};
+    std::string marker;  ///< only for requests whose body holds this text; empty: any
 };
 
 class FaultServer {
@@ -90,7 +94,22 @@ class FaultServer {
     /// The next complete request gets `step` (steps are taken in order; then: accept).
     void push(FaultAction action, std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
         std::lock_guard<std::mutex> lock(mutex_);
-        steps_.push_back(FaultStep{action, delay});
+        steps_.push_back(FaultStep{action, delay, ""});
+    }
+
+    /// Every request whose body holds `marker` (e.g. a recipient's address) gets `action`.
+    void always_for(const std::string& marker, FaultAction action,
+                    std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        targeted_.push_back(FaultStep{action, delay, marker});
+    }
+
+    /// Complete requests whose body held `marker`.
+    std::size_t requests_with(const std::string& marker) const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::size_t count = 0;
+        for (const auto& body : bodies_) count += body.find(marker) != std::string::npos ? 1 : 0;
+        return count;
     }
 
     /// Complete requests (head and whole body) that reached the server.
@@ -129,16 +148,20 @@ class FaultServer {
         }
     }
 
-    FaultStep next_step() {
+    FaultStep next_step(const std::string& request) {
         std::lock_guard<std::mutex> lock(mutex_);
+        bodies_.push_back(request.substr(request.find("\r\n\r\n") + 4));
+        for (const FaultStep& step : targeted_) {
+            if (request.find(step.marker) != std::string::npos) return step;
+        }
         if (steps_.empty()) return FaultStep{};
         FaultStep step = steps_.front();
         steps_.pop_front();
         return step;
     }
 
-    /// Reads one whole request; false when the connection ended first.
-    bool read_request(int fd, std::string& buffer) {
+    /// Reads one whole request into `request`; false when the connection ended first.
+    bool read_request(int fd, std::string& buffer, std::string& request) {
         std::size_t head_end = std::string::npos;
         bool counted_head = false;
         for (;;) {
@@ -150,6 +173,7 @@ class FaultServer {
                 }
                 const std::size_t length = content_length(buffer.substr(0, head_end));
                 if (buffer.size() >= head_end + 4 + length) {
+                    request = buffer.substr(0, head_end + 4 + length);
                     buffer.erase(0, head_end + 4 + length);
                     return true;
                 }
@@ -192,12 +216,29 @@ class FaultServer {
                "\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
     }
 
+    static std::string header_value(const std::string& request, const std::string& name) {
+        std::string lower = request;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const auto at = lower.find("\r\n" + name + ":");
+        if (at == std::string::npos) return "";
+        const auto start = request.find_first_not_of(' ', at + 3 + name.size());
+        return request.substr(start, request.find("\r\n", start) - start);
+    }
+
+    static std::string error_answer(int status, const std::string& reason,
+                                    const std::string& body) {
+        return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+               "\r\nContent-Type: application/json\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
+    }
+
     void serve(int fd) {
         std::string buffer;
+        std::string request;
         bool open = true;
-        while (open && !stopping_ && read_request(fd, buffer)) {
+        while (open && !stopping_ && read_request(fd, buffer, request)) {
             ++requests_;
-            const FaultStep step = next_step();
+            const FaultStep step = next_step(request);
             switch (step.action) {
                 case FaultAction::accept:
                     write_all(fd, accepted_answer());
@@ -245,15 +286,29 @@ class FaultServer {
                               "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\n"
                               "Content-Length: 0\r\n\r\n");
                     break;
-                case FaultAction::reject: {
-                    const std::string body =
-                        R"({"errors":[{"message":"rejected by FaultServer","field":"from"}]})";
-                    write_all(fd,
-                              "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                              "Content-Length: " +
-                                  std::to_string(body.size()) + "\r\n\r\n" + body);
+                case FaultAction::reject:
+                    write_all(fd, error_answer(400, "Bad Request",
+                                               R"({"errors":[{"message":"rejected by FaultServer",)"
+                                               R"("field":"from"}]})"));
                     break;
-                }
+                case FaultAction::accept_without_id:
+                    ++accepted_;
+                    write_all(fd, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+                    break;
+                case FaultAction::huge_error_body:
+                    write_all(fd, error_answer(400, "Bad Request",
+                                               R"({"errors":[{"message":")" +
+                                                   std::string(5'000'000, 'x') + "\"}]}"));
+                    break;
+                case FaultAction::echo_authorization:
+                    // A careless proxy quoting the credentials it was given.
+                    write_all(fd,
+                              error_answer(401, "Unauthorized",
+                                           R"({"errors":[{"message":"bad credentials: )" +
+                                               header_value(request, "authorization") +
+                                               R"(","field":null,"help":")" +
+                                               header_value(request, "authorization") + "\"}]}"));
+                    break;
             }
         }
         std::lock_guard<std::mutex> lock(mutex_);
@@ -270,10 +325,12 @@ class FaultServer {
     int port_ = 0;
     std::atomic<bool> stopping_{false};
     std::thread acceptor_;
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::vector<std::thread> workers_;
     std::vector<int> open_fds_;
     std::deque<FaultStep> steps_;
+    std::vector<FaultStep> targeted_;
+    std::vector<std::string> bodies_;
     std::atomic<std::size_t> requests_{0};
     std::atomic<std::size_t> heads_{0};
     std::atomic<std::size_t> connections_{0};

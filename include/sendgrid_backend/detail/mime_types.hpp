@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -84,6 +85,7 @@ inline std::string guess_extension(std::string_view mimetype) {
 
 /// 32 hex digits derived from `bytes` (two FNV-1a 64-bit hashes): a stable name for an unnamed
 /// part, so that the same message always builds the same payload.
+SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE
 inline std::string content_hex_id(std::string_view bytes, std::size_t salt) {
     std::uint64_t h1 = 0xcbf29ce484222325ULL ^ salt;
     std::uint64_t h2 = 0x84222325cbf29ce4ULL ^ (salt * 0x9e3779b97f4a7c15ULL);

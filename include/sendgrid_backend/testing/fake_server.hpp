@@ -44,6 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"
@@ -423,7 +424,7 @@ class FakeSendgridServer {
         return std::nullopt;
     }
 
-    std::string next_message_id() {
+    SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE std::string next_message_id() {
         // Unique per server: a random prefix and a counter, in SendGrid's alphabet.
         static constexpr char alphabet[] =
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

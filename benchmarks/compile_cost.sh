@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What including the library costs a header-only user: CPU time and peak memory of g++ -O0
+# compiling a one-function program that sends one message through sendgrid_backend.hpp and
+# transport/curl.hpp, against the same program written with nlohmann/json, Boost.Signals2 and
+# libcurl directly. Each is compiled `runs` times (default 3); the medians and their ratio are
+# printed (goal: at most 1.35x).
+#   benchmarks/compile_cost.sh [runs] [compiler]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+runs=${1:-3}
+compiler=${2:-g++}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+cat >"$dir/library.cpp" <<'EOF'
+#include <sendgrid_backend/sendgrid_backend.hpp>
+#include <sendgrid_backend/transport/curl.hpp>
+
+int send_one() {
+    namespace sg = sendgrid_backend;
+    sg::sendgrid_email_sent.connect([](const sg::SendgridBackend&, const sg::EmailMessage&, bool) {});
+    sg::SendgridBackend backend(sg::Settings::from_env());
+    sg::EmailMessage message("Welcome", "Hello!", "shop@example.com", {"jane@example.com"});
+    return backend.send_message(message) ? 0 : 1;
+}
+EOF
+cat >"$dir/direct.cpp" <<'EOF'
+#include <boost/signals2/signal.hpp>
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+#include <string>
+
+int send_one() {
+    boost::signals2::signal<void(const std::string&, bool)> sent;
+    sent.connect([](const std::string&, bool) {});
+    nlohmann::json payload = {{"from", {{"email", "shop@example.com"}}}, {"subject", "Welcome"},
+                              {"personalizations", {{{"to", {{{"email", "jane@example.com"}}}}}}},
+                              {"content", {{{"type", "text/plain"}, {"value", "Hello!"}}}}};
+    const std::string body = payload.dump();
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, "https://api.sendgrid.com/v3/mail/send");
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+    const CURLcode result = curl_easy_perform(curl);
+    curl_easy_cleanup(curl);
+    sent(body, result != CURLE_OK);
+    return result == CURLE_OK ? 0 : 1;
+}
+EOF
+
+measure() {  # FILE -> "seconds kilobytes" per run, one line each
+    for _ in $(seq 1 "$runs"); do
+        /usr/bin/time -f "%U %S %M" "$compiler" -std=c++17 -O0 -I"$here/../include" \
+            -c "$dir/$1.cpp" -o /dev/null 2>&1 | tail -n 1 |
+            awk '{printf "%.2f %d\n", $1 + $2, $3}'
+    done
+}
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+measure library >"$dir/library.txt"
+measure direct >"$dir/direct.txt"
+library_s=$(cut -d' ' -f1 "$dir/library.txt" | median)
+direct_s=$(cut -d' ' -f1 "$dir/direct.txt" | median)
+library_kb=$(cut -d' ' -f2 "$dir/library.txt" | median)
+direct_kb=$(cut -d' ' -f2 "$dir/direct.txt" | median)
+echo "$compiler -O0, median of $runs: the library $library_s s CPU ($((library_kb / 1024)) MiB)," \
+    "the dependencies used directly $direct_s s ($((direct_kb / 1024)) MiB)"
+awk -v a="$library_s" -v b="$direct_s" 'BEGIN { printf "ratio: %.2f (goal: at most 1.35)\n", a / b }'
