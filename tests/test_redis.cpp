@@ -92,11 +92,40 @@ TEST_CASE("commands and pipelines, binary-safe", "[redis]") {
 TEST_CASE("a lost connection is reported for the command under way, then reconnected", "[redis]") {
     RedisClient redis(RedisOptions::from_url(redis_url()));
     RedisClient admin(RedisOptions::from_url(redis_url()));
-    redis.command({"CLIENT", "SETNAME", "victim"});
-    // Kill this client's connection from another one.
-    CHECK(admin.command({"CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal"}).integer >= 1);
+    const std::string id = std::to_string(redis.command({"CLIENT", "ID"}).integer);
+    // Kill this client's connection (only it: other tests share the server) from another one.
+    CHECK(admin.command({"CLIENT", "KILL", "ID", id}).integer == 1);
     CHECK_THROWS_AS(redis.command({"PING"}), sendgrid_backend::RedisConnectionLost);
     CHECK(redis.command({"PING"}).text == "PONG");  // the next command reconnects
+}
+
+TEST_CASE("an ACL user with a password, on a database of its own", "[redis]") {
+    RedisClient admin(RedisOptions::from_url(redis_url()));
+    const std::string user = "sgtest" + std::to_string(::getpid());
+    REQUIRE(admin.command({"ACL", "SETUSER", user, "on", ">pa55word", "~*", "+@all"}).text == "OK");
+    RedisOptions options = RedisOptions::from_url(redis_url());
+    options.username = user;
+    options.password = "pa55word";
+    options.database = 3;
+    RedisClient client(options);
+    CHECK(client.command({"ACL", "WHOAMI"}).text == user);
+    const std::string key = unique_key("db3");
+    CHECK(client.command({"SET", key, "here"}).text == "OK");
+    CHECK(admin.command({"EXISTS", key}).integer == 0);  // not in database 0
+    CHECK(admin.command({"SELECT", "3"}).text == "OK");
+    CHECK(admin.command({"GET", key}).text == "here");
+
+    options.password = "wrong-pa55word";
+    options.reconnect_for = std::chrono::milliseconds(0);
+    try {
+        RedisClient refused(options);
+        FAIL("a wrong password was accepted");
+    } catch (const sendgrid_backend::RedisError& e) {
+        CHECK(std::string(e.what()).find("wrong-pa55word") == std::string::npos);
+        CHECK(std::string(e.what()).find("refused the credentials") != std::string::npos);
+    }
+    admin.command({"SELECT", "0"});
+    admin.command({"ACL", "DELUSER", user});
 }
 
 TEST_CASE("an unreachable Redis is a clear error at construction", "[redis]") {

@@ -134,6 +134,12 @@ class BrokenTransport : public SendError {
     std::exception_ptr cause_;
 };
 
+/// A queue is full: BackgroundSender's (when_full is `refuse`) or the Redis queue's max_length.
+class QueueFull : public Error {
+  public:
+    explicit QueueFull(const std::string& what) : Error("sendgrid_backend.queue_full", what) {}
+};
+
 /// A transport could not be set up: libcurl's global init failed, no handle could be made.
 class TransportSetupError : public Error {
   public:

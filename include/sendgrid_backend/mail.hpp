@@ -179,14 +179,26 @@ class SendgridBackend {
         return ledger.accepted();
     }
 
+    /// Emits `sendgrid_email_sent` once for a message whose outcome was decided without a send
+    /// by this call: e.g. a queue worker reclaiming a message a dead worker may have sent. Handler
+    /// errors go to `on_handler_error`, as for every emission.
+    void emit_outcome(const EmailMessage& message) const {
+        const bool fail_flag = !message.outcome.accepted();
+        for (const auto& error : sendgrid_email_sent.send_robust(*this, message, fail_flag)) {
+            detail::report_handler_error(options_.on_handler_error, message, error,
+                                         "sendgrid_email_sent");
+        }
+    }
+
     /// Sends one message; returns whether SendGrid accepted it.
     bool send_message(EmailMessage& message) const { return send_messages(&message, 1) == 1; }
 
     /// The exact JSON this backend would POST for `message` (Django's `_build_sg_mail`).
     /// Pure: no I/O, no signal.
     /// @throws InvalidMessage naming the offending field.
+    template <class Sink = detail::JsonDomSink>  // a template: compiled only where called
     nlohmann::json build_payload(const EmailMessage& message) const {
-        return sendgrid_backend::build_payload(message, payload_options_);
+        return sendgrid_backend::build_payload<Sink>(message, payload_options_);
     }
 
     /// The same payload as the exact JSON text this backend POSTs (keys in writing order).
@@ -196,6 +208,8 @@ class SendgridBackend {
     }
 
     bool fail_silently() const noexcept { return options_.fail_silently; }
+    /// The settings in effect (validated; the API key is the one in use).
+    const Settings& settings() const noexcept { return settings_; }
     /// Whether mail goes out in SendGrid's sandbox mode (validated, not delivered).
     bool sandbox_mode() const noexcept { return payload_options_.sandbox_mode; }
     /// The endpoint requests go to, e.g. "https://api.sendgrid.com/v3/mail/send".
@@ -222,12 +236,7 @@ class SendgridBackend {
             } else {
                 ++accepted_;
             }
-            for (const auto& error :
-                 sendgrid_email_sent.send_robust(backend_, message, fail_flag)) {
-                detail::report_handler_error(backend_.options_.on_handler_error,
-                                             static_cast<const EmailMessage&>(message), error,
-                                             "sendgrid_email_sent");
-            }
+            backend_.emit_outcome(message);
         }
 
         /// `error` interrupted the call: every message not emitted yet is given a final outcome

@@ -197,8 +197,37 @@ class RedisClient {
 
     /// Sends several commands at once and returns their answers in order (MULTI/EXEC included,
     /// for atomic groups).
+    /// While Redis is loading its data after a restart it refuses every command with LOADING;
+    /// none of them ran, so they are sent again (with backoff, within `reconnect_for`).
     std::vector<RedisValue> pipeline(const std::vector<std::vector<std::string>>& commands) {
         std::lock_guard<std::mutex> lock(mutex_);
+        const auto give_up = std::chrono::steady_clock::now() + options_.reconnect_for;
+        std::chrono::milliseconds wait{20};
+        for (;;) {
+            auto answers = run_pipeline(commands);
+            if (!all_refused_while_loading(answers) ||
+                std::chrono::steady_clock::now() + wait > give_up) {
+                return answers;
+            }
+            std::this_thread::sleep_for(wait);
+            wait = std::min(wait * 2, std::chrono::milliseconds(500));
+        }
+    }
+
+    const RedisOptions& options() const noexcept { return options_; }
+
+  private:
+    using Context = std::unique_ptr<redisContext, decltype(&redisFree)>;
+
+    static bool all_refused_while_loading(const std::vector<RedisValue>& answers) {
+        if (answers.empty()) return false;
+        for (const auto& answer : answers) {
+            if (!answer.is_error() || answer.text.rfind("LOADING", 0) != 0) return false;
+        }
+        return true;
+    }
+
+    std::vector<RedisValue> run_pipeline(const std::vector<std::vector<std::string>>& commands) {
         ensure_connected();
         for (const auto& arguments : commands) append(arguments);
         std::vector<RedisValue> answers;
@@ -219,11 +248,6 @@ class RedisClient {
         }
         return answers;
     }
-
-    const RedisOptions& options() const noexcept { return options_; }
-
-  private:
-    using Context = std::unique_ptr<redisContext, decltype(&redisFree)>;
 
     void append(const std::vector<std::string>& arguments) {
         std::vector<const char*> pointers;

@@ -1,0 +1,478 @@
+#pragma once
+
+/// @file
+/// A durable mail queue on Redis Streams: any process on any host `enqueue`s a message (the whole
+/// EmailMessage, attachments included, as one stream entry); workers in a consumer group send
+/// them through a `SendgridBackend` and record each one's status, which any process can read by
+/// the message's key. Link `sendgrid_backend::redis` (hiredis).
+///
+/// At most once on the wire, across processes. A worker records "sending" (durably, and only
+/// if the message was still "queued") before it POSTs; a worker that dies leaves its entries
+/// pending, and another claims them after `visibility_timeout` (XAUTOCLAIM): those still
+/// "queued" it sends, those "sending" it reports `unknown` (SendGrid may have accepted them)
+/// without sending them again, unless `WorkerOptions::resend_unknown` says otherwise. Nothing
+/// acknowledged to a producer is lost, and nothing is queued twice: its XADD and status go in
+/// together in one script that first checks the key is new, so a producer whose connection
+/// broke mid-enqueue just runs it again; the stream is never trimmed (`max_length` refuses new
+/// entries instead).
+///
+/// @code
+/// auto redis = std::make_shared<sendgrid_backend::RedisClient>(
+///     sendgrid_backend::RedisOptions::from_url("redis://127.0.0.1:6379"));
+/// sendgrid_backend::RedisMailQueue queue(redis);
+/// const std::string key = queue.enqueue(message);       // on the web server
+/// // a worker process: RedisMailWorker(backend, redis).run(stop_flag);
+/// auto status = queue.status(key);                      // anywhere, any time
+/// @endcode
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/exceptions.hpp"
+#include "sendgrid_backend/mail.hpp"
+#include "sendgrid_backend/message.hpp"
+#include "sendgrid_backend/message_json.hpp"
+#include "sendgrid_backend/redis/client.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+
+/// Where the queue lives in Redis. Producers and workers must agree on it.
+struct RedisQueueOptions {
+    std::string stream = "sendgrid_backend:mail";
+    std::string group = "sendgrid_backend:workers";
+    std::string status_prefix = "sendgrid_backend:mail:status:";
+    /// A message's status is kept this long after its last change.
+    std::chrono::seconds status_ttl = std::chrono::hours(24 * 7);
+    /// 0: unbounded. Otherwise enqueue refuses (QueueFull) while the stream holds this many
+    /// entries; the stream is never trimmed, which could drop entries not yet sent.
+    std::size_t max_length = 0;
+};
+
+/// A queued message's life: queued → sending → accepted | failed | unknown.
+enum class QueuedState { queued, sending, accepted, failed, unknown };
+
+constexpr const char* to_string(QueuedState state) noexcept {
+    switch (state) {
+        case QueuedState::queued:
+            return "queued";
+        case QueuedState::sending:
+            return "sending";
+        case QueuedState::accepted:
+            return "accepted";
+        case QueuedState::failed:
+            return "failed";
+        case QueuedState::unknown:
+            return "unknown";
+    }
+    return "unknown";
+}
+
+/// What a producer can read back about a message it queued.
+struct QueuedStatus {
+    QueuedState state = QueuedState::queued;
+    std::string message_id;  ///< SendGrid's X-Message-Id, once accepted
+    int http_status = 0;
+    std::string reason;  ///< why it failed, or why its outcome is unknown
+    std::string worker;  ///< the consumer that sent it
+};
+
+namespace detail {
+
+inline std::optional<QueuedState> queued_state_from(const std::string& text) {
+    for (QueuedState state : {QueuedState::queued, QueuedState::sending, QueuedState::accepted,
+                              QueuedState::failed, QueuedState::unknown}) {
+        if (text == to_string(state)) return state;
+    }
+    return std::nullopt;
+}
+
+inline std::string unix_now_text() {
+    return std::to_string(static_cast<long long>(std::time(nullptr)));
+}
+
+/// Runs `command` until Redis has answered it, reconnecting as the client does; for commands
+/// that may run twice without harm (HSET of the same values, XACK, XDEL, HGETALL).
+template <class Command>
+auto retry_idempotent(Command&& command, int tries = 20) {
+    for (int attempt = 1;; ++attempt) {
+        try {
+            return command();
+        } catch (const RedisConnectionLost&) {
+            if (attempt >= tries) throw;
+        }
+    }
+}
+
+/// The status transition every worker makes, as one atomic step. KEYS[1]: the status hash.
+/// ARGV: the state it must be in (a missing hash counts as "queued"), the worker that must own
+/// it ('' for any), the TTL, the new state, the worker to record ('' for none), then more
+/// field/value pairs. Returns 1 when it moved, or had moved already to the same state for the
+/// same worker (a call retried after its answer was lost); 0 when the message was elsewhere.
+inline constexpr const char* transition_script = R"lua(
+local state = redis.call('HGET', KEYS[1], 'state') or 'queued'
+local worker = redis.call('HGET', KEYS[1], 'worker') or ''
+if state == ARGV[4] and ARGV[5] ~= '' and worker == ARGV[5] then return 1 end
+if state ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' and worker ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[5]) end
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+)lua";
+
+/// Enqueue as one atomic step. KEYS[1]: the stream, KEYS[2]: the status hash. ARGV: the key,
+/// the serialized message, the time, the status TTL, the maximum length (0: none). Returns 1
+/// when it queued the message, 0 when the key has a status already (queued before: by this
+/// call, retried after its answer was lost, or by another one), -1 when the stream is full.
+inline constexpr const char* enqueue_script = R"lua(
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if tonumber(ARGV[5]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
+redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'message', ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'queued', 'queued_at', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+)lua";
+
+}  // namespace detail
+
+/// The producer's side, and the status reader. Thread-safe as its RedisClient.
+class RedisMailQueue {
+  public:
+    explicit RedisMailQueue(std::shared_ptr<RedisClient> redis, RedisQueueOptions options = {})
+        : redis_(std::move(redis)), options_(std::move(options)) {}
+
+    /// Queues `message` durably and returns its key (`key`, or a fresh random one). Once this
+    /// returns, the message is in Redis. A key that has a status already (within `status_ttl`)
+    /// is not queued again: a request retried with the same key (say "order-42-confirmation")
+    /// sends one mail. When the connection breaks on the way, the step is simply run again:
+    /// it is atomic, and it queues nothing twice.
+    /// @throws InvalidMessage when the message cannot be stored (text that is not UTF-8);
+    ///         QueueFull when `max_length` entries are waiting; RedisError when Redis stays
+    ///         out of reach.
+    std::string enqueue(const EmailMessage& message, std::string key = "") {
+        return enqueue_once(message, std::move(key)).first;
+    }
+
+    /// As enqueue(), and also says whether this call queued it (false: the key was queued
+    /// before, and nothing was added).
+    std::pair<std::string, bool> enqueue_once(const EmailMessage& message, std::string key = "") {
+        if (key.empty()) key = random_key();
+        const std::string entry = serialize_message(message);
+        const RedisValue answer = detail::retry_idempotent([&] {
+            return redis_->command(
+                {"EVAL", detail::enqueue_script, "2", options_.stream, options_.status_prefix + key,
+                 key, entry, detail::unix_now_text(), std::to_string(options_.status_ttl.count()),
+                 std::to_string(options_.max_length)});
+        });
+        if (answer.is_error()) throw RedisError("Redis did not queue the message: " + answer.text);
+        if (answer.integer < 0) {
+            throw QueueFull(std::to_string(options_.max_length) +
+                            " messages are queued already (RedisQueueOptions::max_length)");
+        }
+        return {key, answer.integer == 1};
+    }
+
+    /// The status of the message queued under `key`; nullopt when there is none (never queued,
+    /// or expired after `status_ttl`).
+    std::optional<QueuedStatus> status(const std::string& key) const {
+        const RedisValue fields = detail::retry_idempotent([&] {
+            return redis_->command({"HGETALL", options_.status_prefix + key});
+        });
+        if (fields.elements.empty()) return std::nullopt;
+        QueuedStatus status;
+        for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+            const std::string& name = fields.elements[i].text;
+            const std::string& value = fields.elements[i + 1].text;
+            if (name == "state") {
+                status.state = detail::queued_state_from(value).value_or(QueuedState::unknown);
+            } else if (name == "message_id") {
+                status.message_id = value;
+            } else if (name == "http_status") {
+                status.http_status = static_cast<int>(detail::parse_decimal(value, 3).value_or(0));
+            } else if (name == "reason") {
+                status.reason = value;
+            } else if (name == "worker") {
+                status.worker = value;
+            }
+        }
+        return status;
+    }
+
+    const RedisQueueOptions& options() const noexcept { return options_; }
+
+  private:
+    static std::string random_key() {
+        thread_local std::mt19937_64 random{std::random_device{}()};
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string key(32, '0');
+        for (std::size_t i = 0; i < key.size(); i += 16) {
+            std::uint64_t bits = random();
+            for (std::size_t k = 0; k < 16; ++k, bits >>= 4) key[i + k] = hex[bits & 15];
+        }
+        return key;
+    }
+
+    std::shared_ptr<RedisClient> redis_;
+    RedisQueueOptions options_;
+};
+
+/// How a worker takes messages off the queue.
+struct WorkerOptions {
+    /// This worker's name in the consumer group; empty: "<hostname>-<pid>".
+    std::string consumer;
+    /// Entries taken per round; 0: the backend's max_in_flight.
+    std::size_t batch = 0;
+    /// An entry another worker took and has not finished this long after is claimed. Must be
+    /// longer than any send can take (the backend's timeout times its tries, plus waits); the
+    /// constructor refuses a shorter one, since a slow worker's entries would be claimed.
+    /// 0: the longest send with the backend's settings plus a minute.
+    std::chrono::milliseconds visibility_timeout{0};
+    /// How long one read waits for new entries.
+    std::chrono::milliseconds block{1'000};
+    /// Send a claimed message again although a dead worker may have sent it already (its state
+    /// was "sending"). Off: reported `unknown`. On: a duplicate is possible.
+    bool resend_unknown = false;
+    /// Each sent message carries its queue key in this custom_arg (so SendGrid's Event Webhook
+    /// events carry it back); empty: none is added.
+    std::string key_custom_arg = "sendgrid_backend_queue_key";
+};
+
+/// A worker: reads the queue as one consumer of the group and sends through `backend`, which
+/// emits `sendgrid_email_sent` on the worker's thread. Use one per thread or process.
+class RedisMailWorker {
+  public:
+    /// @throws ImproperlyConfigured when the visibility timeout is shorter than a send can take.
+    RedisMailWorker(const SendgridBackend& backend, std::shared_ptr<RedisClient> redis,
+                    RedisQueueOptions queue = {}, WorkerOptions options = {})
+        : backend_(backend),
+          redis_(std::move(redis)),
+          queue_(std::move(queue)),
+          options_(std::move(options)) {
+        if (options_.consumer.empty()) options_.consumer = default_consumer();
+        if (options_.batch == 0) options_.batch = backend_.settings().max_in_flight;
+        const auto longest = longest_send(backend_.settings());
+        if (options_.visibility_timeout.count() == 0) {
+            options_.visibility_timeout = longest + std::chrono::minutes(1);
+        }
+        if (options_.visibility_timeout <= longest) {
+            throw ImproperlyConfigured(
+                "visibility_timeout",
+                "is " + std::to_string(options_.visibility_timeout.count()) +
+                    " ms; a send may take up to " + std::to_string(longest.count()) +
+                    " ms with these settings, and a slow worker's messages would be claimed "
+                    "while it still sends them");
+        }
+        const RedisValue created =
+            redis_->command({"XGROUP", "CREATE", queue_.stream, queue_.group, "0", "MKSTREAM"});
+        if (created.is_error() && created.text.rfind("BUSYGROUP", 0) != 0) {
+            throw RedisError("cannot create the consumer group: " + created.text);
+        }
+    }
+
+    /// One round: claims entries a dead worker left behind, reads new ones (waiting up to
+    /// `block`), sends them and records their statuses. Returns how many entries it finished.
+    std::size_t run_once() {
+        std::vector<Entry> entries = claim();
+        if (entries.empty()) entries = read_new();
+        if (entries.empty()) return 0;
+        handle(entries);
+        return entries.size();
+    }
+
+    /// Runs rounds until `stop` is set (check between rounds: the round in progress finishes).
+    void run(const std::atomic<bool>& stop) {
+        while (!stop.load()) {
+            try {
+                run_once();
+            } catch (const RedisError&) {
+                // Redis is out of reach: the client reconnects with backoff on the next round.
+            }
+        }
+    }
+
+    const std::string& consumer() const noexcept { return options_.consumer; }
+    std::chrono::milliseconds visibility_timeout() const noexcept {
+        return options_.visibility_timeout;
+    }
+
+    /// How long a send can take with `settings`: every try at the full timeout, and the
+    /// longest waits between them.
+    static std::chrono::milliseconds longest_send(const Settings& settings) {
+        const auto tries = std::max(1, settings.retry.max_attempts);
+        const auto wait = std::max(settings.retry.max_backoff, settings.retry.max_retry_after);
+        return settings.timeout * tries + wait * (tries - 1);
+    }
+
+  private:
+    struct Entry {
+        std::string id;  ///< the stream entry id
+        std::string key;
+        std::string message;
+    };
+
+    static std::string default_consumer() {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        return std::string(host) + "-" + std::to_string(static_cast<long>(getpid()));
+    }
+
+    static std::vector<Entry> entries_of(const RedisValue& list) {
+        std::vector<Entry> entries;
+        for (const RedisValue& item : list.elements) {
+            if (item.elements.size() != 2) continue;  // deleted meanwhile: no fields
+            Entry entry;
+            entry.id = item.elements[0].text;
+            const auto& fields = item.elements[1].elements;
+            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+                if (fields[i].text == "key") entry.key = fields[i + 1].text;
+                if (fields[i].text == "message") entry.message = fields[i + 1].text;
+            }
+            entries.push_back(std::move(entry));
+        }
+        return entries;
+    }
+
+    std::vector<Entry> claim() {
+        const RedisValue claimed =
+            redis_->command({"XAUTOCLAIM", queue_.stream, queue_.group, options_.consumer,
+                             std::to_string(options_.visibility_timeout.count()), "0-0", "COUNT",
+                             std::to_string(options_.batch)});
+        if (claimed.is_error()) throw RedisError("XAUTOCLAIM failed: " + claimed.text);
+        if (claimed.elements.size() < 2) return {};
+        return entries_of(claimed.elements[1]);
+    }
+
+    std::vector<Entry> read_new() {
+        const RedisValue read = redis_->command(
+            {"XREADGROUP", "GROUP", queue_.group, options_.consumer, "COUNT",
+             std::to_string(options_.batch), "BLOCK", std::to_string(options_.block.count()),
+             "STREAMS", queue_.stream, ">"});
+        if (read.is_error()) throw RedisError("XREADGROUP failed: " + read.text);
+        if (read.is_nil() || read.elements.empty()) return {};
+        return entries_of(read.elements[0].elements.at(1));
+    }
+
+    std::string status_key(const Entry& entry) const { return queue_.status_prefix + entry.key; }
+
+    /// Moves an entry's status from `from` (owned by `owner`, or anyone when empty) to `to`,
+    /// recorded as this worker's, with more `fields`; atomically and safe to retry (see the
+    /// script). Returns whether it moved.
+    bool transition(const Entry& entry, const std::string& from, const std::string& owner,
+                    const char* to, std::vector<std::string> fields = {}) {
+        std::vector<std::string> command{"EVAL",
+                                         detail::transition_script,
+                                         "1",
+                                         status_key(entry),
+                                         from,
+                                         owner,
+                                         std::to_string(queue_.status_ttl.count()),
+                                         to,
+                                         options_.consumer};
+        for (auto& field : fields) command.push_back(std::move(field));
+        const RedisValue moved = detail::retry_idempotent([&] { return redis_->command(command); });
+        if (moved.is_error()) throw RedisError("a status transition failed: " + moved.text);
+        return moved.integer == 1;
+    }
+
+    void finish_entries(const std::vector<const Entry*>& done) {
+        if (done.empty()) return;
+        std::vector<std::string> ack{"XACK", queue_.stream, queue_.group};
+        std::vector<std::string> del{"XDEL", queue_.stream};
+        for (const Entry* entry : done) {
+            ack.push_back(entry->id);
+            del.push_back(entry->id);
+        }
+        detail::retry_idempotent([&] { return redis_->pipeline({ack, del}); });
+    }
+
+    void handle(std::vector<Entry>& entries) {
+        std::vector<EmailMessage> to_send;
+        std::vector<const Entry*> sending;
+        std::vector<const Entry*> done;
+        for (const Entry& entry : entries) {
+            const RedisValue found = detail::retry_idempotent([&] {
+                return redis_->command({"HGET", status_key(entry), "state"});
+            });
+            const std::string state = found.is_nil() ? "queued" : found.text;
+            if (state == "accepted" || state == "failed" || state == "unknown") {
+                done.push_back(&entry);  // its worker stopped between the status and XACK
+                continue;
+            }
+            EmailMessage message;
+            try {
+                message = deserialize_message(entry.message);
+            } catch (const InvalidMessage& invalid) {
+                transition(entry, state, "", "failed",
+                           {"reason",
+                            "the queued entry is not a message: " + std::string(invalid.what())});
+                done.push_back(&entry);
+                continue;
+            }
+            if (state == "sending" && !options_.resend_unknown) {
+                // A worker died after it marked the message, and maybe after it POSTed it.
+                const std::string reason =
+                    "outcome unknown: the worker sending it stopped (claimed after " +
+                    std::to_string(options_.visibility_timeout.count()) +
+                    " ms); SendGrid may have accepted it, so it was not sent again";
+                if (transition(entry, "sending", "", "unknown",
+                               {"reason", reason, "finished_at", detail::unix_now_text()})) {
+                    message.outcome.status = SendStatus::unknown;
+                    message.outcome.failure_reason = reason;
+                    backend_.emit_outcome(message);
+                }
+                done.push_back(&entry);
+                continue;
+            }
+            // Marked "sending" before anything goes out: from here on, no other worker sends it.
+            if (!transition(entry, state, "", "sending", {"started_at", detail::unix_now_text()})) {
+                done.push_back(&entry);  // someone else moved it meanwhile: not ours to send
+                continue;
+            }
+            if (!options_.key_custom_arg.empty()) {
+                message.custom_args[options_.key_custom_arg] = entry.key;
+            }
+            to_send.push_back(std::move(message));
+            sending.push_back(&entry);
+        }
+        if (!to_send.empty()) {
+            try {
+                backend_.send_messages(to_send);
+            } catch (...) {
+                // Every message has its outcome and its emission (the backend sees to that).
+            }
+            for (std::size_t i = 0; i < to_send.size(); ++i) {
+                const SendOutcome& outcome = to_send[i].outcome;
+                const char* state = outcome.accepted()          ? "accepted"
+                                    : outcome.maybe_delivered() ? "unknown"
+                                                                : "failed";
+                transition(*sending[i], "sending", options_.consumer, state,
+                           {"message_id", outcome.message_id, "http_status",
+                            std::to_string(outcome.http_status), "reason", outcome.failure_reason,
+                            "finished_at", detail::unix_now_text()});
+                done.push_back(sending[i]);
+            }
+        }
+        finish_entries(done);
+    }
+
+    const SendgridBackend& backend_;
+    std::shared_ptr<RedisClient> redis_;
+    RedisQueueOptions queue_;
+    WorkerOptions options_;
+};
+
+SENDGRID_BACKEND_NAMESPACE_END

@@ -1,0 +1,494 @@
+// The Redis mail queue against the fixture's redis-server and FakeSendgridServer, counted where
+// the messages land: at the server (by the queue key each one carries in its custom_args) and
+// in Redis (statuses, what is left in the stream).
+//  - in one process: a message travels whole; a claimed "sending" entry is reported unknown and
+//    not sent again; a claimed "queued" one is sent; enqueue never queues twice; max_length;
+//  - across processes: 1 producer, 2 sendgrid-worker processes, 1000 messages, kill -9 of one
+//    worker mid-run: each message accepted exactly once at the server or reported unknown;
+//    none lost, none sent twice;
+//  - a Redis restart while a producer enqueues loses nothing that was acknowledged.
+#include <sendgrid_backend/redis/queue.hpp>
+#include <sendgrid_backend/testing/fake_server.hpp>
+#include <sendgrid_backend/transport/curl.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+
+using namespace std::chrono_literals;
+namespace sg = sendgrid_backend;
+
+extern char** environ;
+
+namespace {
+
+sg::BackendOptions silent() {
+    sg::BackendOptions options;
+    options.fail_silently = true;
+    return options;
+}
+
+std::string fixture_file(const char* name) {
+    const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR");
+    REQUIRE(dir != nullptr);
+    std::ifstream file(std::string(dir) + "/" + name);
+    std::string text;
+    REQUIRE(std::getline(file, text));
+    return text;
+}
+
+std::shared_ptr<sg::RedisClient> redis() {
+    return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(fixture_file("url")));
+}
+
+/// Names of its own for each test, so tests share the one redis-server safely.
+sg::RedisQueueOptions fresh_queue(const std::string& name) {
+    static std::atomic<int> counter{0};
+    const std::string prefix =
+        "test:" + name + ":" + std::to_string(::getpid()) + ":" + std::to_string(++counter);
+    sg::RedisQueueOptions options;
+    options.stream = prefix + ":stream";
+    options.group = prefix + ":group";
+    options.status_prefix = prefix + ":status:";
+    return options;
+}
+
+sg::EmailMessage mail(int i) {
+    return sg::EmailMessage("m" + std::to_string(i), "Body", "shop@example.com",
+                            {"user" + std::to_string(i) + "@example.com"});
+}
+
+struct Sender {
+    sg::testing::FakeSendgridServer server;
+    std::unique_ptr<sg::SendgridBackend> backend;
+    explicit Sender(std::size_t in_flight = 8) {
+        sg::Settings settings;
+        settings.api_key = server.api_key();
+        settings.host_url = server.url();
+        settings.max_in_flight = in_flight;
+        settings.timeout = 2s;
+        settings.retry.max_backoff = 1s;  // a send takes at most 4 x 2 s + 3 x 1 s
+        settings.retry.max_retry_after = 1s;
+        backend = std::make_unique<sg::SendgridBackend>(settings, silent());
+    }
+    /// Requests that reached the server, by queue key.
+    std::map<std::string, int> reached() const {
+        std::map<std::string, int> by_key;
+        for (const auto& request : server.received()) {
+            for (const auto& p : request.payload["personalizations"]) {
+                ++by_key[p["custom_args"]["sendgrid_backend_queue_key"].get<std::string>()];
+            }
+        }
+        return by_key;
+    }
+};
+
+sg::WorkerOptions quick_worker(const std::string& name) {
+    sg::WorkerOptions options;
+    options.consumer = name;
+    options.visibility_timeout = 15s;  // more than a send can take with Sender's settings
+    options.block = 50ms;
+    return options;
+}
+
+}  // namespace
+
+TEST_CASE("a queued message travels whole and its status says how it ended", "[queue][redis]") {
+    Sender sender;
+    auto client = redis();
+    const auto names = fresh_queue("whole");
+    sg::RedisMailQueue queue(client, names);
+    sg::EmailMessage message = mail(1);
+    message.attach("invoice.pdf", std::string("%PDF\x00\xff", 6), "application/pdf");
+    message.categories = {"receipts"};
+    const std::string key = queue.enqueue(message);
+    CHECK(key.size() == 32);
+    REQUIRE(queue.status(key).has_value());
+    CHECK(queue.status(key)->state == sg::QueuedState::queued);
+
+    int emissions = 0;
+    sg::ScopedConnection counting = sg::sendgrid_email_sent.connect(
+        [&](const sg::SendgridBackend&, const sg::EmailMessage&, bool) { ++emissions; });
+    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("w1"));
+    CHECK(worker.run_once() == 1);
+    CHECK(emissions == 1);
+    const auto status = queue.status(key);
+    REQUIRE(status.has_value());
+    CHECK(status->state == sg::QueuedState::accepted);
+    CHECK(status->worker == "w1");
+    REQUIRE(sender.server.received_count() == 1);
+    const auto payload = sender.server.received()[0].payload;
+    CHECK(payload["personalizations"][0]["custom_args"]["sendgrid_backend_queue_key"] == key);
+    CHECK(status->message_id == sender.server.received()[0].message_id);
+    CHECK(payload["attachments"][0]["content"] ==
+          sg::detail::base64_encode(std::string("%PDF\x00\xff", 6)));
+    CHECK(client->command({"XLEN", names.stream}).integer == 0);  // acknowledged and deleted
+    CHECK(worker.run_once() == 0);
+}
+
+TEST_CASE("a claimed entry: 'sending' is reported unknown, 'queued' is sent", "[queue][redis]") {
+    Sender sender;
+    auto client = redis();
+    const auto names = fresh_queue("claim");
+    sg::RedisMailQueue queue(client, names);
+    const std::string started = queue.enqueue(mail(1));
+    const std::string untouched = queue.enqueue(mail(2));
+    // A worker that took both, marked the first "sending" and then died.
+    client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
+    client->command(
+        {"XREADGROUP", "GROUP", names.group, "dead", "COUNT", "2", "STREAMS", names.stream, ">"});
+    client->command({"HSET", names.status_prefix + started, "state", "sending", "worker", "dead"});
+    std::this_thread::sleep_for(60ms);
+
+    std::vector<std::pair<std::string, bool>> emitted;
+    sg::ScopedConnection counting = sg::sendgrid_email_sent.connect(
+        [&](const sg::SendgridBackend&, const sg::EmailMessage& m, bool failed) {
+            emitted.emplace_back(m.subject, failed);
+        });
+    sg::WorkerOptions options = quick_worker("heir");
+    sg::Settings short_settings = sender.backend->settings();
+    short_settings.timeout = 10ms;  // so that a 50 ms visibility timeout is long enough
+    short_settings.retry.max_attempts = 1;
+    const sg::SendgridBackend quick(short_settings, silent());
+    options.visibility_timeout = 50ms;
+    sg::RedisMailWorker heir(quick, client, names, options);
+    CHECK(heir.run_once() == 2);
+
+    const auto unknown = queue.status(started);
+    REQUIRE(unknown.has_value());
+    CHECK(unknown->state == sg::QueuedState::unknown);
+    CHECK(unknown->reason.find("not sent again") != std::string::npos);
+    CHECK(queue.status(untouched)->state == sg::QueuedState::accepted);
+    const auto reached = sender.reached();
+    CHECK(reached.count(started) == 0);  // never re-sent
+    CHECK(reached.at(untouched) == 1);
+    REQUIRE(emitted.size() == 2);  // one emission each, the unknown one failed
+    std::map<std::string, bool> by_subject(emitted.begin(), emitted.end());
+    CHECK(by_subject.at("m1") == true);
+    CHECK(by_subject.at("m2") == false);
+}
+
+TEST_CASE("resend_unknown opts into sending a claimed 'sending' entry again", "[queue][redis]") {
+    Sender sender;
+    auto client = redis();
+    const auto names = fresh_queue("resend");
+    sg::RedisMailQueue queue(client, names);
+    const std::string key = queue.enqueue(mail(1));
+    client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
+    client->command({"XREADGROUP", "GROUP", names.group, "dead", "STREAMS", names.stream, ">"});
+    client->command({"HSET", names.status_prefix + key, "state", "sending", "worker", "dead"});
+    std::this_thread::sleep_for(60ms);
+    sg::Settings short_settings = sender.backend->settings();
+    short_settings.timeout = 10ms;
+    short_settings.retry.max_attempts = 1;
+    const sg::SendgridBackend quick(short_settings, silent());
+    sg::WorkerOptions options = quick_worker("brave");
+    options.visibility_timeout = 50ms;
+    options.resend_unknown = true;
+    sg::RedisMailWorker worker(quick, client, names, options);
+    CHECK(worker.run_once() == 1);
+    CHECK(queue.status(key)->state == sg::QueuedState::accepted);
+    CHECK(sender.reached().at(key) == 1);
+}
+
+TEST_CASE("enqueue with a key that is queued already does not queue it twice", "[queue][redis]") {
+    auto client = redis();
+    const auto names = fresh_queue("once");
+    sg::RedisMailQueue queue(client, names);
+    const auto first = queue.enqueue_once(mail(1), "order-42-confirmation");
+    CHECK(first.first == "order-42-confirmation");
+    CHECK(first.second);
+    // A retried web request queues the same key again: nothing is added.
+    const auto again = queue.enqueue_once(mail(1), "order-42-confirmation");
+    CHECK(again.first == "order-42-confirmation");
+    CHECK_FALSE(again.second);
+    CHECK(queue.enqueue(mail(1), "order-42-confirmation") == "order-42-confirmation");
+    CHECK(client->command({"XLEN", names.stream}).integer == 1);
+
+    // Eight producers racing with one key: one of them queues it.
+    std::atomic<int> queued{0};
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 8; ++t) {
+        producers.emplace_back([&] {
+            sg::RedisMailQueue own(redis(), names);
+            if (own.enqueue_once(mail(2), "order-43-confirmation").second) ++queued;
+        });
+    }
+    for (auto& producer : producers) producer.join();
+    CHECK(queued == 1);
+    CHECK(client->command({"XLEN", names.stream}).integer == 2);
+
+    // Sent once, counted at the server.
+    Sender sender;
+    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("once"));
+    while (worker.run_once() > 0) {
+    }
+    const auto reached = sender.reached();
+    CHECK(reached.size() == 2);
+    CHECK(reached.at("order-42-confirmation") == 1);
+    CHECK(reached.at("order-43-confirmation") == 1);
+    // Once sent, the key's status stays: enqueueing it again still adds nothing.
+    CHECK_FALSE(queue.enqueue_once(mail(1), "order-42-confirmation").second);
+    CHECK(client->command({"XLEN", names.stream}).integer == 0);
+}
+
+TEST_CASE("max_length refuses new entries instead of trimming old ones", "[queue][redis]") {
+    auto client = redis();
+    auto names = fresh_queue("bounded");
+    names.max_length = 3;
+    sg::RedisMailQueue queue(client, names);
+    for (int i = 0; i < 3; ++i) queue.enqueue(mail(i));
+    CHECK_THROWS_AS(queue.enqueue(mail(3)), sg::QueueFull);
+    CHECK(client->command({"XLEN", names.stream}).integer == 3);
+}
+
+TEST_CASE("a visibility timeout shorter than a send can take is refused", "[queue][redis]") {
+    Sender sender;  // a send takes at most 4 x 2 s + 3 x 1 s
+    sg::WorkerOptions options = quick_worker("hasty");
+    options.visibility_timeout = 11s;
+    CHECK_THROWS_AS(sg::RedisMailWorker(*sender.backend, redis(), fresh_queue("hasty"), options),
+                    sg::ImproperlyConfigured);
+    options.visibility_timeout = 0ms;  // the default: the longest send plus a minute
+    const sg::RedisMailWorker derived(*sender.backend, redis(), fresh_queue("derived"), options);
+    CHECK(derived.visibility_timeout() == 11s + 1min);
+}
+
+namespace {
+
+/// A sendgrid-worker process.
+struct WorkerProcess {
+    pid_t pid = -1;
+    WorkerProcess(const sg::RedisQueueOptions& names, const std::string& name,
+                  const std::string& host_url, const std::string& key) {
+        const std::string program = SENDGRID_BACKEND_WORKER_PROGRAM;
+        std::vector<std::string> args{program,
+                                      "--redis",
+                                      fixture_file("url"),
+                                      "--stream",
+                                      names.stream,
+                                      "--group",
+                                      names.group,
+                                      "--status-prefix",
+                                      names.status_prefix,
+                                      "--consumer",
+                                      name,
+                                      "--batch",
+                                      "8",
+                                      "--visibility-timeout",
+                                      "6000",
+                                      "--max-attempts",
+                                      "2",
+                                      "--max-wait",
+                                      "1000"};
+        std::vector<std::string> env{"SENDGRID_API_KEY=" + key, "SENDGRID_HOST_URL=" + host_url,
+                                     "SENDGRID_TIMEOUT=2"};
+        std::vector<char*> argv;
+        for (auto& arg : args) argv.push_back(arg.data());
+        argv.push_back(nullptr);
+        std::vector<char*> envp;
+        for (auto& entry : env) envp.push_back(entry.data());
+        envp.push_back(nullptr);
+        // Its log goes to a file of its own, out of the test's output.
+        const std::string log =
+            "/tmp/sendgrid-worker-" + name + "-" + std::to_string(::getpid()) + ".log";
+        posix_spawn_file_actions_t files;
+        posix_spawn_file_actions_init(&files);
+        posix_spawn_file_actions_addopen(&files, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        const int spawned =
+            posix_spawn(&pid, program.c_str(), &files, nullptr, argv.data(), envp.data());
+        posix_spawn_file_actions_destroy(&files);
+        REQUIRE(spawned == 0);
+    }
+    void signal(int number) const { ::kill(pid, number); }
+    int wait() {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        pid = -1;
+        return status;
+    }
+    ~WorkerProcess() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            wait();
+        }
+    }
+};
+
+}  // namespace
+
+TEST_CASE("two worker processes, 1000 messages, kill -9 of one mid-run: none lost, none twice",
+          "[queue][redis][processes]") {
+    sg::testing::FakeSendgridServer server("SG.fake-test-key.0123456789", 32);
+    server.set_delay(2ms);  // long enough to kill a worker mid-run
+    auto client = redis();
+    const auto names = fresh_queue("processes");
+    sg::RedisMailQueue queue(client, names);
+    std::vector<std::string> keys;
+    for (int i = 0; i < 1000; ++i) keys.push_back(queue.enqueue(mail(i)));
+    WorkerProcess first(names, "first", server.url(), server.api_key());
+    WorkerProcess second(names, "second", server.url(), server.api_key());
+
+    // Once the run is well under way, stop the first worker while it holds entries it has
+    // taken and not finished, and kill it: those are what the second must deal with.
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (server.received_count() < 200 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(5ms);
+    }
+    auto pending_of_first = [&] {
+        const sg::RedisValue pending =
+            client->command({"XPENDING", names.stream, names.group, "-", "+", "100", "first"});
+        return pending.elements.size();
+    };
+    std::size_t left_behind = 0;
+    for (int tries = 0; tries < 200 && left_behind == 0; ++tries) {
+        first.signal(SIGSTOP);
+        left_behind = pending_of_first();
+        if (left_behind == 0) {
+            first.signal(SIGCONT);
+            std::this_thread::sleep_for(1ms);
+        }
+    }
+    first.signal(SIGKILL);
+    first.wait();
+    REQUIRE(left_behind > 0);
+    // The second one claims what the first left behind (after 6 s) and finishes the rest.
+    std::map<sg::QueuedState, int> states;
+    while (std::chrono::steady_clock::now() < give_up) {
+        states.clear();
+        for (const auto& key : keys) ++states[queue.status(key).value_or(sg::QueuedStatus{}).state];
+        if (states[sg::QueuedState::queued] == 0 && states[sg::QueuedState::sending] == 0) break;
+        std::this_thread::sleep_for(200ms);
+    }
+    second.signal(SIGTERM);
+    CHECK(WIFEXITED(second.wait()));
+
+    std::map<std::string, int> reached;
+    for (const auto& request : server.received()) {
+        ++reached[request
+                      .payload["personalizations"][0]["custom_args"]["sendgrid_backend_queue_key"]
+                      .get<std::string>()];
+    }
+    std::map<std::string, int> accepted_by;
+    for (const auto& key : keys) {
+        const auto status = queue.status(key);
+        if (status && status->state == sg::QueuedState::accepted) ++accepted_by[status->worker];
+    }
+    INFO("accepted " << states[sg::QueuedState::accepted] << " (first " << accepted_by["first"]
+                     << ", second " << accepted_by["second"] << "), unknown "
+                     << states[sg::QueuedState::unknown] << ", failed "
+                     << states[sg::QueuedState::failed] << ", left behind " << left_behind);
+    CHECK(accepted_by["first"] > 0);
+    CHECK(accepted_by["second"] > 0);
+    CHECK(states[sg::QueuedState::queued] == 0);   // none lost
+    CHECK(states[sg::QueuedState::sending] == 0);  // none stuck
+    CHECK(states[sg::QueuedState::failed] == 0);
+    CHECK(states[sg::QueuedState::accepted] + states[sg::QueuedState::unknown] == 1000);
+    CHECK(states[sg::QueuedState::unknown] <= 8);  // at most the batch the killed worker had
+    std::size_t twice = 0;
+    for (const auto& key : keys) {
+        const auto status = queue.status(key);
+        const int count = reached.count(key) != 0 ? reached[key] : 0;
+        if (count > 1) ++twice;
+        if (status && status->state == sg::QueuedState::accepted) CHECK(count == 1);
+    }
+    CHECK(twice == 0);  // none sent twice
+    CHECK(client->command({"XLEN", names.stream}).integer == 0);
+}
+
+namespace {
+
+/// A redis-server of the test's own (redis.sh), so restarting it disturbs no other test.
+struct OwnRedis {
+    std::string dir;
+    OwnRedis() {
+        char name[] = "/tmp/sendgrid_backend_redis_XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        dir = name;
+        REQUIRE(run("start") == 0);
+    }
+    int run(const std::string& command) const {
+        return std::system(
+            (std::string(SENDGRID_BACKEND_REDIS_SCRIPT) + " " + command + " " + dir).c_str());
+    }
+    std::string url() const {
+        std::ifstream file(dir + "/url");
+        std::string text;
+        std::getline(file, text);
+        return text;
+    }
+    ~OwnRedis() {
+        run("stop");
+        std::system(("rm -rf " + dir).c_str());
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a Redis restart while a producer enqueues loses nothing acknowledged",
+          "[queue][redis][restart]") {
+    const OwnRedis own;
+    auto client = std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(own.url()));
+    const auto names = fresh_queue("restart");
+    sg::RedisMailQueue queue(client, names);
+    std::vector<std::string> acknowledged;
+    std::atomic<bool> restarted{false};
+    std::thread restarter([&] {
+        std::this_thread::sleep_for(30ms);
+        restarted = own.run("restart") == 0;
+    });
+    // Enqueue before, during and after the restart; enqueue retries through it.
+    std::string enqueue_error;
+    try {
+        int after_restart = 0;
+        for (int i = 0; after_restart < 50; ++i) {
+            acknowledged.push_back(queue.enqueue(mail(i)));
+            if (restarted) ++after_restart;
+        }
+    } catch (const std::exception& error) {
+        enqueue_error = error.what();
+    }
+    restarter.join();
+    CHECK(enqueue_error == "");
+    CHECK(restarted);
+    INFO(acknowledged.size() << " acknowledged");
+    // Every acknowledged message is in the stream exactly once, after the restart.
+    const sg::RedisValue entries = client->command({"XRANGE", names.stream, "-", "+"});
+    std::multiset<std::string> in_stream;
+    for (const auto& entry : entries.elements) {
+        const auto& fields = entry.elements.at(1).elements;
+        for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+            if (fields[i].text == "key") in_stream.insert(fields[i + 1].text);
+        }
+    }
+    CHECK(in_stream.size() == acknowledged.size());
+    for (const auto& key : acknowledged) CHECK(in_stream.count(key) == 1);
+
+    // And a worker sends each of them once: counted at the server.
+    Sender sender;
+    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("after-restart"));
+    while (worker.run_once() > 0) {
+    }
+    const auto reached = sender.reached();
+    CHECK(reached.size() == acknowledged.size());
+    for (const auto& key : acknowledged) {
+        const int count = reached.count(key) != 0 ? reached.at(key) : 0;
+        CHECK(count == 1);
+        CHECK(queue.status(key)->state == sg::QueuedState::accepted);
+    }
+}
