@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway redis-server on 127.0.0.1 with its data in DIR, for tests and benchmarks. Append-only
-# file on with fsync on every write, so a restart loses nothing that was acknowledged.
+# file on with fsync on every write, so a restart loses nothing that was acknowledged
+# (REDIS_APPENDFSYNC=everysec, Redis's default, for benchmarks).
 #
 #   redis.sh start DIR     free port in DIR/port, URL in DIR/url
 #   redis.sh restart DIR   stop and start again on the same port with the same data
@@ -16,7 +17,7 @@ launch() {
     local port=$1
     "$redis_bin" --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --appendonly yes \
-        --appendfsync always --save "" --protected-mode yes >/dev/null
+        --appendfsync "${REDIS_APPENDFSYNC:-always}" --save "" --protected-mode yes >/dev/null
     for _ in $(seq 1 100); do
         if "$cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
             echo "$port" >"$dir/port"

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -147,6 +148,63 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 )lua";
 
+/// A Lua script called by its SHA1 (EVALSHA), so that its text crosses the network once, not
+/// with every call. Loaded on first use, and again when Redis answers NOSCRIPT (a restarted
+/// Redis starts with an empty script cache); NOSCRIPT means nothing ran.
+class StoredScript {
+  public:
+    explicit StoredScript(const char* text) : text_(text) {}
+
+    /// Runs the script once per call (each: numkeys, keys, arguments) in one round trip. Calls
+    /// must be safe to run twice: after a NOSCRIPT the whole round is sent again.
+    std::vector<RedisValue> run(RedisClient& redis,
+                                const std::vector<std::vector<std::string>>& calls) {
+        for (bool reload = false;; reload = true) {
+            const std::string sha = load(redis, reload);
+            std::vector<std::vector<std::string>> commands;
+            commands.reserve(calls.size());
+            for (const auto& call : calls) {
+                std::vector<std::string> command{"EVALSHA", sha};
+                command.insert(command.end(), call.begin(), call.end());
+                commands.push_back(std::move(command));
+            }
+            std::vector<RedisValue> answers = redis.pipeline(commands);
+            bool forgotten = false;
+            for (const RedisValue& answer : answers) {
+                forgotten =
+                    forgotten || (answer.is_error() && answer.text.rfind("NOSCRIPT", 0) == 0);
+            }
+            if (!forgotten || reload) return answers;
+        }
+    }
+
+  private:
+    std::string load(RedisClient& redis, bool again) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (sha_.empty() || again) {
+            const RedisValue answer = redis.command({"SCRIPT", "LOAD", text_});
+            if (answer.is_error())
+                throw RedisError("Redis refused the queue's script: " + answer.text);
+            sha_ = answer.text;
+        }
+        return sha_;
+    }
+
+    const char* text_;
+    std::mutex mutex_;
+    std::string sha_;
+};
+
+inline StoredScript& stored_enqueue_script() {
+    static StoredScript script(enqueue_script);
+    return script;
+}
+
+inline StoredScript& stored_transition_script() {
+    static StoredScript script(transition_script);
+    return script;
+}
+
 }  // namespace detail
 
 /// The producer's side, and the status reader. Thread-safe as its RedisClient.
@@ -172,12 +230,12 @@ class RedisMailQueue {
     std::pair<std::string, bool> enqueue_once(const EmailMessage& message, std::string key = "") {
         if (key.empty()) key = random_key();
         const std::string entry = serialize_message(message);
-        const RedisValue answer = detail::retry_idempotent([&] {
-            return redis_->command(
-                {"EVAL", detail::enqueue_script, "2", options_.stream, options_.status_prefix + key,
-                 key, entry, detail::unix_now_text(), std::to_string(options_.status_ttl.count()),
-                 std::to_string(options_.max_length)});
-        });
+        const std::vector<std::vector<std::string>> call{
+            {"2", options_.stream, options_.status_prefix + key, key, entry,
+             detail::unix_now_text(), std::to_string(options_.status_ttl.count()),
+             std::to_string(options_.max_length)}};
+        const RedisValue answer = detail::retry_idempotent(
+            [&] { return detail::stored_enqueue_script().run(*redis_, call).at(0); });
         if (answer.is_error()) throw RedisError("Redis did not queue the message: " + answer.text);
         if (answer.integer < 0) {
             throw QueueFull(std::to_string(options_.max_length) +
@@ -368,24 +426,40 @@ class RedisMailWorker {
 
     std::string status_key(const Entry& entry) const { return queue_.status_prefix + entry.key; }
 
-    /// Moves an entry's status from `from` (owned by `owner`, or anyone when empty) to `to`,
-    /// recorded as this worker's, with more `fields`; atomically and safe to retry (see the
-    /// script). Returns whether it moved.
-    bool transition(const Entry& entry, const std::string& from, const std::string& owner,
-                    const char* to, std::vector<std::string> fields = {}) {
-        std::vector<std::string> command{"EVAL",
-                                         detail::transition_script,
-                                         "1",
-                                         status_key(entry),
-                                         from,
-                                         owner,
-                                         std::to_string(queue_.status_ttl.count()),
-                                         to,
-                                         options_.consumer};
-        for (auto& field : fields) command.push_back(std::move(field));
-        const RedisValue moved = detail::retry_idempotent([&] { return redis_->command(command); });
-        if (moved.is_error()) throw RedisError("a status transition failed: " + moved.text);
-        return moved.integer == 1;
+    /// A status change: from `from` (owned by `owner`, or anyone when empty) to `to`, recorded
+    /// as this worker's, with more `fields`.
+    struct Move {
+        const Entry* entry;
+        std::string from;
+        std::string owner;
+        const char* to;
+        std::vector<std::string> fields;
+    };
+
+    /// Makes `moves` in one round trip, each atomically (see the script, which also makes a
+    /// retried move harmless). Returns for each whether it moved.
+    std::vector<bool> apply(std::vector<Move>& moves) {
+        std::vector<bool> moved;
+        if (moves.empty()) return moved;
+        std::vector<std::vector<std::string>> commands;
+        for (Move& move : moves) {
+            std::vector<std::string> command{"1",
+                                             status_key(*move.entry),
+                                             move.from,
+                                             move.owner,
+                                             std::to_string(queue_.status_ttl.count()),
+                                             move.to,
+                                             options_.consumer};
+            for (auto& field : move.fields) command.push_back(std::move(field));
+            commands.push_back(std::move(command));
+        }
+        const auto answers = detail::retry_idempotent(
+            [&] { return detail::stored_transition_script().run(*redis_, commands); });
+        for (const RedisValue& answer : answers) {
+            if (answer.is_error()) throw RedisError("a status transition failed: " + answer.text);
+            moved.push_back(answer.integer == 1);
+        }
+        return moved;
     }
 
     void finish_entries(const std::vector<const Entry*>& done) {
@@ -399,15 +473,21 @@ class RedisMailWorker {
         detail::retry_idempotent([&] { return redis_->pipeline({ack, del}); });
     }
 
+    /// A round in four round trips whatever its size: every entry's state; the moves to
+    /// "sending" (and to "failed"/"unknown" for what cannot be sent); the outcomes; XACK.
     void handle(std::vector<Entry>& entries) {
-        std::vector<EmailMessage> to_send;
-        std::vector<const Entry*> sending;
+        std::vector<std::vector<std::string>> reads;
+        for (const Entry& entry : entries) reads.push_back({"HGET", status_key(entry), "state"});
+        const auto states = detail::retry_idempotent([&] { return redis_->pipeline(reads); });
+
         std::vector<const Entry*> done;
-        for (const Entry& entry : entries) {
-            const RedisValue found = detail::retry_idempotent([&] {
-                return redis_->command({"HGET", status_key(entry), "state"});
-            });
-            const std::string state = found.is_nil() ? "queued" : found.text;
+        std::vector<Move> moves;
+        std::vector<EmailMessage> messages;  // for each move: the message, if it decoded
+        for (std::size_t i = 0; i < entries.size(); ++i) {
+            const Entry& entry = entries[i];
+            if (states[i].is_error())
+                throw RedisError("reading a status failed: " + states[i].text);
+            const std::string state = states[i].is_nil() ? "queued" : states[i].text;
             if (state == "accepted" || state == "failed" || state == "unknown") {
                 done.push_back(&entry);  // its worker stopped between the status and XACK
                 continue;
@@ -416,37 +496,51 @@ class RedisMailWorker {
             try {
                 message = deserialize_message(entry.message);
             } catch (const InvalidMessage& invalid) {
-                transition(entry, state, "", "failed",
-                           {"reason",
-                            "the queued entry is not a message: " + std::string(invalid.what())});
-                done.push_back(&entry);
+                moves.push_back({&entry,
+                                 state,
+                                 "",
+                                 "failed",
+                                 {"reason", "the queued entry is not a message: " +
+                                                std::string(invalid.what())}});
+                messages.emplace_back();
                 continue;
             }
             if (state == "sending" && !options_.resend_unknown) {
                 // A worker died after it marked the message, and maybe after it POSTed it.
-                const std::string reason =
-                    "outcome unknown: the worker sending it stopped (claimed after " +
-                    std::to_string(options_.visibility_timeout.count()) +
-                    " ms); SendGrid may have accepted it, so it was not sent again";
-                if (transition(entry, "sending", "", "unknown",
-                               {"reason", reason, "finished_at", detail::unix_now_text()})) {
-                    message.outcome.status = SendStatus::unknown;
-                    message.outcome.failure_reason = reason;
-                    backend_.emit_outcome(message);
-                }
-                done.push_back(&entry);
-                continue;
+                moves.push_back(
+                    {&entry,
+                     "sending",
+                     "",
+                     "unknown",
+                     {"reason", unknown_reason(), "finished_at", detail::unix_now_text()}});
+            } else {
+                // Marked "sending" before anything goes out: from then on no other worker sends it.
+                moves.push_back(
+                    {&entry, state, "", "sending", {"started_at", detail::unix_now_text()}});
             }
-            // Marked "sending" before anything goes out: from here on, no other worker sends it.
-            if (!transition(entry, state, "", "sending", {"started_at", detail::unix_now_text()})) {
-                done.push_back(&entry);  // someone else moved it meanwhile: not ours to send
+            messages.push_back(std::move(message));
+        }
+        const std::vector<bool> moved = apply(moves);
+
+        std::vector<EmailMessage> to_send;
+        std::vector<const Entry*> sending;
+        for (std::size_t i = 0; i < moves.size(); ++i) {
+            const Entry* entry = moves[i].entry;
+            if (!moved[i] || std::string(moves[i].to) != "sending") {
+                // Not ours to send (someone else moved it meanwhile), or finished here.
+                if (moved[i] && std::string(moves[i].to) == "unknown") {
+                    messages[i].outcome.status = SendStatus::unknown;
+                    messages[i].outcome.failure_reason = unknown_reason();
+                    backend_.emit_outcome(messages[i]);
+                }
+                done.push_back(entry);
                 continue;
             }
             if (!options_.key_custom_arg.empty()) {
-                message.custom_args[options_.key_custom_arg] = entry.key;
+                messages[i].custom_args[options_.key_custom_arg] = entry->key;
             }
-            to_send.push_back(std::move(message));
-            sending.push_back(&entry);
+            to_send.push_back(std::move(messages[i]));
+            sending.push_back(entry);
         }
         if (!to_send.empty()) {
             try {
@@ -454,19 +548,31 @@ class RedisMailWorker {
             } catch (...) {
                 // Every message has its outcome and its emission (the backend sees to that).
             }
+            std::vector<Move> outcomes;
             for (std::size_t i = 0; i < to_send.size(); ++i) {
                 const SendOutcome& outcome = to_send[i].outcome;
                 const char* state = outcome.accepted()          ? "accepted"
                                     : outcome.maybe_delivered() ? "unknown"
                                                                 : "failed";
-                transition(*sending[i], "sending", options_.consumer, state,
-                           {"message_id", outcome.message_id, "http_status",
-                            std::to_string(outcome.http_status), "reason", outcome.failure_reason,
-                            "finished_at", detail::unix_now_text()});
+                outcomes.push_back(
+                    {sending[i],
+                     "sending",
+                     options_.consumer,
+                     state,
+                     {"message_id", outcome.message_id, "http_status",
+                      std::to_string(outcome.http_status), "reason", outcome.failure_reason,
+                      "finished_at", detail::unix_now_text()}});
                 done.push_back(sending[i]);
             }
+            apply(outcomes);
         }
         finish_entries(done);
+    }
+
+    std::string unknown_reason() const {
+        return "outcome unknown: the worker sending it stopped (claimed after " +
+               std::to_string(options_.visibility_timeout.count()) +
+               " ms); SendGrid may have accepted it, so it was not sent again";
     }
 
     const SendgridBackend& backend_;
