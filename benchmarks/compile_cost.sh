@@ -3,7 +3,8 @@
 # compiling a one-function program that sends one message through sendgrid_backend.hpp and
 # transport/curl.hpp, against the same program written with nlohmann/json, Boost.Signals2 and
 # libcurl directly. Each is compiled `runs` times (default 3); the medians and their ratio are
-# printed (goal: at most 1.35x).
+# printed (goal: at most 1.35x), then the library's program again with the README's
+# precompiled header (built once, as CMake's target_precompile_headers does).
 #   benchmarks/compile_cost.sh [runs] [compiler]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,10 +48,12 @@ int send_one() {
 }
 EOF
 
-measure() {  # FILE -> "seconds kilobytes" per run, one line each
+measure() {  # FILE [FLAGS...] -> "seconds kilobytes" per run, one line each
+    local file=$1
+    shift
     for _ in $(seq 1 "$runs"); do
-        /usr/bin/time -f "%U %S %M" "$compiler" -std=c++17 -O0 -I"$here/../include" \
-            -c "$dir/$1.cpp" -o /dev/null 2>&1 | tail -n 1 |
+        /usr/bin/time -f "%U %S %M" "$compiler" -std=c++17 -O0 -I"$here/../include" "$@" \
+            -c "$dir/$file.cpp" -o /dev/null 2>&1 | tail -n 1 |
             awk '{printf "%.2f %d\n", $1 + $2, $3}'
     done
 }
@@ -65,3 +68,11 @@ direct_kb=$(cut -d' ' -f2 "$dir/direct.txt" | median)
 echo "$compiler -O0, median of $runs: the library $library_s s CPU ($((library_kb / 1024)) MiB)," \
     "the dependencies used directly $direct_s s ($((direct_kb / 1024)) MiB)"
 awk -v a="$library_s" -v b="$direct_s" 'BEGIN { printf "ratio: %.2f (goal: at most 1.35)\n", a / b }'
+
+printf '#include <sendgrid_backend/sendgrid_backend.hpp>\n#include <sendgrid_backend/transport/curl.hpp>\n' \
+    >"$dir/pch.hpp"
+"$compiler" -std=c++17 -O0 -I"$here/../include" -x c++-header "$dir/pch.hpp" -o "$dir/pch.hpp.gch"
+measure library -include "$dir/pch.hpp" -Winvalid-pch >"$dir/pch.txt"
+pch_s=$(cut -d' ' -f1 "$dir/pch.txt" | median)
+echo "with a precompiled header of the two includes: $pch_s s per file"
+awk -v a="$pch_s" -v b="$direct_s" 'BEGIN { printf "ratio to the direct program: %.2f\n", a / b }'

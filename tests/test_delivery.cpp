@@ -246,6 +246,15 @@ TEST_CASE("parse_api_errors takes only SendGrid's shape", "[delivery][outcome]")
     CHECK(parse_api_errors(R"([{"message":"x"}])").empty());
     CHECK(parse_api_errors(R"({"errors":[1,"x",{"message":"kept"}]})").size() == 1);
     CHECK(parse_api_errors(R"({"errors":[{"message":5}]})").at(0).message == "5");
+    // Numbers beyond a double's range are not JSON to nlohmann (found by fuzz_error_body);
+    // too small to represent reads as 0, and is taken.
+    CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":[1,4.5E32222222]}]})").empty());
+    CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":-1.8e308}]})").empty());
+    CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":)" + std::string(400, '9') + "}]}")
+              .empty());
+    CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":1.7e308}]})").size() == 1);
+    CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":0.0001e-400}]})").size() == 1);
+    CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":123456e-320}]})").size() == 1);
 }
 
 TEST_CASE("one slow request holds back no retry: each 429 waits its own Retry-After",

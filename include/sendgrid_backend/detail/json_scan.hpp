@@ -1,9 +1,11 @@
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
@@ -145,8 +147,15 @@ class JsonScanner {
         return at_ > start;
     }
 
-    /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and not beyond a double's range (as
+    /// nlohmann and most readers refuse it; one too small to represent reads as 0 and is taken).
     bool number() noexcept {
+        const std::size_t start = at_;
+        if (!number_grammar()) return false;
+        return !overflows_double(text_.substr(start, at_ - start));
+    }
+
+    bool number_grammar() noexcept {
         if (at_ < text_.size() && text_[at_] == '-') ++at_;
         if (at_ < text_.size() && text_[at_] == '0') {
             ++at_;
@@ -163,6 +172,47 @@ class JsonScanner {
             if (!digits()) return false;
         }
         return true;
+    }
+
+    static bool overflows_double(std::string_view token) noexcept {
+        double value = 0;
+        if (std::from_chars(token.data(), token.data() + token.size(), value).ec !=
+            std::errc::result_out_of_range) {
+            return false;
+        }
+        // Out of range, too large or too small: the decimal exponent of the first significant
+        // digit tells which.
+        std::size_t i = token[0] == '-' ? 1 : 0;
+        const std::size_t integer_start = i;
+        while (i < token.size() && token[i] >= '0' && token[i] <= '9') ++i;
+        const std::size_t integer_end = i;
+        long long magnitude = 0;
+        bool found = false;
+        for (std::size_t k = integer_start; k < integer_end && !found; ++k) {
+            if (token[k] != '0') {
+                magnitude = static_cast<long long>(integer_end - k) - 1;
+                found = true;
+            }
+        }
+        if (i < token.size() && token[i] == '.') {
+            for (++i; i < token.size() && token[i] >= '0' && token[i] <= '9'; ++i) {
+                if (!found && token[i] != '0') {
+                    magnitude = -static_cast<long long>(i - integer_end);
+                    found = true;
+                }
+            }
+        }
+        long long exponent = 0;
+        if (i < token.size() && (token[i] == 'e' || token[i] == 'E')) {
+            ++i;
+            const bool negative = i < token.size() && token[i] == '-';
+            if (i < token.size() && (token[i] == '+' || token[i] == '-')) ++i;
+            for (; i < token.size(); ++i) {
+                if (exponent < 1'000'000'000'000LL) exponent = exponent * 10 + (token[i] - '0');
+            }
+            if (negative) exponent = -exponent;
+        }
+        return magnitude + exponent > 0;
     }
 
     bool hex4(std::uint32_t& code) noexcept {
