@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "ratio_reporter.hpp"
+#include "simple_message.hpp"
 
 namespace {
 
@@ -40,15 +41,7 @@ std::string nginx_url() {
     return "";
 }
 
-sg::EmailMessage simple_message(int i) {
-    sg::EmailMessage message("Order " + std::to_string(i) + " shipped",
-                             "Your order is on its way. It should arrive within three days.",
-                             "Shop <shop@example.com>",
-                             {"Jane Doe <jane@example.com>", "john@example.com"},
-                             {"orders@example.com"}, {"audit@example.com"});
-    message.reply_to = {"support@example.com"};
-    return message;
-}
+using sendgrid_backend_bench::simple_message;
 
 sg::Settings settings(std::size_t in_flight) {
     sg::Settings s;

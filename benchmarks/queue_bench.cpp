@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ratio_reporter.hpp"
+#include "simple_message.hpp"
 
 namespace {
 
@@ -54,15 +55,7 @@ std::shared_ptr<sg::RedisClient> redis() {
     return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(redis_url()));
 }
 
-sg::EmailMessage simple_message(int i) {
-    sg::EmailMessage message("Order " + std::to_string(i) + " shipped",
-                             "Your order is on its way. It should arrive within three days.",
-                             "Shop <shop@example.com>",
-                             {"Jane Doe <jane@example.com>", "john@example.com"},
-                             {"orders@example.com"}, {"audit@example.com"});
-    message.reply_to = {"support@example.com"};
-    return message;
-}
+using sendgrid_backend_bench::simple_message;
 
 /// Names of its own for each benchmark run, removed afterwards.
 struct ScratchQueue {
