@@ -94,56 +94,113 @@ inline const char* mailbox_problem(std::string_view email) noexcept {
 
 }  // namespace detail
 
-/// Parses one address. `field` names where it came from (e.g. "to[1]") for the error.
-/// @throws InvalidMessage naming `field` and the value when the text is not one valid address,
-///         holds a line break (header injection) or is not UTF-8.
-inline Address parse_address(std::string_view text, const std::string& field) {
-    if (!detail::is_valid_utf8(text)) throw InvalidMessage(field, "is not valid UTF-8");
-    if (detail::has_line_break(text)) {
-        throw InvalidMessage(
-            field, detail::quote_for_error(text) + " contains a line break (header injection)");
+namespace detail {
+
+/// An address parsed in place: views into the text it came from. Only a quoted display name
+/// with backslash escapes is copied (unescaped). Sending parses every address of every message:
+/// copying each into an `Address` cost two allocations per address.
+struct AddressView {
+    std::string_view email;
+    std::string_view name;          ///< into the text, or into `unescaped_name`
+    std::string unescaped_name;     ///< a quoted name with escapes, without them
+    bool name_is_unescaped = false;
+
+    AddressView() = default;
+    AddressView(const AddressView& other) { *this = other; }
+    AddressView& operator=(const AddressView& other) {
+        email = other.email;
+        unescaped_name = other.unescaped_name;
+        name_is_unescaped = other.name_is_unescaped;
+        name = name_is_unescaped ? std::string_view(unescaped_name) : other.name;
+        return *this;
     }
-    if (text.find('\0') != std::string_view::npos)
-        throw InvalidMessage(field, "contains a NUL byte");
-    const std::string_view trimmed = detail::trim(text);
+    AddressView(AddressView&& other) noexcept { *this = std::move(other); }
+    AddressView& operator=(AddressView&& other) noexcept {
+        email = other.email;
+        unescaped_name = std::move(other.unescaped_name);
+        name_is_unescaped = other.name_is_unescaped;
+        name = name_is_unescaped ? std::string_view(unescaped_name) : other.name;
+        return *this;
+    }
+
+    friend bool operator==(const AddressView& a, const AddressView& b) {
+        return a.email == b.email && a.name == b.name;
+    }
+    friend bool operator!=(const AddressView& a, const AddressView& b) { return !(a == b); }
+};
+
+/// `parse_address` without the copies; the views are into `text`, which must outlive them.
+inline AddressView parse_address_view(std::string_view text, const std::string& field) {
+    // One pass for the common case: printable ASCII holds no line break, NUL or bad UTF-8.
+    bool printable_ascii = true;
+    for (char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        printable_ascii &= (u >= 0x20) & (u < 0x7f);
+    }
+    if (!printable_ascii) {
+        if (!is_valid_utf8(text)) throw InvalidMessage(field, "is not valid UTF-8");
+        if (has_line_break(text)) {
+            throw InvalidMessage(
+                field, quote_for_error(text) + " contains a line break (header injection)");
+        }
+        if (text.find('\0') != std::string_view::npos)
+            throw InvalidMessage(field, "contains a NUL byte");
+    }
+    const std::string_view trimmed = trim(text);
     if (trimmed.empty()) throw InvalidMessage(field, "is empty");
 
-    Address address;
+    AddressView address;
     std::string_view mailbox = trimmed;
     if (trimmed.back() == '>') {
         std::size_t open = std::string_view::npos;
-        std::string_view name_part;
         if (trimmed.front() == '"') {
             // Quoted display name: may hold ',', '<' and escaped quotes.
             std::size_t i = 1;
+            bool escaped = false;
             for (; i < trimmed.size() && trimmed[i] != '"'; ++i) {
                 if (trimmed[i] == '\\' && i + 1 < trimmed.size()) {
+                    escaped = true;
                     ++i;
                 }
-                address.name += trimmed[i];
             }
-            if (i >= trimmed.size()) detail::throw_bad_address(field, text, "unclosed quote");
-            const std::string_view rest = detail::trim(trimmed.substr(i + 1));
+            if (i >= trimmed.size()) throw_bad_address(field, text, "unclosed quote");
+            if (escaped) {
+                for (std::size_t k = 1; k < i; ++k) {
+                    if (trimmed[k] == '\\') ++k;
+                    address.unescaped_name += trimmed[k];
+                }
+                address.name_is_unescaped = true;
+                address.name = address.unescaped_name;
+            } else {
+                address.name = trimmed.substr(1, i - 1);
+            }
+            const std::string_view rest = trim(trimmed.substr(i + 1));
             if (rest.empty() || rest.front() != '<') {
-                detail::throw_bad_address(field, text, "expected '<' after the quoted name");
+                throw_bad_address(field, text, "expected '<' after the quoted name");
             }
             open = trimmed.size() - rest.size();
         } else {
             open = trimmed.rfind('<');
-            if (open == std::string_view::npos)
-                detail::throw_bad_address(field, text, "unmatched '>'");
-            name_part = detail::trim(trimmed.substr(0, open));
-            address.name = std::string(name_part);
+            if (open == std::string_view::npos) throw_bad_address(field, text, "unmatched '>'");
+            address.name = trim(trimmed.substr(0, open));
         }
         mailbox = trimmed.substr(open + 1, trimmed.size() - open - 2);
-    } else if (detail::contains_any(trimmed, "<>\"")) {
-        detail::throw_bad_address(field, text, "unbalanced '<', '>' or '\"'");
+    } else if (contains_any(trimmed, "<>\"")) {
+        throw_bad_address(field, text, "unbalanced '<', '>' or '\"'");
     }
-    if (const char* problem = detail::mailbox_problem(mailbox)) {
-        detail::throw_bad_address(field, text, problem);
-    }
-    address.email = std::string(mailbox);
+    if (const char* problem = mailbox_problem(mailbox)) throw_bad_address(field, text, problem);
+    address.email = mailbox;
     return address;
+}
+
+}  // namespace detail
+
+/// Parses one address. `field` names where it came from (e.g. "to[1]") for the error.
+/// @throws InvalidMessage naming `field` and the value when the text is not one valid address,
+///         holds a line break (header injection) or is not UTF-8.
+inline Address parse_address(std::string_view text, const std::string& field) {
+    const detail::AddressView view = detail::parse_address_view(text, field);
+    return Address{std::string(view.email), std::string(view.name)};
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

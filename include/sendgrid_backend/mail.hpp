@@ -320,8 +320,7 @@ class SendgridBackend {
         }
         request.url = send_url_;
         request.headers = {{"Authorization", authorization_},
-                           {"Content-Type", "application/json"},
-                           {"Accept", "application/json"}};
+                           {"Content-Type", "application/json"}};
         return request;
     }
 

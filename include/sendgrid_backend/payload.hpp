@@ -148,7 +148,7 @@ void write_string_map(Sink& sink, const std::map<std::string, std::string>& args
 }
 
 template <class Sink>
-void write_address(Sink& sink, const Address& address) {
+void write_address(Sink& sink, const AddressView& address) {
     sink.begin_object();
     sink.key("email");
     sink.string(address.email);
@@ -214,7 +214,7 @@ class PersonalizationRecipients {
     /// views kept for comparison stay valid). `skip_blank`: Django lets cc/bcc hold empty
     /// strings; they are skipped, not refused. `first_index` numbers the addresses in error
     /// paths (make_private passes one at a time).
-    void add(std::vector<Address>& list, const std::string* addresses, std::size_t count,
+    void add(std::vector<AddressView>& list, const std::string* addresses, std::size_t count,
              const std::string& field, bool skip_blank, std::size_t first_index = 0) {
         list.reserve(count);
         std::uint8_t field_index = 0;
@@ -222,7 +222,7 @@ class PersonalizationRecipients {
             // The error path ("to[3]") is only spelled out when there is an error to report.
             auto path = [&] { return indexed(field, first_index + i); };
             if (skip_blank && trim(addresses[i]).empty()) continue;
-            Address address = parse(addresses[i], field, first_index + i);
+            AddressView address = parse(addresses[i], field, first_index + i);
             if (!single_) {
                 if (const std::uint8_t* first = find(address.email)) {
                     // Within cc and within bcc, the original drops repeats silently; elsewhere it
@@ -251,9 +251,10 @@ class PersonalizationRecipients {
     static constexpr std::size_t small_limit = 32;
 
     /// One recipient address, checked as SendGrid wants it; errors name `field[index]`.
-    static Address parse(const std::string& text, const std::string& field, std::size_t index) {
+    static AddressView parse(const std::string& text, const std::string& field,
+                             std::size_t index) {
         try {
-            Address address = parse_address(text, field);
+            AddressView address = parse_address_view(text, field);
             if (contains_any(address.name, ";,")) {
                 throw InvalidMessage(field, "the display name " + quote_for_error(address.name) +
                                                 " holds ';' or ',', which SendGrid refuses in "
@@ -323,7 +324,7 @@ class PayloadWriter {
     void write() {
         sink_.begin_object();
         sink_.key("from");
-        write_address(sink_, parse_address(required_from(), "from_email"));
+        write_address(sink_, parse_address_view(required_from(), "from_email"));
 
         require_single_line(message_.subject, "subject");
         require_utf8(message_.template_id, "template_id");
@@ -366,10 +367,10 @@ class PayloadWriter {
     }
 
     void reply_to() {
-        std::optional<Address> reply_to;
+        std::optional<AddressView> reply_to;
         for (const auto& [name, value] : message_.extra_headers) {
             if (iequals(name, "reply-to"))
-                reply_to = parse_address(value, keyed("extra_headers", name));
+                reply_to = parse_address_view(value, keyed("extra_headers", name));
         }
         if (message_.reply_to.size() > 1) {
             throw InvalidMessage("reply_to",
@@ -377,7 +378,7 @@ class PayloadWriter {
                                  "reply_to_list for several");
         }
         if (message_.reply_to.size() == 1) {
-            Address from_field = parse_address(message_.reply_to[0], "reply_to[0]");
+            AddressView from_field = parse_address_view(message_.reply_to[0], "reply_to[0]");
             if (reply_to && *reply_to != from_field) {
                 throw InvalidMessage("reply_to",
                                      "differs from the Reply-To header; SendGrid "
@@ -391,11 +392,11 @@ class PayloadWriter {
                                      "cannot be used together with reply_to "
                                      "or a Reply-To header");
             }
-            std::vector<Address> list;
+            std::vector<AddressView> list;
             std::set<std::string> seen;
             for (std::size_t i = 0; i < message_.reply_to_list.size(); ++i) {
                 const std::string path = indexed("reply_to_list", i);
-                Address address = parse_address(message_.reply_to_list[i], path);
+                AddressView address = parse_address_view(message_.reply_to_list[i], path);
                 if (!seen.insert(to_lower_ascii(address.email)).second) {
                     throw InvalidMessage(path, quote_for_error(address.email) + " is listed twice");
                 }
@@ -410,9 +411,9 @@ class PayloadWriter {
         }
     }
 
-    void write_addresses(const std::vector<Address>& list) {
+    void write_addresses(const std::vector<AddressView>& list) {
         sink_.begin_array();
-        for (const Address& address : list) write_address(sink_, address);
+        for (const AddressView& address : list) write_address(sink_, address);
         sink_.end_array();
     }
 
@@ -478,9 +479,9 @@ class PayloadWriter {
         const std::vector<std::string>& bcc = p.bcc.empty() ? message_.bcc : p.bcc;
         PersonalizationRecipients people(options_.deduplicate_recipients,
                                          to_count + cc.size() + bcc.size());
-        std::vector<Address> to_list;
-        std::vector<Address> cc_list;
-        std::vector<Address> bcc_list;
+        std::vector<AddressView> to_list;
+        std::vector<AddressView> cc_list;
+        std::vector<AddressView> bcc_list;
         people.add(to_list, to, to_count, prefix + "to", false, to_index);
         people.add(cc_list, cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
         people.add(bcc_list, bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc", true);
@@ -902,9 +903,9 @@ nlohmann::json build_payload(const EmailMessage& message, const PayloadOptions& 
 inline std::string serialize_payload(const EmailMessage& message,
                                      const PayloadOptions& options = {}) {
     detail::JsonTextSink sink;
-    sink.out.reserve(1024);
+    sink.reserve(1024);
     detail::PayloadWriter<detail::JsonTextSink>(message, options, sink).write();
-    return std::move(sink.out);
+    return sink.take();
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

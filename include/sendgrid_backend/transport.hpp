@@ -38,6 +38,13 @@ inline std::string_view find_header(const HttpHeaders& headers, std::string_view
     return {};
 }
 
+/// Whether delivery reads the answer header `name` (X-Message-Id, Retry-After,
+/// X-RateLimit-Reset; any case). A transport may keep only these in `HttpResponse::headers`.
+inline bool delivery_reads_header(std::string_view name) noexcept {
+    return detail::iequals(name, "X-Message-Id") || detail::iequals(name, "Retry-After") ||
+           detail::iequals(name, "X-RateLimit-Reset");
+}
+
 /// One HTTP request. The Authorization header is in `headers`: a transport must never log it.
 struct HttpRequest {
     std::string method = "POST";
@@ -52,6 +59,8 @@ struct HttpResponse {
     /// can be set together with `error` when the body was cut short: the head is still the
     /// server's answer.
     int status = 0;
+    /// The answer's headers; at least those `delivery_reads_header` names (CurlTransport keeps
+    /// only those).
     HttpHeaders headers;
     std::string body;
     TransportError error = TransportError::none;

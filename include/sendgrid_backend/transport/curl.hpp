@@ -349,6 +349,9 @@ class CurlTransport : public Transport {
         return n;
     }
 
+    /// Reads the answer head line by line: the status, whether the blank line that ends the
+    /// head arrived, and only the headers delivery reads (copying every header cost more than
+    /// the rest of the callback).
     static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
         auto& transfer = *static_cast<Transfer*>(user);
         HttpResponse& response = transfer.response;
@@ -366,12 +369,14 @@ class CurlTransport : public Transport {
         } else if (line == "\r\n" || line == "\n") {
             transfer.head_complete = transfer.head_status >= 200;
         } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
+            const auto name = detail::trim(line.substr(0, colon));
+            if (!delivery_reads_header(name)) return size * count;
             const auto value = detail::trim(line.substr(colon + 1));
             const auto end = value.find_last_not_of("\r\n");
             response.headers.emplace_back(
-                std::string(detail::trim(line.substr(0, colon))),
-                std::string(end == std::string_view::npos ? std::string_view()
-                                                          : value.substr(0, end + 1)));
+                std::string(name), std::string(end == std::string_view::npos
+                                                   ? std::string_view()
+                                                   : value.substr(0, end + 1)));
         }
         return size * count;
     }
@@ -443,6 +448,11 @@ class CurlTransport : public Transport {
             for (const auto& [name, value] : request.headers) {
                 list = curl_slist_append(list, (name + ": " + value).c_str());
             }
+            // In the list rather than CURLOPT_USERAGENT, which libcurl formats anew for every
+            // request (about 2,500 instructions each).
+            if (!options_.user_agent.empty() && find_header(request.headers, "User-Agent").empty()) {
+                list = curl_slist_append(list, ("User-Agent: " + options_.user_agent).c_str());
+            }
             // No "Expect: 100-continue" round trip before large bodies.
             list = curl_slist_append(list, "Expect:");
             curl_slist_free_all(handle.header_list);
@@ -479,7 +489,6 @@ class CurlTransport : public Transport {
         CURL* easy = curl_easy_init();
         if (easy == nullptr) throw TransportSetupError("curl_easy_init failed");
         auto handle = std::make_unique<Handle>(easy);
-        curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
         curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
         curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                          static_cast<long>(options_.connect_timeout.count()));
