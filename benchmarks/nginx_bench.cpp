@@ -141,52 +141,71 @@ void BM_send_messages(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * state.range(1));
 }
 
-/// The raw multi loop: every body of a batch, `state.range(0)` in flight, one connection each.
-void BM_raw_multi(benchmark::State& state) {
-    if (nginx_missing(state)) return;
-    const auto in_flight = static_cast<std::size_t>(state.range(0));
-    const auto list = bodies(static_cast<int>(state.range(1)));
-    RawCurl shared;  // headers and URL
-    CURLM* multi = curl_multi_init();
-    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(in_flight));
-    std::vector<CURL*> idle;
-    for (std::size_t k = 0; k < in_flight; ++k) {
-        CURL* handle = curl_easy_init();
-        shared.setup(handle);
-        idle.push_back(handle);
+/// The raw multi loop: every body of a batch, `in_flight` at a time, one connection each.
+class RawMulti {
+  public:
+    explicit RawMulti(std::size_t in_flight) : multi_(curl_multi_init()) {
+        curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(in_flight));
+        for (std::size_t k = 0; k < in_flight; ++k) {
+            CURL* handle = curl_easy_init();
+            shared_.setup(handle);
+            idle_.push_back(handle);
+        }
     }
-    for (auto _ : state) {
+    ~RawMulti() {
+        for (CURL* handle : idle_) curl_easy_cleanup(handle);
+        curl_multi_cleanup(multi_);
+    }
+    RawMulti(const RawMulti&) = delete;
+    RawMulti& operator=(const RawMulti&) = delete;
+
+    /// Sends every body; false when one failed.
+    bool send_all(const std::vector<std::string>& list) {
+        bool ok = true;
         std::size_t next = 0;
         std::size_t done = 0;
         while (done < list.size()) {
-            while (!idle.empty() && next < list.size()) {
-                CURL* handle = idle.back();
-                idle.pop_back();
+            while (!idle_.empty() && next < list.size()) {
+                CURL* handle = idle_.back();
+                idle_.pop_back();
                 RawCurl::body(handle, list[next++]);
-                curl_multi_add_handle(multi, handle);
+                curl_multi_add_handle(multi_, handle);
             }
             int running = 0;
-            curl_multi_perform(multi, &running);
+            curl_multi_perform(multi_, &running);
             int queued = 0;
             bool finished_some = false;
-            while (CURLMsg* message = curl_multi_info_read(multi, &queued)) {
+            while (CURLMsg* message = curl_multi_info_read(multi_, &queued)) {
                 if (message->msg != CURLMSG_DONE) continue;
-                if (message->data.result != CURLE_OK) state.SkipWithError("raw multi failed");
+                ok = ok && message->data.result == CURLE_OK;
                 CURL* handle = message->easy_handle;
-                curl_multi_remove_handle(multi, handle);
-                idle.push_back(handle);
+                curl_multi_remove_handle(multi_, handle);
+                idle_.push_back(handle);
                 ++done;
                 finished_some = true;
             }
             // Wait only when nothing finished: with free handles the next requests go out first
             // (polling with nothing in flight would sleep the whole timeout).
             if (done < list.size() && !finished_some) {
-                curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+                curl_multi_poll(multi_, nullptr, 0, 100, nullptr);
             }
         }
+        return ok;
     }
-    for (CURL* handle : idle) curl_easy_cleanup(handle);
-    curl_multi_cleanup(multi);
+
+  private:
+    RawCurl shared_;  // headers and URL
+    CURLM* multi_;
+    std::vector<CURL*> idle_;
+};
+
+void BM_raw_multi(benchmark::State& state) {
+    if (nginx_missing(state)) return;
+    RawMulti raw(static_cast<std::size_t>(state.range(0)));
+    const auto list = bodies(static_cast<int>(state.range(1)));
+    for (auto _ : state) {
+        if (!raw.send_all(list)) state.SkipWithError("raw multi failed");
+    }
     state.SetItemsProcessed(state.iterations() * state.range(1));
 }
 
@@ -212,7 +231,26 @@ int count_mode(const std::string& impl, long count) {
         CALLGRIND_STOP_INSTRUMENTATION;
         return 0;
     }
-    std::fprintf(stderr, "usage: nginx_bench --count raw|send_message N\n");
+    if (impl == "raw_multi") {  // 16 in flight
+        const auto list = bodies(static_cast<int>(count));
+        RawMulti raw(16);
+        raw.send_all(list);  // warm up: the connections are made outside the count
+        CALLGRIND_START_INSTRUMENTATION;
+        raw.send_all(list);
+        CALLGRIND_STOP_INSTRUMENTATION;
+        return 0;
+    }
+    if (impl == "send_messages") {  // 16 in flight
+        const sg::SendgridBackend backend(settings(16));
+        auto batch = messages(static_cast<int>(count));
+        backend.send_messages(batch);
+        CALLGRIND_START_INSTRUMENTATION;
+        backend.send_messages(batch);
+        CALLGRIND_STOP_INSTRUMENTATION;
+        return 0;
+    }
+    std::fprintf(stderr,
+                 "usage: nginx_bench --count raw|send_message|raw_multi|send_messages N\n");
     return 2;
 }
 

@@ -74,3 +74,26 @@ TEST_CASE("the error quotes the value and names the problem", "[address]") {
         CHECK(e.id() == "sendgrid_backend.invalid_message");
     }
 }
+
+TEST_CASE("the one-pass mailbox check agrees with the rule-by-rule one", "[address]") {
+    namespace detail = sendgrid_backend::detail;
+    const std::string long_local = std::string(64, 'a') + "@example.com";
+    const std::string too_long_local = std::string(65, 'a') + "@example.com";
+    const std::string long_domain = "a@" + std::string(251, 'b') + ".com";
+    const std::string too_long_domain = "a@" + std::string(252, 'b') + ".com";
+    const std::string mailboxes[] = {
+        "user@example.com", "a@b.c", "first.last+tag@sub.example.co.uk", "zoe@bücher.example",
+        "user@-example.com", "user@example-.com", "user@ex-ample.com", "user@example.com-",
+        "user@.example.com", "user@example.com.", "user@example..com", "user@example",
+        ".user@example.com", "user.@example.com", "us..er@example.com", "us.er@example.com",
+        "@example.com", "user@", "user", "a@b@example.com", "us er@example.com",
+        "user@exa_mple.com", "user\x7f@example.com", "ü@example.com", long_local, too_long_local,
+        long_domain, too_long_domain, "user@1.2", "user@a.-b", "user@a.b-"};
+    for (const auto& mailbox : mailboxes) {
+        INFO(mailbox);
+        CHECK(detail::is_plain_mailbox(mailbox) ==
+              (detail::mailbox_problem_by_rule(mailbox) == nullptr));
+    }
+    CHECK(detail::is_plain_mailbox("user@example.com"));
+    CHECK_FALSE(detail::is_plain_mailbox("user@example..com"));
+}

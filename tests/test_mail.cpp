@@ -522,6 +522,29 @@ TEST_CASE("large bodies are sent gzip-compressed and arrive intact", "[mail][htt
     CHECK(received[1].payload == backend.build_payload(large));
 }
 
+TEST_CASE("no Expect: 100-continue round trip, for small or large bodies", "[mail][http]") {
+    // libcurl asks for one above 1 MiB unless the request carries an empty Expect header; the
+    // transport adds that header only where libcurl would ask.
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.gzip_min_bytes = 0;
+    SendgridBackend backend(settings);
+    EmailMessage small = make_message("small");
+    EmailMessage large = make_message("large");
+    large.body = std::string(1'200'000, 'x');
+    CHECK(backend.send_message(small));
+    CHECK(backend.send_message(large));
+    CHECK(backend.send_message(small));
+    const auto received = server.received();
+    REQUIRE(received.size() == 3);
+    for (const auto& request : received) {
+        CHECK(sendgrid_backend::find_header(request.headers, "Expect").empty());
+        CHECK(std::string(sendgrid_backend::find_header(request.headers, "User-Agent")) ==
+              "sendgrid_backend-cpp/" SENDGRID_BACKEND_VERSION_STRING);
+    }
+    CHECK(received[1].payload == backend.build_payload(large));
+}
+
 TEST_CASE("echo to a stream writes each message, never the key", "[mail][http]") {
     FakeSendgridServer server;
     Settings settings = settings_for(server);

@@ -4,6 +4,8 @@
 /// Email addresses as Django writes them: `"Display Name <user@example.com>"`,
 /// `"\"Doe, Jane\" <jane@example.com>"` or a bare `user@example.com`.
 
+#include <array>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -27,7 +29,7 @@ struct Address {
 namespace detail {
 
 // Characters RFC 5322 does not allow unquoted in the local part, plus space.
-inline bool is_forbidden_in_mailbox(char c) noexcept {
+constexpr bool is_forbidden_in_mailbox(char c) noexcept {
     switch (c) {
         case ' ':
         case '\t':
@@ -49,8 +51,55 @@ inline bool is_forbidden_in_mailbox(char c) noexcept {
     }
 }
 
-/// Why `email` is not a mailbox SendGrid accepts, or null when it is one.
-inline const char* mailbox_problem(std::string_view email) noexcept {
+/// Bit 1: allowed in the local part; bit 2: allowed in a domain label (letters, digits, '-',
+/// and bytes of UTF-8 for IDNs).
+constexpr std::array<unsigned char, 256> mailbox_char_classes() noexcept {
+    std::array<unsigned char, 256> classes{};
+    for (int c = 0; c < 256; ++c) {
+        unsigned char bits = is_forbidden_in_mailbox(static_cast<char>(c)) ? 0 : 1;
+        const bool domain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c >= 0x80;
+        if (domain) bits |= 2;
+        classes[static_cast<std::size_t>(c)] = bits;
+    }
+    return classes;
+}
+inline constexpr std::array<unsigned char, 256> mailbox_classes = mailbox_char_classes();
+
+/// Whether `email` passes every rule of `mailbox_problem`, in one pass (every address of
+/// every message is checked: the rule-by-rule version cost ~500 instructions per address).
+inline bool is_plain_mailbox(std::string_view email) noexcept {
+    const std::size_t at = email.find('@');
+    if (at == std::string_view::npos || at == 0 || at > 64) return false;
+    const std::size_t domain_size = email.size() - at - 1;
+    if (domain_size == 0 || domain_size > 255) return false;
+    char before = '.';  // a leading '.' counts as misplaced
+    for (std::size_t i = 0; i < at; ++i) {
+        const char c = email[i];
+        if ((mailbox_classes[static_cast<unsigned char>(c)] & 1) == 0) return false;
+        if (c == '.' && before == '.') return false;
+        before = c;
+    }
+    if (before == '.') return false;
+    bool has_dot = false;
+    before = '.';  // a domain may not start with '.' or '-'
+    for (std::size_t i = at + 1; i < email.size(); ++i) {
+        const char c = email[i];
+        if (c == '.') {
+            if (before == '.' || before == '-') return false;
+            has_dot = true;
+        } else if ((mailbox_classes[static_cast<unsigned char>(c)] & 2) == 0 ||
+                   (c == '-' && before == '.')) {
+            return false;
+        }
+        before = c;
+    }
+    return has_dot && before != '.' && before != '-';
+}
+
+/// Why `email` is not a mailbox SendGrid accepts, or null when it is one: rule by rule, so
+/// that the first broken rule is the one reported.
+inline const char* mailbox_problem_by_rule(std::string_view email) noexcept {
     const auto at = email.find('@');
     if (at == std::string_view::npos) return "has no '@'";
     if (email.find('@', at + 1) != std::string_view::npos) return "has more than one '@'";
@@ -84,6 +133,11 @@ inline const char* mailbox_problem(std::string_view email) noexcept {
         label_start = label_end + 1;
     }
     return nullptr;
+}
+
+/// Why `email` is not a mailbox SendGrid accepts, or null when it is one.
+inline const char* mailbox_problem(std::string_view email) noexcept {
+    return is_plain_mailbox(email) ? nullptr : mailbox_problem_by_rule(email);
 }
 
 [[noreturn]] inline void throw_bad_address(const std::string& field, std::string_view text,

@@ -601,7 +601,6 @@ class PayloadWriter {
             std::string field;
         };
         static const std::string blank = " ";
-        std::vector<Part> parts;
         require_single_line(message_.content_subtype, "content_subtype");
         if (message_.content_subtype.empty()) {
             throw InvalidMessage("content_subtype", "is empty; use \"plain\" or \"html\"");
@@ -613,8 +612,20 @@ class PayloadWriter {
                                  "SendGrid needs some content");
         }
         // An empty body becomes " " as in the original: SendGrid refuses empty values.
-        parts.push_back(Part{"text/" + message_.content_subtype,
-                             message_.body.empty() ? &blank : &message_.body, "body"});
+        const std::string& body = message_.body.empty() ? blank : message_.body;
+        if (message_.alternatives.empty()) {
+            // The common case, one part: nothing to sort or compare.
+            const std::string type = "text/" + message_.content_subtype;
+            sink_.key("content");
+            sink_.begin_array();
+            if (content_rank(type) != 0) write_content("text/plain", blank);
+            estimated_bytes_ += body.size();
+            write_content(type, body);
+            sink_.end_array();
+            return;
+        }
+        std::vector<Part> parts;
+        parts.push_back(Part{"text/" + message_.content_subtype, &body, "body"});
         for (std::size_t i = 0; i < message_.alternatives.size(); ++i) {
             const Alternative& alternative = message_.alternatives[i];
             const std::string field = indexed("alternatives", i);

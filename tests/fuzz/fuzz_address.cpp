@@ -1,6 +1,6 @@
 // libFuzzer harness for address parsing: any text is either one valid address or a clean
 // InvalidMessage naming the field; an accepted address has one '@', no line break, valid UTF-8,
-// and parses again to itself.
+// and parses again to itself. The one-pass mailbox check agrees with the rule-by-rule one.
 #include <sendgrid_backend/address.hpp>
 
 #include <cstddef>
@@ -12,6 +12,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     namespace sg = sendgrid_backend;
+    if (sg::detail::is_plain_mailbox(text) != (sg::detail::mailbox_problem_by_rule(text) == nullptr)) {
+        fuzz::fail("the one-pass mailbox check disagrees with the rules");
+    }
     try {
         const sg::Address address = sg::parse_address(text, "to[0]");
         if (address.email.find('@') == std::string::npos) fuzz::fail("no '@'");

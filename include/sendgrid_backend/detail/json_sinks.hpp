@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/base64.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -22,6 +23,41 @@ namespace detail {
 // writes the JSON text that goes on the wire (no tree, no per-value allocation), JsonDomSink
 // builds the nlohmann::json that build_payload returns. Strings handed to either are UTF-8
 // already (the payload writer checks them first).
+
+inline bool needs_json_escape(char c) noexcept {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == '"' || u == '\\';
+}
+
+/// The first byte in [from, end) that JSON strings must escape (a control character, '"' or
+/// '\\'), or `end`. Eight bytes per step: message bodies are mostly plain text.
+SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline const char* find_json_special(
+    const char* from, const char* end) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    constexpr std::uint64_t highs = 0x8080808080808080ULL;
+    const char* p = from;
+    for (;;) {
+        while (end - p >= 8) {
+            std::uint64_t x;
+            std::memcpy(&x, p, sizeof x);
+            const std::uint64_t quote = x ^ (ones * '"');
+            const std::uint64_t backslash = x ^ (ones * '\\');
+            // (v - 0x01..) & ~v has a byte's high bit set when that byte of v is zero, and
+            // (x - 0x20..) & ~x when that byte of x is below 0x20 (only ever a hint: the bytes
+            // are then looked at one by one).
+            const std::uint64_t hint = ((quote - ones) & ~quote) |
+                                       ((backslash - ones) & ~backslash) |
+                                       ((x - ones * 0x20) & ~x);
+            if ((hint & highs) != 0) break;
+            p += 8;
+        }
+        const char* const stop = end - p >= 8 ? p + 8 : end;
+        for (; p != stop; ++p) {
+            if (needs_json_escape(*p)) return p;
+        }
+        if (p == end) return end;
+    }
+}
 
 /// Writes compact JSON text. It keeps its own length inside a larger string and writes through
 /// a pointer: std::string's append and push_back are calls into libstdc++ (about a third of
@@ -141,10 +177,14 @@ class JsonTextSink {
     /// `bytes` of room at the end of the text, counted as written: end_at() gives back what
     /// was not used.
     char* room(std::size_t bytes) {
-        if (text_.size() - size_ < bytes) text_.resize(std::max(text_.size() * 2, size_ + bytes));
+        if (text_.size() - size_ < bytes) grow(bytes);
         char* at = text_.data() + size_;
         size_ += bytes;
         return at;
+    }
+    /// Out of line, so that room() stays small enough to be inlined everywhere.
+    SENDGRID_BACKEND_DETAIL_NOINLINE void grow(std::size_t bytes) {
+        text_.resize(std::max(text_.size() * 2, size_ + bytes));
     }
     void end_at(const char* end) { size_ = static_cast<std::size_t>(end - text_.data()); }
     void put(char c) { *room(1) = c; }
@@ -161,17 +201,18 @@ class JsonTextSink {
         *at++ = '"';
         const char* run = text.data();
         const char* const end = text.data() + text.size();
-        for (const char* p = run; p != end; ++p) {
-            const auto c = static_cast<unsigned char>(*p);
-            if (c >= 0x20 && c != '"' && c != '\\') continue;
-            if (p != run) std::memcpy(at, run, static_cast<std::size_t>(p - run));
-            at += p - run;
-            run = p + 1;
+        for (;;) {
+            const char* special = find_json_special(run, end);
+            if (special != run) std::memcpy(at, run, static_cast<std::size_t>(special - run));
+            at += special - run;
+            if (special == end) break;
+            run = special + 1;
             // The byte was counted once; its escape takes up to 6 (\u00XX).
             const std::size_t offset = static_cast<std::size_t>(at - text_.data());
             room(5);
             at = text_.data() + offset;
             *at++ = '\\';
+            const auto c = static_cast<unsigned char>(*special);
             switch (c) {
                 case '"':
                     *at++ = '"';
@@ -202,8 +243,6 @@ class JsonTextSink {
                 }
             }
         }
-        if (end != run) std::memcpy(at, run, static_cast<std::size_t>(end - run));
-        at += end - run;
         *at++ = '"';
         end_at(at);
     }
