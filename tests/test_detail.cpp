@@ -1,10 +1,13 @@
 // Internals that payloads and webhooks rely on: base64, UTF-8 validation, MIME type guesses.
 #include <sendgrid_backend/detail/base64.hpp>
+#include <sendgrid_backend/detail/json_sinks.hpp>
 #include <sendgrid_backend/detail/mime_types.hpp>
 #include <sendgrid_backend/detail/text.hpp>
 
 #include <random>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "catch.hpp"
 
@@ -119,4 +122,29 @@ TEST_CASE("line breaks anywhere in short and long texts", "[detail][text]") {
         with_break[at] = (at % 2) ? '\r' : '\n';
         CHECK(detail::has_line_break(with_break));
     }
+}
+
+TEST_CASE("JSON strings: every character that needs escaping, at every offset", "[detail][json]") {
+    // The scanner looks at 8 bytes at a time: put each special character before, inside and
+    // after a block, in texts of every length up to 40, and compare with nlohmann's output.
+    const std::string specials = std::string("\"\\\b\f\n\r\t\x01\x1f", 9) + '\0';
+    for (std::size_t length = 0; length <= 40; ++length) {
+        for (std::size_t at = 0; at < length; ++at) {
+            for (char special : specials) {
+                std::string text(length, 'a');
+                text[at] = special;
+                if (length > 2) text[length - 1] = '\x7f';  // not escaped by either
+                detail::JsonTextSink sink;
+                sink.string(text);
+                INFO("length " << length << ", at " << at << ", char " << int(special));
+                REQUIRE(sink.take() == nlohmann::json(text).dump());
+            }
+        }
+        detail::JsonTextSink plain;
+        plain.string(std::string(length, 'z'));
+        CHECK(plain.take() == nlohmann::json(std::string(length, 'z')).dump());
+    }
+    detail::JsonTextSink utf8;
+    utf8.string("Zo\xc3\xab \xe2\x82\xac");  // passes as it is
+    CHECK(utf8.take() == "\"Zo\xc3\xab \xe2\x82\xac\"");
 }
