@@ -6,8 +6,10 @@
 //  - 16 in flight: send_messages (max_in_flight 16) against a raw curl multi loop, 16 in flight.
 // The message is the "simple" one: 2 to, cc, bcc, reply_to, plain text.
 //
-//   nginx_bench --count raw|send_message N   N sends between callgrind start/stop markers
-//                                            (instructions per message, nginx_bench.sh)
+//   nginx_bench --count MODE N   N sends between callgrind start/stop markers; MODE is raw,
+//                                raw_curlu, send_message, raw_multi, raw_multi_curlu or
+//                                send_messages
+//                                (instructions per message, nginx_bench.sh)
 #include <sendgrid_backend/mail.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
@@ -19,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -144,17 +147,22 @@ void BM_send_messages(benchmark::State& state) {
 /// The raw multi loop: every body of a batch, `in_flight` at a time, one connection each.
 class RawMulti {
   public:
-    explicit RawMulti(std::size_t in_flight) : multi_(curl_multi_init()) {
+    /// `parse_url_once`: CURLOPT_CURLU, as the library does, instead of CURLOPT_URL.
+    explicit RawMulti(std::size_t in_flight, bool parse_url_once = false)
+        : multi_(curl_multi_init()), parsed_url_(curl_url()) {
+        curl_url_set(parsed_url_, CURLUPART_URL, shared_.url.c_str(), 0);
         curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(in_flight));
         for (std::size_t k = 0; k < in_flight; ++k) {
             CURL* handle = curl_easy_init();
             shared_.setup(handle);
+            if (parse_url_once) curl_easy_setopt(handle, CURLOPT_CURLU, parsed_url_);
             idle_.push_back(handle);
         }
     }
     ~RawMulti() {
         for (CURL* handle : idle_) curl_easy_cleanup(handle);
         curl_multi_cleanup(multi_);
+        curl_url_cleanup(parsed_url_);
     }
     RawMulti(const RawMulti&) = delete;
     RawMulti& operator=(const RawMulti&) = delete;
@@ -196,6 +204,7 @@ class RawMulti {
   private:
     RawCurl shared_;  // headers and URL
     CURLM* multi_;
+    CURLU* parsed_url_;
     std::vector<CURL*> idle_;
 };
 
@@ -231,9 +240,21 @@ int count_mode(const std::string& impl, long count) {
         CALLGRIND_STOP_INSTRUMENTATION;
         return 0;
     }
-    if (impl == "raw_multi") {  // 16 in flight
+    if (impl == "raw_curlu") {  // the raw loop, its URL parsed once as the library does
+        const auto list = bodies(1000);
+        RawCurl raw;
+        std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), &curl_url_cleanup);
+        curl_url_set(parsed.get(), CURLUPART_URL, raw.url.c_str(), 0);
+        curl_easy_setopt(raw.curl, CURLOPT_CURLU, parsed.get());
+        raw.send(list[0]);
+        CALLGRIND_START_INSTRUMENTATION;
+        for (long i = 0; i < count; ++i) raw.send(list[static_cast<std::size_t>(i) % list.size()]);
+        CALLGRIND_STOP_INSTRUMENTATION;
+        return 0;
+    }
+    if (impl == "raw_multi" || impl == "raw_multi_curlu") {  // 16 in flight
         const auto list = bodies(static_cast<int>(count));
-        RawMulti raw(16);
+        RawMulti raw(16, impl == "raw_multi_curlu");
         raw.send_all(list);  // warm up: the connections are made outside the count
         CALLGRIND_START_INSTRUMENTATION;
         raw.send_all(list);
@@ -250,7 +271,8 @@ int count_mode(const std::string& impl, long count) {
         return 0;
     }
     std::fprintf(stderr,
-                 "usage: nginx_bench --count raw|send_message|raw_multi|send_messages N\n");
+                 "usage: nginx_bench --count raw|raw_curlu|send_message|raw_multi|raw_multi_curlu|"
+                 "send_messages N\n");
     return 2;
 }
 

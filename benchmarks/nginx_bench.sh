@@ -13,9 +13,10 @@ url="http://127.0.0.1:$(cat "$dir/port")"
 export SENDGRID_BACKEND_NGINX_URL=$url
 echo "nginx at $url"
 
-echo "== Google Benchmark (medians of 3; ratios = cost per message / the raw loop's)"
-"$bench" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
-    --benchmark_min_time=2 --benchmark_color=false
+echo "== Google Benchmark (medians of 9, the runs of all five interleaved at random so that the"
+echo "   machine's drift falls on each alike; ratios = cost per message / the raw loop's)"
+"$bench" --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true \
+    --benchmark_report_aggregates_only=true --benchmark_min_time=1 --benchmark_color=false
 
 echo "== wrk: 16 connections POSTing the same body for 10 s (2 threads)"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -35,6 +36,17 @@ count() {  # IMPL N -> instructions
         "$bench" --count "$1" "$2" >/dev/null 2>&1
     awk '/^totals:/ {print $2; exit}' "$dir/cg.out"
 }
-raw=$(( ($(count raw 4000) - $(count raw 2000)) / 2000 ))
-ours=$(( ($(count send_message 4000) - $(count send_message 2000)) / 2000 ))
-echo "raw libcurl loop: $raw; send_message: $ours; the library's own: $((ours - raw))"
+per_message() { echo $(( ($(count "$1" 4000) - $(count "$1" 2000)) / 2000 )); }
+raw=$(per_message raw)
+raw_curlu=$(per_message raw_curlu)
+ours=$(per_message send_message)
+echo "one at a time: raw libcurl loop $raw; the same loop with its URL parsed once" \
+    "(CURLOPT_CURLU, as the library does) $raw_curlu; send_message $ours"
+echo "  the library's own: $((ours - raw_curlu)) (over the CURLU loop), $((ours - raw)) (over the plain one)"
+raw_multi=$(per_message raw_multi)
+raw_multi_curlu=$(per_message raw_multi_curlu)
+ours_multi=$(per_message send_messages)
+echo "16 in flight: raw multi loop $raw_multi; with CURLOPT_CURLU $raw_multi_curlu;" \
+    "send_messages $ours_multi"
+echo "  the library's own: $((ours_multi - raw_multi_curlu)) (over the CURLU loop)," \
+    "$((ours_multi - raw_multi)) (over the plain one)"

@@ -3,6 +3,9 @@ set(SENDGRID_BACKEND_VERSION_HEADER
 
 # Reads the version from include/sendgrid_backend/version.hpp, the single place it is written.
 function(sendgrid_backend_read_version out_var)
+    # A new version in the header configures the build again (the package files carry it).
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+                 "${SENDGRID_BACKEND_VERSION_HEADER}")
     file(READ "${SENDGRID_BACKEND_VERSION_HEADER}" header)
     foreach(part MAJOR MINOR PATCH)
         if(NOT header MATCHES "#define SENDGRID_BACKEND_VERSION_${part} ([0-9]+)")

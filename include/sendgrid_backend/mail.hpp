@@ -290,7 +290,8 @@ class SendgridBackend {
     std::optional<HttpRequest> prepare(EmailMessage& message) const {
         message.outcome = SendOutcome{};
         try {
-            sendgrid_pre_send.send(*this, message);
+            // Without handlers, skip the emission's locking and slot-list copy.
+            if (sendgrid_pre_send.has_listeners()) sendgrid_pre_send.send(*this, message);
         } catch (const CancelSend& cancel) {
             fail(message, SendStatus::cancelled, "cancelled: " + cancel.reason());
             return std::nullopt;

@@ -38,11 +38,27 @@ inline std::string_view find_header(const HttpHeaders& headers, std::string_view
     return {};
 }
 
+namespace detail {
+/// The answer headers delivery reads.
+inline constexpr std::string_view delivery_headers[] = {"X-Message-Id", "Retry-After",
+                                                        "X-RateLimit-Reset"};
+
+/// Whether a header line starting with `first` may be one of `delivery_headers`.
+inline bool may_start_delivery_header(char first) noexcept {
+    for (std::string_view name : delivery_headers) {
+        if (to_lower_ascii(name[0]) == to_lower_ascii(first)) return true;
+    }
+    return false;
+}
+}  // namespace detail
+
 /// Whether delivery reads the answer header `name` (X-Message-Id, Retry-After,
 /// X-RateLimit-Reset; any case). A transport may keep only these in `HttpResponse::headers`.
 inline bool delivery_reads_header(std::string_view name) noexcept {
-    return detail::iequals(name, "X-Message-Id") || detail::iequals(name, "Retry-After") ||
-           detail::iequals(name, "X-RateLimit-Reset");
+    for (std::string_view known : detail::delivery_headers) {
+        if (detail::iequals(name, known)) return true;
+    }
+    return false;
 }
 
 /// One HTTP request. The Authorization header is in `headers`: a transport must never log it.

@@ -252,30 +252,32 @@ class JsonTextSink {
     bool need_comma_ = false;
 };
 
-/// Builds an nlohmann::json tree in `root`.
-class JsonDomSink {
+/// Builds an nlohmann::json tree in `root`. A template so that its members, heavy users of
+/// nlohmann::json, are compiled only in files that build trees (the send path writes text).
+template <class Json>
+class BasicJsonDomSink {
   public:
-    nlohmann::json root;
+    Json root;
 
-    void begin_object() { open(nlohmann::json::object()); }
+    void begin_object() { open(Json::object()); }
     void end_object() { open_.pop_back(); }
-    void begin_array() { open(nlohmann::json::array()); }
+    void begin_array() { open(Json::array()); }
     void end_array() { open_.pop_back(); }
     void key(std::string_view name) { key_.assign(name.data(), name.size()); }
-    void string(std::string_view value) { place(nlohmann::json(std::string(value))); }
-    void boolean(bool value) { place(nlohmann::json(value)); }
-    void integer(std::int64_t value) { place(nlohmann::json(value)); }
-    void base64_string(std::string_view bytes) { place(nlohmann::json(base64_encode(bytes))); }
-    void json(const nlohmann::json& value) { place(value); }
+    void string(std::string_view value) { place(Json(std::string(value))); }
+    void boolean(bool value) { place(Json(value)); }
+    void integer(std::int64_t value) { place(Json(value)); }
+    void base64_string(std::string_view bytes) { place(Json(base64_encode(bytes))); }
+    void json(const Json& value) { place(value); }
 
-    using Members = nlohmann::json;
+    using Members = Json;
 
     template <class Write>
     Members capture_members(Write&& write) {
         // `write` writes into this sink: point it at a fresh object for the time of the call.
-        std::vector<nlohmann::json*> saved_open = std::move(open_);
+        std::vector<Json*> saved_open = std::move(open_);
         std::string saved_key = std::move(key_);
-        Members members = nlohmann::json::object();
+        Members members = Json::object();
         open_ = {&members};
         write();
         open_ = std::move(saved_open);
@@ -283,33 +285,35 @@ class JsonDomSink {
         return members;
     }
     void replay_members(const Members& members) {
-        auto& object = open_.back()->get_ref<nlohmann::json::object_t&>();
+        auto& object = open_.back()->template get_ref<typename Json::object_t&>();
         for (const auto& [name, value] : members.items()) object.emplace(name, value);
     }
 
   private:
     /// Puts `value` where the next value goes; returns it.
-    nlohmann::json* place(nlohmann::json value) {
+    Json* place(Json value) {
         if (open_.empty()) {
             root = std::move(value);
             return &root;
         }
-        nlohmann::json& parent = *open_.back();
+        Json& parent = *open_.back();
         if (parent.is_array()) {
-            auto& array = parent.get_ref<nlohmann::json::array_t&>();
+            auto& array = parent.template get_ref<typename Json::array_t&>();
             array.push_back(std::move(value));
             return &array.back();
         }
-        auto& object = parent.get_ref<nlohmann::json::object_t&>();
+        auto& object = parent.template get_ref<typename Json::object_t&>();
         return &object.insert_or_assign(std::move(key_), std::move(value)).first->second;
     }
-    void open(nlohmann::json container) { open_.push_back(place(std::move(container))); }
+    void open(Json container) { open_.push_back(place(std::move(container))); }
 
     // Open containers, innermost last. A pointer into an array stays valid while it is open:
     // the array only grows again after it is closed.
-    std::vector<nlohmann::json*> open_;
+    std::vector<Json*> open_;
     std::string key_;
 };
+
+using JsonDomSink = BasicJsonDomSink<nlohmann::json>;
 
 }  // namespace detail
 SENDGRID_BACKEND_NAMESPACE_END

@@ -359,6 +359,11 @@ class CurlTransport : public Transport {
         auto& transfer = *static_cast<Transfer*>(user);
         HttpResponse& response = transfer.response;
         const std::string_view line(data, size * count);
+        // Most lines are headers delivery does not read: one look at the first byte skips them.
+        const char first = line.empty() ? '\n' : line[0];
+        const bool may_matter = first == 'H' || first == '\r' || first == '\n' ||
+                                detail::may_start_delivery_header(first);
+        if (!may_matter) return size * count;
         if (line.rfind("HTTP/", 0) == 0) {
             // A new status line: an interim 1xx answer may have come first.
             response.headers.clear();
