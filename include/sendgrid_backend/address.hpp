@@ -155,8 +155,8 @@ namespace detail {
 /// copying each into an `Address` cost two allocations per address.
 struct AddressView {
     std::string_view email;
-    std::string_view name;          ///< into the text, or into `unescaped_name`
-    std::string unescaped_name;     ///< a quoted name with escapes, without them
+    std::string_view name;       ///< into the text, or into `unescaped_name`
+    std::string unescaped_name;  ///< a quoted name with escapes, without them
     bool name_is_unescaped = false;
 
     AddressView() = default;

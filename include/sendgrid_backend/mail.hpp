@@ -320,8 +320,7 @@ class SendgridBackend {
             return std::nullopt;
         }
         request.url = send_url_;
-        request.headers = {{"Authorization", authorization_},
-                           {"Content-Type", "application/json"}};
+        request.headers = {{"Authorization", authorization_}, {"Content-Type", "application/json"}};
         return request;
     }
 

@@ -251,8 +251,7 @@ class PersonalizationRecipients {
     static constexpr std::size_t small_limit = 32;
 
     /// One recipient address, checked as SendGrid wants it; errors name `field[index]`.
-    static AddressView parse(const std::string& text, const std::string& field,
-                             std::size_t index) {
+    static AddressView parse(const std::string& text, const std::string& field, std::size_t index) {
         try {
             AddressView address = parse_address_view(text, field);
             if (contains_any(address.name, ";,")) {

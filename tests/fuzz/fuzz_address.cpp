@@ -12,7 +12,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     namespace sg = sendgrid_backend;
-    if (sg::detail::is_plain_mailbox(text) != (sg::detail::mailbox_problem_by_rule(text) == nullptr)) {
+    if (sg::detail::is_plain_mailbox(text) !=
+        (sg::detail::mailbox_problem_by_rule(text) == nullptr)) {
         fuzz::fail("the one-pass mailbox check disagrees with the rules");
     }
     try {

@@ -1,8 +1,8 @@
 #pragma once
 
-#include <cstddef>
 #include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -46,8 +46,7 @@ SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline const char* find_json_special(
             // (x - 0x20..) & ~x when that byte of x is below 0x20 (only ever a hint: the bytes
             // are then looked at one by one).
             const std::uint64_t hint = ((quote - ones) & ~quote) |
-                                       ((backslash - ones) & ~backslash) |
-                                       ((x - ones * 0x20) & ~x);
+                                       ((backslash - ones) & ~backslash) | ((x - ones * 0x20) & ~x);
             if ((hint & highs) != 0) break;
             p += 8;
         }

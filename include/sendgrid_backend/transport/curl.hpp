@@ -382,9 +382,9 @@ class CurlTransport : public Transport {
             const auto value = detail::trim(line.substr(colon + 1));
             const auto end = value.find_last_not_of("\r\n");
             response.headers.emplace_back(
-                std::string(name), std::string(end == std::string_view::npos
-                                                   ? std::string_view()
-                                                   : value.substr(0, end + 1)));
+                std::string(name),
+                std::string(end == std::string_view::npos ? std::string_view()
+                                                          : value.substr(0, end + 1)));
         }
         return size * count;
     }
@@ -451,9 +451,8 @@ class CurlTransport : public Transport {
             // (some 12,000 instructions each in libcurl 7.88). A URL the parser refuses goes in
             // as text, so that the transfer fails with libcurl's own error.
             if (handle.parsed_url == nullptr) handle.parsed_url = curl_url();
-            if (handle.parsed_url != nullptr &&
-                curl_url_set(handle.parsed_url, CURLUPART_URL, handle.url.c_str(), 0) ==
-                    CURLUE_OK) {
+            if (handle.parsed_url != nullptr && curl_url_set(handle.parsed_url, CURLUPART_URL,
+                                                             handle.url.c_str(), 0) == CURLUE_OK) {
                 curl_easy_setopt(easy, CURLOPT_CURLU, handle.parsed_url);
             } else {
                 curl_easy_setopt(easy, CURLOPT_CURLU, nullptr);
@@ -466,8 +465,8 @@ class CurlTransport : public Transport {
         constexpr std::size_t expect_threshold =
             LIBCURL_VERSION_NUM >= 0x074500 ? 1024 * 1024 : 1024;  // 1 MiB since 7.69
         const bool no_expect = body->size() > expect_threshold;
-        if (handle.header_list == nullptr || handle.gzip != gzip ||
-            handle.no_expect != no_expect || handle.headers != request.headers) {
+        if (handle.header_list == nullptr || handle.gzip != gzip || handle.no_expect != no_expect ||
+            handle.headers != request.headers) {
             curl_slist* list = nullptr;
             if (gzip) list = curl_slist_append(list, "Content-Encoding: gzip");
             for (const auto& [name, value] : request.headers) {
@@ -475,7 +474,8 @@ class CurlTransport : public Transport {
             }
             // In the list rather than CURLOPT_USERAGENT, which libcurl formats anew for every
             // request (about 2,500 instructions each).
-            if (!options_.user_agent.empty() && find_header(request.headers, "User-Agent").empty()) {
+            if (!options_.user_agent.empty() &&
+                find_header(request.headers, "User-Agent").empty()) {
                 list = curl_slist_append(list, ("User-Agent: " + options_.user_agent).c_str());
             }
             if (no_expect) list = curl_slist_append(list, "Expect:");
