@@ -3,6 +3,7 @@
 #include <sendgrid_backend/detail/json_sinks.hpp>
 #include <sendgrid_backend/detail/mime_types.hpp>
 #include <sendgrid_backend/detail/text.hpp>
+#include <sendgrid_backend/detail/vector_queue.hpp>
 
 #include <random>
 #include <string>
@@ -147,4 +148,20 @@ TEST_CASE("JSON strings: every character that needs escaping, at every offset", 
     detail::JsonTextSink utf8;
     utf8.string("Zo\xc3\xab \xe2\x82\xac");  // passes as it is
     CHECK(utf8.take() == "\"Zo\xc3\xab \xe2\x82\xac\"");
+}
+
+TEST_CASE("VectorQueue is first in, first out, also when pushed while being read", "[detail]") {
+    detail::VectorQueue<int> queue;
+    CHECK(queue.empty());
+    queue.push(1);
+    queue.push(2);
+    CHECK(queue.pop() == 1);
+    queue.push(3);  // a retry joins the back while others wait
+    CHECK(queue.pop() == 2);
+    CHECK(queue.pop() == 3);
+    CHECK(queue.empty());
+    queue.push(4);  // reused after it ran empty
+    CHECK_FALSE(queue.empty());
+    CHECK(queue.pop() == 4);
+    CHECK(queue.empty());
 }

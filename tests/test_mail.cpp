@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -505,44 +506,49 @@ TEST_CASE("sandbox mode: validated by the server, answered 200, counted as sent"
     CHECK(server.received()[0].payload["mail_settings"]["sandbox_mode"]["enable"] == true);
 }
 
-TEST_CASE("large bodies are sent gzip-compressed and arrive intact", "[mail][http]") {
-    FakeSendgridServer server;
+namespace {
+
+/// Sends a small message, one whose body is `large_body_bytes` long, then the small one again,
+/// through a backend that gzips bodies from `gzip_min_bytes` (0: never); returns what `server`
+/// received and the large message's payload.
+std::pair<std::vector<sendgrid_backend::testing::ReceivedRequest>, nlohmann::json>
+send_small_large_small(FakeSendgridServer& server, std::size_t gzip_min_bytes,
+                       std::size_t large_body_bytes) {
     Settings settings = settings_for(server);
-    settings.gzip_min_bytes = 1024;
+    settings.gzip_min_bytes = gzip_min_bytes;
     SendgridBackend backend(settings);
     EmailMessage small = make_message("small");
     EmailMessage large = make_message("large");
-    large.body = std::string(50'000, 'x');
+    large.body = std::string(large_body_bytes, 'x');
     CHECK(backend.send_message(small));
     CHECK(backend.send_message(large));
-    const auto received = server.received();
-    REQUIRE(received.size() == 2);
+    CHECK(backend.send_message(small));
+    return {server.received(), backend.build_payload(large)};
+}
+
+}  // namespace
+
+TEST_CASE("large bodies are sent gzip-compressed and arrive intact", "[mail][http]") {
+    FakeSendgridServer server;
+    const auto [received, large_payload] = send_small_large_small(server, 1024, 50'000);
+    REQUIRE(received.size() == 3);
     CHECK(sendgrid_backend::find_header(received[0].headers, "Content-Encoding").empty());
     CHECK(sendgrid_backend::find_header(received[1].headers, "Content-Encoding") == "gzip");
-    CHECK(received[1].payload == backend.build_payload(large));
+    CHECK(received[1].payload == large_payload);
 }
 
 TEST_CASE("no Expect: 100-continue round trip, for small or large bodies", "[mail][http]") {
     // libcurl asks for one above 1 MiB unless the request carries an empty Expect header; the
     // transport adds that header only where libcurl would ask.
     FakeSendgridServer server;
-    Settings settings = settings_for(server);
-    settings.gzip_min_bytes = 0;
-    SendgridBackend backend(settings);
-    EmailMessage small = make_message("small");
-    EmailMessage large = make_message("large");
-    large.body = std::string(1'200'000, 'x');
-    CHECK(backend.send_message(small));
-    CHECK(backend.send_message(large));
-    CHECK(backend.send_message(small));
-    const auto received = server.received();
+    const auto [received, large_payload] = send_small_large_small(server, 0, 1'200'000);
     REQUIRE(received.size() == 3);
     for (const auto& request : received) {
         CHECK(sendgrid_backend::find_header(request.headers, "Expect").empty());
         CHECK(std::string(sendgrid_backend::find_header(request.headers, "User-Agent")) ==
               "sendgrid_backend-cpp/" SENDGRID_BACKEND_VERSION_STRING);
     }
-    CHECK(received[1].payload == backend.build_payload(large));
+    CHECK(received[1].payload == large_payload);
 }
 
 TEST_CASE("echo to a stream writes each message, never the key", "[mail][http]") {

@@ -155,30 +155,16 @@ namespace detail {
 /// copying each into an `Address` cost two allocations per address.
 struct AddressView {
     std::string_view email;
-    std::string_view name;       ///< into the text, or into `unescaped_name`
-    std::string unescaped_name;  ///< a quoted name with escapes, without them
+    std::string_view name_in_text;  ///< the display name as written (when not unescaped)
+    std::string unescaped_name;     ///< a quoted name with escapes, without them
     bool name_is_unescaped = false;
 
-    AddressView() = default;
-    AddressView(const AddressView& other) { *this = other; }
-    AddressView& operator=(const AddressView& other) {
-        email = other.email;
-        unescaped_name = other.unescaped_name;
-        name_is_unescaped = other.name_is_unescaped;
-        name = name_is_unescaped ? std::string_view(unescaped_name) : other.name;
-        return *this;
-    }
-    AddressView(AddressView&& other) noexcept { *this = std::move(other); }
-    AddressView& operator=(AddressView&& other) noexcept {
-        email = other.email;
-        unescaped_name = std::move(other.unescaped_name);
-        name_is_unescaped = other.name_is_unescaped;
-        name = name_is_unescaped ? std::string_view(unescaped_name) : other.name;
-        return *this;
+    std::string_view name() const noexcept {
+        return name_is_unescaped ? std::string_view(unescaped_name) : name_in_text;
     }
 
     friend bool operator==(const AddressView& a, const AddressView& b) {
-        return a.email == b.email && a.name == b.name;
+        return a.email == b.email && a.name() == b.name();
     }
     friend bool operator!=(const AddressView& a, const AddressView& b) { return !(a == b); }
 };
@@ -224,9 +210,8 @@ inline AddressView parse_address_view(std::string_view text, const std::string& 
                     address.unescaped_name += trimmed[k];
                 }
                 address.name_is_unescaped = true;
-                address.name = address.unescaped_name;
             } else {
-                address.name = trimmed.substr(1, i - 1);
+                address.name_in_text = trimmed.substr(1, i - 1);
             }
             const std::string_view rest = trim(trimmed.substr(i + 1));
             if (rest.empty() || rest.front() != '<') {
@@ -236,7 +221,7 @@ inline AddressView parse_address_view(std::string_view text, const std::string& 
         } else {
             open = trimmed.rfind('<');
             if (open == std::string_view::npos) throw_bad_address(field, text, "unmatched '>'");
-            address.name = trim(trimmed.substr(0, open));
+            address.name_in_text = trim(trimmed.substr(0, open));
         }
         mailbox = trimmed.substr(open + 1, trimmed.size() - open - 2);
     } else if (contains_any(trimmed, "<>\"")) {
@@ -254,7 +239,7 @@ inline AddressView parse_address_view(std::string_view text, const std::string& 
 ///         holds a line break (header injection) or is not UTF-8.
 inline Address parse_address(std::string_view text, const std::string& field) {
     const detail::AddressView view = detail::parse_address_view(text, field);
-    return Address{std::string(view.email), std::string(view.name)};
+    return Address{std::string(view.email), std::string(view.name())};
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -18,7 +18,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -35,6 +34,7 @@
 #include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/json_scan.hpp"
 #include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/vector_queue.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
@@ -347,7 +347,7 @@ class Delivery {
         const std::vector<SendOutcome*>& outcomes;
         const OnFinal& on_final;
         std::vector<Slot> slots;
-        std::deque<std::size_t> ready;
+        detail::VectorQueue<std::size_t> ready;
         using Due = std::pair<Clock::time_point, std::size_t>;
         std::priority_queue<Due, std::vector<Due>, std::greater<Due>> waiting;
         std::vector<std::size_t> flying;
@@ -362,7 +362,7 @@ class Delivery {
               on_final(f),
               slots(r.size()),
               unfinished(r.size()) {
-            for (std::size_t i = 0; i < r.size(); ++i) ready.push_back(i);
+            for (std::size_t i = 0; i < r.size(); ++i) ready.push(i);
         }
 
         void go() {
@@ -383,12 +383,11 @@ class Delivery {
             while (unfinished > 0) {
                 Clock::time_point now = delivery.clock_.now();
                 while (!waiting.empty() && waiting.top().first <= now) {
-                    ready.push_back(waiting.top().second);
+                    ready.push(waiting.top().second);
                     waiting.pop();
                 }
                 while (flying.size() < limit && !ready.empty()) {
-                    const std::size_t i = ready.front();
-                    ready.pop_front();
+                    const std::size_t i = ready.pop();
                     start(i, now);
                     try {
                         batch->start(i, requests[i]);

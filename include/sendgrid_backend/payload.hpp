@@ -152,9 +152,10 @@ void write_address(Sink& sink, const AddressView& address) {
     sink.begin_object();
     sink.key("email");
     sink.string(address.email);
-    if (!address.name.empty()) {
+    const std::string_view name = address.name();
+    if (!name.empty()) {
         sink.key("name");
-        sink.string(address.name);
+        sink.string(name);
     }
     sink.end_object();
 }
@@ -210,13 +211,13 @@ class PersonalizationRecipients {
         if (!single_ && expected <= small_limit) small_.reserve(expected);
     }
 
-    /// Parses `count` addresses starting at `addresses` into `list` (reserved for them, so the
-    /// views kept for comparison stay valid). `skip_blank`: Django lets cc/bcc hold empty
+    /// Parses `count` addresses starting at `addresses` onto the end of `list` (the views
+    /// point into `addresses`, not into `list`). `skip_blank`: Django lets cc/bcc hold empty
     /// strings; they are skipped, not refused. `first_index` numbers the addresses in error
     /// paths (make_private passes one at a time).
     void add(std::vector<AddressView>& list, const std::string* addresses, std::size_t count,
              const std::string& field, bool skip_blank, std::size_t first_index = 0) {
-        list.reserve(count);
+        const std::size_t size_before = list.size();
         std::uint8_t field_index = 0;
         for (std::size_t i = 0; i < count; ++i) {
             // The error path ("to[3]") is only spelled out when there is an error to report.
@@ -237,12 +238,12 @@ class PersonalizationRecipients {
                                                      "personalization (set deduplicate_recipients "
                                                      "to drop repeats)");
                 }
-                if (list.empty()) field_index = add_field(field);
+                if (list.size() == size_before) field_index = add_field(field);
             }
             list.push_back(std::move(address));
             if (!single_) remember(list.back().email, field_index);
         }
-        count_ += list.size();
+        count_ += list.size() - size_before;
     }
 
     std::size_t count() const noexcept { return count_; }
@@ -254,8 +255,8 @@ class PersonalizationRecipients {
     static AddressView parse(const std::string& text, const std::string& field, std::size_t index) {
         try {
             AddressView address = parse_address_view(text, field);
-            if (contains_any(address.name, ";,")) {
-                throw InvalidMessage(field, "the display name " + quote_for_error(address.name) +
+            if (contains_any(address.name(), ";,")) {
+                throw InvalidMessage(field, "the display name " + quote_for_error(address.name()) +
                                                 " holds ';' or ',', which SendGrid refuses in "
                                                 "recipient names");
             }
@@ -402,7 +403,7 @@ class PayloadWriter {
                 list.push_back(std::move(address));
             }
             sink_.key("reply_to_list");
-            write_addresses(list);
+            write_addresses(list.data(), list.data() + list.size());
         }
         if (reply_to) {
             sink_.key("reply_to");
@@ -410,9 +411,10 @@ class PayloadWriter {
         }
     }
 
-    void write_addresses(const std::vector<AddressView>& list) {
+    /// The addresses in [first, last) as an array.
+    void write_addresses(const AddressView* first, const AddressView* last) {
         sink_.begin_array();
-        for (const AddressView& address : list) write_address(sink_, address);
+        for (; first != last; ++first) write_address(sink_, *first);
         sink_.end_array();
     }
 
@@ -478,13 +480,16 @@ class PayloadWriter {
         const std::vector<std::string>& bcc = p.bcc.empty() ? message_.bcc : p.bcc;
         PersonalizationRecipients people(options_.deduplicate_recipients,
                                          to_count + cc.size() + bcc.size());
-        std::vector<AddressView> to_list;
-        std::vector<AddressView> cc_list;
-        std::vector<AddressView> bcc_list;
-        people.add(to_list, to, to_count, prefix + "to", false, to_index);
-        people.add(cc_list, cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
-        people.add(bcc_list, bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc", true);
-        if (to_list.empty()) {
+        // to, then cc, then bcc, in one list: one allocation per personalization.
+        std::vector<AddressView> people_list;
+        people_list.reserve(to_count + cc.size() + bcc.size());
+        people.add(people_list, to, to_count, prefix + "to", false, to_index);
+        const std::size_t to_end = people_list.size();
+        people.add(people_list, cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
+        const std::size_t cc_end = people_list.size();
+        people.add(people_list, bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc",
+                   true);
+        if (to_end == 0) {
             throw InvalidMessage(prefix + "to",
                                  "is empty; SendGrid requires at least one 'to' "
                                  "in every personalization");
@@ -503,15 +508,16 @@ class PayloadWriter {
             }
             sink_.replay_members(*message_envelope_);
         }
+        const AddressView* const people_at = people_list.data();
         sink_.key("to");
-        write_addresses(to_list);
-        if (!cc_list.empty()) {
+        write_addresses(people_at, people_at + to_end);
+        if (cc_end > to_end) {
             sink_.key("cc");
-            write_addresses(cc_list);
+            write_addresses(people_at + to_end, people_at + cc_end);
         }
-        if (!bcc_list.empty()) {
+        if (people_list.size() > cc_end) {
             sink_.key("bcc");
-            write_addresses(bcc_list);
+            write_addresses(people_at + cc_end, people_at + people_list.size());
         }
         sink_.end_object();
     }

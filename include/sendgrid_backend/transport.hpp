@@ -13,7 +13,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +21,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/vector_queue.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/version.hpp"
 
@@ -161,14 +161,13 @@ class SequentialBatch : public TransportBatch {
     explicit SequentialBatch(Transport& transport) : transport_(transport) {}
 
     void start(std::size_t tag, const HttpRequest& request) override {
-        started_.emplace_back(tag, &request);
+        started_.push({tag, &request});
     }
 
     std::vector<Completion> wait_any(std::chrono::milliseconds) override {
         std::vector<Completion> done;
         if (started_.empty()) return done;
-        const auto [tag, request] = started_.front();
-        started_.pop_front();
+        const auto [tag, request] = started_.pop();
         done.push_back(Completion{tag, transport_.send(*request)});
         return done;
     }
@@ -177,7 +176,7 @@ class SequentialBatch : public TransportBatch {
 
   private:
     Transport& transport_;
-    std::deque<std::pair<std::size_t, const HttpRequest*>> started_;
+    VectorQueue<std::pair<std::size_t, const HttpRequest*>> started_;
 };
 
 using TransportFactory = std::shared_ptr<Transport> (*)(const TransportOptions&);

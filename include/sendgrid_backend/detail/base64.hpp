@@ -8,10 +8,10 @@
 #include <string>
 #include <string_view>
 
+#include "sendgrid_backend/detail/abi.hpp"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-
-#include "sendgrid_backend/detail/abi.hpp"
 #define SENDGRID_BACKEND_DETAIL_BASE64_AVX2 1
 #endif
 
