@@ -171,6 +171,21 @@ TEST_CASE("content order: plain, AMP, html, then other types", "[payload]") {
     ])"_json);
 }
 
+TEST_CASE("content parts of the same rank keep the order they were given in", "[payload]") {
+    EmailMessage message = simple_message();
+    message.attach_alternative("b,c", "text/csv");
+    message.attach_alternative("<p>html</p>", "text/html");
+    message.attach_alternative("BEGIN:VCALENDAR", "text/calendar");
+    message.attach_alternative("x: 1", "text/x-yaml");
+    CHECK(build("content_stable_order", message)["content"] == R"([
+        {"type": "text/plain", "value": "Plain body"},
+        {"type": "text/html", "value": "<p>html</p>"},
+        {"type": "text/csv", "value": "b,c"},
+        {"type": "text/calendar", "value": "BEGIN:VCALENDAR"},
+        {"type": "text/x-yaml", "value": "x: 1"}
+    ])"_json);
+}
+
 TEST_CASE("an empty body becomes a single space next to an alternative", "[payload]") {
     EmailMessage message = simple_message();
     message.body.clear();

@@ -478,11 +478,11 @@ class PayloadWriter {
                          std::size_t to_index = 0) {
         const std::vector<std::string>& cc = p.cc.empty() ? message_.cc : p.cc;
         const std::vector<std::string>& bcc = p.bcc.empty() ? message_.bcc : p.bcc;
-        PersonalizationRecipients people(options_.deduplicate_recipients,
-                                         to_count + cc.size() + bcc.size());
+        const std::size_t expected = to_count + cc.size() + bcc.size();
+        PersonalizationRecipients people(options_.deduplicate_recipients, expected);
         // to, then cc, then bcc, in one list: one allocation per personalization.
         std::vector<AddressView> people_list;
-        people_list.reserve(to_count + cc.size() + bcc.size());
+        people_list.reserve(expected);
         people.add(people_list, to, to_count, prefix + "to", false, to_index);
         const std::size_t to_end = people_list.size();
         people.add(people_list, cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
@@ -618,18 +618,8 @@ class PayloadWriter {
         }
         // An empty body becomes " " as in the original: SendGrid refuses empty values.
         const std::string& body = message_.body.empty() ? blank : message_.body;
-        if (message_.alternatives.empty()) {
-            // The common case, one part: nothing to sort or compare.
-            const std::string type = "text/" + message_.content_subtype;
-            sink_.key("content");
-            sink_.begin_array();
-            if (content_rank(type) != 0) write_content("text/plain", blank);
-            estimated_bytes_ += body.size();
-            write_content(type, body);
-            sink_.end_array();
-            return;
-        }
         std::vector<Part> parts;
+        parts.reserve(1 + message_.alternatives.size());
         parts.push_back(Part{"text/" + message_.content_subtype, &body, "body"});
         for (std::size_t i = 0; i < message_.alternatives.size(); ++i) {
             const Alternative& alternative = message_.alternatives[i];
@@ -643,9 +633,14 @@ class PayloadWriter {
             }
             parts.push_back(Part{alternative.mimetype, &alternative.content, field});
         }
-        std::stable_sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) {
+        // Stable by rank, one insertion at a time: a handful of parts, and no buffer to allocate
+        // as std::stable_sort does (most messages have a single part).
+        const auto by_rank = [](const Part& a, const Part& b) {
             return content_rank(a.type) < content_rank(b.type);
-        });
+        };
+        for (auto next = parts.begin() + 1; next < parts.end(); ++next) {
+            std::rotate(std::upper_bound(parts.begin(), next, *next, by_rank), next, next + 1);
+        }
         for (std::size_t i = 1; i < parts.size(); ++i) {
             for (std::size_t k = 0; k < i; ++k) {
                 if (iequals(parts[i].type, parts[k].type)) {
