@@ -288,6 +288,25 @@ TEST_CASE("one slow request holds back no retry: each 429 waits its own Retry-Af
     CHECK(run.real_time < 1s);
 }
 
+TEST_CASE("retries waiting out of order each go when their own wait is over",
+          "[delivery][schedule]") {
+    // Retry-After 3, 1, 2 in sending order: the waiting list must hand them back earliest first.
+    FakeClock clock;
+    std::map<std::string, std::vector<Step>> script;
+    const std::vector<std::string> names{"wait3", "wait1", "wait2"};
+    for (const std::string& name : names) {
+        script[name] = {Step{10ms, rate_limited(name.substr(4))}, Step{10ms, accepted(name)}};
+    }
+    ScriptedTransport transport(clock, script);
+    DeliveryRun run(transport, clock, names, in_flight(8));
+
+    CHECK(run.each_final_once());
+    CHECK(run.final_at_ms[0] == 3020);
+    CHECK(run.final_at_ms[1] == 1020);
+    CHECK(run.final_at_ms[2] == 2020);
+    CHECK(run.final_order == std::vector<std::size_t>{1, 2, 0});
+}
+
 TEST_CASE("the in-flight limit holds, and each retry waits its own backoff",
           "[delivery][schedule]") {
     FakeClock clock;

@@ -3,7 +3,10 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include <boost/signals2/signal_type.hpp>
 
 #include "catch.hpp"
 
@@ -21,6 +24,22 @@ struct Message {
 };
 
 using TestSignal = sendgrid_backend::Signal<Sender, Message>;
+
+// boost_signal_type is spelled out by hand; it must stay the type signal_type builds from the
+// same choices, since users name it.
+template <class Mutex>
+using SignalTypeBuilt = typename boost::signals2::signal_type<
+    void(const Sender&, const Message&, bool),
+    boost::signals2::keywords::combiner_type<sendgrid_backend::detail::RobustAwareCombiner>,
+    boost::signals2::keywords::mutex_type<Mutex>,
+    boost::signals2::keywords::slot_function_type<
+        std::function<void(const Sender&, const Message&, bool)>>>::type;
+static_assert(
+    std::is_same_v<TestSignal::boost_signal_type, SignalTypeBuilt<boost::signals2::mutex>>);
+static_assert(
+    std::is_same_v<sendgrid_backend::Signal<Sender, Message,
+                                            sendgrid_backend::SingleThreaded>::boost_signal_type,
+                   SignalTypeBuilt<boost::signals2::dummy_mutex>>);
 
 struct Call {
     std::string handler;

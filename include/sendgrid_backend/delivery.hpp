@@ -22,7 +22,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -349,7 +348,9 @@ class Delivery {
         std::vector<Slot> slots;
         detail::VectorQueue<std::size_t> ready;
         using Due = std::pair<Clock::time_point, std::size_t>;
-        std::priority_queue<Due, std::vector<Due>, std::greater<Due>> waiting;
+        /// A min-heap on the due time (std::push_heap/pop_heap: <queue> was included for this
+        /// alone).
+        std::vector<Due> waiting;
         std::vector<std::size_t> flying;
         std::size_t unfinished;
         DeliveryReport report;
@@ -382,9 +383,10 @@ class Delivery {
                 1, std::min(delivery.options_.max_in_flight, batch->concurrency()));
             while (unfinished > 0) {
                 Clock::time_point now = delivery.clock_.now();
-                while (!waiting.empty() && waiting.top().first <= now) {
-                    ready.push(waiting.top().second);
-                    waiting.pop();
+                while (!waiting.empty() && waiting.front().first <= now) {
+                    ready.push(waiting.front().second);
+                    std::pop_heap(waiting.begin(), waiting.end(), std::greater<Due>());
+                    waiting.pop_back();
                 }
                 while (flying.size() < limit && !ready.empty()) {
                     const std::size_t i = ready.pop();
@@ -408,7 +410,7 @@ class Delivery {
                     for (Completion& completion : done) collect(completion, now);
                     give_up_overdue(now);
                 } else if (!waiting.empty()) {
-                    delivery.clock_.sleep_until(waiting.top().first);
+                    delivery.clock_.sleep_until(waiting.front().first);
                 }
             }
         }
@@ -426,7 +428,7 @@ class Delivery {
         /// 1 ms, so that a clock between two milliseconds cannot make this spin.
         std::chrono::milliseconds time_to_next_event(Clock::time_point now) const {
             Clock::time_point next = now + delivery.options_.give_up_after;
-            if (!waiting.empty()) next = std::min(next, waiting.top().first);
+            if (!waiting.empty()) next = std::min(next, waiting.front().first);
             for (std::size_t i : flying) {
                 next = std::min(next, slots[i].started + delivery.options_.give_up_after);
             }
@@ -454,7 +456,8 @@ class Delivery {
                                            delivery.clock_.unix_now(), delivery.random_());
             if (delay) {
                 slot.state = SlotState::waiting;
-                waiting.emplace(now + *delay, i);
+                waiting.emplace_back(now + *delay, i);
+                std::push_heap(waiting.begin(), waiting.end(), std::greater<Due>());
             } else {
                 finish(i);
             }

@@ -28,7 +28,6 @@
 #include <boost/signals2/dummy_mutex.hpp>
 #include <boost/signals2/mutex.hpp>
 #include <boost/signals2/signal.hpp>
-#include <boost/signals2/signal_type.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/robust_combiner.hpp"
@@ -74,10 +73,13 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     /// hold a `std::function`, not Boost's default `boost::function`: GCC 12 at -O2 warns
     /// (-Wuninitialized, a false positive) inside boost::function's copy when it is inlined into
     /// the caller of `connect`, which stopped users' -Werror builds.
-    using boost_signal_type = typename boost::signals2::signal_type<
-        void(Args...), boost::signals2::keywords::combiner_type<detail::RobustAwareCombiner>,
-        boost::signals2::keywords::mutex_type<mutex_type>,
-        boost::signals2::keywords::slot_function_type<std::function<void(Args...)>>>::type;
+    /// Spelled out rather than built with `boost::signals2::signal_type`, whose Boost.Parameter
+    /// machinery cost every including file a third of a second to compile; the type is the same.
+    using boost_signal_type =
+        boost::signals2::signal<void(Args...), detail::RobustAwareCombiner, int, std::less<int>,
+                                std::function<void(Args...)>,
+                                boost::function<void(const boost::signals2::connection&, Args...)>,
+                                mutex_type>;
 
     BasicSignal() = default;
     BasicSignal(const BasicSignal&) = delete;
