@@ -9,6 +9,7 @@
 #include <valgrind/callgrind.h>
 
 #include <boost/signals2/signal.hpp>
+#include <boost/signals2/signal_type.hpp>
 
 #include <cstdio>
 #include <cstdlib>
