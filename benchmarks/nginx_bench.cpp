@@ -3,12 +3,15 @@
 // in SENDGRID_BACKEND_NGINX_URL). Each comparison is made in the same run:
 //  - one request at a time: SendgridBackend::send_message and send_messages (max_in_flight 1)
 //    against a raw libcurl keep-alive loop POSTing the same bodies (CURLOPT_POSTFIELDS);
-//  - 16 in flight: send_messages (max_in_flight 16) against a raw curl multi loop, 16 in flight.
+//  - 16 in flight: send_messages (max_in_flight 16) against a raw curl multi loop, 16 in flight;
+//  - no network: send_message through a transport that answers 202 at once in this process, so
+//    that what is timed is the library's own CPU work per message (with its instruction count
+//    from --count no_network, the rate at which this machine runs the library's code).
 // The message is the "simple" one: 2 to, cc, bcc, reply_to, plain text.
 //
 //   nginx_bench --count MODE N   N sends between callgrind start/stop markers; MODE is raw,
-//                                raw_curlu, send_message, raw_multi, raw_multi_curlu or
-//                                send_messages
+//                                raw_curlu, send_message, raw_multi, raw_multi_curlu,
+//                                send_messages or no_network
 //                                (instructions per message, nginx_bench.sh)
 #include <sendgrid_backend/mail.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
@@ -132,6 +135,35 @@ void BM_send_message(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 
+/// Answers every request at once, in this process, as nginx does: 202 and an X-Message-Id.
+class InstantTransport : public sg::Transport {
+  public:
+    sg::HttpResponse send(const sg::HttpRequest&) override {
+        sg::HttpResponse response;
+        response.status = 202;
+        response.headers.emplace_back("X-Message-Id", "instant-0123456789abcdef");
+        return response;
+    }
+};
+
+sg::SendgridBackend no_network_backend() {
+    sg::Settings s;
+    s.api_key = "SG.benchmark-key";
+    sg::BackendOptions options;
+    options.transport = std::make_shared<InstantTransport>();
+    return sg::SendgridBackend(s, options);
+}
+
+void BM_send_message_no_network(benchmark::State& state) {
+    const sg::SendgridBackend backend = no_network_backend();
+    auto list = messages(1000);
+    std::size_t i = 0;
+    for (auto _ : state) {
+        if (!backend.send_message(list[i++ % list.size()])) state.SkipWithError("a send failed");
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
 /// A batch of `state.range(1)` messages per iteration, `state.range(0)` in flight.
 void BM_send_messages(benchmark::State& state) {
     if (nginx_missing(state)) return;
@@ -240,6 +272,17 @@ int count_mode(const std::string& impl, long count) {
         CALLGRIND_STOP_INSTRUMENTATION;
         return 0;
     }
+    if (impl == "no_network") {
+        const sg::SendgridBackend backend = no_network_backend();
+        auto list = messages(1000);
+        backend.send_message(list[0]);
+        CALLGRIND_START_INSTRUMENTATION;
+        for (long i = 0; i < count; ++i) {
+            backend.send_message(list[static_cast<std::size_t>(i) % list.size()]);
+        }
+        CALLGRIND_STOP_INSTRUMENTATION;
+        return 0;
+    }
     if (impl == "raw_curlu") {  // the raw loop, its URL parsed once as the library does
         const auto list = bodies(1000);
         RawCurl raw;
@@ -272,7 +315,7 @@ int count_mode(const std::string& impl, long count) {
     }
     std::fprintf(stderr,
                  "usage: nginx_bench --count raw|raw_curlu|send_message|raw_multi|raw_multi_curlu|"
-                 "send_messages N\n");
+                 "send_messages|no_network N\n");
     return 2;
 }
 
@@ -283,6 +326,7 @@ BENCHMARK(BM_send_message)->Name("sequential/send_message")->UseRealTime();
 BENCHMARK(BM_send_messages)->Name("sequential/send_messages")->Args({1, 100})->UseRealTime();
 BENCHMARK(BM_raw_multi)->Name("in_flight_16/raw_libcurl_multi")->Args({16, 1000})->UseRealTime();
 BENCHMARK(BM_send_messages)->Name("in_flight_16/send_messages")->Args({16, 1000})->UseRealTime();
+BENCHMARK(BM_send_message_no_network)->Name("no_network/send_message")->UseRealTime();
 
 int main(int argc, char** argv) {
     if (argc == 4 && std::strcmp(argv[1], "--count") == 0) {

@@ -26,6 +26,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
     void ReportRuns(const std::vector<Run>& runs) override {
         // With --benchmark_repetitions the median stands for the benchmark; otherwise its one run.
         for (const auto& run : runs) {
+            if (run.error_occurred)
+                failures_.push_back(run.benchmark_name() + ": " + run.error_message);
             const bool single = run.run_type == Run::RT_Iteration && run.iterations > 0;
             const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
             if (!single && !median) continue;
@@ -72,8 +74,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
         }
     }
 
+    /// "name: message" of each run that stopped with SkipWithError (a failed send, a missing
+    /// server): the program then fails, so that a smoke run cannot pass over an error.
+    const std::vector<std::string>& failures() const noexcept { return failures_; }
+
   private:
     BaselineOf baseline_of_;
+    std::vector<std::string> failures_;
     std::vector<std::string> names_;
     std::map<std::string, double> cost_;
 };
@@ -86,14 +93,17 @@ inline std::string swap_part(const std::string& name, const std::string& from,
     return name.substr(0, at) + to + name.substr(at + from.size());
 }
 
-/// Runs the registered benchmarks with a RatioReporter; use as the body of main().
+/// Runs the registered benchmarks with a RatioReporter; use as the body of main(). Returns 1
+/// when a benchmark stopped with an error.
 inline int run_with_ratios(int argc, char** argv, BaselineOf baseline_of) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     RatioReporter reporter(std::move(baseline_of));
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
-    return 0;
+    for (const auto& failure : reporter.failures())
+        std::fprintf(stderr, "FAILED %s\n", failure.c_str());
+    return reporter.failures().empty() ? 0 : 1;
 }
 
 }  // namespace sendgrid_backend_bench
