@@ -124,15 +124,18 @@ void BM_raw_easy(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 
-void BM_send_message(benchmark::State& state) {
-    if (nginx_missing(state)) return;
-    const sg::SendgridBackend backend(settings(1));
+void time_send_message(benchmark::State& state, const sg::SendgridBackend& backend) {
     auto list = messages(1000);
     std::size_t i = 0;
     for (auto _ : state) {
         if (!backend.send_message(list[i++ % list.size()])) state.SkipWithError("a send failed");
     }
     state.SetItemsProcessed(state.iterations());
+}
+
+void BM_send_message(benchmark::State& state) {
+    if (nginx_missing(state)) return;
+    time_send_message(state, sg::SendgridBackend(settings(1)));
 }
 
 /// Answers every request at once, in this process, as nginx does: 202 and an X-Message-Id.
@@ -155,13 +158,7 @@ sg::SendgridBackend no_network_backend() {
 }
 
 void BM_send_message_no_network(benchmark::State& state) {
-    const sg::SendgridBackend backend = no_network_backend();
-    auto list = messages(1000);
-    std::size_t i = 0;
-    for (auto _ : state) {
-        if (!backend.send_message(list[i++ % list.size()])) state.SkipWithError("a send failed");
-    }
-    state.SetItemsProcessed(state.iterations());
+    time_send_message(state, no_network_backend());
 }
 
 /// A batch of `state.range(1)` messages per iteration, `state.range(0)` in flight.
@@ -250,6 +247,18 @@ void BM_raw_multi(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * state.range(1));
 }
 
+/// `count` send_message calls between callgrind's markers, after one outside them.
+int count_send_message(const sg::SendgridBackend& backend, long count) {
+    auto list = messages(1000);
+    backend.send_message(list[0]);
+    CALLGRIND_START_INSTRUMENTATION;
+    for (long i = 0; i < count; ++i) {
+        backend.send_message(list[static_cast<std::size_t>(i) % list.size()]);
+    }
+    CALLGRIND_STOP_INSTRUMENTATION;
+    return 0;
+}
+
 /// N sends between callgrind's start and stop markers (instructions of this process only).
 int count_mode(const std::string& impl, long count) {
     if (impl == "raw") {
@@ -261,28 +270,8 @@ int count_mode(const std::string& impl, long count) {
         CALLGRIND_STOP_INSTRUMENTATION;
         return 0;
     }
-    if (impl == "send_message") {
-        const sg::SendgridBackend backend(settings(1));
-        auto list = messages(1000);
-        backend.send_message(list[0]);
-        CALLGRIND_START_INSTRUMENTATION;
-        for (long i = 0; i < count; ++i) {
-            backend.send_message(list[static_cast<std::size_t>(i) % list.size()]);
-        }
-        CALLGRIND_STOP_INSTRUMENTATION;
-        return 0;
-    }
-    if (impl == "no_network") {
-        const sg::SendgridBackend backend = no_network_backend();
-        auto list = messages(1000);
-        backend.send_message(list[0]);
-        CALLGRIND_START_INSTRUMENTATION;
-        for (long i = 0; i < count; ++i) {
-            backend.send_message(list[static_cast<std::size_t>(i) % list.size()]);
-        }
-        CALLGRIND_STOP_INSTRUMENTATION;
-        return 0;
-    }
+    if (impl == "send_message") return count_send_message(sg::SendgridBackend(settings(1)), count);
+    if (impl == "no_network") return count_send_message(no_network_backend(), count);
     if (impl == "raw_curlu") {  // the raw loop, its URL parsed once as the library does
         const auto list = bodies(1000);
         RawCurl raw;
