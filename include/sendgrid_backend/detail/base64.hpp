@@ -10,11 +10,11 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 
-// The AVX2 encoder is written with GCC/Clang vector extensions and the three AVX2 builtins that
-// <immintrin.h> wraps, rather than that header: it alone cost every file including the library
-// three quarters of a second to compile.
-// GCC declares the builtins only inside a target("avx2") function, so __has_builtin cannot ask
-// for them; __builtin_shufflevector arrived in GCC 12.
+// The AVX2 encoder is written with GCC/Clang vector extensions, __builtin_shufflevector and the
+// two AVX2 builtins <immintrin.h> wraps (vpshufb, vpmulhuw), not with that header: it alone cost
+// every file including the library three quarters of a second to compile. GCC declares its AVX2
+// builtins only inside target("avx2") functions, so __has_builtin cannot ask GCC for them; GCC
+// has __builtin_shufflevector from version 12.
 #if defined(__x86_64__) && defined(__clang__) && defined(__has_builtin)
 #if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_ia32_pshufb256) && \
     __has_builtin(__builtin_ia32_pmulhuw256)
@@ -85,7 +85,9 @@ __attribute__((target("avx2"))) inline std::size_t base64_encode_avx2(const unsi
                              0,        0,        'a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
                              '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62,
                              '/' - 63, 'A',      0,        0};
-    // Per 16-bit half of a word: 2^6 and 2^10 as high-half multipliers, 2^4 and 2^8 as low-half.
+    // Shifts as multiplications by powers of two, per 16-bit half of each 32-bit word: the high
+    // half of the product (vpmulhuw) by 2^6 / 2^10 shifts right by 10 / 6, the low half
+    // (vpmullw) by 2^4 / 2^8 shifts left by 4 / 8.
     const Shorts16 high_shifts = {0x40, 0x400, 0x40, 0x400, 0x40, 0x400, 0x40, 0x400,
                                   0x40, 0x400, 0x40, 0x400, 0x40, 0x400, 0x40, 0x400};
     const Shorts16 low_shifts = {0x10, 0x100, 0x10, 0x100, 0x10, 0x100, 0x10, 0x100,
