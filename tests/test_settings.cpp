@@ -7,30 +7,20 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/setting_variables.hpp"
 
 using sendgrid_backend::ImproperlyConfigured;
 using sendgrid_backend::Settings;
 
 namespace {
 
-const char* const kVariables[] = {"SENDGRID_API_KEY",
-                                  "SENDGRID_HOST_URL",
-                                  "SENDGRID_DEBUG",
-                                  "SENDGRID_SANDBOX_MODE",
-                                  "SENDGRID_SANDBOX_MODE_IN_DEBUG",
-                                  "SENDGRID_TRACK_EMAIL_OPENS",
-                                  "SENDGRID_TRACK_CLICKS_HTML",
-                                  "SENDGRID_TRACK_CLICKS_PLAIN",
-                                  "SENDGRID_ECHO_TO_STDOUT",
-                                  "SENDGRID_TIMEOUT"};
-
 /// Clears the SENDGRID_* variables for one test and restores nothing: tests own them.
 struct CleanEnvironment {
     CleanEnvironment() {
-        for (const char* name : kVariables) unsetenv(name);
+        for (const char* name : sendgrid_backend_test::setting_variables) unsetenv(name);
     }
     ~CleanEnvironment() {
-        for (const char* name : kVariables) unsetenv(name);
+        for (const char* name : sendgrid_backend_test::setting_variables) unsetenv(name);
     }
 };
 
@@ -106,6 +96,29 @@ TEST_CASE("a typo in a boolean or a bad timeout is an error naming the variable"
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "5s") == "SENDGRID_TIMEOUT");
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "10") == "<no error>");
     CHECK(setting_named_by("SENDGRID_DEBUG", " True ") == "<no error>");
+}
+
+TEST_CASE("each variable the tests clear is one Settings reads: a bad value is refused by name",
+          "[settings]") {
+    CleanEnvironment clean;
+    for (const char* name : sendgrid_backend_test::setting_variables) {
+        const std::string variable = name;
+        setenv("SENDGRID_API_KEY", "SG.valid", 1);
+        const char* bad = variable == "SENDGRID_API_KEY"    ? "SG.a b"
+                          : variable == "SENDGRID_HOST_URL" ? "ftp://example.com"
+                          : variable == "SENDGRID_TIMEOUT"  ? "soon"
+                                                            : "maybe";
+        setenv(name, bad, 1);
+        std::string named = "<no error>";
+        try {
+            Settings::from_env().validate();
+        } catch (const ImproperlyConfigured& e) {
+            named = e.setting();
+        }
+        unsetenv(name);
+        INFO(variable << " = " << bad);
+        CHECK(named == variable);
+    }
 }
 
 TEST_CASE("a tiny timeout rounds up to 1 ms, never to 0 (libcurl's 'no limit')", "[settings]") {

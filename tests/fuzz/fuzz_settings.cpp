@@ -8,19 +8,10 @@
 #include <cstdlib>
 #include <string>
 
+#include "../support/setting_variables.hpp"
 #include "fuzz_input.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    static const char* const variables[] = {"SENDGRID_API_KEY",
-                                            "SENDGRID_HOST_URL",
-                                            "SENDGRID_DEBUG",
-                                            "SENDGRID_SANDBOX_MODE",
-                                            "SENDGRID_SANDBOX_MODE_IN_DEBUG",
-                                            "SENDGRID_TRACK_EMAIL_OPENS",
-                                            "SENDGRID_TRACK_CLICKS_HTML",
-                                            "SENDGRID_TRACK_CLICKS_PLAIN",
-                                            "SENDGRID_ECHO_TO_STDOUT",
-                                            "SENDGRID_TIMEOUT"};
     static const char* const urls[] = {"https://api.sendgrid.com", "http://[::1]:8080/base",
                                        "http://127.0.0.1:1"};
     static const char* const numbers[] = {"30", "0.0001", "1e308", "-1", "nan", "86400"};
@@ -28,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // The key carries a marker no other value holds, so a leak is told from a quoted value.
     const std::string marker = "SG.k3y-9f2c7e-";
     bool marker_elsewhere = false;
-    for (const char* name : variables) {
+    for (const char* name : sendgrid_backend_test::setting_variables) {
         if (input.flag()) {
             unsetenv(name);
             continue;
