@@ -106,6 +106,34 @@ sg::WorkerOptions quick_worker(const std::string& name) {
     return options;
 }
 
+/// What a worker leaves when it dies mid-round: it took every queued entry (as consumer "dead")
+/// and had marked the one under `sending_key` "sending". Returns once a 50 ms visibility timeout
+/// (heir_options) has passed.
+void worker_died_after_taking(sg::RedisClient& client, const sg::RedisQueueOptions& names,
+                              const std::string& sending_key) {
+    client.command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
+    client.command({"XREADGROUP", "GROUP", names.group, "dead", "STREAMS", names.stream, ">"});
+    client.command(
+        {"HSET", names.status_prefix + sending_key, "state", "sending", "worker", "dead"});
+    std::this_thread::sleep_for(60ms);
+}
+
+/// A worker that claims what a dead one left after 50 ms.
+sg::WorkerOptions heir_options(const std::string& name) {
+    sg::WorkerOptions options = quick_worker(name);
+    options.visibility_timeout = 50ms;
+    return options;
+}
+
+/// Sender's backend, giving up on a send after 10 ms and one try, so that a 50 ms visibility
+/// timeout is long enough.
+std::unique_ptr<sg::SendgridBackend> quick_backend(const Sender& sender) {
+    sg::Settings settings = sender.backend->settings();
+    settings.timeout = 10ms;
+    settings.retry.max_attempts = 1;
+    return std::make_unique<sg::SendgridBackend>(settings, silent());
+}
+
 }  // namespace
 
 TEST_CASE("a queued message travels whole and its status says how it ended", "[queue][redis]") {
@@ -166,25 +194,15 @@ TEST_CASE("a claimed entry: 'sending' is reported unknown, 'queued' is sent", "[
     sg::RedisMailQueue queue(client, names);
     const std::string started = queue.enqueue(mail(1));
     const std::string untouched = queue.enqueue(mail(2));
-    // A worker that took both, marked the first "sending" and then died.
-    client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
-    client->command(
-        {"XREADGROUP", "GROUP", names.group, "dead", "COUNT", "2", "STREAMS", names.stream, ">"});
-    client->command({"HSET", names.status_prefix + started, "state", "sending", "worker", "dead"});
-    std::this_thread::sleep_for(60ms);
+    worker_died_after_taking(*client, names, started);
 
     std::vector<std::pair<std::string, bool>> emitted;
     sg::ScopedConnection counting = sg::sendgrid_email_sent.connect(
         [&](const sg::SendgridBackend&, const sg::EmailMessage& m, bool failed) {
             emitted.emplace_back(m.subject, failed);
         });
-    sg::WorkerOptions options = quick_worker("heir");
-    sg::Settings short_settings = sender.backend->settings();
-    short_settings.timeout = 10ms;  // so that a 50 ms visibility timeout is long enough
-    short_settings.retry.max_attempts = 1;
-    const sg::SendgridBackend quick(short_settings, silent());
-    options.visibility_timeout = 50ms;
-    sg::RedisMailWorker heir(quick, client, names, options);
+    const auto quick = quick_backend(sender);
+    sg::RedisMailWorker heir(*quick, client, names, heir_options("heir"));
     CHECK(heir.run_once() == 2);
 
     const auto unknown = queue.status(started);
@@ -207,18 +225,11 @@ TEST_CASE("resend_unknown opts into sending a claimed 'sending' entry again", "[
     const auto names = fresh_queue("resend");
     sg::RedisMailQueue queue(client, names);
     const std::string key = queue.enqueue(mail(1));
-    client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
-    client->command({"XREADGROUP", "GROUP", names.group, "dead", "STREAMS", names.stream, ">"});
-    client->command({"HSET", names.status_prefix + key, "state", "sending", "worker", "dead"});
-    std::this_thread::sleep_for(60ms);
-    sg::Settings short_settings = sender.backend->settings();
-    short_settings.timeout = 10ms;
-    short_settings.retry.max_attempts = 1;
-    const sg::SendgridBackend quick(short_settings, silent());
-    sg::WorkerOptions options = quick_worker("brave");
-    options.visibility_timeout = 50ms;
+    worker_died_after_taking(*client, names, key);
+    const auto quick = quick_backend(sender);
+    sg::WorkerOptions options = heir_options("brave");
     options.resend_unknown = true;
-    sg::RedisMailWorker worker(quick, client, names, options);
+    sg::RedisMailWorker worker(*quick, client, names, options);
     CHECK(worker.run_once() == 1);
     CHECK(queue.status(key)->state == sg::QueuedState::accepted);
     CHECK(sender.reached().at(key) == 1);
