@@ -4,7 +4,8 @@
 # transport/curl.hpp, against the same program written with nlohmann/json, Boost.Signals2 and
 # libcurl directly. Each is compiled `runs` times (default 3); the medians and their ratio are
 # printed (goal: at most 1.35x), then the library's program again with the README's
-# precompiled header (built once, as CMake's target_precompile_headers does).
+# precompiled header (built once, as CMake's target_precompile_headers does), and with
+# SENDGRID_BACKEND_SEPARATE_COMPILATION (per sending unit, and the one unit that compiles the path).
 #   benchmarks/compile_cost.sh [runs] [compiler]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,3 +77,16 @@ measure library -include "$dir/pch.hpp" -Winvalid-pch >"$dir/pch.txt"
 pch_s=$(cut -d' ' -f1 "$dir/pch.txt" | median)
 echo "with a precompiled header of the two includes: $pch_s s per file"
 awk -v a="$pch_s" -v b="$direct_s" 'BEGIN { printf "ratio to the direct program: %.2f\n", a / b }'
+
+# SENDGRID_BACKEND_SEPARATE_COMPILATION: each unit that sends only declares the send path; one
+# unit of the program (compiled.hpp) compiles it, once.
+measure library -DSENDGRID_BACKEND_SEPARATE_COMPILATION >"$dir/separate.txt"
+printf '#include <sendgrid_backend/compiled.hpp>\n#include <sendgrid_backend/transport/curl.hpp>\n' \
+    >"$dir/compiled.cpp"
+measure compiled -DSENDGRID_BACKEND_SEPARATE_COMPILATION >"$dir/compiled.txt"
+separate_s=$(cut -d' ' -f1 "$dir/separate.txt" | median)
+separate_kb=$(cut -d' ' -f2 "$dir/separate.txt" | median)
+compiled_s=$(cut -d' ' -f1 "$dir/compiled.txt" | median)
+echo "with SENDGRID_BACKEND_SEPARATE_COMPILATION: $separate_s s ($((separate_kb / 1024)) MiB) per" \
+    "unit that sends, and $compiled_s s once for the unit of compiled.hpp"
+awk -v a="$separate_s" -v b="$direct_s" 'BEGIN { printf "ratio per unit to the direct program: %.2f\n", a / b }'

@@ -38,6 +38,7 @@
 #include "sendgrid_backend/delivery.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/handler_errors.hpp"
+#include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -81,41 +82,7 @@ class SendgridBackend {
 
     /// @throws ImproperlyConfigured naming the setting when `Settings::validate` refuses the
     ///         settings, the transport cannot use the host URL, or no transport is available.
-    explicit SendgridBackend(Settings settings = Settings::from_env(), Options options = {})
-        : settings_(std::move(settings)), options_(std::move(options)) {
-        if (options_.api_key) settings_.api_key = *options_.api_key;
-        options_.api_key.reset();  // one copy of the secret is enough
-        settings_.validate();
-        detail::BaseUrl url;
-        detail::base_url_problem(settings_.host_url, url);  // validate() accepted it
-        send_url_ = url.mail_send_url();
-        if (!options_.transport) {
-            detail::TransportFactory factory = detail::default_transport_factory().load();
-            if (factory == nullptr) {
-                throw ImproperlyConfigured("transport",
-                                           "none given and no default: include "
-                                           "<sendgrid_backend/transport/curl.hpp> and link "
-                                           "sendgrid_backend::curl, or pass Options::transport");
-            }
-            options_.transport = factory(transport_options(settings_));
-        }
-        if (const std::string problem = options_.transport->url_problem(send_url_);
-            !problem.empty()) {
-            throw ImproperlyConfigured("SENDGRID_HOST_URL",
-                                       detail::quote_for_error(settings_.host_url) + " " + problem);
-        }
-        authorization_ = "Bearer " + settings_.api_key;
-        delivery_options_.retry = settings_.retry;
-        delivery_options_.max_in_flight = settings_.max_in_flight;
-        // The transport answers within `timeout`; this only catches one that never does.
-        delivery_options_.give_up_after = settings_.timeout + std::chrono::seconds(10);
-        delivery_options_.secret = settings_.api_key;
-        payload_options_.sandbox_mode = settings_.effective_sandbox_mode();
-        payload_options_.track_email_opens = settings_.track_email_opens;
-        payload_options_.track_clicks_html = settings_.track_clicks_html;
-        payload_options_.track_clicks_plain = settings_.track_clicks_plain;
-        payload_options_.deduplicate_recipients = settings_.deduplicate_recipients;
-    }
+    explicit SendgridBackend(Settings settings = Settings::from_env(), Options options = {});
 
     /// The transport options `settings` asks for (what the default transport is made with).
     static TransportOptions transport_options(const Settings& settings) {
@@ -143,52 +110,12 @@ class SendgridBackend {
     }
 
     /// The same for `count` messages starting at `messages`.
-    std::size_t send_messages(EmailMessage* messages, std::size_t count) const {
-        Ledger ledger(*this, messages, count);
-        DeliveryReport report;
-        try {
-            std::vector<HttpRequest> requests;
-            std::vector<SendOutcome*> outcomes;
-            std::vector<std::size_t> positions;  // request k is messages[positions[k]]
-            for (std::size_t i = 0; i < count; ++i) {
-                if (auto request = prepare(messages[i])) {
-                    requests.push_back(std::move(*request));
-                    outcomes.push_back(&messages[i].outcome);
-                    positions.push_back(i);
-                } else {
-                    ledger.emit(i);  // refused before sending: final already
-                }
-            }
-            if (settings_.echo_to_stdout) echo(messages, positions);
-            if (!requests.empty()) {
-                Delivery delivery(*options_.transport, delivery_options_,
-                                  options_.clock != nullptr ? *options_.clock : system_clock());
-                report = delivery.run(requests, outcomes,
-                                      [&](std::size_t k) { ledger.emit(positions[k]); });
-            }
-        } catch (...) {
-            ledger.emit_rest(std::current_exception());
-            throw;
-        }
-        if (report.transport_broke()) {
-            throw BrokenTransport(ledger.failures(), count, report.problem, report.cause);
-        }
-        if (!ledger.all_accepted() && !options_.fail_silently) {
-            throw SendError(ledger.failures(), count);
-        }
-        return ledger.accepted();
-    }
+    std::size_t send_messages(EmailMessage* messages, std::size_t count) const;
 
     /// Emits `sendgrid_email_sent` once for a message whose outcome was decided without a send
     /// by this call: e.g. a queue worker reclaiming a message a dead worker may have sent. Handler
     /// errors go to `on_handler_error`, as for every emission.
-    void emit_outcome(const EmailMessage& message) const {
-        const bool fail_flag = !message.outcome.accepted();
-        for (const auto& error : sendgrid_email_sent.send_robust(*this, message, fail_flag)) {
-            detail::report_handler_error(options_.on_handler_error, message, error,
-                                         "sendgrid_email_sent");
-        }
-    }
+    void emit_outcome(const EmailMessage& message) const;
 
     /// Sends one message; returns whether SendGrid accepted it.
     bool send_message(EmailMessage& message) const { return send_messages(&message, 1) == 1; }
@@ -373,5 +300,87 @@ class SendgridBackend {
     std::string authorization_;
     mutable std::mutex echo_mutex_;
 };
+
+#if SENDGRID_BACKEND_DEFINE_COMPILED
+SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Options options)
+    : settings_(std::move(settings)), options_(std::move(options)) {
+    if (options_.api_key) settings_.api_key = *options_.api_key;
+    options_.api_key.reset();  // one copy of the secret is enough
+    settings_.validate();
+    detail::BaseUrl url;
+    detail::base_url_problem(settings_.host_url, url);  // validate() accepted it
+    send_url_ = url.mail_send_url();
+    if (!options_.transport) {
+        detail::TransportFactory factory = detail::default_transport_factory().load();
+        if (factory == nullptr) {
+            throw ImproperlyConfigured("transport",
+                                       "none given and no default: include "
+                                       "<sendgrid_backend/transport/curl.hpp> and link "
+                                       "sendgrid_backend::curl, or pass Options::transport");
+        }
+        options_.transport = factory(transport_options(settings_));
+    }
+    if (const std::string problem = options_.transport->url_problem(send_url_); !problem.empty()) {
+        throw ImproperlyConfigured("SENDGRID_HOST_URL",
+                                   detail::quote_for_error(settings_.host_url) + " " + problem);
+    }
+    authorization_ = "Bearer " + settings_.api_key;
+    delivery_options_.retry = settings_.retry;
+    delivery_options_.max_in_flight = settings_.max_in_flight;
+    // The transport answers within `timeout`; this only catches one that never does.
+    delivery_options_.give_up_after = settings_.timeout + std::chrono::seconds(10);
+    delivery_options_.secret = settings_.api_key;
+    payload_options_.sandbox_mode = settings_.effective_sandbox_mode();
+    payload_options_.track_email_opens = settings_.track_email_opens;
+    payload_options_.track_clicks_html = settings_.track_clicks_html;
+    payload_options_.track_clicks_plain = settings_.track_clicks_plain;
+    payload_options_.deduplicate_recipients = settings_.deduplicate_recipients;
+}
+
+SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessage* messages,
+                                                                     std::size_t count) const {
+    Ledger ledger(*this, messages, count);
+    DeliveryReport report;
+    try {
+        std::vector<HttpRequest> requests;
+        std::vector<SendOutcome*> outcomes;
+        std::vector<std::size_t> positions;  // request k is messages[positions[k]]
+        for (std::size_t i = 0; i < count; ++i) {
+            if (auto request = prepare(messages[i])) {
+                requests.push_back(std::move(*request));
+                outcomes.push_back(&messages[i].outcome);
+                positions.push_back(i);
+            } else {
+                ledger.emit(i);  // refused before sending: final already
+            }
+        }
+        if (settings_.echo_to_stdout) echo(messages, positions);
+        if (!requests.empty()) {
+            Delivery delivery(*options_.transport, delivery_options_,
+                              options_.clock != nullptr ? *options_.clock : system_clock());
+            report =
+                delivery.run(requests, outcomes, [&](std::size_t k) { ledger.emit(positions[k]); });
+        }
+    } catch (...) {
+        ledger.emit_rest(std::current_exception());
+        throw;
+    }
+    if (report.transport_broke()) {
+        throw BrokenTransport(ledger.failures(), count, report.problem, report.cause);
+    }
+    if (!ledger.all_accepted() && !options_.fail_silently) {
+        throw SendError(ledger.failures(), count);
+    }
+    return ledger.accepted();
+}
+
+SENDGRID_BACKEND_COMPILED void SendgridBackend::emit_outcome(const EmailMessage& message) const {
+    const bool fail_flag = !message.outcome.accepted();
+    for (const auto& error : sendgrid_email_sent.send_robust(*this, message, fail_flag)) {
+        detail::report_handler_error(options_.on_handler_error, message, error,
+                                     "sendgrid_email_sent");
+    }
+}
+#endif  // SENDGRID_BACKEND_DEFINE_COMPILED
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -26,6 +26,7 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/json_sinks.hpp"
+#include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/mime_types.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -911,12 +912,17 @@ nlohmann::json build_payload(const EmailMessage& message, const PayloadOptions& 
 /// The same payload as JSON text, exactly as it goes on the wire: written straight into the
 /// string, with no tree in between (the send path's form; keys in writing order).
 /// @throws InvalidMessage naming the first offending field.
-inline std::string serialize_payload(const EmailMessage& message,
-                                     const PayloadOptions& options = {}) {
+SENDGRID_BACKEND_COMPILED std::string serialize_payload(const EmailMessage& message,
+                                                        const PayloadOptions& options = {});
+
+#if SENDGRID_BACKEND_DEFINE_COMPILED
+SENDGRID_BACKEND_COMPILED std::string serialize_payload(const EmailMessage& message,
+                                                        const PayloadOptions& options) {
     detail::JsonTextSink sink;
     sink.reserve(1024);
     detail::PayloadWriter<detail::JsonTextSink>(message, options, sink).write();
     return sink.take();
 }
+#endif
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/detail/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -148,7 +149,8 @@ inline void require_positive(const char* name, std::chrono::milliseconds value) 
 
 }  // namespace detail
 
-inline Settings Settings::from_env() {
+#if SENDGRID_BACKEND_DEFINE_COMPILED
+SENDGRID_BACKEND_COMPILED Settings Settings::from_env() {
     Settings settings;
     if (auto key = detail::env("SENDGRID_API_KEY")) settings.api_key = *key;
     if (auto url = detail::env("SENDGRID_HOST_URL")) {
@@ -179,7 +181,7 @@ inline Settings Settings::from_env() {
     return settings;
 }
 
-inline void Settings::validate() const {
+SENDGRID_BACKEND_COMPILED void Settings::validate() const {
     if (const std::string problem = detail::api_key_problem(api_key); !problem.empty()) {
         detail::refuse_setting("SENDGRID_API_KEY", problem);
     }
@@ -224,5 +226,6 @@ inline void Settings::validate() const {
         std::fclose(file);
     }
 }
+#endif  // SENDGRID_BACKEND_DEFINE_COMPILED
 
 SENDGRID_BACKEND_NAMESPACE_END

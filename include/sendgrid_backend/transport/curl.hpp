@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/transport.hpp"
@@ -584,9 +585,17 @@ class CurlTransport : public Transport {
 
 namespace detail {
 
-inline std::shared_ptr<Transport> make_curl_transport(const TransportOptions& options) {
+/// A new CurlTransport: the default transport factory (what makes the transport's code part
+/// of the program).
+SENDGRID_BACKEND_COMPILED std::shared_ptr<Transport> make_curl_transport(
+    const TransportOptions& options);
+
+#if SENDGRID_BACKEND_DEFINE_COMPILED
+SENDGRID_BACKEND_COMPILED std::shared_ptr<Transport> make_curl_transport(
+    const TransportOptions& options) {
     return std::make_shared<CurlTransport>(options);
 }
+#endif
 
 /// Installs libcurl as the default transport in every program that includes this header.
 inline const bool curl_transport_installed =
