@@ -59,24 +59,23 @@ measure() {  # FILE [FLAGS...] -> "seconds kilobytes" per run, one line each
     done
 }
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+seconds() { cut -d' ' -f1 "$dir/$1.txt" | median; }               # NAME -> median CPU seconds
+mib() { echo $(($(cut -d' ' -f2 "$dir/$1.txt" | median) / 1024)); }  # NAME -> median peak MiB
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 measure library >"$dir/library.txt"
 measure direct >"$dir/direct.txt"
-library_s=$(cut -d' ' -f1 "$dir/library.txt" | median)
-direct_s=$(cut -d' ' -f1 "$dir/direct.txt" | median)
-library_kb=$(cut -d' ' -f2 "$dir/library.txt" | median)
-direct_kb=$(cut -d' ' -f2 "$dir/direct.txt" | median)
-echo "$compiler -O0, median of $runs: the library $library_s s CPU ($((library_kb / 1024)) MiB)," \
-    "the dependencies used directly $direct_s s ($((direct_kb / 1024)) MiB)"
-awk -v a="$library_s" -v b="$direct_s" 'BEGIN { printf "ratio: %.2f (goal: at most 1.35)\n", a / b }'
+direct_s=$(seconds direct)
+echo "$compiler -O0, median of $runs: the library $(seconds library) s CPU ($(mib library) MiB)," \
+    "the dependencies used directly $direct_s s ($(mib direct) MiB)"
+echo "ratio: $(ratio "$(seconds library)" "$direct_s") (goal: at most 1.35)"
 
 printf '#include <sendgrid_backend/sendgrid_backend.hpp>\n#include <sendgrid_backend/transport/curl.hpp>\n' \
     >"$dir/pch.hpp"
 "$compiler" -std=c++17 -O0 -I"$here/../include" -x c++-header "$dir/pch.hpp" -o "$dir/pch.hpp.gch"
 measure library -include "$dir/pch.hpp" -Winvalid-pch >"$dir/pch.txt"
-pch_s=$(cut -d' ' -f1 "$dir/pch.txt" | median)
-echo "with a precompiled header of the two includes: $pch_s s per file"
-awk -v a="$pch_s" -v b="$direct_s" 'BEGIN { printf "ratio to the direct program: %.2f\n", a / b }'
+echo "with a precompiled header of the two includes: $(seconds pch) s per file"
+echo "ratio to the direct program: $(ratio "$(seconds pch)" "$direct_s")"
 
 # SENDGRID_BACKEND_SEPARATE_COMPILATION: each unit that sends only declares the send path; one
 # unit of the program (compiled.hpp) compiles it, once.
@@ -84,9 +83,6 @@ measure library -DSENDGRID_BACKEND_SEPARATE_COMPILATION >"$dir/separate.txt"
 printf '#include <sendgrid_backend/compiled.hpp>\n#include <sendgrid_backend/transport/curl.hpp>\n' \
     >"$dir/compiled.cpp"
 measure compiled -DSENDGRID_BACKEND_SEPARATE_COMPILATION >"$dir/compiled.txt"
-separate_s=$(cut -d' ' -f1 "$dir/separate.txt" | median)
-separate_kb=$(cut -d' ' -f2 "$dir/separate.txt" | median)
-compiled_s=$(cut -d' ' -f1 "$dir/compiled.txt" | median)
-echo "with SENDGRID_BACKEND_SEPARATE_COMPILATION: $separate_s s ($((separate_kb / 1024)) MiB) per" \
-    "unit that sends, and $compiled_s s once for the unit of compiled.hpp"
-awk -v a="$separate_s" -v b="$direct_s" 'BEGIN { printf "ratio per unit to the direct program: %.2f\n", a / b }'
+echo "with SENDGRID_BACKEND_SEPARATE_COMPILATION: $(seconds separate) s ($(mib separate) MiB) per" \
+    "unit that sends, and $(seconds compiled) s once for the unit of compiled.hpp"
+echo "ratio per unit to the direct program: $(ratio "$(seconds separate)" "$direct_s")"
