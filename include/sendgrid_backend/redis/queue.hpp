@@ -37,6 +37,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -432,7 +433,7 @@ class RedisMailWorker {
         const Entry* entry;
         std::string from;
         std::string owner;
-        const char* to;
+        std::string_view to;  ///< one of the state names, which are literals
         std::vector<std::string> fields;
     };
 
@@ -448,7 +449,7 @@ class RedisMailWorker {
                                              move.from,
                                              move.owner,
                                              std::to_string(queue_.status_ttl.count()),
-                                             move.to,
+                                             std::string(move.to),
                                              options_.consumer};
             for (auto& field : move.fields) command.push_back(std::move(field));
             commands.push_back(std::move(command));
@@ -526,9 +527,9 @@ class RedisMailWorker {
         std::vector<const Entry*> sending;
         for (std::size_t i = 0; i < moves.size(); ++i) {
             const Entry* entry = moves[i].entry;
-            if (!moved[i] || std::string(moves[i].to) != "sending") {
+            if (!moved[i] || moves[i].to != "sending") {
                 // Not ours to send (someone else moved it meanwhile), or finished here.
-                if (moved[i] && std::string(moves[i].to) == "unknown") {
+                if (moved[i] && moves[i].to == "unknown") {
                     messages[i].outcome.status = SendStatus::unknown;
                     messages[i].outcome.failure_reason = unknown_reason();
                     backend_.emit_outcome(messages[i]);
