@@ -115,9 +115,7 @@ sg::testing::FakeSendgridServer& slow_server() {
 }
 
 std::unique_ptr<sg::SendgridBackend> backend() {
-    sg::Settings settings;
-    settings.api_key = slow_server().api_key();
-    settings.host_url = slow_server().url();
+    sg::Settings settings = slow_server().settings();
     settings.max_in_flight = in_flight;
     sg::BackendOptions options;
     options.fail_silently = true;

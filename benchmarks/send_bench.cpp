@@ -29,9 +29,7 @@ EmailMessage message(int i) {
 }
 
 sendgrid_backend::Settings settings_for(const FakeSendgridServer& server, std::size_t in_flight) {
-    sendgrid_backend::Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    sendgrid_backend::Settings settings = server.settings();
     settings.max_in_flight = in_flight;
     return settings;
 }

@@ -76,8 +76,7 @@ int main(int argc, char** argv) {
     } else {
         server =
             std::make_unique<sg::testing::FakeSendgridServer>("SG.fake-test-key.0123456789", 32);
-        settings.api_key = server->api_key();
-        settings.host_url = server->url();
+        settings = server->settings();
     }
     settings.max_in_flight = static_cast<std::size_t>(in_flight);
     const sg::SendgridBackend backend(settings);

@@ -40,9 +40,7 @@ int main() {
 
     // --- The sending side logs every accepted message with its X-Message-Id. ---
     sg::testing::FakeSendgridServer mail_api;
-    sg::Settings settings;
-    settings.api_key = mail_api.api_key();
-    settings.host_url = mail_api.url();
+    sg::Settings settings = mail_api.settings();
     const sg::SendgridBackend backend(settings);
     sg::ScopedConnection log_sent = sg::sendgrid_email_sent.connect(
         [&](const sg::SendgridBackend&, const sg::EmailMessage& message, bool fail_flag) {

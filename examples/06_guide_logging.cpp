@@ -59,9 +59,7 @@ int main() {
             }
         });
 
-    sg::Settings settings;
-    settings.api_key = sendgrid.api_key();
-    settings.host_url = sendgrid.url();
+    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
     const sg::SendgridBackend backend(settings, options);

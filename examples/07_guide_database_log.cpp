@@ -20,9 +20,7 @@ int main(int argc, char** argv) {
 
     sg::testing::FakeSendgridServer sendgrid;
     sendgrid.push_fault(sg::testing::Fault(400).for_recipient("bounce@example.com"));
-    sg::Settings settings;
-    settings.api_key = sendgrid.api_key();
-    settings.host_url = sendgrid.url();
+    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
     const sg::SendgridBackend backend(settings, options);

@@ -44,9 +44,7 @@ void send_some(int count) {
     sg::testing::Fault refuse(400);
     refuse.times = count;
     sendgrid.push_fault(refuse.for_recipient("bounce@example.org"));
-    sg::Settings settings;
-    settings.api_key = sendgrid.api_key();
-    settings.host_url = sendgrid.url();
+    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
     const sg::SendgridBackend backend(settings, options);

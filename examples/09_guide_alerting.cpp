@@ -160,9 +160,7 @@ class Alerter {
 };
 
 sg::Settings settings_for(const sg::testing::FakeSendgridServer& sendgrid) {
-    sg::Settings settings;
-    settings.api_key = sendgrid.api_key();
-    settings.host_url = sendgrid.url();
+    sg::Settings settings = sendgrid.settings();
     settings.timeout = 500ms;
     return settings;
 }

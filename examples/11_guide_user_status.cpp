@@ -91,9 +91,7 @@ int main() {
     sg::testing::Fault jane_full(400);  // jane's is full three times, then fine
     jane_full.times = 3;
     sendgrid.push_fault(jane_full.for_recipient("jane@example.com"));
-    sg::Settings settings;
-    settings.api_key = sendgrid.api_key();
-    settings.host_url = sendgrid.url();
+    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
     const sg::SendgridBackend backend(settings, options);

@@ -40,9 +40,7 @@ EmailMessage make_message(const std::string& subject, const std::string& to = "j
 
 /// Settings pointing at `server`, with retries fast enough for tests.
 Settings settings_for(const FakeSendgridServer& server) {
-    Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    Settings settings = server.settings();
     settings.retry.initial_backoff = 1ms;
     settings.retry.max_backoff = 5ms;
     settings.timeout = 5000ms;

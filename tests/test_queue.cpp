@@ -77,9 +77,7 @@ struct Sender {
     sg::testing::FakeSendgridServer server;
     std::unique_ptr<sg::SendgridBackend> backend;
     explicit Sender(std::size_t in_flight = 8) {
-        sg::Settings settings;
-        settings.api_key = server.api_key();
-        settings.host_url = server.url();
+        sg::Settings settings = server.settings();
         settings.max_in_flight = in_flight;
         settings.timeout = 2s;
         settings.retry.max_backoff = 1s;  // a send takes at most 4 x 2 s + 3 x 1 s

@@ -23,9 +23,7 @@ using namespace std::chrono_literals;
 namespace {
 
 sg::Settings settings_for(const sg::testing::FakeSendgridServer& server) {
-    sg::Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    sg::Settings settings = server.settings();
     settings.timeout = 5000ms;
     return settings;
 }

@@ -26,9 +26,7 @@ TEST_CASE("8 senders x 500 messages while handlers come and go: each message cou
     constexpr int per_sender = 500;
     constexpr int batch_size = 25;
     sg::testing::FakeSendgridServer server("SG.fake-test-key.0123456789", 64);
-    sg::Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    sg::Settings settings = server.settings();
     settings.max_in_flight = 4;
     std::atomic<int> handler_errors{0};
     sg::BackendOptions options;

@@ -29,9 +29,7 @@ sg::EmailMessage mail(const std::string& subject, const std::string& to) {
 }
 
 sg::SendgridBackend backend_for(const FakeSendgridServer& server) {
-    sg::Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    sg::Settings settings = server.settings();
     settings.max_in_flight = 8;
     settings.retry.max_attempts = 1;
     sg::BackendOptions options;
@@ -40,6 +38,27 @@ sg::SendgridBackend backend_for(const FakeSendgridServer& server) {
 }
 
 }  // namespace
+
+TEST_CASE("settings() points a backend at the server and leaves every other setting at its default",
+          "[testing][settings]") {
+    FakeSendgridServer server("SG.settings-test-key");
+    const sg::Settings settings = server.settings();
+    CHECK(settings.host_url == server.url());
+    CHECK(settings.api_key == "SG.settings-test-key");
+    const sg::Settings defaults;
+    CHECK(settings.timeout == defaults.timeout);
+    CHECK(settings.max_in_flight == defaults.max_in_flight);
+    CHECK(settings.retry.max_attempts == defaults.retry.max_attempts);
+    CHECK(settings.sandbox_mode == defaults.sandbox_mode);
+
+    const sg::SendgridBackend backend(settings);
+    sg::EmailMessage message = mail("Welcome", "jane@example.com");
+    CHECK(backend.send_message(message));
+    REQUIRE(server.received().size() == 1);  // counted where it landed, with the key it carried
+    CHECK(server.received()[0].message_id == message.outcome.message_id);
+    CHECK(sg::find_header(server.received()[0].headers, "Authorization") ==
+          "Bearer SG.settings-test-key");
+}
 
 TEST_CASE("a fault for one recipient hits that recipient's message in a concurrent batch",
           "[testing][faults]") {
@@ -65,9 +84,7 @@ TEST_CASE("targeted faults count down; untargeted ones still take the next reque
         return request.payload.value("subject", "") == "limited";
     }));
     server.push_fault(Fault(500));  // the next request that no fault before it applies to
-    sg::Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    sg::Settings settings = server.settings();
     settings.max_in_flight = 1;
     settings.retry.max_attempts = 1;
     sg::BackendOptions options;

@@ -10,9 +10,7 @@
 int main() {
     namespace sg = sendgrid_backend;
     sg::testing::FakeSendgridServer server;
-    sg::Settings settings;
-    settings.api_key = server.api_key();
-    settings.host_url = server.url();
+    sg::Settings settings = server.settings();
     const sg::SendgridBackend backend(settings);
 
     int emissions = 0;

@@ -16,8 +16,7 @@
 ///
 /// @code
 /// sendgrid_backend::testing::FakeSendgridServer server;          // listening on return
-/// settings.host_url = server.url();
-/// settings.api_key = server.api_key();
+/// SendgridBackend backend(server.settings());                  // its URL and key, defaults else
 /// server.push_fault(Fault(429));                                 // the next request gets 429
 /// server.push_fault(Fault(400).for_recipient("bounce@example.com"));
 /// server.sent().assert_sent_to("jane@example.com");
@@ -46,6 +45,7 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"
 
@@ -337,6 +337,14 @@ class FakeSendgridServer {
     int port() const noexcept { return port_; }
     /// The key requests must carry as `Authorization: Bearer <key>`.
     const std::string& api_key() const noexcept { return api_key_; }
+    /// Settings that send to this server: `host_url` and `api_key` set, everything else at its
+    /// default (change timeouts, retries or `max_in_flight` on the copy).
+    Settings settings() const {
+        Settings settings;
+        settings.host_url = url();
+        settings.api_key = api_key_;
+        return settings;
+    }
 
     /// Queues a fault (after the faults already queued). See `Fault`.
     void push_fault(Fault fault) {
