@@ -5,7 +5,8 @@
 # libcurl directly. Each is compiled `runs` times (default 3); the medians and their ratio are
 # printed (goal: at most 1.35x), then the library's program again with the README's
 # precompiled header (built once, as CMake's target_precompile_headers does), and with
-# SENDGRID_BACKEND_SEPARATE_COMPILATION (per sending unit, and the one unit that compiles the path).
+# SENDGRID_BACKEND_SEPARATE_COMPILATION (per sending unit, and the one unit that compiles the path),
+# and last where the library's header-only time goes: files that stop at each step of the program.
 #   benchmarks/compile_cost.sh [runs] [compiler]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -86,3 +87,26 @@ measure compiled -DSENDGRID_BACKEND_SEPARATE_COMPILATION >"$dir/compiled.txt"
 echo "with SENDGRID_BACKEND_SEPARATE_COMPILATION: $(seconds separate) s ($(mib separate) MiB) per" \
     "unit that sends, and $(seconds compiled) s once for the unit of compiled.hpp"
 echo "ratio per unit to the direct program: $(ratio "$(seconds separate)" "$direct_s")"
+
+# Where the header-only time goes: files that stop at each step of the library's program.
+umbrella='#include <sendgrid_backend/sendgrid_backend.hpp>'
+curl='#include <sendgrid_backend/transport/curl.hpp>'
+steps=(
+    "the library's dependencies' headers only (Boost.Signals2, nlohmann/json)|#include <boost/signals2/signal.hpp>
+#include <nlohmann/json.hpp>"
+    "sendgrid_backend.hpp only, nothing used|$umbrella"
+    "plus transport/curl.hpp (registers, so compiles, the libcurl transport)|$umbrella
+$curl"
+    "plus a function that builds a payload|$umbrella
+$curl
+std::string build(const sendgrid_backend::EmailMessage& m) { return sendgrid_backend::serialize_payload(m); }"
+)
+echo "where the library's $(seconds library) s go (cumulative):"
+step=0
+for entry in "${steps[@]}"; do
+    step=$((step + 1))
+    printf '%s\n' "${entry#*|}" >"$dir/step$step.cpp"
+    measure "step$step" >"$dir/step$step.txt"
+    echo "  $(seconds "step$step") s: ${entry%%|*}"
+done
+echo "  $(seconds library) s: plus connecting a handler and sending (delivery, SendgridBackend)"
