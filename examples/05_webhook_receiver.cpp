@@ -40,8 +40,7 @@ int main() {
 
     // --- The sending side logs every accepted message with its X-Message-Id. ---
     sg::testing::FakeSendgridServer mail_api;
-    sg::Settings settings = mail_api.settings();
-    const sg::SendgridBackend backend(settings);
+    const sg::SendgridBackend backend(mail_api.settings());
     sg::ScopedConnection log_sent = sg::sendgrid_email_sent.connect(
         [&](const sg::SendgridBackend&, const sg::EmailMessage& message, bool fail_flag) {
             if (!fail_flag) {

@@ -59,10 +59,9 @@ int main() {
             }
         });
 
-    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
-    const sg::SendgridBackend backend(settings, options);
+    const sg::SendgridBackend backend(sendgrid.settings(), options);
 
     std::vector<sg::EmailMessage> batch;
     batch.emplace_back("Welcome", "Hello!", "shop@example.com",

@@ -20,10 +20,9 @@ int main(int argc, char** argv) {
 
     sg::testing::FakeSendgridServer sendgrid;
     sendgrid.push_fault(sg::testing::Fault(400).for_recipient("bounce@example.com"));
-    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
-    const sg::SendgridBackend backend(settings, options);
+    const sg::SendgridBackend backend(sendgrid.settings(), options);
 
     {
         example::Database db(path);

@@ -44,10 +44,9 @@ void send_some(int count) {
     sg::testing::Fault refuse(400);
     refuse.times = count;
     sendgrid.push_fault(refuse.for_recipient("bounce@example.org"));
-    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
-    const sg::SendgridBackend backend(settings, options);
+    const sg::SendgridBackend backend(sendgrid.settings(), options);
     std::vector<sg::EmailMessage> batch;
     for (int i = 0; i < count; ++i) {
         const std::string to = i % 5 == 4   ? "bounce@example.org"

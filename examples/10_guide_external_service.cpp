@@ -161,10 +161,9 @@ int main() {
 
     sg::testing::FakeSendgridServer sendgrid;
     sendgrid.push_fault(sg::testing::Fault(400).for_recipient("bounce@example.com"));
-    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
-    const sg::SendgridBackend backend(settings, options);
+    const sg::SendgridBackend backend(sendgrid.settings(), options);
 
     std::chrono::steady_clock::duration sending{};
     std::size_t dropped = 0;

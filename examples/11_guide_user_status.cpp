@@ -91,10 +91,9 @@ int main() {
     sg::testing::Fault jane_full(400);  // jane's is full three times, then fine
     jane_full.times = 3;
     sendgrid.push_fault(jane_full.for_recipient("jane@example.com"));
-    sg::Settings settings = sendgrid.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
-    const sg::SendgridBackend backend(settings, options);
+    const sg::SendgridBackend backend(sendgrid.settings(), options);
 
     auto send_to = [&](const std::string& address) {
         sg::EmailMessage message("Digest", "News.", "shop@example.com", {address});

@@ -101,10 +101,9 @@ TEST_CASE("4. a real round trip over HTTP, with a fault for one recipient", "[gu
                                             bool f) { counter.on_email_sent(s, m, f); });
     sg::testing::FakeSendgridServer server;  // SendGrid's contract on 127.0.0.1
     server.push_fault(sg::testing::Fault(400).for_recipient("bounce@example.com"));
-    sg::Settings settings = server.settings();
     sg::BackendOptions options;
     options.fail_silently = true;
-    const sg::SendgridBackend backend(settings, options);
+    const sg::SendgridBackend backend(server.settings(), options);
     std::vector<sg::EmailMessage> batch{mail_to("jane@example.com"), mail_to("bounce@example.com"),
                                         mail_to("bob@example.com")};
 

@@ -206,8 +206,7 @@ TEST_CASE("callbacks run on the worker after the emission; a throwing one stops 
 TEST_CASE("over HTTP: a refused recipient's future says why", "[background][http]") {
     sg::testing::FakeSendgridServer server;
     server.push_fault(sg::testing::Fault(400).for_recipient("bounce@example.com"));
-    sg::Settings settings = server.settings();
-    const sg::SendgridBackend backend(settings);  // fail_silently off: the sender copes
+    const sg::SendgridBackend backend(server.settings());  // fail_silently off: the sender copes
     sg::BackgroundSender mailer(backend);
     auto good = mailer.submit(mail(1));
     auto bad = mailer.submit(mail(2, "bounce@example.com"));

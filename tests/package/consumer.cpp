@@ -10,8 +10,7 @@
 int main() {
     namespace sg = sendgrid_backend;
     sg::testing::FakeSendgridServer server;
-    sg::Settings settings = server.settings();
-    const sg::SendgridBackend backend(settings);
+    const sg::SendgridBackend backend(server.settings());
 
     int emissions = 0;
     sg::ScopedConnection counted =
