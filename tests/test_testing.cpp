@@ -54,10 +54,10 @@ TEST_CASE("settings() points a backend at the server and leaves every other sett
     const sg::SendgridBackend backend(settings);
     sg::EmailMessage message = mail("Welcome", "jane@example.com");
     CHECK(backend.send_message(message));
-    REQUIRE(server.received().size() == 1);  // counted where it landed, with the key it carried
-    CHECK(server.received()[0].message_id == message.outcome.message_id);
-    CHECK(sg::find_header(server.received()[0].headers, "Authorization") ==
-          "Bearer SG.settings-test-key");
+    const auto received = server.received();  // counted where it landed, with the key it carried
+    REQUIRE(received.size() == 1);
+    CHECK(received[0].message_id == message.outcome.message_id);
+    CHECK(sg::find_header(received[0].headers, "Authorization") == "Bearer SG.settings-test-key");
 }
 
 TEST_CASE("a fault for one recipient hits that recipient's message in a concurrent batch",
