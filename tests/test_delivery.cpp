@@ -246,6 +246,11 @@ TEST_CASE("parse_api_errors takes only SendGrid's shape", "[delivery][outcome]")
     CHECK(parse_api_errors(R"([{"message":"x"}])").empty());
     CHECK(parse_api_errors(R"({"errors":[1,"x",{"message":"kept"}]})").size() == 1);
     CHECK(parse_api_errors(R"({"errors":[{"message":5}]})").at(0).message == "5");
+    // A repeated key: the last one counts, as in nlohmann's reading (found by fuzz_error_body).
+    CHECK(parse_api_errors(R"({"errors":[{"message":"a"}],"errors":"abc"})").empty());
+    CHECK(parse_api_errors(R"({"errors":[{"message":"a"}],"errors":[]})").empty());
+    CHECK(parse_api_errors(R"({"errors":7,"errors":[{"message":"b"}]})").at(0).message == "b");
+    CHECK(parse_api_errors(R"({"errors":[{"message":"a","message":null}]})").at(0).message.empty());
     // Numbers beyond a double's range are not JSON to nlohmann (found by fuzz_error_body);
     // too small to represent reads as 0, and is taken.
     CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":[1,4.5E32222222]}]})").empty());

@@ -161,6 +161,8 @@ inline std::vector<ApiError> parse_api_errors(std::string_view body) {
                 errors = std::move(list);  // a repeated key: the last one counts
             } else if (!json.value()) {
                 return {};
+            } else if (key == "errors") {
+                errors.clear();  // ... even when it is not a list
             }
             if (json.take('}')) break;
             if (!json.take(',')) return {};
