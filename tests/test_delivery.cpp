@@ -251,6 +251,11 @@ TEST_CASE("parse_api_errors takes only SendGrid's shape", "[delivery][outcome]")
     CHECK(parse_api_errors(R"({"errors":[{"message":"a"}],"errors":[]})").empty());
     CHECK(parse_api_errors(R"({"errors":7,"errors":[{"message":"b"}]})").at(0).message == "b");
     CHECK(parse_api_errors(R"({"errors":[{"message":"a","message":null}]})").at(0).message.empty());
+    // A byte order mark before the body is skipped, as nlohmann does; nowhere else is it JSON.
+    const std::string bom = "\xEF\xBB\xBF", one_error = R"({"errors":[{"message":"m"}]})";
+    CHECK(parse_api_errors(bom + one_error).at(0).message == "m");
+    CHECK(parse_api_errors(one_error + bom).empty());
+    CHECK(parse_api_errors(" " + bom + one_error).empty());
     // Numbers beyond a double's range are not JSON to nlohmann (found by fuzz_error_body);
     // too small to represent reads as 0, and is taken.
     CHECK(parse_api_errors(R"({"errors":[{"message":"m","n":[1,4.5E32222222]}]})").empty());

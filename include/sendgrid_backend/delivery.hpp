@@ -146,8 +146,9 @@ inline bool read_api_errors(JsonScanner& json, std::vector<ApiError>& errors) {
 
 /// SendGrid's `{"errors": [{"message", "field", "help"}]}`; empty when the body is not that
 /// (not JSON at all, or JSON of another shape). A `help` that is not a string is kept as its
-/// JSON text; null is empty.
+/// JSON text; null is empty. A leading UTF-8 byte order mark is skipped (RFC 8259 allows it).
 inline std::vector<ApiError> parse_api_errors(std::string_view body) {
+    if (body.substr(0, 3) == "\xEF\xBB\xBF") body.remove_prefix(3);
     detail::JsonScanner json(body);
     std::vector<ApiError> errors;
     if (!json.take('{')) return {};
