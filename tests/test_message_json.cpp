@@ -107,6 +107,8 @@ TEST_CASE("malformed stored messages are refused, naming the field", "[message_j
     CHECK(refused_field(R"({"v":1,"tracking_settings":{"ganalytics":{"utm":"x"}}})") ==
           "tracking_settings.ganalytics.utm");
     CHECK(refused_field(R"({"v":1,"priority":"high"})") == "priority");
+    // JSON text then a NUL byte: nlohmann alone would stop reading at the NUL and take it.
+    CHECK(refused_field(std::string(R"({"v":1})") + '\0' + "junk") == "message");
 }
 
 TEST_CASE("text that is not UTF-8 cannot be stored as JSON and is refused by name",

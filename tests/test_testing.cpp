@@ -168,6 +168,25 @@ TEST_CASE("the fake server's sent() and GET /__requests report what arrived, key
     CHECK(server.received_count() == 0);
 }
 
+TEST_CASE("the fake server takes no JSON text followed by a NUL byte and more", "[testing][http]") {
+    FakeSendgridServer server;
+    httplib::Client client("127.0.0.1", server.port());
+    const httplib::Headers headers = {{"Authorization", "Bearer " + server.api_key()}};
+    const std::string payload = sg::serialize_payload(mail("ok", "jane@example.com"));
+    const std::string with_nul = payload + std::string(1, '\0') + "junk";
+    const auto refused = client.Post("/v3/mail/send", headers, with_nul, "application/json");
+    const auto taken = client.Post("/v3/mail/send", headers, payload, "application/json");
+    REQUIRE(refused);
+    REQUIRE(taken);
+    CHECK(refused->status == 400);
+    CHECK(taken->status == 202);
+    const auto received = server.received();
+    REQUIRE(received.size() == 2);
+    CHECK(received[0].body == with_nul);
+    CHECK(received[0].payload.is_null());
+    CHECK(received[1].payload.is_object());
+}
+
 TEST_CASE("a fake server on a chosen port, and the per-request hook", "[testing][http]") {
     int port = 0;
     {

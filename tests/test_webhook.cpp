@@ -220,8 +220,9 @@ TEST_CASE("malformed headers, bodies and sizes are clean refusals", "[webhook][h
     CHECK(empty.http_status == 200);
     CHECK(empty.events.empty());
 
-    for (const std::string& bad : {std::string(R"({"event":"open"})"), std::string("[1,2]"),
-                                   std::string("[{\"event\":"), std::string("\"x\"")}) {
+    for (const std::string& bad :
+         {std::string(R"({"event":"open"})"), std::string("[1,2]"), std::string("[{\"event\":"),
+          std::string("\"x\""), std::string("[]") + '\0' + "[1]"}) {
         INFO(bad);
         const auto result = webhook.handle(signed_headers(signer, bad), bad);
         CHECK(result.http_status == 400);

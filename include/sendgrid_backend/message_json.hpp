@@ -23,6 +23,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/base64.hpp"
+#include "sendgrid_backend/detail/json_parse.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -503,7 +504,7 @@ inline std::string serialize_message(const EmailMessage& message) {
 /// @throws InvalidMessage naming the field when `text` is not such JSON: not JSON, another
 ///         format version, a field of the wrong type or an unknown one.
 inline EmailMessage deserialize_message(std::string_view text) {
-    const nlohmann::json json = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+    const nlohmann::json json = detail::parse_json_text(text);
     if (json.is_discarded()) throw InvalidMessage("message", "is not valid JSON");
     return detail::MessageReader().read(json);
 }

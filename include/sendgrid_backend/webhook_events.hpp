@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/json_parse.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
@@ -312,7 +313,7 @@ class InMemorySeenEventIds : public SeenEventIds {
 /// Parses the POSTed JSON array into events (no signature check).
 /// @throws InvalidMessage (field "body") when the body is not a JSON array of objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
-    const nlohmann::json json = nlohmann::json::parse(body, nullptr, false);
+    const nlohmann::json json = detail::parse_json_text(body);
     if (json.is_discarded()) throw InvalidMessage("body", "is not valid JSON");
     if (!json.is_array()) throw InvalidMessage("body", "is not a JSON array of events");
     std::vector<WebhookEvent> events;

@@ -44,6 +44,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
+#include "sendgrid_backend/detail/json_parse.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
@@ -457,7 +458,7 @@ class FakeSendgridServer {
         for (const auto& [name, value] : request.headers)
             received.headers.emplace_back(name, value);
         received.body = request.body;
-        received.payload = nlohmann::json::parse(request.body, nullptr, false);
+        received.payload = sendgrid_backend::detail::parse_json_text(request.body);
         if (received.payload.is_discarded()) received.payload = nullptr;
         const std::optional<Fault> fault = take_fault(received);
         // Recorded on arrival: a client that gives up waiting has still delivered the request.

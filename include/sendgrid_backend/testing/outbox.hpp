@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/json_parse.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"
 
@@ -63,7 +64,7 @@ class OutboxTransport : public Transport {
         std::vector<nlohmann::json> payloads;
         payloads.reserve(records_.size());
         for (const auto& record : records_) {
-            payloads.push_back(nlohmann::json::parse(record.request.body, nullptr, false));
+            payloads.push_back(sendgrid_backend::detail::parse_json_text(record.request.body));
         }
         return payloads;
     }
@@ -74,7 +75,7 @@ class OutboxTransport : public Transport {
         std::vector<SentMail> mails;
         for (const auto& record : records_) {
             if (record.status < 200 || record.status >= 300) continue;
-            mails.push_back(SentMail{nlohmann::json::parse(record.request.body, nullptr, false),
+            mails.push_back(SentMail{sendgrid_backend::detail::parse_json_text(record.request.body),
                                      record.request.headers, record.message_id});
         }
         return SentMails(std::move(mails));
