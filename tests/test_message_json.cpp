@@ -107,8 +107,39 @@ TEST_CASE("malformed stored messages are refused, naming the field", "[message_j
     CHECK(refused_field(R"({"v":1,"tracking_settings":{"ganalytics":{"utm":"x"}}})") ==
           "tracking_settings.ganalytics.utm");
     CHECK(refused_field(R"({"v":1,"priority":"high"})") == "priority");
+    // Deeper than 512 levels: nlohmann would overflow the stack copying it out.
+    const std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+    CHECK(refused_field(R"({"v":1,"dynamic_template_data":{"x":)" + deep + "}}") == "message");
     // JSON text then a NUL byte: nlohmann alone would stop reading at the NUL and take it.
     CHECK(refused_field(std::string(R"({"v":1})") + '\0' + "junk") == "message");
+}
+
+TEST_CASE("template data nested up to 256 levels is stored and read back; deeper is refused",
+          "[message_json]") {
+    const auto nested = [](int depth) {  // {"x":[[...]]}, `depth` levels in all
+        nlohmann::json data = nlohmann::json::object();
+        data["x"] =
+            nlohmann::json::parse(std::string(depth - 1, '[') + std::string(depth - 1, ']'));
+        return data;
+    };
+    EmailMessage m("ok", "Body", "shop@example.com", {"jane@example.com"});
+    m.dynamic_template_data = nested(256);
+    CHECK(deserialize_message(serialize_message(m)).dynamic_template_data ==
+          m.dynamic_template_data);
+    m.dynamic_template_data = nested(100'000);
+    CHECK_THROWS_WITH(serialize_message(m), Catch::Contains("dynamic_template_data: nests arrays "
+                                                            "and objects deeper than 256 levels"));
+    m.dynamic_template_data.reset();
+    sendgrid_backend::Personalization own;
+    own.to = {"jane@example.com"};
+    own.dynamic_template_data = nested(257);
+    m.personalizations.push_back(std::move(own));
+    try {
+        serialize_message(m);
+        FAIL("no error");
+    } catch (const InvalidMessage& e) {
+        CHECK(e.field() == "personalizations[0].dynamic_template_data");
+    }
 }
 
 TEST_CASE("text that is not UTF-8 cannot be stored as JSON and is refused by name",

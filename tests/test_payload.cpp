@@ -224,6 +224,33 @@ TEST_CASE("with a template_id no top-level subject or content is sent", "[payloa
     }
 }
 
+TEST_CASE("dynamic_template_data nested deeper than 256 levels is refused, naming where",
+          "[payload]") {
+    // nlohmann copies and writes JSON recursively: 100,000 levels would overflow the stack.
+    const auto nested = [](int depth) {  // {"x":[[...]]}, `depth` levels in all
+        json data = json::object();
+        data["x"] = json::parse(std::string(depth - 1, '[') + std::string(depth - 1, ']'));
+        return data;
+    };
+    std::string deepest_allowed = R"(dynamic_template_data["x"])";
+    for (int level = 2; level < 256; ++level) deepest_allowed += "[0]";
+    EmailMessage message = simple_message();
+    message.template_id = "d-0123456789abcdef";
+    message.dynamic_template_data = nested(256);
+    CHECK(invalid_field(message) == "<no error>");
+    message.dynamic_template_data = nested(257);
+    CHECK(invalid_field(message) == deepest_allowed + "[0]");
+    message.dynamic_template_data = nested(100'000);
+    CHECK(invalid_field(message) == deepest_allowed + "[0]");
+
+    Personalization own;
+    own.to = {"jane@example.com"};
+    own.dynamic_template_data = nested(100'000);
+    message.dynamic_template_data.reset();
+    message.personalizations.push_back(std::move(own));
+    CHECK(invalid_field(message) == "personalizations[0]." + deepest_allowed + "[0]");
+}
+
 TEST_CASE("legacy substitutions, custom_args and send_at go into the personalization",
           "[payload]") {
     EmailMessage message = simple_message();

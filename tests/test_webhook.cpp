@@ -220,9 +220,17 @@ TEST_CASE("malformed headers, bodies and sizes are clean refusals", "[webhook][h
     CHECK(empty.http_status == 200);
     CHECK(empty.events.empty());
 
+    const auto nested = [](int depth) {  // an open event whose field "x" makes `depth` levels
+        return R"([{"event":"open","email":"a@b.c","timestamp":1,"x":)" +
+               std::string(depth - 2, '[') + std::string(depth - 2, ']') + "}]";
+    };
+    const auto deepest = webhook.handle(signed_headers(signer, nested(512)), nested(512));
+    CHECK(deepest.http_status == 200);
+    CHECK(deepest.events.size() == 1);
+
     for (const std::string& bad :
          {std::string(R"({"event":"open"})"), std::string("[1,2]"), std::string("[{\"event\":"),
-          std::string("\"x\""), std::string("[]") + '\0' + "[1]"}) {
+          std::string("\"x\""), std::string("[]") + '\0' + "[1]", nested(513), nested(100'000)}) {
         INFO(bad);
         const auto result = webhook.handle(signed_headers(signer, bad), bad);
         CHECK(result.http_status == 400);

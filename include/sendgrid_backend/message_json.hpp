@@ -76,7 +76,7 @@ class MessageWriter {
         }
         text(j, "content_subtype", m.content_subtype, "content_subtype", true);
         text(j, "template_id", m.template_id);
-        if (m.dynamic_template_data) j["dynamic_template_data"] = *m.dynamic_template_data;
+        template_data(j, m.dynamic_template_data, "dynamic_template_data");
         map(j, "substitutions", m.substitutions);
         if (!m.personalizations.empty()) {
             nlohmann::json items = nlohmann::json::array();
@@ -133,6 +133,14 @@ class MessageWriter {
         }
         j[key] = values;
     }
+    /// Copying and dumping JSON recurse: a value nested too deep is refused before either.
+    static void template_data(nlohmann::json& j, const std::optional<nlohmann::json>& data,
+                              const std::string& field) {
+        if (!data) return;
+        if (nests_deeper(*data, max_json_depth))
+            throw InvalidMessage(field, too_deep_json(max_json_depth));
+        j["dynamic_template_data"] = *data;
+    }
     static nlohmann::json personalization(const Personalization& p, const std::string& field) {
         nlohmann::json j = nlohmann::json::object();
         const std::string prefix = field + ".";
@@ -142,7 +150,7 @@ class MessageWriter {
         text(j, "subject", p.subject, prefix + "subject");
         map(j, "headers", p.headers, prefix);
         map(j, "substitutions", p.substitutions, prefix);
-        if (p.dynamic_template_data) j["dynamic_template_data"] = *p.dynamic_template_data;
+        template_data(j, p.dynamic_template_data, prefix + "dynamic_template_data");
         map(j, "custom_args", p.custom_args, prefix);
         if (p.send_at) j["send_at"] = *p.send_at;
         return j;
@@ -504,8 +512,9 @@ inline std::string serialize_message(const EmailMessage& message) {
 /// @throws InvalidMessage naming the field when `text` is not such JSON: not JSON, another
 ///         format version, a field of the wrong type or an unknown one.
 inline EmailMessage deserialize_message(std::string_view text) {
-    const nlohmann::json json = detail::parse_json_text(text);
-    if (json.is_discarded()) throw InvalidMessage("message", "is not valid JSON");
+    std::string problem;
+    const nlohmann::json json = detail::parse_json_text(text, &problem);
+    if (json.is_discarded()) throw InvalidMessage("message", problem);
     return detail::MessageReader().read(json);
 }
 

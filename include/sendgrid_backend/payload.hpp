@@ -25,6 +25,7 @@
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
+#include "sendgrid_backend/detail/json_parse.hpp"
 #include "sendgrid_backend/detail/json_sinks.hpp"
 #include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/mime_types.hpp"
@@ -104,18 +105,23 @@ inline void require_single_line(std::string_view value, const std::string& field
     }
 }
 
-/// Every string and key inside a JSON value must be UTF-8 or dump() throws later.
-inline void require_utf8_json(const nlohmann::json& value, const std::string& field) {
+/// Every string and key inside a JSON value must be UTF-8 or dump() throws later, and it may
+/// nest no deeper than max_json_depth or dump() could overflow the stack.
+inline void require_utf8_json(const nlohmann::json& value, const std::string& field,
+                              int depth_left = max_json_depth) {
+    if (value.is_structured() && depth_left == 0) {
+        throw InvalidMessage(field, too_deep_json(max_json_depth));
+    }
     if (value.is_string()) {
         require_utf8(value.get_ref<const std::string&>(), field);
     } else if (value.is_object()) {
         for (const auto& [key, item] : value.items()) {
             require_utf8(key, field);
-            require_utf8_json(item, keyed(field, key));
+            require_utf8_json(item, keyed(field, key), depth_left - 1);
         }
     } else if (value.is_array()) {
         std::size_t i = 0;
-        for (const auto& item : value) require_utf8_json(item, indexed(field, i++));
+        for (const auto& item : value) require_utf8_json(item, indexed(field, i++), depth_left - 1);
     }
 }
 

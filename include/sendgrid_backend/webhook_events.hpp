@@ -313,8 +313,9 @@ class InMemorySeenEventIds : public SeenEventIds {
 /// Parses the POSTed JSON array into events (no signature check).
 /// @throws InvalidMessage (field "body") when the body is not a JSON array of objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
-    const nlohmann::json json = detail::parse_json_text(body);
-    if (json.is_discarded()) throw InvalidMessage("body", "is not valid JSON");
+    std::string problem;
+    const nlohmann::json json = detail::parse_json_text(body, &problem);
+    if (json.is_discarded()) throw InvalidMessage("body", problem);
     if (!json.is_array()) throw InvalidMessage("body", "is not a JSON array of events");
     std::vector<WebhookEvent> events;
     events.reserve(json.size());
