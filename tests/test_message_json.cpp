@@ -107,6 +107,9 @@ TEST_CASE("malformed stored messages are refused, naming the field", "[message_j
     CHECK(refused_field(R"({"v":1,"tracking_settings":{"ganalytics":{"utm":"x"}}})") ==
           "tracking_settings.ganalytics.utm");
     CHECK(refused_field(R"({"v":1,"priority":"high"})") == "priority");
+    CHECK(refused_field(R"({"v":1,"":1})") == R"("")");  // found by fuzz_message_json
+    CHECK(refused_field(R"({"v":1,"personalizations":[{"to":["a@b.c"],"":1}]})") ==
+          R"(personalizations[0]."")");
     // Deeper than 512 levels: nlohmann would overflow the stack copying it out.
     const std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
     CHECK(refused_field(R"({"v":1,"dynamic_template_data":{"x":)" + deep + "}}") == "message");

@@ -272,8 +272,9 @@ class MessageReader {
     }
 
   private:
-    [[noreturn]] static void unknown(const std::string& field) {
-        throw InvalidMessage(field,
+    [[noreturn]] static void unknown(std::string field) {
+        if (field.empty() || field.back() == '.') field += R"("")";  // an empty key, named
+        throw InvalidMessage(std::move(field),
                              "is not a field of a stored EmailMessage (written by a newer "
                              "version?)");
     }
