@@ -16,8 +16,9 @@ namespace detail {
 /// A strict, allocation-light reader of one JSON text (RFC 8259), for the few values the send
 /// path reads from the network (SendGrid's error bodies). Every member returns false on anything
 /// that is not JSON: the input is untrusted, so nesting is bounded and strings must be UTF-8.
-/// Kept apart from nlohmann's DOM parser so that every program that sends mail does not
-/// instantiate that parser (a second of compile time in each translation unit).
+/// Kept apart from nlohmann's DOM parser so that every file that sends mail does not generate
+/// that parser's code (nlohmann's own `_json` literal instantiates it wherever json.hpp is
+/// included, but only a call makes the compiler emit it).
 class JsonScanner {
   public:
     explicit JsonScanner(std::string_view text, int max_depth = 64) noexcept
