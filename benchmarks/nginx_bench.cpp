@@ -19,6 +19,7 @@
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
 #include <valgrind/callgrind.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>

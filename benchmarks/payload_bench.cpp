@@ -12,6 +12,8 @@
 #include <sendgrid_backend/detail/base64.hpp>
 #include <sendgrid_backend/payload.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <cstring>

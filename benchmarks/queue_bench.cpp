@@ -13,6 +13,7 @@
 
 #include <benchmark/benchmark.h>
 #include <hiredis/hiredis.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>

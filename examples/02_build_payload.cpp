@@ -2,6 +2,8 @@
 // and what a message SendGrid would refuse looks like.
 #include <sendgrid_backend/payload.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <iostream>
 
 int main() {

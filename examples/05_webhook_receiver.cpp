@@ -11,6 +11,7 @@
 #include <sendgrid_backend/webhook.hpp>
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <ctime>
 #include <iostream>

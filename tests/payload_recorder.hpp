@@ -7,6 +7,8 @@
 
 #include <sendgrid_backend/payload.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 #include <string>
 

@@ -5,6 +5,8 @@
 #include <sendgrid_backend/testing/outbox.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <ctime>
 #include <map>

@@ -3,6 +3,8 @@
 #include <sendgrid_backend/message_json.hpp>
 #include <sendgrid_backend/payload.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 
 #include "catch.hpp"

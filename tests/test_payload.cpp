@@ -1,6 +1,8 @@
 // build_payload, rule by rule: each case compares the whole JSON or the exact field of the error.
 #include <sendgrid_backend/payload.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 

@@ -6,6 +6,8 @@
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <map>
 #include <string>

@@ -9,6 +9,7 @@
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <memory>
 #include <mutex>

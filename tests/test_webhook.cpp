@@ -4,6 +4,8 @@
 #include <vector>
 
 #include <sendgrid_backend/testing/webhook_signer.hpp>
+
+#include <nlohmann/json.hpp>
 #include "catch.hpp"
 
 using sendgrid_backend::EventType;

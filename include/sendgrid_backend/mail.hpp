@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "sendgrid_backend/delivery.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
@@ -121,11 +121,11 @@ class SendgridBackend {
     bool send_message(EmailMessage& message) const { return send_messages(&message, 1) == 1; }
 
     /// The exact JSON this backend would POST for `message` (Django's `_build_sg_mail`).
-    /// Pure: no I/O, no signal.
+    /// Pure: no I/O, no signal. Returns an nlohmann::json: include <nlohmann/json.hpp> to call it.
     /// @throws InvalidMessage naming the offending field.
-    template <class Sink = detail::JsonDomSink>  // a template: compiled only where called
-    nlohmann::json build_payload(const EmailMessage& message) const {
-        return sendgrid_backend::build_payload<Sink>(message, payload_options_);
+    template <class Json = nlohmann::json>  // a template: compiled only where called
+    Json build_payload(const EmailMessage& message) const {
+        return sendgrid_backend::build_payload<Json>(message, payload_options_);
     }
 
     /// The same payload as the exact JSON text this backend POSTs (keys in writing order).
@@ -233,10 +233,6 @@ class SendgridBackend {
             request.body = serialize_payload(message);
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
-            return std::nullopt;
-        } catch (const nlohmann::json::exception& error) {
-            // The payload writer checks UTF-8 itself; this is a safety net, never a crash.
-            fail(message, SendStatus::invalid, std::string("payload: ") + error.what());
             return std::nullopt;
         }
         if (request.body.size() > limits::max_payload_bytes) {

@@ -19,11 +19,10 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/outcome.hpp"
+#include "sendgrid_backend/template_data.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 
@@ -50,7 +49,7 @@ struct Personalization {
     std::string subject;
     std::map<std::string, std::string> headers;  ///< merged over the message's extra_headers
     std::map<std::string, std::string> substitutions;
-    std::optional<nlohmann::json> dynamic_template_data;  ///< a JSON object
+    TemplateData dynamic_template_data;  ///< a JSON object (an nlohmann::json)
     std::map<std::string, std::string> custom_args;
     std::optional<std::int64_t> send_at;  ///< unix time
 };
@@ -129,7 +128,7 @@ class EmailMessage {
 
     // --- SendGrid extras (django-sendgrid-v5's optional attributes) ---
     std::string template_id;  ///< empty: none; with one, no top-level subject or content is sent
-    std::optional<nlohmann::json> dynamic_template_data;
+    TemplateData dynamic_template_data;  ///< a JSON object (an nlohmann::json)
     std::map<std::string, std::string> substitutions;
     std::vector<Personalization> personalizations;  ///< empty: built from to/cc/bcc
     bool make_private = false;                      ///< one personalization per `to` address

@@ -134,7 +134,7 @@ class MessageWriter {
         j[key] = values;
     }
     /// Copying and dumping JSON recurse: a value nested too deep is refused before either.
-    static void template_data(nlohmann::json& j, const std::optional<nlohmann::json>& data,
+    static void template_data(nlohmann::json& j, const TemplateData& data,
                               const std::string& field) {
         if (!data) return;
         if (nests_deeper(*data, max_json_depth))

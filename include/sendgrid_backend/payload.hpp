@@ -20,12 +20,12 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
-#include "sendgrid_backend/detail/json_parse.hpp"
+#include "sendgrid_backend/detail/field_checks.hpp"
 #include "sendgrid_backend/detail/json_sinks.hpp"
 #include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/mime_types.hpp"
@@ -69,61 +69,6 @@ inline constexpr std::string_view reserved_headers[] = {"x-sg-id",      "x-sg-ei
                                                         "to",           "from",
                                                         "subject",      "reply-to",
                                                         "cc",           "bcc"};
-
-inline std::string keyed(std::string_view field, std::string_view key) {
-    std::string path(field);
-    path += "[\"";
-    path += key;
-    path += "\"]";
-    return path;
-}
-
-inline std::string indexed(std::string_view field, std::size_t index) {
-    std::string path(field);
-    path += '[';
-    path += std::to_string(index);
-    path += ']';
-    return path;
-}
-
-inline void require_utf8(std::string_view value, const std::string& field) {
-    if (!is_valid_utf8(value)) {
-        throw InvalidMessage(field, "is not valid UTF-8 (SendGrid answers 415 to it)");
-    }
-}
-
-/// UTF-8 and a single line without NUL bytes: subjects, header names and values, file names,
-/// types, ids. These end up in MIME headers, where a NUL (valid UTF-8) has no business either.
-inline void require_single_line(std::string_view value, const std::string& field) {
-    require_utf8(value, field);
-    if (has_line_break(value)) {
-        throw InvalidMessage(field,
-                             quote_for_error(value) + " contains a line break (header injection)");
-    }
-    if (value.find('\0') != std::string_view::npos) {
-        throw InvalidMessage(field, "contains a NUL byte");
-    }
-}
-
-/// Every string and key inside a JSON value must be UTF-8 or dump() throws later, and it may
-/// nest no deeper than max_json_depth or dump() could overflow the stack.
-inline void require_utf8_json(const nlohmann::json& value, const std::string& field,
-                              int depth_left = max_json_depth) {
-    if (value.is_structured() && depth_left == 0) {
-        throw InvalidMessage(field, too_deep_json(max_json_depth));
-    }
-    if (value.is_string()) {
-        require_utf8(value.get_ref<const std::string&>(), field);
-    } else if (value.is_object()) {
-        for (const auto& [key, item] : value.items()) {
-            require_utf8(key, field);
-            require_utf8_json(item, keyed(field, key), depth_left - 1);
-        }
-    } else if (value.is_array()) {
-        std::size_t i = 0;
-        for (const auto& item : value) require_utf8_json(item, indexed(field, i++), depth_left - 1);
-    }
-}
 
 /// The size of `{"k":"v",...}` as sent (escapes not counted).
 inline std::size_t serialized_args_size(const std::map<std::string, std::string>& args) {
@@ -320,7 +265,7 @@ class PersonalizationRecipients {
     std::size_t count_ = 0;
 };
 
-/// Validates one message and writes its payload into a sink (JsonTextSink or JsonDomSink): the
+/// Validates one message and writes its payload into a sink (JsonTextSink or BasicJsonDomSink): the
 /// one mapping of django-sendgrid-v5's `_build_sg_mail`, rule by rule. One object per message.
 template <class Sink>
 class PayloadWriter {
@@ -568,15 +513,14 @@ class PayloadWriter {
             write_string_map(sink_, message_.substitutions, "substitutions", true);
         }
 
-        const std::optional<nlohmann::json>& data =
+        const TemplateData& data =
             p.dynamic_template_data ? p.dynamic_template_data : message_.dynamic_template_data;
         if (data) {
             const std::string field = p.dynamic_template_data ? prefix + "dynamic_template_data"
                                                               : "dynamic_template_data";
-            if (!data->is_object()) throw InvalidMessage(field, "must be a JSON object");
-            require_utf8_json(*data, field);
+            TemplateDataAccess::check(data, field);
             sink_.key("dynamic_template_data");
-            sink_.json(*data);
+            sink_.template_data(data, field);
         }
 
         if (!p.custom_args.empty()) {
@@ -905,13 +849,17 @@ class PayloadWriter {
 
 /// Validates `message` and maps it to the JSON body of `POST /v3/mail/send`, rule by rule as
 /// django-sendgrid-v5's `_build_sg_mail` (README "Payload mapping" lists every rule).
-/// Pure and thread-safe: it reads the message and the options only. (A template only so that
-/// programs that never call it do not compile the tree-building code; call it as a function.)
+/// Pure and thread-safe: it reads the message and the options only. Returns an nlohmann::json:
+/// include <nlohmann/json.hpp> to call it. (A template so that this header needs only
+/// nlohmann/json_fwd.hpp and programs that never call it do not compile the tree-building
+/// code; call it as a function.)
 /// @throws InvalidMessage naming the first offending field, before anything is sent.
-template <class Sink = detail::JsonDomSink>
-nlohmann::json build_payload(const EmailMessage& message, const PayloadOptions& options = {}) {
-    Sink sink;
-    detail::PayloadWriter<Sink>(message, options, sink).write();
+template <class Json = nlohmann::json>
+Json build_payload(const EmailMessage& message, const PayloadOptions& options = {}) {
+    static_assert(detail::is_complete<Json>::value,
+                  "build_payload returns an nlohmann::json: include <nlohmann/json.hpp>");
+    detail::BasicJsonDomSink<Json> sink;
+    detail::PayloadWriter<detail::BasicJsonDomSink<Json>>(message, options, sink).write();
     return std::move(sink.root);
 }
 

@@ -3,6 +3,8 @@
 // that stores again, and reading that back and storing it once more gives the same text.
 #include <sendgrid_backend/message_json.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -10,19 +10,18 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/base64.hpp"
+#include "sendgrid_backend/template_data.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 // The payload is written once, through one of two sinks with the same members: JsonTextSink
-// writes the JSON text that goes on the wire (no tree, no per-value allocation), JsonDomSink
-// builds the nlohmann::json that build_payload returns. Strings handed to either are UTF-8
-// already (the payload writer checks them first).
+// writes the JSON text that goes on the wire (no tree, no per-value allocation),
+// BasicJsonDomSink builds the nlohmann::json that build_payload returns. Strings handed to either
+// are UTF-8 already (the payload writer checks them first).
 
 inline bool needs_json_escape(char c) noexcept {
     const auto u = static_cast<unsigned char>(c);
@@ -139,10 +138,11 @@ class JsonTextSink {
         end_at(at);
         need_comma_ = true;
     }
-    /// Any JSON value (dynamic_template_data), as nlohmann writes it.
-    void json(const nlohmann::json& value) {
+    /// dynamic_template_data (checked already), as nlohmann writes it.
+    void template_data(const TemplateData& data, const std::string& field) {
+        const std::string text = TemplateDataAccess::dump(data, field);
         separate();
-        put(value.dump());
+        put(text);
         need_comma_ = true;
     }
 
@@ -267,7 +267,7 @@ class BasicJsonDomSink {
     void boolean(bool value) { place(Json(value)); }
     void integer(std::int64_t value) { place(Json(value)); }
     void base64_string(std::string_view bytes) { place(Json(base64_encode(bytes))); }
-    void json(const Json& value) { place(value); }
+    void template_data(const TemplateData& data, const std::string&) { place(*data); }
 
     using Members = Json;
 
@@ -311,8 +311,6 @@ class BasicJsonDomSink {
     std::vector<Json*> open_;
     std::string key_;
 };
-
-using JsonDomSink = BasicJsonDomSink<nlohmann::json>;
 
 }  // namespace detail
 SENDGRID_BACKEND_NAMESPACE_END

@@ -125,6 +125,23 @@ inline std::optional<std::int64_t> parse_decimal(std::string_view text,
     return value;
 }
 
+/// Paths that name a field inside a value in errors: `field["key"]`, `field[3]`.
+inline std::string keyed(std::string_view field, std::string_view key) {
+    std::string path(field);
+    path += "[\"";
+    path += key;
+    path += "\"]";
+    return path;
+}
+
+inline std::string indexed(std::string_view field, std::size_t index) {
+    std::string path(field);
+    path += '[';
+    path += std::to_string(index);
+    path += ']';
+    return path;
+}
+
 /// A value for an error text: quoted, cut to 80 bytes, line breaks shown as \r and \n.
 inline std::string quote_for_error(std::string_view value) {
     std::string quoted = "'";
