@@ -344,6 +344,23 @@ TEST_CASE("sending with no handlers is a no-op in both forms", "[signals]") {
     CHECK(signal.send_robust(backend, hello, false).empty());
 }
 
+TEST_CASE("handlers connected through boost_signal() are called by both forms of send",
+          "[signals]") {
+    // Sending calls handlers through a pointer that connecting sets; Boost's own connect, reached
+    // through boost_signal(), must set it too.
+    TestSignal signal;
+    Recorder recorder;
+    signal.boost_signal().connect(2, recorder.handler("group 2"));
+    signal.boost_signal().connect(1, recorder.handler("group 1"));
+    signal.send(backend, hello, false);
+    CHECK(signal.send_robust(backend, hello, true).empty());
+    CHECK(recorder.order() == std::vector<std::string>{"group 1", "group 2", "group 1", "group 2"});
+    CHECK(recorder.calls.back().fail_flag);
+    signal.disconnect_all();
+    signal.send(backend, hello, false);  // connected once, none now: nothing is called
+    CHECK(recorder.calls.size() == 4);
+}
+
 TEST_CASE("the single-threaded policy behaves the same on one thread", "[signals]") {
     sendgrid_backend::Signal<Sender, Message, sendgrid_backend::SingleThreaded> signal;
     Recorder recorder;

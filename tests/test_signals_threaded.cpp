@@ -94,6 +94,33 @@ TEST_CASE("4 threads send while 2 threads connect and disconnect", "[signals][th
     CHECK(permanent_calls == long{kSenderThreads} * kSendsPerThread + 1);
 }
 
+TEST_CASE("first connects racing on a fresh signal, while it is sent, lose no handler",
+          "[signals][threading]") {
+    // The first connect makes the signal's Boost core; racing threads must end up sharing one.
+    for (int round = 0; round < 100; ++round) {
+        TestSignal signal;
+        std::atomic<int> calls{0};
+        std::atomic<bool> go{false};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 3; ++t) {
+            threads.emplace_back([&] {
+                while (!go) std::this_thread::yield();
+                signal.connect([&](const Sender&, const Message&, bool) { ++calls; });
+            });
+        }
+        threads.emplace_back([&] {
+            while (!go) std::this_thread::yield();
+            for (int i = 0; i < 20; ++i) signal.send(Sender{}, Message{i}, false);
+        });
+        go = true;
+        for (auto& thread : threads) thread.join();
+        REQUIRE(signal.num_handlers() == 3);
+        calls = 0;
+        signal.send(Sender{}, Message{0}, false);
+        REQUIRE(calls == 3);
+    }
+}
+
 TEST_CASE("concurrent connect with one dispatch_uid connects once", "[signals][threading]") {
     TestSignal signal;
     std::atomic<int> calls{0};

@@ -217,8 +217,7 @@ class SendgridBackend {
     std::optional<HttpRequest> prepare(EmailMessage& message) const {
         message.outcome = SendOutcome{};
         try {
-            // Without handlers, skip the emission's locking and slot-list copy.
-            if (sendgrid_pre_send.has_listeners()) sendgrid_pre_send.send(*this, message);
+            sendgrid_pre_send.send(*this, message);
         } catch (const CancelSend& cancel) {
             fail(message, SendStatus::cancelled, "cancelled: " + cancel.reason());
             return std::nullopt;

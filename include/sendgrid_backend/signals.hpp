@@ -13,6 +13,7 @@
 ///     });
 /// @endcode
 
+#include <atomic>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -81,17 +82,19 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
                                 boost::function<void(const boost::signals2::connection&, Args...)>,
                                 mutex_type>;
 
-    BasicSignal() = default;
+    constexpr BasicSignal() noexcept = default;
     BasicSignal(const BasicSignal&) = delete;
     BasicSignal& operator=(const BasicSignal&) = delete;
-    ~BasicSignal() = default;
+    ~BasicSignal() {
+        if (CoreBase* core = core_.load(std::memory_order_acquire)) core->ops->destroy(core);
+    }
 
     /// Connects any callable of the handler shape (a lambda, a function, a `std::function`).
     /// Connecting the same callable twice calls it twice; use a dispatch_uid to prevent that.
     template <class Handler>
     Connection connect(Handler&& handler, Position position = Position::back) {
         require_handler_shape<Handler>();
-        return signal_.connect(slot_type(std::forward<Handler>(handler)), at(position));
+        return core().signal.connect(slot_type<>(std::forward<Handler>(handler)), at(position));
     }
 
     /// Connects `handler` unless a handler with this `dispatch_uid` is still connected, in which
@@ -100,17 +103,18 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     Connection connect(std::string_view dispatch_uid, Handler&& handler,
                        Position position = Position::back) {
         require_handler_shape<Handler>();
-        std::lock_guard<mutex_type> lock(uid_mutex_);
-        auto found = connections_by_uid_.find(dispatch_uid);
-        if (found != connections_by_uid_.end() && found->second.connected()) {
+        Core& core = this->core();
+        std::lock_guard<mutex_type> lock(core.uid_mutex);
+        auto found = core.connections_by_uid.find(dispatch_uid);
+        if (found != core.connections_by_uid.end() && found->second.connected()) {
             return found->second;
         }
         Connection connection =
-            signal_.connect(slot_type(std::forward<Handler>(handler)), at(position));
-        if (found != connections_by_uid_.end()) {
+            core.signal.connect(slot_type<>(std::forward<Handler>(handler)), at(position));
+        if (found != core.connections_by_uid.end()) {
             found->second = connection;
         } else {
-            connections_by_uid_.emplace(std::string(dispatch_uid), connection);
+            core.connections_by_uid.emplace(std::string(dispatch_uid), connection);
         }
         return connection;
     }
@@ -122,9 +126,9 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     Connection connect_tracked(const std::shared_ptr<Owner>& owner, Handler&& handler,
                                Position position = Position::back) {
         require_handler_shape<Handler>();
-        slot_type slot(std::forward<Handler>(handler));
+        slot_type<> slot(std::forward<Handler>(handler));
         slot.track_foreign(std::weak_ptr<Owner>(owner));
-        return signal_.connect(slot, at(position));
+        return core().signal.connect(slot, at(position));
     }
 
     /// Disconnects the handler behind `connection`; returns whether it was still connected.
@@ -136,48 +140,115 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
 
     /// Disconnects the handler connected under `dispatch_uid`; returns whether there was one.
     bool disconnect(std::string_view dispatch_uid) {
-        std::lock_guard<mutex_type> lock(uid_mutex_);
-        auto found = connections_by_uid_.find(dispatch_uid);
-        if (found == connections_by_uid_.end()) {
+        Core* core = existing_core();
+        if (core == nullptr) return false;
+        std::lock_guard<mutex_type> lock(core->uid_mutex);
+        auto found = core->connections_by_uid.find(dispatch_uid);
+        if (found == core->connections_by_uid.end()) {
             return false;
         }
         const bool was_connected = found->second.connected();
         found->second.disconnect();
-        connections_by_uid_.erase(found);
+        core->connections_by_uid.erase(found);
         return was_connected;
     }
 
     /// Disconnects every handler.
     void disconnect_all() {
-        std::lock_guard<mutex_type> lock(uid_mutex_);
-        signal_.disconnect_all_slots();
-        connections_by_uid_.clear();
+        Core* core = existing_core();
+        if (core == nullptr) return;
+        std::lock_guard<mutex_type> lock(core->uid_mutex);
+        core->signal.disconnect_all_slots();
+        core->connections_by_uid.clear();
     }
 
     /// Calls every handler in order. The first exception a handler throws propagates to the
     /// caller and the handlers after it are not called (Django's `send`).
-    void send(Args... args) const { signal_(args...); }
+    void send(Args... args) const {
+        if (CoreBase* core = core_.load(std::memory_order_acquire)) {
+            core->ops->call(*core, nullptr, args...);
+        }
+    }
 
     /// Calls every handler, even after one threw, and returns what the handlers threw in the
     /// order they threw it; empty when every handler returned normally (Django's `send_robust`).
     std::vector<std::exception_ptr> send_robust(Args... args) const {
         std::vector<std::exception_ptr> errors;
-        detail::RobustSinkScope scope(&errors);
-        signal_(args...);
+        if (CoreBase* core = core_.load(std::memory_order_acquire)) {
+            core->ops->call(*core, &errors, args...);
+        }
         return errors;
     }
 
     /// Whether at least one handler is connected.
-    bool has_listeners() const { return !signal_.empty(); }
+    bool has_listeners() const {
+        const Core* core = existing_core();
+        return core != nullptr && !core->signal.empty();
+    }
 
     /// How many handlers are connected.
-    std::size_t num_handlers() const { return signal_.num_slots(); }
+    std::size_t num_handlers() const {
+        const Core* core = existing_core();
+        return core == nullptr ? 0 : core->signal.num_slots();
+    }
 
     /// The Boost.Signals2 signal underneath (for groups, shared_connection_block and the like).
-    boost_signal_type& boost_signal() noexcept { return signal_; }
+    boost_signal_type& boost_signal() { return core().signal; }
 
   private:
-    using slot_type = typename boost_signal_type::slot_type;
+    // The Boost signal and everything else a connected signal needs live in a Core made by the
+    // first connect, and what sending and destroying do with it goes through function pointers
+    // that the Core carries. So a file that sends, or only includes this header, compiles none of
+    // Boost's signal code: that is compiled where handlers are connected (the library's global
+    // signals cost every including file a quarter of a second otherwise). A signal that never
+    // had a handler costs a send one atomic load.
+    struct CoreBase;
+    struct Ops {
+        void (*call)(CoreBase&, std::vector<std::exception_ptr>*, Args...);
+        void (*destroy)(CoreBase*) noexcept;
+    };
+    struct CoreBase {
+        const Ops* ops;
+    };
+    struct Core : CoreBase {
+        boost_signal_type signal;
+        mutex_type uid_mutex;  ///< guards connections_by_uid
+        std::map<std::string, Connection, std::less<>> connections_by_uid;
+    };
+
+    /// Calls the handlers; with `errors`, every one, collecting what they throw (send_robust).
+    static void call_handlers(CoreBase& base, std::vector<std::exception_ptr>* errors,
+                              Args... args) {
+        boost_signal_type& signal = static_cast<Core&>(base).signal;
+        if (signal.empty()) return;  // all disconnected: skip the emission's lock and copy
+        if (errors == nullptr) {
+            signal(args...);
+        } else {
+            detail::RobustSinkScope scope(errors);
+            signal(args...);
+        }
+    }
+    static void destroy_core(CoreBase* base) noexcept { delete static_cast<Core*>(base); }
+    static constexpr Ops core_ops{&call_handlers, &destroy_core};
+
+    /// The Core, made by the first caller (two threads connecting at once make one).
+    Core& core() {
+        CoreBase* existing = core_.load(std::memory_order_acquire);
+        if (existing == nullptr) {
+            Core* made = new Core();
+            made->ops = &core_ops;
+            if (core_.compare_exchange_strong(existing, made, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+                existing = made;
+            } else {
+                delete made;  // another thread's Core came first
+            }
+        }
+        return static_cast<Core&>(*existing);
+    }
+    Core* existing_core() const noexcept {
+        return static_cast<Core*>(core_.load(std::memory_order_acquire));
+    }
 
     template <class Handler>
     static constexpr void require_handler_shape() {
@@ -190,9 +261,12 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
         return position == Position::front ? boost::signals2::at_front : boost::signals2::at_back;
     }
 
-    mutable boost_signal_type signal_;
-    mutex_type uid_mutex_;
-    std::map<std::string, Connection, std::less<>> connections_by_uid_;
+    // A template, so that naming it does not make Boost's signal class complete (and compiled)
+    // wherever this class is.
+    template <class Boost = boost_signal_type>
+    using slot_type = typename Boost::slot_type;
+
+    std::atomic<CoreBase*> core_{nullptr};
 };
 
 /// The signal shape of `sendgrid_email_sent`: handlers are
