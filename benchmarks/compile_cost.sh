@@ -2,8 +2,8 @@
 # What including the library costs a header-only user: CPU time and peak memory of g++ -O0
 # compiling a one-function program that sends one message through sendgrid_backend.hpp and
 # transport/curl.hpp, against the same program written with nlohmann/json, Boost.Signals2 and
-# libcurl directly. Each is compiled `runs` times (default 3); the medians and their ratio are
-# printed (goal: at most 1.35x), then the library's program again with the README's
+# libcurl directly. Each is compiled `runs` times (default 3), alternately; the medians and
+# their ratio are printed (goal: at most 1.35x), then the library's program again with the README's
 # precompiled header (built once, as CMake's target_precompile_headers does), and with
 # SENDGRID_BACKEND_SEPARATE_COMPILATION (per sending unit, and the one unit that compiles the path),
 # and last where the library's header-only time goes: files that stop at each step of the program.
@@ -64,8 +64,11 @@ seconds() { cut -d' ' -f1 "$dir/$1.txt" | median; }               # NAME -> medi
 mib() { echo $(($(cut -d' ' -f2 "$dir/$1.txt" | median) / 1024)); }  # NAME -> median peak MiB
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-measure library >"$dir/library.txt"
-measure direct >"$dir/direct.txt"
+# Alternating, so that a machine that speeds up or slows down over the run moves both alike.
+for _ in $(seq 1 "$runs"); do
+    runs=1 measure library >>"$dir/library.txt"
+    runs=1 measure direct >>"$dir/direct.txt"
+done
 direct_s=$(seconds direct)
 echo "$compiler -O0, median of $runs: the library $(seconds library) s CPU ($(mib library) MiB)," \
     "the dependencies used directly $direct_s s ($(mib direct) MiB)"
@@ -92,8 +95,8 @@ echo "ratio per unit to the direct program: $(ratio "$(seconds separate)" "$dire
 umbrella='#include <sendgrid_backend/sendgrid_backend.hpp>'
 curl='#include <sendgrid_backend/transport/curl.hpp>'
 steps=(
-    "the library's dependencies' headers only (Boost.Signals2, nlohmann/json)|#include <boost/signals2/signal.hpp>
-#include <nlohmann/json.hpp>"
+    "the headers the library needs only (Boost.Signals2, nlohmann/json_fwd.hpp)|#include <boost/signals2/signal.hpp>
+#include <nlohmann/json_fwd.hpp>"
     "sendgrid_backend.hpp only, nothing used|$umbrella"
     "plus transport/curl.hpp (registers, so compiles, the libcurl transport)|$umbrella
 $curl"

@@ -18,7 +18,6 @@
 /// std::size_t sent = backend.send_messages(batch);  // throws SendError listing failures
 /// @endcode
 
-#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -193,10 +192,17 @@ class SendgridBackend {
 
         /// Each failure, in batch order.
         std::vector<SendError::Failure> failures() const {
-            std::vector<SendError::Failure> sorted = failures_;
-            std::sort(sorted.begin(), sorted.end(),
-                      [](const auto& a, const auto& b) { return a.index < b.index; });
-            return sorted;
+            // Placed by index rather than sorted: std::sort's code would be compiled in every
+            // file that sends.
+            constexpr std::size_t none = static_cast<std::size_t>(-1);
+            std::vector<std::size_t> failure_at(emitted_.size(), none);
+            for (std::size_t k = 0; k < failures_.size(); ++k) failure_at[failures_[k].index] = k;
+            std::vector<SendError::Failure> in_order;
+            in_order.reserve(failures_.size());
+            for (const std::size_t k : failure_at) {
+                if (k != none) in_order.push_back(failures_[k]);
+            }
+            return in_order;
         }
 
       private:

@@ -143,8 +143,10 @@ class Transport {
     virtual HttpResponse send(const HttpRequest& request) = 0;
 
     /// A batch that keeps up to `max_in_flight` requests in flight. The default sends the
-    /// started requests one after another with `send`, one per `wait_any`.
-    virtual std::unique_ptr<TransportBatch> open_batch(std::size_t max_in_flight);
+    /// started requests one after another with `send`, one per `wait_any`. (Declared inline:
+    /// otherwise it is the class's key function and, defined in this header, makes every
+    /// including file compile the vtable and the sequential batch behind it.)
+    inline virtual std::unique_ptr<TransportBatch> open_batch(std::size_t max_in_flight);
 
     /// Why this transport cannot send to `url`, or empty. Asked once, when a backend is made.
     virtual std::string url_problem(const std::string& url) const {

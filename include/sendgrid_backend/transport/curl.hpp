@@ -33,7 +33,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -265,7 +264,7 @@ class CurlTransport : public Transport {
 
         ~Batch() override {
             // Requests still in flight are abandoned: removing a handle stops its transfer.
-            for (auto& [tag, transfer] : active_) {
+            for (auto& transfer : active_) {
                 curl_multi_remove_handle(session_->multi, transfer->easy());
                 owner_.unbind(transfer->easy());
                 session_->idle.push_back(std::move(transfer->handle));
@@ -291,7 +290,7 @@ class CurlTransport : public Transport {
                 session_->idle.push_back(std::move(transfer->handle));
                 throw TransportSetupError("curl_multi_add_handle failed");
             }
-            active_.emplace(tag, std::move(transfer));
+            active_.push_back(std::move(transfer));
         }
 
         std::vector<Completion> wait_any(std::chrono::milliseconds timeout) override {
@@ -311,7 +310,7 @@ class CurlTransport : public Transport {
                     owner_.unbind(transfer->easy());
                     session_->idle.push_back(std::move(transfer->handle));
                     done.push_back(Completion{transfer->tag, std::move(transfer->response)});
-                    active_.erase(transfer->tag);
+                    forget(transfer);
                 }
                 if (!done.empty() || active_.empty()) return done;
                 const auto left = std::chrono::ceil<std::chrono::milliseconds>(
@@ -329,7 +328,17 @@ class CurlTransport : public Transport {
         CurlTransport& owner_;
         std::unique_ptr<Session> session_;
         std::size_t max_in_flight_;
-        std::unordered_map<std::size_t, std::unique_ptr<Transfer>> active_;
+        /// Drops a finished transfer (a few are in flight: a scan beats a hash map's code).
+        void forget(const Transfer* transfer) {
+            for (auto& held : active_) {
+                if (held.get() != transfer) continue;
+                std::swap(held, active_.back());
+                active_.pop_back();
+                return;
+            }
+        }
+
+        std::vector<std::unique_ptr<Transfer>> active_;  ///< in flight, in no order
     };
 
     /// Called each time the request is about to be written to a connection. A second call is
