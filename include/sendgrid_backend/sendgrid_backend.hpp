@@ -1,10 +1,11 @@
 #pragma once
 
 /// @file
-/// The umbrella header: sending mail and the signals around it (Boost.Signals2 and nlohmann/json
-/// only). Parts that not every program needs are included on their own, so that they cost no
-/// compile time elsewhere: `transport/curl.hpp` (libcurl), `webhook.hpp` (OpenSSL) and
-/// `webhook_events.hpp`, `message_json.hpp`, `metrics.hpp`, `redis/...` (hiredis) and
+/// The umbrella header: sending mail and the signals around it (Boost.Signals2, and nlohmann/json's
+/// json_fwd.hpp only: code that makes template data or reads build_payload's tree includes
+/// <nlohmann/json.hpp> itself). Parts that not every program needs are included on their own, so
+/// that they cost no compile time elsewhere: `transport/curl.hpp` (libcurl), `webhook.hpp`
+/// (OpenSSL) and `webhook_events.hpp`, `message_json.hpp`, `metrics.hpp`, `redis/...` (hiredis) and
 /// `testing/...` (cpp-httplib).
 
 #include "sendgrid_backend/address.hpp"
