@@ -71,7 +71,8 @@ TEST_CASE("TemplateData copies its value; moves leave the source empty", "[templ
 
     copy = original;
     CHECK(original == copy);
-    copy = copy;  // self-assignment keeps the value
+    const TemplateData& itself = copy;
+    copy = itself;  // self-assignment keeps the value
     CHECK(copy == original);
 
     TemplateData moved = std::move(copy);

@@ -220,7 +220,6 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     static void call_handlers(CoreBase& base, std::vector<std::exception_ptr>* errors,
                               Args... args) {
         boost_signal_type& signal = static_cast<Core&>(base).signal;
-        if (signal.empty()) return;  // all disconnected: skip the emission's lock and copy
         if (errors == nullptr) {
             signal(args...);
         } else {
