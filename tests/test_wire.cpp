@@ -6,10 +6,13 @@
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -234,4 +237,95 @@ TEST_CASE("libcurl's URL parser agrees with the base-URL check", "[wire][setting
     CHECK_FALSE(curl.url_problem("https://user@example.com/v3/mail/send").empty());
     CHECK_FALSE(curl.url_problem("https://[::1/v3/mail/send").empty());
     CHECK_FALSE(curl.url_problem("not a url").empty());
+}
+
+namespace {
+
+/// The variables libcurl reads for proxies; cleared while it lives, then restored.
+class ProxyEnvironment {
+  public:
+    static constexpr const char* names[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                            "HTTPS_PROXY", "all_proxy",  "ALL_PROXY",
+                                            "no_proxy",    "NO_PROXY"};
+    ProxyEnvironment() {
+        for (const char* name : names) {
+            const char* value = std::getenv(name);
+            saved_.emplace_back(name, value != nullptr ? std::optional<std::string>(value)
+                                                       : std::nullopt);
+            ::unsetenv(name);
+        }
+    }
+    ~ProxyEnvironment() {
+        for (const auto& [name, value] : saved_) {
+            if (value) {
+                ::setenv(name, value->c_str(), 1);
+            } else {
+                ::unsetenv(name);
+            }
+        }
+    }
+    ProxyEnvironment(const ProxyEnvironment&) = delete;
+    ProxyEnvironment& operator=(const ProxyEnvironment&) = delete;
+
+  private:
+    std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
+};
+
+struct ProxyCase {
+    std::vector<std::pair<const char*, const char*>> variables;  ///< "PROXY": the proxy's URL
+    bool https;
+    bool through_proxy;
+};
+
+}  // namespace
+
+TEST_CASE("the proxy environment is honoured as libcurl reads it", "[wire][proxy]") {
+    // Counted where the connection lands: the target server or the proxy. An https request
+    // through a proxy starts with CONNECT; straight to the (plain) target, its TLS handshake
+    // fails, but the connection was made there.
+    const std::vector<ProxyCase> cases = {
+        {{}, false, false},
+        {{{"http_proxy", "PROXY"}}, false, true},
+        {{{"HTTP_PROXY", "PROXY"}}, false, false},  // not read in capitals for http
+        {{{"all_proxy", "PROXY"}}, false, true},
+        {{{"ALL_PROXY", "PROXY"}}, false, true},
+        {{{"http_proxy", ""}, {"all_proxy", "PROXY"}}, false, true},  // empty is unset
+        {{{"https_proxy", "PROXY"}}, false, false},
+        {{{"http_proxy", "PROXY"}, {"no_proxy", "127.0.0.1"}}, false, false},
+        {{{"http_proxy", "PROXY"}, {"NO_PROXY", "127.0.0.1"}}, false, false},
+        {{{"http_proxy", "PROXY"}, {"no_proxy", "*"}}, false, false},
+        {{{"http_proxy", "PROXY"}, {"no_proxy", "example.com"}}, false, true},
+        {{{"https_proxy", "PROXY"}}, true, true},
+        {{{"HTTPS_PROXY", "PROXY"}}, true, true},
+        {{{"http_proxy", "PROXY"}}, true, false},
+        {{{"all_proxy", "PROXY"}}, true, true},
+        {{{"https_proxy", "PROXY"}, {"no_proxy", "127.0.0.1"}}, true, false},
+    };
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+        const ProxyCase& c = cases[k];
+        ProxyEnvironment clean;
+        FaultServer target;
+        FaultServer proxy;
+        std::string description = c.https ? "https:" : "http:";
+        for (const auto& [name, value] : c.variables) {
+            const std::string text = std::string(value) == "PROXY" ? proxy.url() : value;
+            ::setenv(name, text.c_str(), 1);
+            description += std::string(" ") + name + "=" + text;
+        }
+        INFO(description);
+        // Made after the environment is set: a transport reads it when it first sends.
+        Settings settings;
+        settings.api_key = "SG.wire-test";
+        settings.host_url = c.https ? "https" + target.url().substr(4) : target.url();
+        settings.timeout = 300ms;
+        settings.retry.max_attempts = 1;
+        BackendOptions options;
+        options.fail_silently = true;
+        const SendgridBackend backend(settings, options);
+        EmailMessage message = make_message("proxy case " + std::to_string(k));
+        backend.send_message(message);
+        CHECK(proxy.connections() == (c.through_proxy ? 1u : 0u));
+        CHECK(target.connections() == (c.through_proxy ? 0u : 1u));
+        if (!c.https) CHECK(message.outcome.status == SendStatus::accepted);
+    }
 }
