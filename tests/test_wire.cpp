@@ -250,8 +250,8 @@ class ProxyEnvironment {
     ProxyEnvironment() {
         for (const char* name : names) {
             const char* value = std::getenv(name);
-            saved_.emplace_back(name, value != nullptr ? std::optional<std::string>(value)
-                                                       : std::nullopt);
+            saved_.emplace_back(
+                name, value != nullptr ? std::optional<std::string>(value) : std::nullopt);
             ::unsetenv(name);
         }
     }
