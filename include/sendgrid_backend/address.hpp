@@ -140,9 +140,9 @@ inline const char* mailbox_problem(std::string_view email) noexcept {
     return is_plain_mailbox(email) ? nullptr : mailbox_problem_by_rule(email);
 }
 
-[[noreturn]] inline void throw_bad_address(const std::string& field, std::string_view text,
+[[noreturn]] inline void throw_bad_address(std::string_view field, std::string_view text,
                                            const char* problem) {
-    throw InvalidMessage(field,
+    throw InvalidMessage(std::string(field),
                          quote_for_error(text) + " is not a valid email address (" + problem + ")");
 }
 
@@ -170,7 +170,7 @@ struct AddressView {
 };
 
 /// `parse_address` without the copies; the views are into `text`, which must outlive them.
-inline AddressView parse_address_view(std::string_view text, const std::string& field) {
+inline AddressView parse_address_view(std::string_view text, std::string_view field) {
     // One pass for the common case: printable ASCII holds no line break, NUL or bad UTF-8.
     bool printable_ascii = true;
     for (char c : text) {
@@ -178,16 +178,17 @@ inline AddressView parse_address_view(std::string_view text, const std::string& 
         printable_ascii &= (u >= 0x20) & (u < 0x7f);
     }
     if (!printable_ascii) {
-        if (!is_valid_utf8(text)) throw InvalidMessage(field, "is not valid UTF-8");
+        if (!is_valid_utf8(text)) throw InvalidMessage(std::string(field), "is not valid UTF-8");
         if (has_line_break(text)) {
             throw InvalidMessage(
-                field, quote_for_error(text) + " contains a line break (header injection)");
+                std::string(field),
+                quote_for_error(text) + " contains a line break (header injection)");
         }
         if (text.find('\0') != std::string_view::npos)
-            throw InvalidMessage(field, "contains a NUL byte");
+            throw InvalidMessage(std::string(field), "contains a NUL byte");
     }
     const std::string_view trimmed = trim(text);
-    if (trimmed.empty()) throw InvalidMessage(field, "is empty");
+    if (trimmed.empty()) throw InvalidMessage(std::string(field), "is empty");
 
     AddressView address;
     std::string_view mailbox = trimmed;
@@ -237,7 +238,7 @@ inline AddressView parse_address_view(std::string_view text, const std::string& 
 /// Parses one address. `field` names where it came from (e.g. "to[1]") for the error.
 /// @throws InvalidMessage naming `field` and the value when the text is not one valid address,
 ///         holds a line break (header injection) or is not UTF-8.
-inline Address parse_address(std::string_view text, const std::string& field) {
+inline Address parse_address(std::string_view text, std::string_view field) {
     const detail::AddressView view = detail::parse_address_view(text, field);
     return Address{std::string(view.email), std::string(view.name())};
 }

@@ -202,25 +202,28 @@ inline std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int tr
     return std::chrono::milliseconds(static_cast<std::int64_t>(wait));
 }
 
-/// How long to wait before trying the request that got `response` again, after `tries` tries;
-/// nullopt when it must not be tried again. See the file comment for what is retried.
-inline std::optional<std::chrono::milliseconds> retry_delay(const RetryPolicy& policy,
-                                                            const HttpResponse& response, int tries,
-                                                            std::int64_t unix_now,
-                                                            double fraction) noexcept {
-    if (tries >= policy.max_attempts) return std::nullopt;
+/// Whether the request that got `response` may be tried again after `tries` tries. See the
+/// file comment for what is retried.
+inline bool may_retry(const RetryPolicy& policy, const HttpResponse& response, int tries) noexcept {
+    if (tries >= policy.max_attempts) return false;
     const int status = response.status;
     const bool answered = status != 0;
-    const bool rate_limited = status == 429;
     const bool not_sent =
         !answered && response.error != TransportError::none && !response.request_sent;
     const bool server_error = status == 500 || status == 502 || status == 503 || status == 504;
     const bool unknown = !answered && !not_sent;
-    if (!rate_limited && !not_sent && !(server_error && policy.retry_server_errors) &&
-        !(unknown && policy.retry_unknown_outcome)) {
-        return std::nullopt;
-    }
-    if (rate_limited) {
+    return status == 429 || not_sent || (server_error && policy.retry_server_errors) ||
+           (unknown && policy.retry_unknown_outcome);
+}
+
+/// How long to wait before trying the request that got `response` again, after `tries` tries;
+/// nullopt when it must not be tried again (`may_retry`).
+inline std::optional<std::chrono::milliseconds> retry_delay(const RetryPolicy& policy,
+                                                            const HttpResponse& response, int tries,
+                                                            std::int64_t unix_now,
+                                                            double fraction) noexcept {
+    if (!may_retry(policy, response, tries)) return std::nullopt;
+    if (response.status == 429) {
         if (auto asked = rate_limit_wait(response, unix_now)) {
             return std::min(*asked, std::max(policy.max_retry_after, std::chrono::milliseconds(0)));
         }
@@ -349,11 +352,14 @@ class Delivery {
         const std::vector<SendOutcome*>& outcomes;
         const OnFinal& on_final;
         std::vector<Slot> slots;
-        detail::VectorQueue<std::size_t> ready;
+        std::size_t next_fresh = 0;  ///< requests [next_fresh, n) were never started
+        detail::VectorQueue<std::size_t> due_again;  ///< retries whose wait is over, in order
         using Due = std::pair<Clock::time_point, std::size_t>;
         /// A min-heap on the due time (std::push_heap/pop_heap: <queue> was included for this
         /// alone).
         std::vector<Due> waiting;
+        /// In flight, oldest start first (started in order with a steady clock; landing keeps
+        /// the order), so that the first is the one due to be given up first.
         std::vector<std::size_t> flying;
         std::size_t unfinished;
         DeliveryReport report;
@@ -365,8 +371,15 @@ class Delivery {
               outcomes(o),
               on_final(f),
               slots(r.size()),
-              unfinished(r.size()) {
-            for (std::size_t i = 0; i < r.size(); ++i) ready.push(i);
+              unfinished(r.size()) {}
+
+        /// Fresh requests first, in order, then retries as they fell due: the order a single
+        /// queue of every request, retries pushed at the back, would give.
+        bool has_ready() const noexcept {
+            return next_fresh < requests.size() || !due_again.empty();
+        }
+        std::size_t take_ready() {
+            return next_fresh < requests.size() ? next_fresh++ : due_again.pop();
         }
 
         void go() {
@@ -387,12 +400,12 @@ class Delivery {
             while (unfinished > 0) {
                 Clock::time_point now = delivery.clock_.now();
                 while (!waiting.empty() && waiting.front().first <= now) {
-                    ready.push(waiting.front().second);
+                    due_again.push(waiting.front().second);
                     std::pop_heap(waiting.begin(), waiting.end(), std::greater<Due>());
                     waiting.pop_back();
                 }
-                while (flying.size() < limit && !ready.empty()) {
-                    const std::size_t i = ready.pop();
+                while (flying.size() < limit && has_ready()) {
+                    const std::size_t i = take_ready();
                     start(i, now);
                     try {
                         batch->start(i, requests[i]);
@@ -432,8 +445,9 @@ class Delivery {
         std::chrono::milliseconds time_to_next_event(Clock::time_point now) const {
             Clock::time_point next = now + delivery.options_.give_up_after;
             if (!waiting.empty()) next = std::min(next, waiting.front().first);
-            for (std::size_t i : flying) {
-                next = std::min(next, slots[i].started + delivery.options_.give_up_after);
+            if (!flying.empty()) {
+                next =
+                    std::min(next, slots[flying.front()].started + delivery.options_.give_up_after);
             }
             const auto left = std::chrono::ceil<std::chrono::milliseconds>(next - now);
             return std::max(left, std::chrono::milliseconds(1));
@@ -455,8 +469,12 @@ class Delivery {
             record_outcome(outcome, response);
             scrub(outcome);
             outcome.duration = now - slot.first_try;
-            const auto delay = retry_delay(delivery.options_.retry, response, slot.tries,
-                                           delivery.clock_.unix_now(), delivery.random_());
+            // The wall clock and the jitter are only read for a request that may be retried.
+            const RetryPolicy& policy = delivery.options_.retry;
+            const auto delay = may_retry(policy, response, slot.tries)
+                                   ? retry_delay(policy, response, slot.tries,
+                                                 delivery.clock_.unix_now(), delivery.random_())
+                                   : std::nullopt;
             if (delay) {
                 slot.state = SlotState::waiting;
                 waiting.emplace_back(now + *delay, i);
@@ -467,12 +485,9 @@ class Delivery {
         }
 
         void give_up_overdue(Clock::time_point now) {
-            for (std::size_t k = 0; k < flying.size();) {
-                const std::size_t i = flying[k];
-                if (now - slots[i].started < delivery.options_.give_up_after) {
-                    ++k;
-                    continue;
-                }
+            while (!flying.empty()) {
+                const std::size_t i = flying.front();
+                if (now - slots[i].started < delivery.options_.give_up_after) return;  // nor later
                 land(i);
                 SendOutcome& outcome = *outcomes[i];
                 set_unknown(outcome, "the transport did not answer within " +

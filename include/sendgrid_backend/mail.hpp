@@ -248,7 +248,7 @@ class SendgridBackend {
             return std::nullopt;
         }
         request.url = send_url_;
-        request.headers = {{"Authorization", authorization_}, {"Content-Type", "application/json"}};
+        request.headers = request_headers_;
         return request;
     }
 
@@ -298,7 +298,7 @@ class SendgridBackend {
     PayloadOptions payload_options_;
     DeliveryOptions delivery_options_;
     std::string send_url_;
-    std::string authorization_;
+    HttpHeaders request_headers_;  ///< Authorization and Content-Type, made once
     mutable std::mutex echo_mutex_;
 };
 
@@ -325,7 +325,8 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
         throw ImproperlyConfigured("SENDGRID_HOST_URL",
                                    detail::quote_for_error(settings_.host_url) + " " + problem);
     }
-    authorization_ = "Bearer " + settings_.api_key;
+    request_headers_ = {{"Authorization", "Bearer " + settings_.api_key},
+                        {"Content-Type", "application/json"}};
     delivery_options_.retry = settings_.retry;
     delivery_options_.max_in_flight = settings_.max_in_flight;
     // The transport answers within `timeout`; this only catches one that never does.
@@ -346,6 +347,9 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
         std::vector<HttpRequest> requests;
         std::vector<SendOutcome*> outcomes;
         std::vector<std::size_t> positions;  // request k is messages[positions[k]]
+        requests.reserve(count);
+        outcomes.reserve(count);
+        positions.reserve(count);
         for (std::size_t i = 0; i < count; ++i) {
             if (auto request = prepare(messages[i])) {
                 requests.push_back(std::move(*request));

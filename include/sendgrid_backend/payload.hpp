@@ -120,7 +120,7 @@ void begin_enable(Sink& sink, bool value) {
     sink.boolean(value);
 }
 
-inline void check_header(std::string_view name, std::string_view value, const std::string& field) {
+inline void check_header(std::string_view name, std::string_view value, std::string_view field) {
     const std::string path = keyed(field, name);
     if (name.empty()) throw InvalidMessage(path, "a header needs a name");
     require_single_line(name, path);
@@ -156,6 +156,18 @@ struct AddressKeyEqual {
 /// The recipients of one personalization, checked and de-duplicated as SendGrid wants them.
 class PersonalizationRecipients {
   public:
+    /// A recipient list's field, e.g. "personalizations[2]." + "cc", held as two views (both
+    /// outlive the object): the whole name is only spelled out for an error.
+    struct ListName {
+        std::string_view prefix;
+        std::string_view name;  ///< "to", "cc" or "bcc"
+
+        std::string str() const { return std::string(prefix) + std::string(name); }
+        bool operator==(const ListName& other) const noexcept {
+            return prefix == other.prefix && name == other.name;
+        }
+    };
+
     /// `expected`: how many addresses the personalization may hold in all. With one there is
     /// nothing to compare (make_private's common case: no bookkeeping at all).
     PersonalizationRecipients(bool deduplicate, std::size_t expected)
@@ -168,24 +180,22 @@ class PersonalizationRecipients {
     /// strings; they are skipped, not refused. `first_index` numbers the addresses in error
     /// paths (make_private passes one at a time).
     void add(std::vector<AddressView>& list, const std::string* addresses, std::size_t count,
-             const std::string& field, bool skip_blank, std::size_t first_index = 0) {
+             ListName field, bool skip_blank, std::size_t first_index = 0) {
         const std::size_t size_before = list.size();
         std::uint8_t field_index = 0;
         for (std::size_t i = 0; i < count; ++i) {
             // The error path ("to[3]") is only spelled out when there is an error to report.
-            auto path = [&] { return indexed(field, first_index + i); };
+            auto path = [&] { return indexed(field.str(), first_index + i); };
             if (skip_blank && trim(addresses[i]).empty()) continue;
             AddressView address = parse(addresses[i], field, first_index + i);
             if (!single_) {
                 if (const std::uint8_t* first = find(address.email)) {
                     // Within cc and within bcc, the original drops repeats silently; elsewhere it
                     // is a mistake worth reporting unless the caller asked for de-duplication.
-                    const std::string& first_field = fields_[*first];
-                    if (deduplicate_ || (first_field == field && field_drops_repeats(field))) {
-                        continue;
-                    }
+                    const ListName& first_field = fields_[*first];
+                    if (deduplicate_ || (first_field == field && field.name != "to")) continue;
                     throw InvalidMessage(path(), quote_for_error(address.email) +
-                                                     " is already in " + first_field +
+                                                     " is already in " + first_field.str() +
                                                      "; SendGrid refuses an address twice in one "
                                                      "personalization (set deduplicate_recipients "
                                                      "to drop repeats)");
@@ -204,29 +214,22 @@ class PersonalizationRecipients {
     static constexpr std::size_t small_limit = 32;
 
     /// One recipient address, checked as SendGrid wants it; errors name `field[index]`.
-    static AddressView parse(const std::string& text, const std::string& field, std::size_t index) {
+    static AddressView parse(const std::string& text, const ListName& field, std::size_t index) {
         try {
-            AddressView address = parse_address_view(text, field);
+            AddressView address = parse_address_view(text, field.name);
             if (contains_any(address.name(), ";,")) {
-                throw InvalidMessage(field, "the display name " + quote_for_error(address.name()) +
-                                                " holds ';' or ',', which SendGrid refuses in "
-                                                "recipient names");
+                throw InvalidMessage(field.str(), "the display name " +
+                                                      quote_for_error(address.name()) +
+                                                      " holds ';' or ',', which SendGrid refuses "
+                                                      "in recipient names");
             }
             return address;
         } catch (const InvalidMessage& invalid) {
-            throw InvalidMessage(indexed(field, index), invalid.reason());
+            throw InvalidMessage(indexed(field.str(), index), invalid.reason());
         }
     }
 
-    static bool field_drops_repeats(const std::string& field) {
-        auto ends_with = [&field](std::string_view tail) {
-            return field.size() >= tail.size() &&
-                   std::string_view(field).substr(field.size() - tail.size()) == tail;
-        };
-        return ends_with("cc") || ends_with("bcc");
-    }
-
-    std::uint8_t add_field(const std::string& field) {
+    std::uint8_t add_field(const ListName& field) {
         fields_[field_count_] = field;
         return static_cast<std::uint8_t>(field_count_++);
     }
@@ -258,7 +261,7 @@ class PersonalizationRecipients {
 
     bool deduplicate_;
     bool single_;
-    std::array<std::string, 3> fields_;  // the lists added so far: to, cc, bcc
+    std::array<ListName, 3> fields_;  // the lists added so far: to, cc, bcc
     std::size_t field_count_ = 0;
     std::vector<std::pair<std::string_view, std::uint8_t>> small_;  // email -> fields_ index
     std::unordered_map<std::string_view, std::uint8_t, AddressKeyHash, AddressKeyEqual> by_key_;
@@ -435,12 +438,15 @@ class PayloadWriter {
         // to, then cc, then bcc, in one list: one allocation per personalization.
         std::vector<AddressView> people_list;
         people_list.reserve(expected);
-        people.add(people_list, to, to_count, prefix + "to", false, to_index);
+        // cc and bcc taken from the message are named as the message's.
+        using ListName = PersonalizationRecipients::ListName;
+        people.add(people_list, to, to_count, ListName{prefix, "to"}, false, to_index);
         const std::size_t to_end = people_list.size();
-        people.add(people_list, cc.data(), cc.size(), p.cc.empty() ? "cc" : prefix + "cc", true);
-        const std::size_t cc_end = people_list.size();
-        people.add(people_list, bcc.data(), bcc.size(), p.bcc.empty() ? "bcc" : prefix + "bcc",
+        people.add(people_list, cc.data(), cc.size(), ListName{p.cc.empty() ? "" : prefix, "cc"},
                    true);
+        const std::size_t cc_end = people_list.size();
+        people.add(people_list, bcc.data(), bcc.size(),
+                   ListName{p.bcc.empty() ? "" : prefix, "bcc"}, true);
         if (to_end == 0) {
             throw InvalidMessage(prefix + "to",
                                  "is empty; SendGrid requires at least one 'to' "
@@ -550,13 +556,21 @@ class PayloadWriter {
         return 3;
     }
 
+    /// One content part: the body, or alternatives[alternative].
+    struct ContentPart {
+        std::string type;
+        const std::string* value;
+        std::size_t alternative;  ///< npos for the body
+    };
+
+    /// " ": what the original sends for an empty body or a missing plain part (SendGrid
+    /// refuses empty values).
+    static const std::string& blank() {
+        static const std::string text = " ";
+        return text;
+    }
+
     void content() {
-        struct Part {
-            std::string type;
-            const std::string* value;
-            std::string field;
-        };
-        static const std::string blank = " ";
         require_single_line(message_.content_subtype, "content_subtype");
         if (message_.content_subtype.empty()) {
             throw InvalidMessage("content_subtype", "is empty; use \"plain\" or \"html\"");
@@ -567,11 +581,15 @@ class PayloadWriter {
                                  "is empty and there is no alternative or template_id; "
                                  "SendGrid needs some content");
         }
-        // An empty body becomes " " as in the original: SendGrid refuses empty values.
-        const std::string& body = message_.body.empty() ? blank : message_.body;
-        std::vector<Part> parts;
+        const std::string& body = message_.body.empty() ? blank() : message_.body;
+        ContentPart body_part{"text/" + message_.content_subtype, &body, std::string::npos};
+        if (message_.alternatives.empty()) {  // most messages: nothing to order or compare
+            write_content_parts(&body_part, &body_part + 1);
+            return;
+        }
+        std::vector<ContentPart> parts;
         parts.reserve(1 + message_.alternatives.size());
-        parts.push_back(Part{"text/" + message_.content_subtype, &body, "body"});
+        parts.push_back(std::move(body_part));
         for (std::size_t i = 0; i < message_.alternatives.size(); ++i) {
             const Alternative& alternative = message_.alternatives[i];
             const std::string field = indexed("alternatives", i);
@@ -582,11 +600,11 @@ class PayloadWriter {
                 throw InvalidMessage(field + ".content",
                                      "is empty; SendGrid refuses empty content");
             }
-            parts.push_back(Part{alternative.mimetype, &alternative.content, field});
+            parts.push_back(ContentPart{alternative.mimetype, &alternative.content, i});
         }
         // Stable by rank, one insertion at a time: a handful of parts, and no buffer to allocate
-        // as std::stable_sort does (most messages have a single part).
-        const auto by_rank = [](const Part& a, const Part& b) {
+        // as std::stable_sort does.
+        const auto by_rank = [](const ContentPart& a, const ContentPart& b) {
             return content_rank(a.type) < content_rank(b.type);
         };
         for (auto next = parts.begin() + 1; next < parts.end(); ++next) {
@@ -595,18 +613,26 @@ class PayloadWriter {
         for (std::size_t i = 1; i < parts.size(); ++i) {
             for (std::size_t k = 0; k < i; ++k) {
                 if (iequals(parts[i].type, parts[k].type)) {
-                    throw InvalidMessage(parts[i].field, "a second " + parts[i].type +
-                                                             " part; each type may appear once");
+                    const std::size_t alternative = parts[i].alternative;
+                    throw InvalidMessage(
+                        alternative == std::string::npos ? "body"
+                                                         : indexed("alternatives", alternative),
+                        "a second " + parts[i].type + " part; each type may appear once");
                 }
             }
         }
+        write_content_parts(parts.data(), parts.data() + parts.size());
+    }
+
+    /// The parts in [first, last), ordered, as the content array.
+    void write_content_parts(const ContentPart* first, const ContentPart* last) {
         sink_.key("content");
         sink_.begin_array();
         // As in the original, a message without a plain part (an html body) gets " " as plain.
-        if (content_rank(parts.front().type) != 0) write_content("text/plain", blank);
-        for (const Part& part : parts) {
-            estimated_bytes_ += part.value->size();
-            write_content(part.type, *part.value);
+        if (content_rank(first->type) != 0) write_content("text/plain", blank());
+        for (; first != last; ++first) {
+            estimated_bytes_ += first->value->size();
+            write_content(first->type, *first->value);
         }
         sink_.end_array();
     }

@@ -16,22 +16,25 @@
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
-inline void require_utf8(std::string_view value, const std::string& field) {
+// Field names are views: sending checks every field of every message, and a std::string made
+// from each literal cost more than most checks; the name is only copied into an error.
+
+inline void require_utf8(std::string_view value, std::string_view field) {
     if (!is_valid_utf8(value)) {
-        throw InvalidMessage(field, "is not valid UTF-8 (SendGrid answers 415 to it)");
+        throw InvalidMessage(std::string(field), "is not valid UTF-8 (SendGrid answers 415 to it)");
     }
 }
 
 /// UTF-8 and a single line without NUL bytes: subjects, header names and values, file names,
 /// types, ids. These end up in MIME headers, where a NUL (valid UTF-8) has no business either.
-inline void require_single_line(std::string_view value, const std::string& field) {
+inline void require_single_line(std::string_view value, std::string_view field) {
     require_utf8(value, field);
     if (has_line_break(value)) {
-        throw InvalidMessage(field,
+        throw InvalidMessage(std::string(field),
                              quote_for_error(value) + " contains a line break (header injection)");
     }
     if (value.find('\0') != std::string_view::npos) {
-        throw InvalidMessage(field, "contains a NUL byte");
+        throw InvalidMessage(std::string(field), "contains a NUL byte");
     }
 }
 

@@ -304,7 +304,14 @@ class CurlTransport : public Transport {
         Batch& operator=(const Batch&) = delete;
 
         void start(std::size_t tag, const HttpRequest& request) override {
-            auto transfer = std::make_unique<Transfer>();
+            std::unique_ptr<Transfer> transfer;
+            if (spare_.empty()) {
+                transfer = std::make_unique<Transfer>();
+            } else {
+                transfer = std::move(spare_.back());
+                spare_.pop_back();
+                *transfer = Transfer{};
+            }
             transfer->tag = tag;
             if (session_->idle.empty()) {
                 transfer->handle = owner_.new_handle();
@@ -356,17 +363,20 @@ class CurlTransport : public Transport {
         CurlTransport& owner_;
         std::unique_ptr<Session> session_;
         std::size_t max_in_flight_;
-        /// Drops a finished transfer (a few are in flight: a scan beats a hash map's code).
+        /// Puts a finished transfer aside for the next start (a few are in flight: a scan beats
+        /// a hash map's code).
         void forget(const Transfer* transfer) {
             for (auto& held : active_) {
                 if (held.get() != transfer) continue;
                 std::swap(held, active_.back());
+                spare_.push_back(std::move(active_.back()));
                 active_.pop_back();
                 return;
             }
         }
 
         std::vector<std::unique_ptr<Transfer>> active_;  ///< in flight, in no order
+        std::vector<std::unique_ptr<Transfer>> spare_;   ///< finished, reused by start
     };
 
     /// Called each time the request is about to be written to a connection. A second call is
