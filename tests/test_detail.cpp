@@ -125,6 +125,33 @@ TEST_CASE("line breaks anywhere in short and long texts", "[detail][text]") {
     }
 }
 
+TEST_CASE("printable ASCII: every byte value at every offset of texts up to 20 bytes",
+          "[detail][text]") {
+    // Against the byte-by-byte definition: the eight-at-a-time check has a short-text path,
+    // whole words and an overlapping last word.
+    auto by_byte = [](const std::string& text) {
+        for (char c : text) {
+            const auto u = static_cast<unsigned char>(c);
+            if (u < 0x20 || u > 0x7e) return false;
+        }
+        return true;
+    };
+    CHECK(detail::is_printable_ascii(""));
+    for (std::size_t length = 1; length <= 20; ++length) {
+        const std::string clean(length, 'a');
+        CHECK(detail::is_printable_ascii(clean));
+        for (std::size_t at = 0; at < length; ++at) {
+            for (int value = 0; value < 256; ++value) {
+                std::string text = clean;
+                text[at] = static_cast<char>(value);
+                if (detail::is_printable_ascii(text) != by_byte(text)) {
+                    FAIL_CHECK("length " << length << ", byte " << value << " at " << at);
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("JSON strings: every character that needs escaping, at every offset", "[detail][json]") {
     // The scanner looks at 8 bytes at a time: put each special character before, inside and
     // after a block, in texts of every length up to 40, and compare with nlohmann's output.

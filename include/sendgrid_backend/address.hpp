@@ -66,7 +66,7 @@ constexpr std::array<unsigned char, 256> mailbox_char_classes() noexcept {
 }
 inline constexpr std::array<unsigned char, 256> mailbox_classes = mailbox_char_classes();
 
-/// Whether `email` passes every rule of `mailbox_problem`, in one pass (every address of
+/// Whether `email` passes every rule of `mailbox_problem_by_rule`, in one pass (every address of
 /// every message is checked: the rule-by-rule version cost ~500 instructions per address).
 inline bool is_plain_mailbox(std::string_view email) noexcept {
     const std::size_t at = email.find('@');
@@ -135,11 +135,6 @@ inline const char* mailbox_problem_by_rule(std::string_view email) noexcept {
     return nullptr;
 }
 
-/// Why `email` is not a mailbox SendGrid accepts, or null when it is one.
-inline const char* mailbox_problem(std::string_view email) noexcept {
-    return is_plain_mailbox(email) ? nullptr : mailbox_problem_by_rule(email);
-}
-
 [[noreturn]] inline void throw_bad_address(std::string_view field, std::string_view text,
                                            const char* problem) {
     throw InvalidMessage(std::string(field),
@@ -172,12 +167,7 @@ struct AddressView {
 /// `parse_address` without the copies; the views are into `text`, which must outlive them.
 inline AddressView parse_address_view(std::string_view text, std::string_view field) {
     // One pass for the common case: printable ASCII holds no line break, NUL or bad UTF-8.
-    bool printable_ascii = true;
-    for (char c : text) {
-        const auto u = static_cast<unsigned char>(c);
-        printable_ascii &= (u >= 0x20) & (u < 0x7f);
-    }
-    if (!printable_ascii) {
+    if (!is_printable_ascii(text)) {
         if (!is_valid_utf8(text)) throw InvalidMessage(std::string(field), "is not valid UTF-8");
         if (has_line_break(text)) {
             throw InvalidMessage(
@@ -192,7 +182,8 @@ inline AddressView parse_address_view(std::string_view text, std::string_view fi
 
     AddressView address;
     std::string_view mailbox = trimmed;
-    if (trimmed.back() == '>') {
+    const bool bracketed = trimmed.back() == '>';
+    if (bracketed) {
         std::size_t open = std::string_view::npos;
         if (trimmed.front() == '"') {
             // Quoted display name: may hold ',', '<' and escaped quotes.
@@ -225,10 +216,17 @@ inline AddressView parse_address_view(std::string_view text, std::string_view fi
             address.name_in_text = trim(trimmed.substr(0, open));
         }
         mailbox = trimmed.substr(open + 1, trimmed.size() - open - 2);
-    } else if (contains_any(trimmed, "<>\"")) {
-        throw_bad_address(field, text, "unbalanced '<', '>' or '\"'");
     }
-    if (const char* problem = mailbox_problem(mailbox)) throw_bad_address(field, text, problem);
+    // A plain mailbox holds no '<', '>' or '"': the bare form is only searched for them (to
+    // name the right problem) when it is not one.
+    if (!is_plain_mailbox(mailbox)) {
+        if (!bracketed && contains_any(trimmed, "<>\"")) {
+            throw_bad_address(field, text, "unbalanced '<', '>' or '\"'");
+        }
+        if (const char* problem = mailbox_problem_by_rule(mailbox)) {
+            throw_bad_address(field, text, problem);
+        }
+    }
     address.email = mailbox;
     return address;
 }

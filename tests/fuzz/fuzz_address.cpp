@@ -1,6 +1,7 @@
 // libFuzzer harness for address parsing: any text is either one valid address or a clean
 // InvalidMessage naming the field; an accepted address has one '@', no line break, valid UTF-8,
-// and parses again to itself. The one-pass mailbox check agrees with the rule-by-rule one.
+// and parses again to itself. The one-pass mailbox check agrees with the rule-by-rule one, and
+// the printable-ASCII check with a byte loop.
 #include <sendgrid_backend/address.hpp>
 
 #include <cstddef>
@@ -15,6 +16,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (sg::detail::is_plain_mailbox(text) !=
         (sg::detail::mailbox_problem_by_rule(text) == nullptr)) {
         fuzz::fail("the one-pass mailbox check disagrees with the rules");
+    }
+    bool printable = true;
+    for (char c : text) printable = printable && c >= 0x20 && c <= 0x7e;
+    if (sg::detail::is_printable_ascii(text) != printable) {
+        fuzz::fail("the word-at-a-time printable check disagrees with the byte loop");
     }
     try {
         const sg::Address address = sg::parse_address(text, "to[0]");
