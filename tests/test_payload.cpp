@@ -496,6 +496,43 @@ TEST_CASE("recipients: none, malformed, duplicates, names with ';' or ','", "[pa
     }
 }
 
+TEST_CASE("a repeated recipient's error names both lists", "[payload][invalid]") {
+    // The first list is named in the reason: in an explicit personalization its name is built
+    // from the personalization's own prefix (a view of it must outlive the whole check).
+    auto refusal = [](const EmailMessage& message) {
+        try {
+            sendgrid_backend::serialize_payload(message);
+        } catch (const sendgrid_backend::InvalidMessage& invalid) {
+            return invalid.field() + ": " + invalid.reason();
+        }
+        return std::string("<no error>");
+    };
+    auto has = [](const std::string& text, const std::string& part) {
+        INFO(text);
+        return text.find(part) != std::string::npos;
+    };
+    EmailMessage message = simple_message();
+    message.cc = {"JANE@example.com"};
+    CHECK(has(refusal(message), "cc[0]: 'JANE@example.com' is already in to;"));
+
+    message = simple_message();
+    message.personalizations.resize(2);
+    message.personalizations[0].to = {"a@example.com"};
+    message.personalizations[1].to = {"b@example.com"};
+    message.personalizations[1].cc = {"x@example.com"};
+    message.personalizations[1].bcc = {"X@example.com"};
+    CHECK(has(refusal(message),
+              "personalizations[1].bcc[0]: 'X@example.com' is already in personalizations[1].cc;"));
+    message.personalizations[1].bcc.clear();
+    message.personalizations[1].cc = {"B@example.com"};
+    CHECK(has(refusal(message),
+              "personalizations[1].cc[0]: 'B@example.com' is already in personalizations[1].to;"));
+    // cc from the message, the 'to' of the personalization.
+    message.personalizations[1].cc.clear();
+    message.cc = {"b@example.com"};
+    CHECK(has(refusal(message), "cc[0]: 'b@example.com' is already in personalizations[1].to;"));
+}
+
 TEST_CASE("limits: 1000 personalizations, 1000 recipients", "[payload][invalid]") {
     EmailMessage message = simple_message();
     auto addresses = [](std::size_t count, const std::string& prefix) {

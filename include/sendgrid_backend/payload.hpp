@@ -438,15 +438,17 @@ class PayloadWriter {
         // to, then cc, then bcc, in one list: one allocation per personalization.
         std::vector<AddressView> people_list;
         people_list.reserve(expected);
-        // cc and bcc taken from the message are named as the message's.
+        // cc and bcc taken from the message are named as the message's. (Views of `prefix`
+        // itself: `cond ? "" : prefix` would be a temporary copy, gone after the call.)
         using ListName = PersonalizationRecipients::ListName;
-        people.add(people_list, to, to_count, ListName{prefix, "to"}, false, to_index);
+        const std::string_view own_prefix = prefix;
+        people.add(people_list, to, to_count, ListName{own_prefix, "to"}, false, to_index);
         const std::size_t to_end = people_list.size();
-        people.add(people_list, cc.data(), cc.size(), ListName{p.cc.empty() ? "" : prefix, "cc"},
-                   true);
+        people.add(people_list, cc.data(), cc.size(),
+                   ListName{p.cc.empty() ? std::string_view() : own_prefix, "cc"}, true);
         const std::size_t cc_end = people_list.size();
         people.add(people_list, bcc.data(), bcc.size(),
-                   ListName{p.bcc.empty() ? "" : prefix, "bcc"}, true);
+                   ListName{p.bcc.empty() ? std::string_view() : own_prefix, "bcc"}, true);
         if (to_end == 0) {
             throw InvalidMessage(prefix + "to",
                                  "is empty; SendGrid requires at least one 'to' "
