@@ -604,13 +604,13 @@ class PayloadWriter {
             }
             parts.push_back(ContentPart{alternative.mimetype, &alternative.content, i});
         }
-        // Stable by rank, one insertion at a time: a handful of parts, and no buffer to allocate
-        // as std::stable_sort does.
-        const auto by_rank = [](const ContentPart& a, const ContentPart& b) {
-            return content_rank(a.type) < content_rank(b.type);
-        };
-        for (auto next = parts.begin() + 1; next < parts.end(); ++next) {
-            std::rotate(std::upper_bound(parts.begin(), next, *next, by_rank), next, next + 1);
+        // Stable by rank, one insertion at a time: a handful of parts, no buffer to allocate as
+        // std::stable_sort does, and less code for every sending file than rotate/upper_bound.
+        for (std::size_t i = 1; i < parts.size(); ++i) {
+            for (std::size_t k = i;
+                 k > 0 && content_rank(parts[k - 1].type) > content_rank(parts[k].type); --k) {
+                std::swap(parts[k - 1], parts[k]);
+            }
         }
         for (std::size_t i = 1; i < parts.size(); ++i) {
             for (std::size_t k = 0; k < i; ++k) {

@@ -33,6 +33,7 @@
 #include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -263,6 +264,12 @@ class CurlTransport : public Transport {
         std::array<char, CURL_ERROR_SIZE> error{};
 
         CURL* easy() const noexcept { return handle->easy; }
+        /// As made, for the next request (made again in place: a move assignment would be
+        /// more code in every sending file).
+        void reset() noexcept {
+            this->~Transfer();
+            new (this) Transfer();
+        }
     };
 
     /// One multi handle with its connection cache and the easy handles it reuses.
@@ -310,7 +317,7 @@ class CurlTransport : public Transport {
             } else {
                 transfer = std::move(spare_.back());
                 spare_.pop_back();
-                *transfer = Transfer{};
+                transfer->reset();
             }
             transfer->tag = tag;
             if (session_->idle.empty()) {
