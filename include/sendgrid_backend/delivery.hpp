@@ -343,6 +343,7 @@ class Delivery {
         int tries = 0;
         Clock::time_point first_try{};
         Clock::time_point started{};
+        Clock::time_point due{};  ///< when waiting: when it may be tried again
     };
 
     /// The state of one run.
@@ -354,10 +355,9 @@ class Delivery {
         std::vector<Slot> slots;
         std::size_t next_fresh = 0;  ///< requests [next_fresh, n) were never started
         detail::VectorQueue<std::size_t> due_again;  ///< retries whose wait is over, in order
-        using Due = std::pair<Clock::time_point, std::size_t>;
-        /// A min-heap on the due time (std::push_heap/pop_heap: <queue> was included for this
-        /// alone).
-        std::vector<Due> waiting;
+        /// Waiting for a retry, in no order. Retries are few: a scan for the earliest costs
+        /// less than a heap, whose code (~100 functions at -O0) every sending file compiled.
+        std::vector<std::size_t> waiting;
         /// In flight, oldest start first (started in order with a steady clock; landing keeps
         /// the order), so that the first is the one due to be given up first.
         std::vector<std::size_t> flying;
@@ -382,6 +382,15 @@ class Delivery {
             return next_fresh < requests.size() ? next_fresh++ : due_again.pop();
         }
 
+        /// The waiting request due first (the first of equals). `waiting` must not be empty.
+        std::vector<std::size_t>::const_iterator earliest_waiting() const {
+            auto earliest = waiting.begin();
+            for (auto it = waiting.begin() + 1; it != waiting.end(); ++it) {
+                if (slots[*it].due < slots[*earliest].due) earliest = it;
+            }
+            return earliest;
+        }
+
         void go() {
             if (unfinished == 0) return;
             std::unique_ptr<TransportBatch> batch;
@@ -399,10 +408,11 @@ class Delivery {
                 1, std::min(delivery.options_.max_in_flight, batch->concurrency()));
             while (unfinished > 0) {
                 Clock::time_point now = delivery.clock_.now();
-                while (!waiting.empty() && waiting.front().first <= now) {
-                    due_again.push(waiting.front().second);
-                    std::pop_heap(waiting.begin(), waiting.end(), std::greater<Due>());
-                    waiting.pop_back();
+                while (!waiting.empty()) {
+                    const auto earliest = earliest_waiting();
+                    if (slots[*earliest].due > now) break;
+                    due_again.push(*earliest);
+                    waiting.erase(earliest);
                 }
                 while (flying.size() < limit && has_ready()) {
                     const std::size_t i = take_ready();
@@ -426,7 +436,7 @@ class Delivery {
                     for (Completion& completion : done) collect(completion, now);
                     give_up_overdue(now);
                 } else if (!waiting.empty()) {
-                    delivery.clock_.sleep_until(waiting.front().first);
+                    delivery.clock_.sleep_until(slots[*earliest_waiting()].due);
                 }
             }
         }
@@ -444,7 +454,7 @@ class Delivery {
         /// 1 ms, so that a clock between two milliseconds cannot make this spin.
         std::chrono::milliseconds time_to_next_event(Clock::time_point now) const {
             Clock::time_point next = now + delivery.options_.give_up_after;
-            if (!waiting.empty()) next = std::min(next, waiting.front().first);
+            if (!waiting.empty()) next = std::min(next, slots[*earliest_waiting()].due);
             if (!flying.empty()) {
                 next =
                     std::min(next, slots[flying.front()].started + delivery.options_.give_up_after);
@@ -477,8 +487,8 @@ class Delivery {
                                    : std::nullopt;
             if (delay) {
                 slot.state = SlotState::waiting;
-                waiting.emplace_back(now + *delay, i);
-                std::push_heap(waiting.begin(), waiting.end(), std::greater<Due>());
+                slot.due = now + *delay;
+                waiting.push_back(i);
             } else {
                 finish(i);
             }
