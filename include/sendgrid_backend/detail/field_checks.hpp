@@ -28,6 +28,9 @@ inline void require_utf8(std::string_view value, std::string_view field) {
 /// UTF-8 and a single line without NUL bytes: subjects, header names and values, file names,
 /// types, ids. These end up in MIME headers, where a NUL (valid UTF-8) has no business either.
 inline void require_single_line(std::string_view value, std::string_view field) {
+    // Printable ASCII passes every check below: one word-at-a-time pass for the common case, as
+    // parse_address_view does, instead of three.
+    if (is_printable_ascii(value)) return;
     require_utf8(value, field);
     if (has_line_break(value)) {
         throw InvalidMessage(std::string(field),
