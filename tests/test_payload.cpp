@@ -71,6 +71,108 @@ TEST_CASE("addresses: display names, quoted names, bare addresses", "[payload]")
     CHECK(build("addresses", message) == expected);
 }
 
+TEST_CASE("display names with ',' or ';' are sent as written: quoted, unquoted, escaped",
+          "[payload][names]") {
+    // The name goes into "name" as the person reads it: no quotes added around it (SendGrid
+    // quotes display names in the headers it writes; quotes added here would be shown).
+    EmailMessage message("Hi", "Body", "\"Shop, Inc.\" <shop@example.com>",
+                         {"\"Doe, John\" <john@example.com>", "Doe; Jane <jane@example.com>",
+                          "\"Say \\\"hi\\\", Bob\" <bob@example.com>"},
+                         {"Roe, Rick <rick@example.com>"},
+                         {"\"Audit; Legal\" <audit@example.com>"});
+    message.reply_to = {"\"Help, Desk\" <help@example.com>"};
+    const json expected = with_defaults(R"({
+        "from": {"email": "shop@example.com", "name": "Shop, Inc."},
+        "subject": "Hi",
+        "reply_to": {"email": "help@example.com", "name": "Help, Desk"},
+        "personalizations": [{
+            "to": [{"email": "john@example.com", "name": "Doe, John"},
+                   {"email": "jane@example.com", "name": "Doe; Jane"},
+                   {"email": "bob@example.com", "name": "Say \"hi\", Bob"}],
+            "cc": [{"email": "rick@example.com", "name": "Roe, Rick"}],
+            "bcc": [{"email": "audit@example.com", "name": "Audit; Legal"}],
+            "subject": "Hi"}],
+        "content": [{"type": "text/plain", "value": "Body"}]
+    })"_json);
+    CHECK(build("names_with_commas", message) == expected);
+    const std::string text = sendgrid_backend::serialize_payload(message);
+    CHECK(text.find(R"("name":"Say \"hi\", Bob")") != std::string::npos);
+}
+
+TEST_CASE(
+    "names with ',' or ';' in reply_to_list, a Reply-To header, personalizations and "
+    "make_private",
+    "[payload][names]") {
+    EmailMessage message = simple_message();
+    SECTION("reply_to_list") {
+        message.reply_to_list = {"\"Doe, John\" <john@example.com>",
+                                 "Roe; Rick <rick@example.com>"};
+        CHECK(build("names_reply_to_list", message)["reply_to_list"] == R"([
+            {"email": "john@example.com", "name": "Doe, John"},
+            {"email": "rick@example.com", "name": "Roe; Rick"}])"_json);
+    }
+    SECTION("a Reply-To header") {
+        message.extra_headers = {{"Reply-To", "Help, Desk <help@example.com>"}};
+        CHECK(build("names_reply_to_header", message)["reply_to"] ==
+              R"({"email": "help@example.com", "name": "Help, Desk"})"_json);
+    }
+    SECTION("explicit personalizations") {
+        message.personalizations.resize(1);
+        message.personalizations[0].to = {"Doe, John <john@example.com>"};
+        message.personalizations[0].cc = {"\"Roe; Rick\" <rick@example.com>"};
+        const json personalization =
+            build("names_personalizations", message)["personalizations"][0];
+        CHECK(personalization["to"] ==
+              R"([{"email": "john@example.com", "name": "Doe, John"}])"_json);
+        CHECK(personalization["cc"] ==
+              R"([{"email": "rick@example.com", "name": "Roe; Rick"}])"_json);
+    }
+    SECTION("make_private") {
+        message.make_private = true;
+        message.to = {"\"Doe, John\" <john@example.com>", "Roe, Rick <rick@example.com>"};
+        const json payload = build("names_make_private", message);
+        REQUIRE(payload["personalizations"].size() == 2);
+        CHECK(payload["personalizations"][1]["to"] ==
+              R"([{"email": "rick@example.com", "name": "Roe, Rick"}])"_json);
+    }
+}
+
+TEST_CASE("CR, LF or NUL in a display name with ',' is refused in every list, naming the entry",
+          "[payload][names][invalid]") {
+    const std::string crlf = "\"Doe, John\r\nBcc: x@evil.example\" <john@example.com>";
+    const std::string lf = "Doe, John\n <john@example.com>";
+    const std::string nul = "\"Doe, John" + std::string(1, '\0') + "\" <john@example.com>";
+    for (const std::string& bad : {crlf, lf, nul}) {
+        INFO(bad);
+        EmailMessage message = simple_message();
+        message.to = {"ok@example.com", bad};
+        CHECK(invalid_field(message) == "to[1]");
+        message.to = {"ok@example.com"};
+        message.cc = {"c@example.com", "", bad};
+        CHECK(invalid_field(message) == "cc[2]");
+        message.cc.clear();
+        message.bcc = {bad};
+        CHECK(invalid_field(message) == "bcc[0]");
+        message.bcc.clear();
+        message.from_email = bad;
+        CHECK(invalid_field(message) == "from_email");
+        message.from_email = "shop@example.com";
+        message.reply_to = {bad};
+        CHECK(invalid_field(message) == "reply_to[0]");
+        message.reply_to.clear();
+        message.reply_to_list = {"a@example.com", bad};
+        CHECK(invalid_field(message) == "reply_to_list[1]");
+        message.reply_to_list.clear();
+        message.extra_headers = {{"Reply-To", bad}};
+        CHECK(invalid_field(message) == "extra_headers[\"Reply-To\"]");
+        message.extra_headers.clear();
+        message.personalizations.resize(1);
+        message.personalizations[0].to = {"p@example.com"};
+        message.personalizations[0].cc = {bad};
+        CHECK(invalid_field(message) == "personalizations[0].cc[0]");
+    }
+}
+
 TEST_CASE("cc and bcc: blank entries skipped, repeats within each dropped case-insensitively",
           "[payload]") {
     EmailMessage message = simple_message();
@@ -435,7 +537,8 @@ TEST_CASE("a kitchen-sink message with every field", "[payload]") {
 // ---------------------------------------------------------------------------------------------
 // Validation: each rule refuses the message with InvalidMessage naming the field.
 
-TEST_CASE("recipients: none, malformed, duplicates, names with ';' or ','", "[payload][invalid]") {
+TEST_CASE("recipients: none, malformed, duplicates, several addresses in one entry",
+          "[payload][invalid]") {
     EmailMessage message = simple_message();
 
     SECTION("no recipients at all") {
@@ -477,16 +580,19 @@ TEST_CASE("recipients: none, malformed, duplicates, names with ';' or ','", "[pa
         CHECK(personalization["cc"] == R"([{"email": "x@example.com"}])"_json);
         CHECK(personalization["bcc"] == R"([{"email": "y@example.com"}])"_json);
     }
-    SECTION("';' or ',' in a recipient's display name") {
-        message.to = {"\"Doe, Jane\" <jane@example.com>"};
-        CHECK(invalid_field(message) == "to[0]");
+    SECTION("a list pasted into one entry: refused wherever an address goes") {
+        const std::string two = "ann@example.com, Bob <bob@example.com>";
+        message.to = {"ok@example.com", two};
+        CHECK(invalid_field(message) == "to[1]");
         message.to = {"ok@example.com"};
-        message.bcc = {"Semi;Colon <s@example.com>"};
+        message.bcc = {"Ann <ann@example.com>; Bob <bob@example.com>"};
         CHECK(invalid_field(message) == "bcc[0]");
-    }
-    SECTION("a ',' is fine in the sender's name") {
-        message.from_email = "\"Shop, Inc.\" <shop@example.com>";
-        CHECK(invalid_field(message) == "<no error>");
+        message.bcc.clear();
+        message.from_email = two;
+        CHECK(invalid_field(message) == "from_email");
+        message.from_email = "shop@example.com";
+        message.reply_to = {two};
+        CHECK(invalid_field(message) == "reply_to[0]");
     }
     SECTION("an empty or malformed sender") {
         message.from_email = "";
@@ -637,7 +743,8 @@ TEST_CASE("line breaks are refused where they would inject headers", "[payload][
     }
 }
 
-TEST_CASE("NUL bytes are refused where text ends up in a header", "[payload][invalid]") {
+TEST_CASE("NUL bytes are refused in headers and mail text (SMTP cannot carry them)",
+          "[payload][invalid]") {
     const std::string nul("a\0b", 3);
     EmailMessage message = simple_message();
     SECTION("subject") {
@@ -662,11 +769,23 @@ TEST_CASE("NUL bytes are refused where text ends up in a header", "[payload][inv
         message.categories = {nul};
         CHECK(invalid_field(message) == "categories[0]");
     }
-    SECTION("the body may hold one: it is content, sent escaped") {
-        message.body = "before" + nul + "after";
+    SECTION("body") {
+        message.body = nul;
+        CHECK(invalid_field(message) == "body");
+    }
+    SECTION("an alternative") {
+        message.attach_alternative("<p>" + nul + "</p>", "text/html");
+        CHECK(invalid_field(message) == "alternatives[0].content");
+    }
+    SECTION("a footer") {
+        sendgrid_backend::MailSettings settings;
+        settings.footer = sendgrid_backend::Footer{true, nul, "<p>x</p>"};
+        message.mail_settings = settings;
+        CHECK(invalid_field(message) == "mail_settings.footer.text");
+    }
+    SECTION("binary attachments still pass: they travel base64-encoded") {
+        message.attach("a.bin", nul, "application/octet-stream");
         CHECK(invalid_field(message) == "<no error>");
-        CHECK(sendgrid_backend::serialize_payload(message).find("beforea\\u0000bafter") !=
-              std::string::npos);
     }
 }
 
@@ -808,7 +927,7 @@ TEST_CASE("make_private without cc or bcc: each personalization is the envelope 
         {"to": [{"email": "b@example.com"}], "subject": "Hello",
          "custom_args": {"campaign": "fall"}, "headers": {"X-Tag": "1"}}
     ])"_json);
-    message.to = {"ok@example.com", "\"Doe, J\" <j@example.com>"};
+    message.to = {"ok@example.com", "ann@example.com, Doe <j@example.com>"};
     CHECK(invalid_field(message) == "to[1]");
     message.to = {"ok@example.com", "x@example.com", "broken"};
     CHECK(invalid_field(message) == "to[2]");

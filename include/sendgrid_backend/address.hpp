@@ -2,7 +2,9 @@
 
 /// @file
 /// Email addresses as Django writes them: `"Display Name <user@example.com>"`,
-/// `"\"Doe, Jane\" <jane@example.com>"` or a bare `user@example.com`.
+/// `"\"Doe, Jane\" <jane@example.com>"` or a bare `user@example.com`. One text is one address:
+/// an unquoted name may hold ',' or ';' (`Doe, Jane <jane@example.com>`), but not next to
+/// something that looks like another address (a list pasted into one entry).
 
 #include <array>
 #include <cstddef>
@@ -214,6 +216,15 @@ inline AddressView parse_address_view(std::string_view text, std::string_view fi
             open = trimmed.rfind('<');
             if (open == std::string_view::npos) throw_bad_address(field, text, "unmatched '>'");
             address.name_in_text = trim(trimmed.substr(0, open));
+            // As an RFC 5322 list, `Doe, John <j@x.com>` is "Doe" and "John <j@x.com>"; "Doe"
+            // is no address, so the whole is one name. With an address before the ',' it is a
+            // real list, which taking the last one would silently cut down.
+            if (contains_any(address.name_in_text, ",;") &&
+                contains_any(address.name_in_text, "@<>")) {
+                throw_bad_address(field, text,
+                                  "holds several addresses: give each its own entry, or quote a "
+                                  "display name that holds ',' or ';'");
+            }
         }
         mailbox = trimmed.substr(open + 1, trimmed.size() - open - 2);
     }
@@ -233,9 +244,11 @@ inline AddressView parse_address_view(std::string_view text, std::string_view fi
 
 }  // namespace detail
 
-/// Parses one address. `field` names where it came from (e.g. "to[1]") for the error.
-/// @throws InvalidMessage naming `field` and the value when the text is not one valid address,
-///         holds a line break (header injection) or is not UTF-8.
+/// Parses one address. `field` names where it came from (e.g. "to[1]") for the error. A quoted
+/// name is taken as written (escapes removed); any name may hold ',' or ';'.
+/// @throws InvalidMessage naming `field` and the value when the text is not one valid address
+///         (several addresses in one text included), holds a line break (header injection) or a
+///         NUL byte, or is not UTF-8.
 inline Address parse_address(std::string_view text, std::string_view field) {
     const detail::AddressView view = detail::parse_address_view(text, field);
     return Address{std::string(view.email), std::string(view.name())};

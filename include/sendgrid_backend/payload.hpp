@@ -213,17 +213,12 @@ class PersonalizationRecipients {
   private:
     static constexpr std::size_t small_limit = 32;
 
-    /// One recipient address, checked as SendGrid wants it; errors name `field[index]`.
+    /// One recipient address; errors name `field[index]`. A display name may hold ';' or ','
+    /// and is sent as written: SendGrid once dropped such recipients, and clients wrapped the
+    /// name in quotes; it has since fixed that, and the quotes would now show.
     static AddressView parse(const std::string& text, const ListName& field, std::size_t index) {
         try {
-            AddressView address = parse_address_view(text, field.name);
-            if (contains_any(address.name(), ";,")) {
-                throw InvalidMessage(field.str(), "the display name " +
-                                                      quote_for_error(address.name()) +
-                                                      " holds ';' or ',', which SendGrid refuses "
-                                                      "in recipient names");
-            }
-            return address;
+            return parse_address_view(text, field.name);
         } catch (const InvalidMessage& invalid) {
             throw InvalidMessage(indexed(field.str(), index), invalid.reason());
         }
@@ -577,7 +572,7 @@ class PayloadWriter {
         if (message_.content_subtype.empty()) {
             throw InvalidMessage("content_subtype", "is empty; use \"plain\" or \"html\"");
         }
-        require_utf8(message_.body, "body");
+        require_mail_text(message_.body, "body");
         if (message_.body.empty() && message_.alternatives.empty()) {
             throw InvalidMessage("body",
                                  "is empty and there is no alternative or template_id; "
@@ -597,7 +592,7 @@ class PayloadWriter {
             const std::string field = indexed("alternatives", i);
             require_single_line(alternative.mimetype, field + ".mimetype");
             if (alternative.mimetype.empty()) throw InvalidMessage(field + ".mimetype", "is empty");
-            require_utf8(alternative.content, field + ".content");
+            require_mail_text(alternative.content, field + ".content");
             if (alternative.content.empty()) {
                 throw InvalidMessage(field + ".content",
                                      "is empty; SendGrid refuses empty content");
@@ -772,8 +767,8 @@ class PayloadWriter {
     void mail_settings() {
         const MailSettings& settings = message_.mail_settings;
         if (settings.footer) {
-            require_utf8(settings.footer->text, "mail_settings.footer.text");
-            require_utf8(settings.footer->html, "mail_settings.footer.html");
+            require_mail_text(settings.footer->text, "mail_settings.footer.text");
+            require_mail_text(settings.footer->html, "mail_settings.footer.html");
         }
         sink_.key("mail_settings");
         sink_.begin_object();
@@ -815,8 +810,8 @@ class PayloadWriter {
         if (overrides.subscription_tracking) {
             const SubscriptionTracking& s = *overrides.subscription_tracking;
             const std::string field = "tracking_settings.subscription_tracking";
-            require_utf8(s.text, field + ".text");
-            require_utf8(s.html, field + ".html");
+            require_mail_text(s.text, field + ".text");
+            require_mail_text(s.html, field + ".html");
             require_utf8(s.substitution_tag, field + ".substitution_tag");
         }
         if (overrides.ganalytics) {

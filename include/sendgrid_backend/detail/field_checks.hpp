@@ -41,6 +41,17 @@ inline void require_single_line(std::string_view value, std::string_view field) 
     }
 }
 
+/// UTF-8 without NUL bytes: a body, an alternative, a footer. Mail text parts may span lines,
+/// but SMTP cannot carry a NUL in them (RFC 5321 section 4.5.2 allows none in text).
+inline void require_mail_text(std::string_view value, std::string_view field) {
+    require_utf8(value, field);
+    if (const auto at = value.find('\0'); at != std::string_view::npos) {
+        throw InvalidMessage(std::string(field), "contains a NUL byte at position " +
+                                                     std::to_string(at) +
+                                                     " (mail text cannot carry one)");
+    }
+}
+
 /// Every string and key inside a JSON value must be UTF-8 or dump() throws later, and it may
 /// nest no deeper than max_json_depth or dump() could overflow the stack.
 template <class Json>

@@ -119,6 +119,7 @@ inline nlohmann::json validate_mail_send(const nlohmann::json& body) {
     auto error = [&errors](const std::string& message, const nlohmann::json& field) {
         errors.push_back({{"message", message}, {"field", field}, {"help", nullptr}});
     };
+    // The name is not checked: SendGrid takes any string there, ',' and ';' included.
     auto is_address = [](const nlohmann::json& value) {
         if (!value.is_object() || !value.contains("email") || !value["email"].is_string()) {
             return false;
