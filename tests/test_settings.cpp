@@ -1,8 +1,12 @@
+#include <sendgrid_backend/mail.hpp>
 #include <sendgrid_backend/settings.hpp>
+#include <sendgrid_backend/testing/outbox.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -260,4 +264,69 @@ TEST_CASE("timeouts, retry values and limits that cannot work are refused by nam
     CHECK(named([](Settings& s) { s.ca_bundle = "/etc/hostname"; }) == "<no error>");
     CHECK(named([](Settings& s) { s.max_in_flight = 1; }) == "<no error>");
     CHECK(named([](Settings& s) { s.retry.max_attempts = 1; }) == "<no error>");
+}
+
+namespace {
+
+/// Every bounded field at the largest value validate() accepts.
+void at_every_bound(Settings& s) {
+    s.timeout = Settings::max_wait;
+    s.connect_timeout = Settings::max_wait;
+    s.max_idle_connection_age = Settings::max_wait;
+    s.retry.initial_backoff = Settings::max_wait;
+    s.retry.max_backoff = Settings::max_wait;
+    s.retry.max_retry_after = Settings::max_wait;
+    s.retry.max_attempts = 100;
+    s.retry.multiplier = 1000;
+    s.gzip_min_bytes = std::numeric_limits<std::size_t>::max();
+}
+
+}  // namespace
+
+TEST_CASE("every duration and count has an upper bound, checked before any arithmetic",
+          "[settings][validate]") {
+    using std::chrono::milliseconds;
+    constexpr milliseconds huge = milliseconds::max();
+    auto named = [](auto change) {
+        Settings settings = valid_settings();
+        change(settings);
+        return refused_setting(settings);
+    };
+    // The largest value of each type: before the bounds, timeout = max passed validate() and
+    // overflowed in the backend's constructor (timeout + 10 s; UBSan: signed integer overflow).
+    CHECK(named([&](Settings& s) { s.timeout = huge; }) == "SENDGRID_TIMEOUT");
+    CHECK(named([&](Settings& s) { s.connect_timeout = huge; }) == "connect_timeout");
+    CHECK(named([&](Settings& s) { s.max_idle_connection_age = huge; }) ==
+          "max_idle_connection_age");
+    CHECK(named([&](Settings& s) { s.retry.initial_backoff = huge; }) == "retry");
+    CHECK(named([&](Settings& s) { s.retry.max_backoff = huge; }) == "retry");
+    CHECK(named([&](Settings& s) { s.retry.max_retry_after = huge; }) == "retry");
+    CHECK(named([](Settings& s) { s.retry.max_attempts = std::numeric_limits<int>::max(); }) ==
+          "retry.max_attempts");
+    CHECK(named([](Settings& s) {
+              s.retry.multiplier = std::numeric_limits<double>::infinity();
+          }) == "retry.multiplier");
+    CHECK(named([](Settings& s) { s.max_in_flight = std::numeric_limits<std::size_t>::max(); }) ==
+          "max_in_flight");
+    // One past the bound is refused, with the bound in the message; the bound itself passes.
+    std::string what;
+    Settings past = valid_settings();
+    past.timeout = Settings::max_wait + milliseconds(1);
+    CHECK(refused_setting(past, &what) == "SENDGRID_TIMEOUT");
+    CHECK_THAT(what, Catch::Matchers::Contains("at most 24 hours"));
+    CHECK(named(at_every_bound) == "<no error>");
+}
+
+TEST_CASE("a backend at every bound sends without overflow", "[settings][validate]") {
+    // Run under UBSan (CI's clang and GCC builds): the arithmetic on the largest accepted values
+    // (timeout plus margin, backoff growth, the queue's longest send) stays in range.
+    Settings settings = valid_settings();
+    at_every_bound(settings);
+    auto outbox = std::make_shared<sendgrid_backend::testing::OutboxTransport>();
+    sendgrid_backend::BackendOptions options;
+    options.transport = outbox;
+    const sendgrid_backend::SendgridBackend backend(settings, options);
+    sendgrid_backend::EmailMessage message("Hi", "Body", "shop@example.com", {"jane@example.com"});
+    CHECK(backend.send_message(message));
+    CHECK(outbox->size() == 1);
 }

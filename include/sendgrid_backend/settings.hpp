@@ -16,6 +16,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/linkage.hpp"
+#include "sendgrid_backend/detail/setting_checks.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/detail/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -42,9 +43,10 @@ struct Settings {
     bool track_clicks_plain = true;
     /// SENDGRID_ECHO_TO_STDOUT: write each message to a stream (stdout unless one is given).
     bool echo_to_stdout = false;
-    /// SENDGRID_TIMEOUT (seconds): the whole request, connecting included. More than 0.
+    /// SENDGRID_TIMEOUT (seconds): the whole request, connecting included. More than 0, at
+    /// most `max_wait` (24 hours).
     std::chrono::milliseconds timeout{30'000};
-    /// Connecting alone (DNS, TCP, TLS). More than 0.
+    /// Connecting alone (DNS, TCP, TLS). More than 0, at most `max_wait`.
     std::chrono::milliseconds connect_timeout{10'000};
     RetryPolicy retry;
     /// Requests in flight at once while a batch is sent (1 to 1000).
@@ -53,13 +55,19 @@ struct Settings {
     /// counts idle time in whole seconds, so one idle for up to 3.999 s is still reused: below
     /// the 5 s after which Apache, Node.js and cpp-httplib close idle connections, so a request
     /// is not written into a connection the server is closing (its outcome would be unknown).
+    /// From 0 to `max_wait`.
     std::chrono::milliseconds max_idle_connection_age{3'000};
     /// Drop repeated addresses within a personalization instead of refusing the message.
     bool deduplicate_recipients = false;
     /// A CA bundle file for TLS verification; empty: the system's.
     std::string ca_bundle;
     /// Request bodies at least this large are sent gzip-compressed; 0 turns compression off.
+    /// Any size: one above the largest request (30 MB) compresses nothing.
     std::size_t gzip_min_bytes = 64 * 1024;
+
+    /// The longest any duration setting may be (here and in `retry`): a day. Bounds keep the
+    /// arithmetic on them (a timeout plus a margin, tries times the timeout) far from overflow.
+    static constexpr std::chrono::milliseconds max_wait = std::chrono::hours(24);
 
     /// Whether mail is sent with SendGrid's sandbox mode (validated, never delivered).
     bool effective_sandbox_mode() const noexcept {
@@ -79,8 +87,9 @@ struct Settings {
     /// @throws ImproperlyConfigured naming the field (or its environment variable) and why:
     ///         no API key or one that is not printable ASCII, a host_url that is not a base
     ///         http(s) URL (a host, an optional port and base path, no query, no fragment, no
-    ///         /v3), a timeout of 0 or less, retry values that cannot work, max_in_flight
-    ///         outside 1..1000, a ca_bundle that cannot be read. The key is never printed.
+    ///         /v3), a timeout of 0 or less or over `max_wait`, retry values that cannot work,
+    ///         max_in_flight outside 1..1000, a ca_bundle that cannot be read. The key is never
+    ///         printed.
     void validate() const;
 };
 
@@ -119,8 +128,11 @@ inline std::chrono::milliseconds parse_seconds_setting(const char* name, const s
 }
 
 /// Why `key` cannot be an API key, or empty. Names a position, never the key's characters.
-inline std::string api_key_problem(std::string_view key) {
-    if (trim(key).empty()) return "is not set; set it or pass Options::api_key";
+/// `how_to_set` ends the text for a missing key: a program says how its users give one.
+inline std::string api_key_problem(
+    std::string_view key,
+    std::string_view how_to_set = "set SENDGRID_API_KEY or pass BackendOptions::api_key") {
+    if (trim(key).empty()) return "is not set; " + std::string(how_to_set);
     for (std::size_t i = 0; i < key.size(); ++i) {
         const auto byte = static_cast<unsigned char>(key[i]);
         if (byte > 0x20 && byte < 0x7f) continue;
@@ -134,17 +146,6 @@ inline std::string api_key_problem(std::string_view key) {
                hex[byte & 15] + ")" + where;
     }
     return "";
-}
-
-[[noreturn]] inline void refuse_setting(const char* name, const std::string& reason) {
-    throw ImproperlyConfigured(name, reason);
-}
-
-inline void require_positive(const char* name, std::chrono::milliseconds value) {
-    if (value.count() <= 0) {
-        refuse_setting(name, "is " + std::to_string(value.count()) +
-                                 " ms; it must be more than 0 (libcurl would read 0 as no limit)");
-    }
 }
 
 }  // namespace detail
@@ -191,10 +192,13 @@ SENDGRID_BACKEND_COMPILED void Settings::validate() const {
                                detail::quote_for_error(host_url) + " " + problem);
     }
     detail::require_positive("SENDGRID_TIMEOUT", timeout);
+    detail::require_at_most("SENDGRID_TIMEOUT", timeout, max_wait);
     detail::require_positive("connect_timeout", connect_timeout);
+    detail::require_at_most("connect_timeout", connect_timeout, max_wait);
     if (max_idle_connection_age.count() < 0) {
         detail::refuse_setting("max_idle_connection_age", "must not be negative");
     }
+    detail::require_at_most("max_idle_connection_age", max_idle_connection_age, max_wait);
     if (max_in_flight < 1 || max_in_flight > 1000) {
         detail::refuse_setting(
             "max_in_flight", "is " + std::to_string(max_in_flight) + "; it must be from 1 to 1000");
@@ -203,9 +207,8 @@ SENDGRID_BACKEND_COMPILED void Settings::validate() const {
         detail::refuse_setting("retry.max_attempts", "is " + std::to_string(retry.max_attempts) +
                                                          "; it must be from 1 (no retries) to 100");
     }
-    const std::chrono::milliseconds day = std::chrono::hours(24);
     for (const auto wait : {retry.initial_backoff, retry.max_backoff, retry.max_retry_after}) {
-        if (wait.count() < 0 || wait > day) {
+        if (wait.count() < 0 || wait > max_wait) {
             detail::refuse_setting("retry",
                                    "initial_backoff, max_backoff and max_retry_after must be "
                                    "from 0 to 24 hours");

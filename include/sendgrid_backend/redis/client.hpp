@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/setting_checks.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 
@@ -56,9 +57,13 @@ struct RedisOptions {
     std::string username;  ///< an ACL user (Redis 6+); empty: the default user
     std::string password;  ///< empty: no AUTH
     int database = 0;
-    std::chrono::milliseconds timeout{2'000};  ///< connecting, and each command
-    /// How long a command may keep trying to reconnect before it gives up.
+    /// Connecting, and each command: more than 0, at most `max_wait`.
+    std::chrono::milliseconds timeout{2'000};
+    /// How long a command may keep trying to reconnect before it gives up: 0 to `max_wait`.
     std::chrono::milliseconds reconnect_for{10'000};
+
+    /// The longest either duration may be: a day (the client adds them to the current time).
+    static constexpr std::chrono::milliseconds max_wait = std::chrono::hours(24);
 
     /// `redis://[[username]:password@]host[:port][/database]`. `rediss://` (TLS) is refused:
     /// Debian 12's hiredis 0.14 has no TLS; put a TLS tunnel (stunnel) on loopback instead.
@@ -178,8 +183,10 @@ inline RedisOptions RedisOptions::from_url(std::string_view url) {
 class RedisClient {
   public:
     /// Connects at once, so that a wrong address or password shows at start-up.
-    /// @throws RedisError when Redis cannot be reached or refuses the credentials.
+    /// @throws ImproperlyConfigured naming the option when a port, database or duration is out
+    ///         of range; RedisError when Redis cannot be reached or refuses the credentials.
     explicit RedisClient(RedisOptions options) : options_(std::move(options)) {
+        check_options(options_);
         std::lock_guard<std::mutex> lock(mutex_);
         connect_once();
     }
@@ -217,6 +224,16 @@ class RedisClient {
     const RedisOptions& options() const noexcept { return options_; }
 
   private:
+    static void check_options(const RedisOptions& options) {
+        detail::require_within("RedisOptions::port", options.port, 1, 65535);
+        detail::require_within("RedisOptions::database", options.database, 0, 99'999);
+        detail::require_within("RedisOptions::timeout", options.timeout,
+                               std::chrono::milliseconds(1), RedisOptions::max_wait,
+                               " (hiredis reads 0 as no limit)");
+        detail::require_within("RedisOptions::reconnect_for", options.reconnect_for,
+                               std::chrono::milliseconds(0), RedisOptions::max_wait);
+    }
+
     using Context = std::unique_ptr<redisContext, decltype(&redisFree)>;
 
     static bool all_refused_while_loading(const std::vector<RedisValue>& answers) {
