@@ -115,12 +115,12 @@ sg::testing::FakeSendgridServer& slow_server() {
     return server;
 }
 
-std::unique_ptr<sg::SendgridBackend> backend() {
+std::shared_ptr<sg::SendgridBackend> backend() {
     sg::Settings settings = slow_server().settings();
     settings.max_in_flight = in_flight;
     sg::BackendOptions options;
     options.fail_silently = true;
-    return std::make_unique<sg::SendgridBackend>(settings, options);
+    return std::make_shared<sg::SendgridBackend>(settings, options);
 }
 
 std::vector<sg::EmailMessage> batch(int count) {
@@ -148,7 +148,7 @@ void BM_workers(benchmark::State& state) {
     const auto workers = static_cast<int>(state.range(0));
     ScratchQueue scratch("workers");
     sg::RedisMailQueue queue(scratch.client, scratch.names);
-    std::vector<std::unique_ptr<sg::SendgridBackend>> backends;
+    std::vector<std::shared_ptr<sg::SendgridBackend>> backends;
     std::vector<std::unique_ptr<sg::RedisMailWorker>> pool;
     for (int w = 0; w < workers; ++w) {
         backends.push_back(backend());
@@ -156,7 +156,7 @@ void BM_workers(benchmark::State& state) {
         options.consumer = "worker-" + std::to_string(w);
         options.block = 2ms;
         options.key_custom_arg.clear();
-        pool.push_back(std::make_unique<sg::RedisMailWorker>(*backends.back(), redis(),
+        pool.push_back(std::make_unique<sg::RedisMailWorker>(backends.back(), redis(),
                                                              scratch.names, options));
     }
     std::vector<std::string> keys;

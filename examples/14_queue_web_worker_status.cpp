@@ -82,7 +82,7 @@ int worker(const Arguments&, const std::shared_ptr<sg::RedisClient>& redis,
         });
     sg::BackendOptions options;
     options.fail_silently = true;  // failures are recorded in the status, not thrown
-    const sg::SendgridBackend backend(settings, options);
+    const auto backend = std::make_shared<const sg::SendgridBackend>(settings, options);
     sg::WorkerOptions worker_options;
     worker_options.consumer = "example-worker";
     worker_options.block = 250ms;

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "catch.hpp"
@@ -55,7 +56,7 @@ struct GatedOutbox : sg::testing::OutboxTransport {
 
 struct Fixture {
     std::shared_ptr<GatedOutbox> outbox = std::make_shared<GatedOutbox>();
-    std::unique_ptr<sg::SendgridBackend> backend;
+    std::shared_ptr<sg::SendgridBackend> backend;
     std::mutex mutex;
     std::map<std::string, int> emitted;
     std::set<std::thread::id> emitting_threads;
@@ -68,7 +69,7 @@ struct Fixture {
         sg::BackendOptions options;
         options.transport = outbox;
         options.fail_silently = true;
-        backend = std::make_unique<sg::SendgridBackend>(settings, options);
+        backend = std::make_shared<sg::SendgridBackend>(settings, options);
         counting = sg::sendgrid_email_sent.connect(
             [this](const sg::SendgridBackend&, const sg::EmailMessage& message, bool) {
                 std::lock_guard<std::mutex> lock(mutex);
@@ -84,7 +85,7 @@ TEST_CASE("submit returns at once; each future holds the final outcome", "[backg
     Fixture fixture;
     std::vector<std::future<sg::SendOutcome>> outcomes;
     {
-        sg::BackgroundSender mailer(*fixture.backend);
+        sg::BackgroundSender mailer(fixture.backend);
         for (int i = 0; i < 100; ++i) outcomes.push_back(mailer.submit(mail(i)));
         outcomes.push_back(mailer.submit(mail(100, "not-an-address")));
         // Nothing was sent yet: the transport is still closed, and submit did not wait for it.
@@ -105,7 +106,7 @@ TEST_CASE("submit returns at once; each future holds the final outcome", "[backg
 TEST_CASE("workers send what is waiting in batches of up to max_in_flight", "[background]") {
     Fixture fixture(8);
     {
-        sg::BackgroundSender mailer(*fixture.backend);
+        sg::BackgroundSender mailer(fixture.backend);
         // While the first message blocks the worker, the rest pile up.
         for (int i = 0; i < 25; ++i) mailer.submit(mail(i), nullptr);
         std::this_thread::sleep_for(20ms);
@@ -122,7 +123,7 @@ TEST_CASE("a full queue refuses or blocks, as asked", "[background]") {
     options.capacity = 2;
     SECTION("refuse") {
         options.when_full = sg::BackgroundOptions::WhenFull::refuse;
-        sg::BackgroundSender mailer(*fixture.backend, options);
+        sg::BackgroundSender mailer(fixture.backend, options);
         mailer.submit(mail(0), nullptr);  // the worker takes it and waits at the closed gate
         std::this_thread::sleep_for(20ms);
         mailer.submit(mail(1), nullptr);
@@ -131,7 +132,7 @@ TEST_CASE("a full queue refuses or blocks, as asked", "[background]") {
         fixture.outbox->release();
     }
     SECTION("block") {
-        sg::BackgroundSender mailer(*fixture.backend, options);
+        sg::BackgroundSender mailer(fixture.backend, options);
         mailer.submit(mail(0), nullptr);
         std::this_thread::sleep_for(20ms);
         mailer.submit(mail(1), nullptr);
@@ -153,7 +154,7 @@ TEST_CASE("a full queue refuses or blocks, as asked", "[background]") {
 
 TEST_CASE("drain with a deadline says whether everything is done", "[background]") {
     Fixture fixture;
-    sg::BackgroundSender mailer(*fixture.backend);
+    sg::BackgroundSender mailer(fixture.backend);
     auto outcome = mailer.submit(mail(0));
     CHECK_FALSE(mailer.drain(std::chrono::steady_clock::now() + 30ms));
     fixture.outbox->release();
@@ -168,7 +169,7 @@ TEST_CASE("the destructor sends every accepted message before it returns", "[bac
     {
         sg::BackgroundOptions options;
         options.workers = 3;
-        sg::BackgroundSender mailer(*fixture.backend, options);
+        sg::BackgroundSender mailer(fixture.backend, options);
         for (int i = 0; i < 60; ++i) outcomes.push_back(mailer.submit(mail(i)));
         opener = std::thread([&] {
             std::this_thread::sleep_for(30ms);
@@ -189,7 +190,7 @@ TEST_CASE("callbacks run on the worker after the emission; a throwing one stops 
     fixture.outbox->release();
     std::atomic<int> called{0};
     {
-        sg::BackgroundSender mailer(*fixture.backend);
+        sg::BackgroundSender mailer(fixture.backend);
         for (int i = 0; i < 10; ++i) {
             mailer.submit(mail(i), [&, i](const sg::EmailMessage& message) {
                 CHECK(message.outcome.accepted());
@@ -206,7 +207,8 @@ TEST_CASE("callbacks run on the worker after the emission; a throwing one stops 
 TEST_CASE("over HTTP: a refused recipient's future says why", "[background][http]") {
     sg::testing::FakeSendgridServer server;
     server.push_fault(sg::testing::Fault(400).for_recipient("bounce@example.com"));
-    const sg::SendgridBackend backend(server.settings());  // fail_silently off: the sender copes
+    // fail_silently off: the sender copes.
+    const auto backend = std::make_shared<const sg::SendgridBackend>(server.settings());
     sg::BackgroundSender mailer(backend);
     auto good = mailer.submit(mail(1));
     auto bad = mailer.submit(mail(2, "bounce@example.com"));
@@ -215,4 +217,166 @@ TEST_CASE("over HTTP: a refused recipient's future says why", "[background][http
     CHECK(refused.status == sg::SendStatus::rejected);
     CHECK(refused.http_status == 400);
     CHECK(server.received_count() == 2);
+}
+
+TEST_CASE("the sender shares its backend: none can be destroyed under it", "[background]") {
+    // A sender kept a reference before, and destroying the backend while it drained was a
+    // use-after-free; now there is no constructor that takes one.
+    static_assert(!std::is_constructible_v<sg::BackgroundSender, const sg::SendgridBackend&>);
+    static_assert(!std::is_constructible_v<sg::BackgroundSender, sg::SendgridBackend&>);
+    Fixture fixture;
+    std::weak_ptr<sg::SendgridBackend> watch = fixture.backend;
+    {
+        sg::BackgroundSender mailer(std::move(fixture.backend));  // the only owner now
+        for (int i = 0; i < 20; ++i) mailer.submit(mail(i), nullptr);
+        CHECK_FALSE(watch.expired());
+        fixture.outbox->release();
+    }  // the destructor sends all 20 through the backend it kept alive, then lets it go
+    CHECK(watch.expired());
+    CHECK(fixture.outbox->size() == 20);
+    CHECK_THROWS_AS(sg::BackgroundSender(nullptr), sg::ImproperlyConfigured);
+}
+
+/// capacity 1: while the worker sends "m0", "m1" fills the queue; then code on the worker thread
+/// submits an alert. Waiting for room there would wait for the worker itself.
+void alert_from_the_worker(bool from_handler) {
+    Fixture fixture;
+    sg::BackgroundOptions options;
+    options.capacity = 1;
+    std::atomic<int> alerts{0};
+    {
+        sg::BackgroundSender mailer(fixture.backend, options);
+        auto alert = [&] {
+            mailer.submit(mail(100, "oncall@example.com"), nullptr);
+            ++alerts;
+        };
+        sg::ScopedConnection alerting;
+        if (from_handler) {
+            alerting = sg::sendgrid_email_sent.connect(
+                [&](const sg::SendgridBackend&, const sg::EmailMessage& message, bool) {
+                    if (message.subject == "m0") alert();
+                });
+            mailer.submit(mail(0), nullptr);
+        } else {
+            mailer.submit(mail(0), [&](const sg::EmailMessage&) { alert(); });
+        }
+        std::this_thread::sleep_for(20ms);  // the worker holds m0 at the closed gate
+        mailer.submit(mail(1), nullptr);    // the queue is full now
+        fixture.outbox->release();
+        CHECK(mailer.drain(std::chrono::steady_clock::now() + 10s));
+    }
+    CHECK(alerts == 1);
+    CHECK(fixture.outbox->size() == 3);  // m0, m1 and the alert reached the transport
+    std::lock_guard<std::mutex> lock(fixture.mutex);
+    CHECK(fixture.emitted == std::map<std::string, int>{{"m0", 1}, {"m1", 1}, {"m100", 1}});
+}
+
+TEST_CASE("a submit from a worker thread never waits for room", "[background]") {
+    SECTION("from a completion callback") { alert_from_the_worker(false); }
+    SECTION("from a sendgrid_email_sent handler running on the worker") {
+        alert_from_the_worker(true);
+    }
+}
+
+TEST_CASE("two senders whose callbacks submit to each other do not deadlock", "[background]") {
+    Fixture fixture;
+    sg::BackgroundOptions options;
+    options.capacity = 1;
+    sg::BackgroundSender first(fixture.backend, options);
+    sg::BackgroundSender second(fixture.backend, options);
+    first.submit(mail(0), [&](const sg::EmailMessage&) { second.submit(mail(10), nullptr); });
+    second.submit(mail(1), [&](const sg::EmailMessage&) { first.submit(mail(11), nullptr); });
+    std::this_thread::sleep_for(20ms);  // both workers hold a message at the closed gate
+    first.submit(mail(2), nullptr);     // both queues full
+    second.submit(mail(3), nullptr);
+    fixture.outbox->release();
+    CHECK(first.drain(std::chrono::steady_clock::now() + 10s));
+    CHECK(second.drain(std::chrono::steady_clock::now() + 10s));
+    CHECK(fixture.outbox->size() == 6);
+}
+
+TEST_CASE("drain on the sender's own worker is refused, not a hang", "[background]") {
+    Fixture fixture;
+    fixture.outbox->release();
+    std::string refusal;
+    {
+        sg::BackgroundSender mailer(fixture.backend);
+        mailer.submit(mail(0), [&](const sg::EmailMessage&) {
+            try {
+                mailer.drain();
+            } catch (const sg::WouldDeadlock& error) {
+                refusal = error.what();
+            }
+        });
+        CHECK(mailer.drain(std::chrono::steady_clock::now() + 10s));
+    }
+    CHECK_THAT(refusal, Catch::Matchers::Contains("own worker thread"));
+}
+
+TEST_CASE("a callback that throws is reported through on_handler_error", "[background]") {
+    auto outbox = std::make_shared<sg::testing::OutboxTransport>();
+    std::mutex mutex;
+    std::vector<std::string> reported;
+    sg::Settings settings;
+    settings.api_key = "SG.background";
+    sg::BackendOptions backend_options;
+    backend_options.transport = outbox;
+    backend_options.on_handler_error = [&](const sg::EmailMessage& message,
+                                           std::exception_ptr error) {
+        std::lock_guard<std::mutex> lock(mutex);
+        reported.push_back(message.subject + ": " + sg::detail::describe_exception(error));
+    };
+    {
+        sg::BackgroundSender mailer(
+            std::make_shared<const sg::SendgridBackend>(settings, backend_options));
+        for (int i = 0; i < 3; ++i) {
+            mailer.submit(mail(i), [i](const sg::EmailMessage&) {
+                if (i == 1) throw std::runtime_error("a careless callback");
+            });
+        }
+    }
+    CHECK(outbox->size() == 3);
+    CHECK(reported == std::vector<std::string>{"m1: a careless callback"});
+}
+
+TEST_CASE("BackgroundOptions out of range are refused naming the field", "[background]") {
+    Fixture fixture;
+    sg::BackgroundOptions options;
+    options.workers = sg::BackgroundOptions::max_workers + 1;
+    CHECK_THROWS_WITH(sg::BackgroundSender(fixture.backend, options),
+                      Catch::Matchers::Contains("BackgroundOptions::workers: is 257"));
+    options.workers = static_cast<std::size_t>(-1);
+    CHECK_THROWS_AS(sg::BackgroundSender(fixture.backend, options), sg::ImproperlyConfigured);
+    options.workers = 1;
+    options.batch = static_cast<std::size_t>(-1);
+    CHECK_THROWS_WITH(sg::BackgroundSender(fixture.backend, options),
+                      Catch::Matchers::Contains("BackgroundOptions::batch"));
+    options.batch = sg::BackgroundOptions::max_batch;
+    options.capacity = static_cast<std::size_t>(-1);  // any capacity: nothing adds to it
+    fixture.outbox->release();
+    sg::BackgroundSender mailer(fixture.backend, options);
+    CHECK(mailer.submit(mail(0)).get().accepted());
+}
+
+TEST_CASE("a sender whose last owner is released on its own worker finishes its messages",
+          "[background]") {
+    // A callback that keeps the sender alive (captures a shared_ptr to it) can hold the last
+    // reference: the destructor then runs on the worker, which cannot join itself.
+    Fixture fixture;
+    std::atomic<int> called{0};
+    auto mailer = std::make_shared<sg::BackgroundSender>(fixture.backend);
+    std::weak_ptr<sg::BackgroundSender> watch = mailer;
+    std::vector<std::future<sg::SendOutcome>> outcomes;
+    mailer->submit(mail(0), [keep = mailer, &called](const sg::EmailMessage&) { ++called; });
+    for (int i = 1; i < 5; ++i) outcomes.push_back(mailer->submit(mail(i)));
+    mailer.reset();  // the callback holds the last reference now
+    fixture.outbox->release();
+    for (auto& outcome : outcomes) {
+        REQUIRE(outcome.wait_for(10s) == std::future_status::ready);
+        CHECK(outcome.get().accepted());
+    }
+    CHECK(called == 1);
+    for (int i = 0; i < 500 && !watch.expired(); ++i) std::this_thread::sleep_for(10ms);
+    CHECK(watch.expired());
+    CHECK(fixture.outbox->size() == 5);
 }

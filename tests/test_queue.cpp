@@ -21,11 +21,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "catch.hpp"
@@ -75,14 +77,14 @@ sg::EmailMessage mail(int i) {
 
 struct Sender {
     sg::testing::FakeSendgridServer server;
-    std::unique_ptr<sg::SendgridBackend> backend;
+    std::shared_ptr<sg::SendgridBackend> backend;
     explicit Sender(std::size_t in_flight = 8) {
         sg::Settings settings = server.settings();
         settings.max_in_flight = in_flight;
         settings.timeout = 2s;
         settings.retry.max_backoff = 1s;  // a send takes at most 4 x 2 s + 3 x 1 s
         settings.retry.max_retry_after = 1s;
-        backend = std::make_unique<sg::SendgridBackend>(settings, silent());
+        backend = std::make_shared<sg::SendgridBackend>(settings, silent());
     }
     /// Requests that reached the server, by queue key.
     std::map<std::string, int> reached() const {
@@ -125,11 +127,11 @@ sg::WorkerOptions heir_options(const std::string& name) {
 
 /// Sender's backend, giving up on a send after 10 ms and one try, so that a 50 ms visibility
 /// timeout is long enough.
-std::unique_ptr<sg::SendgridBackend> quick_backend(const Sender& sender) {
+std::shared_ptr<sg::SendgridBackend> quick_backend(const Sender& sender) {
     sg::Settings settings = sender.backend->settings();
     settings.timeout = 10ms;
     settings.retry.max_attempts = 1;
-    return std::make_unique<sg::SendgridBackend>(settings, silent());
+    return std::make_shared<sg::SendgridBackend>(settings, silent());
 }
 
 }  // namespace
@@ -150,7 +152,7 @@ TEST_CASE("a queued message travels whole and its status says how it ended", "[q
     int emissions = 0;
     sg::ScopedConnection counting = sg::sendgrid_email_sent.connect(
         [&](const sg::SendgridBackend&, const sg::EmailMessage&, bool) { ++emissions; });
-    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("w1"));
+    sg::RedisMailWorker worker(sender.backend, client, names, quick_worker("w1"));
     CHECK(worker.run_once() == 1);
     CHECK(emissions == 1);
     const auto status = queue.status(key);
@@ -172,7 +174,7 @@ TEST_CASE("scripts Redis forgot (as after a restart) are loaded again", "[queue]
     auto client = redis();
     const auto names = fresh_queue("flush");
     sg::RedisMailQueue queue(client, names);
-    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("flushed"));
+    sg::RedisMailWorker worker(sender.backend, client, names, quick_worker("flushed"));
     const std::string first = queue.enqueue(mail(1));
     CHECK(worker.run_once() == 1);
     REQUIRE(client->command({"SCRIPT", "FLUSH"}).text == "OK");
@@ -200,7 +202,7 @@ TEST_CASE("a claimed entry: 'sending' is reported unknown, 'queued' is sent", "[
             emitted.emplace_back(m.subject, failed);
         });
     const auto quick = quick_backend(sender);
-    sg::RedisMailWorker heir(*quick, client, names, heir_options("heir"));
+    sg::RedisMailWorker heir(quick, client, names, heir_options("heir"));
     CHECK(heir.run_once() == 2);
 
     const auto unknown = queue.status(started);
@@ -227,7 +229,7 @@ TEST_CASE("resend_unknown opts into sending a claimed 'sending' entry again", "[
     const auto quick = quick_backend(sender);
     sg::WorkerOptions options = heir_options("brave");
     options.resend_unknown = true;
-    sg::RedisMailWorker worker(*quick, client, names, options);
+    sg::RedisMailWorker worker(quick, client, names, options);
     CHECK(worker.run_once() == 1);
     CHECK(queue.status(key)->state == sg::QueuedState::accepted);
     CHECK(sender.reached().at(key) == 1);
@@ -263,7 +265,7 @@ TEST_CASE("enqueue with a key that is queued already does not queue it twice", "
 
     // Sent once, counted at the server.
     Sender sender;
-    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("once"));
+    sg::RedisMailWorker worker(sender.backend, client, names, quick_worker("once"));
     while (worker.run_once() > 0) {
     }
     const auto reached = sender.reached();
@@ -289,10 +291,10 @@ TEST_CASE("a visibility timeout shorter than a send can take is refused", "[queu
     Sender sender;  // a send takes at most 4 x 2 s + 3 x 1 s
     sg::WorkerOptions options = quick_worker("hasty");
     options.visibility_timeout = 11s;
-    CHECK_THROWS_AS(sg::RedisMailWorker(*sender.backend, redis(), fresh_queue("hasty"), options),
+    CHECK_THROWS_AS(sg::RedisMailWorker(sender.backend, redis(), fresh_queue("hasty"), options),
                     sg::ImproperlyConfigured);
     options.visibility_timeout = 0ms;  // the default: the longest send plus a minute
-    const sg::RedisMailWorker derived(*sender.backend, redis(), fresh_queue("derived"), options);
+    const sg::RedisMailWorker derived(sender.backend, redis(), fresh_queue("derived"), options);
     CHECK(derived.visibility_timeout() == 11s + 1min);
 }
 
@@ -514,7 +516,7 @@ TEST_CASE("a Redis restart while a producer enqueues loses nothing acknowledged"
 
     // And a worker sends each of them once: counted at the server.
     Sender sender;
-    sg::RedisMailWorker worker(*sender.backend, client, names, quick_worker("after-restart"));
+    sg::RedisMailWorker worker(sender.backend, client, names, quick_worker("after-restart"));
     while (worker.run_once() > 0) {
     }
     const auto reached = sender.reached();
@@ -524,4 +526,79 @@ TEST_CASE("a Redis restart while a producer enqueues loses nothing acknowledged"
         CHECK(count == 1);
         CHECK(queue.status(key)->state == sg::QueuedState::accepted);
     }
+}
+
+TEST_CASE("enqueue refuses a message no worker could send, before it is durable",
+          "[queue][redis]") {
+    auto client = redis();
+    auto names = fresh_queue("unsendable");
+    sg::RedisMailQueue queue(client, names);
+    sg::EmailMessage bad("Hi", "Body", "shop@example.com", {"no-at-sign"});
+    try {
+        queue.enqueue(bad, "never-queued");
+        FAIL("an address without @ was queued");
+    } catch (const sg::InvalidMessage& invalid) {
+        CHECK(invalid.field() == "to[0]");
+    }
+    sg::EmailMessage nul("Hi", std::string("Bo\0dy", 5), "shop@example.com", {"a@example.com"});
+    CHECK_THROWS_AS(queue.enqueue(nul), sg::InvalidMessage);
+    // Nothing reached Redis: no entry, no status.
+    CHECK(client->command({"XLEN", names.stream}).integer == 0);
+    CHECK_FALSE(queue.status("never-queued"));
+    // A repeated recipient passes: a worker's backend may be set to drop repeats.
+    sg::EmailMessage repeated("Hi", "Body", "shop@example.com", {"a@example.com", "a@example.com"});
+    CHECK_NOTHROW(queue.enqueue(repeated));
+    CHECK(client->command({"XLEN", names.stream}).integer == 1);
+}
+
+TEST_CASE("queue and worker options out of range are refused naming the option", "[queue][redis]") {
+    Sender sender;
+    auto refused = [&](auto change) -> std::string {
+        sg::RedisQueueOptions names = fresh_queue("bounds");
+        sg::WorkerOptions options = quick_worker("bounds");
+        change(names, options);
+        try {
+            sg::RedisMailWorker worker(sender.backend, redis(), names, options);
+        } catch (const sg::ImproperlyConfigured& error) {
+            return error.setting();
+        }
+        return "<no error>";
+    };
+    using Queue = sg::RedisQueueOptions;
+    using Worker = sg::WorkerOptions;
+    CHECK(refused([](Queue&, Worker& w) { w.block = 0ms; }) == "WorkerOptions::block");
+    CHECK(refused([](Queue&, Worker& w) { w.block = std::chrono::milliseconds::max(); }) ==
+          "WorkerOptions::block");
+    CHECK(refused([](Queue&, Worker& w) {
+              w.visibility_timeout = std::chrono::milliseconds::max();
+          }) == "WorkerOptions::visibility_timeout");
+    CHECK(refused([](Queue&, Worker& w) { w.batch = std::numeric_limits<std::size_t>::max(); }) ==
+          "WorkerOptions::batch");
+    CHECK(refused([](Queue& q, Worker&) { q.status_ttl = 0s; }) == "RedisQueueOptions::status_ttl");
+    CHECK(refused([](Queue& q, Worker&) { q.status_ttl = std::chrono::seconds::max(); }) ==
+          "RedisQueueOptions::status_ttl");
+    CHECK(refused([](Queue&, Worker& w) {
+              w.block = Worker::max_block;
+              w.batch = Worker::max_batch;
+              w.visibility_timeout = Worker::max_visibility_timeout;
+          }) == "<no error>");
+    CHECK_THROWS_AS(sg::RedisMailWorker(nullptr, redis()), sg::ImproperlyConfigured);
+    CHECK_THROWS_AS(sg::RedisMailQueue(redis(),
+                                       [] {
+                                           sg::RedisQueueOptions names;
+                                           names.status_ttl = -1s;
+                                           return names;
+                                       }()),
+                    sg::ImproperlyConfigured);
+    static_assert(!std::is_constructible_v<sg::RedisMailWorker, const sg::SendgridBackend&,
+                                           std::shared_ptr<sg::RedisClient>>);
+    // RedisOptions are checked before connecting.
+    sg::RedisOptions options;
+    options.timeout = std::chrono::milliseconds::max();
+    CHECK_THROWS_AS(sg::RedisClient(options), sg::ImproperlyConfigured);
+    options.timeout = 0ms;
+    CHECK_THROWS_AS(sg::RedisClient(options), sg::ImproperlyConfigured);
+    options.timeout = 1s;
+    options.reconnect_for = std::chrono::milliseconds::max();
+    CHECK_THROWS_AS(sg::RedisClient(options), sg::ImproperlyConfigured);
 }

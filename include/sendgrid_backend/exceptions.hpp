@@ -100,16 +100,39 @@ class SendError : public Error {
           failures_(std::move(failures)) {}
 
   private:
+    /// "2 of 3 messages were not sent: [0] cancelled: user opted out; [2] rejected: HTTP 400;
+    /// ..." Each failure says its status once: not again when the reason starts by saying it.
     static std::string describe(const std::vector<Failure>& failures, std::size_t batch_size) {
         std::string text = std::to_string(failures.size()) + " of " + std::to_string(batch_size) +
-                           " message(s) not sent:";
+                           (batch_size == 1 ? " message" : " messages") +
+                           (failures.size() == 1 ? " was" : " were") + " not sent:";
         for (const auto& failure : failures) {
-            text += " [" + std::to_string(failure.index) + "] " + to_string(failure.status);
-            if (failure.http_status != 0) text += " " + std::to_string(failure.http_status);
-            text += ": " + failure.reason + ";";
+            text += " [" + std::to_string(failure.index) + "] " + describe(failure) + ";";
         }
         text.pop_back();
         return text;
+    }
+
+    static std::string describe(const Failure& failure) {
+        const std::string status = to_string(failure.status);
+        const std::string& reason = failure.reason;
+        // "cancelled: ...", "outcome unknown: ...": the reason's first clause names the status.
+        const std::size_t clause = reason.find(": ");
+        if (clause != std::string::npos && clause >= status.size() &&
+            reason.compare(clause - status.size(), status.size(), status) == 0 &&
+            (clause == status.size() || reason[clause - status.size() - 1] == ' ')) {
+            return reason;
+        }
+        std::string text = status;
+        // "HTTP 400; ..." says the HTTP status already.
+        const std::string http = "HTTP " + std::to_string(failure.http_status);
+        const bool said = reason.compare(0, http.size(), http) == 0 &&
+                          (reason.size() == http.size() || reason[http.size()] < '0' ||
+                           reason[http.size()] > '9');
+        if (failure.http_status != 0 && !said) {
+            text += " " + std::to_string(failure.http_status);
+        }
+        return reason.empty() ? text : text + ": " + reason;
     }
 
     std::vector<Failure> failures_;
@@ -138,6 +161,14 @@ class BrokenTransport : public SendError {
 class QueueFull : public Error {
   public:
     explicit QueueFull(const std::string& what) : Error("sendgrid_backend.queue_full", what) {}
+};
+
+/// A call that would wait for itself: e.g. `BackgroundSender::drain` from one of that sender's
+/// own worker threads (a callback or a handler), which would wait for its own batch to end.
+class WouldDeadlock : public Error {
+  public:
+    explicit WouldDeadlock(const std::string& what)
+        : Error("sendgrid_backend.would_deadlock", what) {}
 };
 
 /// A transport could not be set up: libcurl's global init failed, no handle could be made.

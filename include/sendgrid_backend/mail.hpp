@@ -116,6 +116,14 @@ class SendgridBackend {
     /// errors go to `on_handler_error`, as for every emission.
     void emit_outcome(const EmailMessage& message) const;
 
+    /// Hands an exception that a handler or callback run for `message` threw (`thrower` says
+    /// which, e.g. "BackgroundSender::submit callback") to `on_handler_error`, or writes one
+    /// line on stderr: the one path for such errors. Never throws.
+    void report_handler_error(const EmailMessage& message, const std::exception_ptr& error,
+                              const char* thrower) const noexcept {
+        detail::report_handler_error(options_.on_handler_error, message, error, thrower);
+    }
+
     /// Sends one message; returns whether SendGrid accepted it.
     bool send_message(EmailMessage& message) const { return send_messages(&message, 1) == 1; }
 
@@ -382,8 +390,7 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
 SENDGRID_BACKEND_COMPILED void SendgridBackend::emit_outcome(const EmailMessage& message) const {
     const bool fail_flag = !message.outcome.accepted();
     for (const auto& error : sendgrid_email_sent.send_robust(*this, message, fail_flag)) {
-        detail::report_handler_error(options_.on_handler_error, message, error,
-                                     "sendgrid_email_sent");
+        report_handler_error(message, error, "sendgrid_email_sent handler");
     }
 }
 #endif  // SENDGRID_BACKEND_DEFINE_COMPILED

@@ -240,7 +240,7 @@ class EventWebhook {
         for (const auto& event : result.events) {
             for (const auto& error : sendgrid_event_received.send_robust(*this, event)) {
                 detail::report_handler_error(options_.on_handler_error, event, error,
-                                             "sendgrid_event_received");
+                                             "sendgrid_event_received handler");
             }
         }
         return result;

@@ -21,7 +21,7 @@
 ///     sendgrid_backend::RedisOptions::from_url("redis://127.0.0.1:6379"));
 /// sendgrid_backend::RedisMailQueue queue(redis);
 /// const std::string key = queue.enqueue(message);       // on the web server
-/// // a worker process: RedisMailWorker(backend, redis).run(stop_flag);
+/// // a worker process: RedisMailWorker(backend_shared_ptr, redis).run(stop_flag);
 /// auto status = queue.status(key);                      // anywhere, any time
 /// @endcode
 
@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/setting_checks.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/mail.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -56,11 +57,21 @@ struct RedisQueueOptions {
     std::string stream = "sendgrid_backend:mail";
     std::string group = "sendgrid_backend:workers";
     std::string status_prefix = "sendgrid_backend:mail:status:";
-    /// A message's status is kept this long after its last change.
+    /// A message's status is kept this long after its last change: 1 second to
+    /// `max_status_ttl` (a year).
     std::chrono::seconds status_ttl = std::chrono::hours(24 * 7);
     /// 0: unbounded. Otherwise enqueue refuses (QueueFull) while the stream holds this many
     /// entries; the stream is never trimmed, which could drop entries not yet sent.
     std::size_t max_length = 0;
+
+    static constexpr std::chrono::seconds max_status_ttl{366 * 24 * 3600};
+
+    /// @throws ImproperlyConfigured naming the option that is out of range.
+    void validate() const {
+        // Redis deletes a key at once for an EXPIRE of 0 or less: the status would be lost.
+        detail::require_within("RedisQueueOptions::status_ttl", status_ttl, std::chrono::seconds(1),
+                               max_status_ttl);
+    }
 };
 
 /// A queued message's life: queued → sending → accepted | failed | unknown.
@@ -211,17 +222,22 @@ inline StoredScript& stored_transition_script() {
 /// The producer's side, and the status reader. Thread-safe as its RedisClient.
 class RedisMailQueue {
   public:
+    /// @throws ImproperlyConfigured when `redis` is null or an option is out of range.
     explicit RedisMailQueue(std::shared_ptr<RedisClient> redis, RedisQueueOptions options = {})
-        : redis_(std::move(redis)), options_(std::move(options)) {}
+        : redis_(std::move(redis)), options_(std::move(options)) {
+        if (!redis_) throw ImproperlyConfigured("redis", "is null; pass a RedisClient");
+        options_.validate();
+    }
 
     /// Queues `message` durably and returns its key (`key`, or a fresh random one). Once this
     /// returns, the message is in Redis. A key that has a status already (within `status_ttl`)
     /// is not queued again: a request retried with the same key (say "order-42-confirmation")
     /// sends one mail. When the connection breaks on the way, the step is simply run again:
     /// it is atomic, and it queues nothing twice.
-    /// @throws InvalidMessage when the message cannot be stored (text that is not UTF-8);
-    ///         QueueFull when `max_length` entries are waiting; RedisError when Redis stays
-    ///         out of reach.
+    /// @throws InvalidMessage naming the field when no worker could send the message (what
+    ///         `send_messages` refuses, checked before anything is stored; repeated recipients
+    ///         pass, since a worker's backend may drop them) or it cannot be stored; QueueFull
+    ///         when `max_length` entries are waiting; RedisError when Redis stays out of reach.
     std::string enqueue(const EmailMessage& message, std::string key = "") {
         return enqueue_once(message, std::move(key)).first;
     }
@@ -229,6 +245,7 @@ class RedisMailQueue {
     /// As enqueue(), and also says whether this call queued it (false: the key was queued
     /// before, and nothing was added).
     std::pair<std::string, bool> enqueue_once(const EmailMessage& message, std::string key = "") {
+        check_sendable(message);
         if (key.empty()) key = random_key();
         const std::string entry = serialize_message(message);
         const std::vector<std::vector<std::string>> call{
@@ -274,6 +291,18 @@ class RedisMailQueue {
     const RedisQueueOptions& options() const noexcept { return options_; }
 
   private:
+    /// Refuses what every worker's backend would refuse, before it is durable: once queued, a
+    /// message that cannot be sent only fails later, where its producer no longer hears of it.
+    static void check_sendable(const EmailMessage& message) {
+        PayloadOptions lenient;
+        lenient.deduplicate_recipients = true;  // a worker's backend may be set to drop repeats
+        const std::size_t bytes = serialize_payload(message, lenient).size();
+        if (bytes > limits::max_payload_bytes) {
+            throw InvalidMessage("payload", "the request would be " + std::to_string(bytes) +
+                                                " bytes; SendGrid accepts at most 30 MB");
+        }
+    }
+
     static std::string random_key() {
         thread_local std::mt19937_64 random{std::random_device{}()};
         static constexpr char hex[] = "0123456789abcdef";
@@ -293,14 +322,16 @@ class RedisMailQueue {
 struct WorkerOptions {
     /// This worker's name in the consumer group; empty: "<hostname>-<pid>".
     std::string consumer;
-    /// Entries taken per round; 0: the backend's max_in_flight.
+    /// Entries taken per round, at most `max_batch`; 0: the backend's max_in_flight.
     std::size_t batch = 0;
     /// An entry another worker took and has not finished this long after is claimed. Must be
     /// longer than any send can take (the backend's timeout times its tries, plus waits); the
     /// constructor refuses a shorter one, since a slow worker's entries would be claimed.
-    /// 0: the longest send with the backend's settings plus a minute.
+    /// At most `max_visibility_timeout`. 0: the longest send with the backend's settings plus a
+    /// minute.
     std::chrono::milliseconds visibility_timeout{0};
-    /// How long one read waits for new entries.
+    /// How long one read waits for new entries: 1 ms to `max_block` (Redis reads 0 as forever,
+    /// and `run` looks at its stop flag between reads).
     std::chrono::milliseconds block{1'000};
     /// Send a claimed message again although a dead worker may have sent it already (its state
     /// was "sending"). Off: reported `unknown`. On: a duplicate is possible.
@@ -308,22 +339,39 @@ struct WorkerOptions {
     /// Each sent message carries its queue key in this custom_arg (so SendGrid's Event Webhook
     /// events carry it back); empty: none is added.
     std::string key_custom_arg = "sendgrid_backend_queue_key";
+
+    static constexpr std::size_t max_batch = 10'000;
+    /// Longer than the longest send the backend's settings allow (100 tries of a day each).
+    static constexpr std::chrono::milliseconds max_visibility_timeout =
+        std::chrono::hours(24 * 366);
+    static constexpr std::chrono::milliseconds max_block = std::chrono::hours(1);
 };
 
 /// A worker: reads the queue as one consumer of the group and sends through `backend`, which
-/// emits `sendgrid_email_sent` on the worker's thread. Use one per thread or process.
+/// emits `sendgrid_email_sent` on the worker's thread. Use one per thread or process. The worker
+/// shares ownership of its backend, which lives as long as the worker.
 class RedisMailWorker {
   public:
-    /// @throws ImproperlyConfigured when the visibility timeout is shorter than a send can take.
-    RedisMailWorker(const SendgridBackend& backend, std::shared_ptr<RedisClient> redis,
-                    RedisQueueOptions queue = {}, WorkerOptions options = {})
-        : backend_(backend),
+    /// @throws ImproperlyConfigured when `backend` or `redis` is null, an option is out of
+    ///         range, or the visibility timeout is shorter than a send can take.
+    RedisMailWorker(std::shared_ptr<const SendgridBackend> backend,
+                    std::shared_ptr<RedisClient> redis, RedisQueueOptions queue = {},
+                    WorkerOptions options = {})
+        : backend_(std::move(backend)),
           redis_(std::move(redis)),
           queue_(std::move(queue)),
           options_(std::move(options)) {
+        if (!backend_) throw ImproperlyConfigured("backend", "is null; pass a SendgridBackend");
+        if (!redis_) throw ImproperlyConfigured("redis", "is null; pass a RedisClient");
+        queue_.validate();
+        detail::require_at_most("WorkerOptions::batch", options_.batch, WorkerOptions::max_batch);
+        detail::require_within("WorkerOptions::block", options_.block, std::chrono::milliseconds(1),
+                               WorkerOptions::max_block, " (Redis reads 0 as forever)");
+        detail::require_at_most("WorkerOptions::visibility_timeout", options_.visibility_timeout,
+                                WorkerOptions::max_visibility_timeout);
         if (options_.consumer.empty()) options_.consumer = default_consumer();
-        if (options_.batch == 0) options_.batch = backend_.settings().max_in_flight;
-        const auto longest = longest_send(backend_.settings());
+        if (options_.batch == 0) options_.batch = backend_->settings().max_in_flight;
+        const auto longest = longest_send(backend_->settings());
         if (options_.visibility_timeout.count() == 0) {
             options_.visibility_timeout = longest + std::chrono::minutes(1);
         }
@@ -368,8 +416,8 @@ class RedisMailWorker {
         return options_.visibility_timeout;
     }
 
-    /// How long a send can take with `settings`: every try at the full timeout, and the
-    /// longest waits between them.
+    /// How long a send can take with `settings` (validated: their bounds keep this product far
+    /// from overflow): every try at the full timeout, and the longest waits between them.
     static std::chrono::milliseconds longest_send(const Settings& settings) {
         const auto tries = std::max(1, settings.retry.max_attempts);
         const auto wait = std::max(settings.retry.max_backoff, settings.retry.max_retry_after);
@@ -532,7 +580,7 @@ class RedisMailWorker {
                 if (moved[i] && moves[i].to == "unknown") {
                     messages[i].outcome.status = SendStatus::unknown;
                     messages[i].outcome.failure_reason = unknown_reason();
-                    backend_.emit_outcome(messages[i]);
+                    backend_->emit_outcome(messages[i]);
                 }
                 done.push_back(entry);
                 continue;
@@ -545,7 +593,7 @@ class RedisMailWorker {
         }
         if (!to_send.empty()) {
             try {
-                backend_.send_messages(to_send);
+                backend_->send_messages(to_send);
             } catch (...) {
                 // Every message has its outcome and its emission (the backend sees to that).
             }
@@ -576,7 +624,7 @@ class RedisMailWorker {
                " ms); SendGrid may have accepted it, so it was not sent again";
     }
 
-    const SendgridBackend& backend_;
+    std::shared_ptr<const SendgridBackend> backend_;
     std::shared_ptr<RedisClient> redis_;
     RedisQueueOptions queue_;
     WorkerOptions options_;
