@@ -351,7 +351,7 @@ TEST_CASE("fail_silently=false: every message attempted and emitted, then one Se
         CHECK(error.failures()[1].index == 2);
         CHECK(error.failures()[1].status == SendStatus::invalid);
         CHECK(error.failures()[1].reason.rfind("to[0]: ", 0) == 0);
-        CHECK(std::string(error.what()).find("2 of 3 message(s) not sent") != std::string::npos);
+        CHECK(std::string(error.what()).find("2 of 3 messages were not sent") != std::string::npos);
     }
     // Emitted as each outcome became final: the invalid one before anything was sent.
     REQUIRE(emissions.size() == 3);
@@ -466,6 +466,76 @@ TEST_CASE("sendgrid_pre_send can modify and cancel messages", "[mail][http][pre_
     CHECK(emissions.seen[1].outcome.failure_reason.find("hook bug") != std::string::npos);
     CHECK(emissions.seen[2].subject == "[edited] keep");
     CHECK_FALSE(emissions.seen[2].fail_flag);
+}
+
+TEST_CASE("SendError says each failure's status once, and the reason on its own still says it",
+          "[mail][http][pre_send]") {
+    FakeSendgridServer server;
+    Settings settings = settings_for(server);
+    settings.max_in_flight = 1;  // the fault hits the first request: "rejected"
+    settings.retry.max_attempts = 1;
+    SendgridBackend backend(settings);
+    sendgrid_backend::ScopedConnection hook = sendgrid_backend::sendgrid_pre_send.connect(
+        [](const SendgridBackend&, EmailMessage& message) {
+            if (message.subject == "opted out") {
+                throw sendgrid_backend::CancelSend("user opted out");
+            }
+            if (message.subject == "broken hook") throw std::runtime_error("hook bug");
+        });
+    server.push_fault(Fault{400});
+    std::vector<EmailMessage> batch{make_message("opted out"), make_message("broken hook"),
+                                    make_message("rejected"), make_message("sent")};
+    try {
+        backend.send_messages(batch);
+        FAIL("no SendError");
+    } catch (const SendError& error) {
+        CHECK(std::string(error.what()) ==
+              "[sendgrid_backend.send_error] 3 of 4 messages were not sent: [0] cancelled: user "
+              "opted out; [1] cancelled: a sendgrid_pre_send handler threw: hook bug; [2] "
+              "rejected: HTTP 400; Bad Request (injected)");
+    }
+    // What a handler reads names the status itself.
+    CHECK(batch[0].outcome.failure_reason == "cancelled: user opted out");
+    CHECK(batch[2].outcome.failure_reason == "HTTP 400; Bad Request (injected)");
+    CHECK(batch[3].outcome.accepted());
+}
+
+TEST_CASE("a missing API key: the library's text names both ways a C++ program has",
+          "[mail][settings]") {
+    Settings settings;
+    settings.api_key = " ";
+    CHECK_THROWS_WITH(SendgridBackend(settings),
+                      "[sendgrid_backend.improperly_configured] SENDGRID_API_KEY: is not set; set "
+                      "SENDGRID_API_KEY or pass BackendOptions::api_key");
+}
+
+TEST_CASE("SendError's text for each kind of failure", "[mail]") {
+    using Failure = SendError::Failure;
+    const auto text = [](Failure failure) {
+        return std::string(SendError({std::move(failure)}, 1).what());
+    };
+    const std::string head = "[sendgrid_backend.send_error] 1 of 1 message was not sent: [0] ";
+    CHECK(text({0, SendStatus::cancelled, 0, "cancelled: user opted out"}) ==
+          head + "cancelled: user opted out");
+    CHECK(text({0, SendStatus::unknown, 0, "outcome unknown: no answer"}) ==
+          head + "outcome unknown: no answer");
+    CHECK(text({0, SendStatus::rejected, 429, "HTTP 429; too many requests"}) ==
+          head + "rejected: HTTP 429; too many requests");
+    // A reason that does not say the status gets it in front, the HTTP status too.
+    CHECK(text({0, SendStatus::cancelled, 0, "user opted out"}) ==
+          head + "cancelled: user opted out");
+    CHECK(text({0, SendStatus::rejected, 400, "bad from"}) == head + "rejected 400: bad from");
+    CHECK(text({0, SendStatus::rejected, 400, "HTTP 4000"}) == head + "rejected 400: HTTP 4000");
+    CHECK(text({0, SendStatus::invalid, 0, "to[0]: no @"}) == head + "invalid: to[0]: no @");
+    CHECK(text({0, SendStatus::transport_failed, 0, "not sent: refused"}) ==
+          head + "transport_failed: not sent: refused");
+    CHECK(text({0, SendStatus::cancelled, 0, "uncancelled: x"}) ==
+          head + "cancelled: uncancelled: x");
+    CHECK(std::string(
+              SendError({{1, SendStatus::invalid, 0, "a"}, {2, SendStatus::invalid, 0, "b"}}, 3)
+                  .what()) ==
+          "[sendgrid_backend.send_error] 2 of 3 messages were not sent: [1] invalid: a; [2] "
+          "invalid: b");
 }
 
 TEST_CASE("a throwing handler neither fails an accepted send nor stops the batch", "[mail][http]") {

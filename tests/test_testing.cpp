@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -132,14 +133,31 @@ TEST_CASE("mail assertions: filters, counts, and failures that list what was sen
         FAIL("no MailAssertionFailed");
     } catch (const sg::testing::MailAssertionFailed& failure) {
         const std::string text = failure.what();
-        CHECK(
-            text.find("expected 1 mail(s) with subject 'Welcome', to carl@example.com, found 0") !=
-            std::string::npos);
-        CHECK(text.find("all mail sent (3):") != std::string::npos);
-        CHECK(text.find("[1] 'Invoice' to jane@example.com") != std::string::npos);
-        CHECK(text.find("[2] 'Welcome' to bob@example.com, boss@example.com") != std::string::npos);
+        CHECK(text ==
+              "[sendgrid_backend.mail_assertion] expected 1 mail with subject 'Welcome', to "
+              "carl@example.com, found none; 3 mails were sent:\n"
+              "  [0] 'Welcome' to jane@example.com\n"
+              "  [1] 'Invoice' to jane@example.com\n"
+              "  [2] 'Welcome' to bob@example.com, boss@example.com");
     }
-    CHECK_THROWS_AS(sent.to("jane@example.com").only(), sg::testing::MailAssertionFailed);
+    CHECK_THROWS_WITH(sent.to("jane@example.com").only(),
+                      Catch::Contains("expected 1 mail to jane@example.com, found 2; 3 mails"));
+    CHECK_THROWS_WITH(sent.to("jane@example.com").assert_nothing_sent(),
+                      Catch::Contains("expected no mail to jane@example.com, found 2;"));
+    CHECK_THROWS_WITH(sent.assert_count(2),
+                      Catch::Contains("expected 2 mails, found 3; 3 mails were sent:\n  [0]"));
+
+    // Nothing sent at all: said in words, not as an empty list.
+    const sg::testing::SentMails none;
+    CHECK_THROWS_WITH(none.assert_count(1),
+                      "[sendgrid_backend.mail_assertion] expected 1 mail, "
+                      "but no mail was sent");
+    CHECK_THROWS_WITH(none.assert_sent_to("jane@example.com"),
+                      "[sendgrid_backend.mail_assertion] expected a mail to jane@example.com, but "
+                      "no mail was sent");
+    CHECK_THROWS_WITH(sg::testing::SentMails({sg::testing::SentMail{}}).assert_nothing_sent(),
+                      "[sendgrid_backend.mail_assertion] expected no mail, found 1; 1 mail was "
+                      "sent:\n  [0] '' to nobody");
 }
 
 TEST_CASE("the fake server's sent() and GET /__requests report what arrived, key hidden",
@@ -167,6 +185,48 @@ TEST_CASE("the fake server's sent() and GET /__requests report what arrived, key
     CHECK(answer->body.find(server.api_key()) == std::string::npos);
     CHECK(client.Delete("/__requests")->status == 204);
     CHECK(server.received_count() == 0);
+}
+
+TEST_CASE("display names with ',' or ';' go over the wire and the fake server takes them",
+          "[testing][http][names]") {
+    FakeSendgridServer server;
+    const auto backend = backend_for(server);
+    sg::EmailMessage message("Names", "Body", "\"Shop, Inc.\" <shop@example.com>",
+                             {"\"Doe, John\" <john@example.com>", "Doe; Jane <jane@example.com>"},
+                             {"Roe, Rick <rick@example.com>"},
+                             {"\"Say \\\"hi\\\"; Bob\" <bob@example.com>"});
+    message.reply_to = {"\"Help, Desk\" <help@example.com>"};
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.http_status == 202);
+
+    // Counted where it landed: one request, accepted, with the names as written.
+    const auto received = server.received();
+    REQUIRE(received.size() == 1);
+    CHECK(received[0].answered_status == 202);
+    const auto& payload = received[0].payload;
+    CHECK(payload["from"]["name"] == "Shop, Inc.");
+    CHECK(payload["reply_to"]["name"] == "Help, Desk");
+    const auto& personalization = payload["personalizations"][0];
+    CHECK(personalization["to"][0] ==
+          nlohmann::json({{"email", "john@example.com"}, {"name", "Doe, John"}}));
+    CHECK(personalization["to"][1]["name"] == "Doe; Jane");
+    CHECK(personalization["cc"][0]["name"] == "Roe, Rick");
+    CHECK(personalization["bcc"][0]["name"] == "Say \"hi\"; Bob");
+    CHECK(server.sent().only().recipients() ==
+          std::vector<std::string>{"john@example.com", "jane@example.com", "rick@example.com",
+                                   "bob@example.com"});
+
+    // Straight to the server, as other clients send them (older ones wrapped such names in
+    // quotes themselves): accepted too.
+    httplib::Client client("127.0.0.1", server.port());
+    const httplib::Headers headers = {{"Authorization", "Bearer " + server.api_key()}};
+    nlohmann::json raw = payload;
+    raw["personalizations"][0]["to"][0]["name"] = "\"Doe, John\"";
+    raw["personalizations"][0]["cc"][0]["name"] = "a;b,c";
+    const auto answer = client.Post("/v3/mail/send", headers, raw.dump(), "application/json");
+    REQUIRE(answer);
+    CHECK(answer->status == 202);
+    CHECK(server.received_count() == 2);
 }
 
 TEST_CASE("the fake server takes no JSON text followed by a NUL byte and more", "[testing][http]") {
@@ -240,5 +300,32 @@ TEST_CASE("the fake server program's --fault syntax", "[testing][cli]") {
         Fault ignored;
         CHECK_FALSE(parse_fault_spec(bad, ignored, error));
         CHECK_FALSE(error.empty());
+    }
+
+    // Every number has a bound, inclusive, and a refusal names the setting and its range.
+    Fault widest;
+    REQUIRE(parse_fault_spec("599,times=1000000,delay=3600000,retry-after=86400", widest, error));
+    CHECK(widest.times == 1'000'000);
+    CHECK(widest.delay == std::chrono::hours(1));
+    CHECK(widest.retry_after_seconds == 86'400);
+    const std::pair<const char*, const char*> refusals[] = {
+        {"600", "'600' is out of range; give an HTTP status 100-599"},
+        {"4o4", "'4o4' is not a number; give an HTTP status 100-599"},
+        {"429,times=0", "times: '0' is out of range; give a count 1-1000000"},
+        {"429,times=1000001", "times: '1000001' is out of range; give a count 1-1000000"},
+        {"200,delay=3600001", "delay: '3600001' is out of range; give milliseconds 0-3600000"},
+        {"429,retry-after=86401", "retry-after: '86401' is out of range; give seconds 0-86400"},
+        {"429,retry-after=99999999999999999999",
+         "retry-after: '99999999999999999999' is out of range; give seconds 0-86400"},
+        {"429,times=-1", "times: '-1' is not a number; give a count 1-1000000"},
+        {"429,times",
+         "'times' is not a fault setting (the status comes first, then times=N, "
+         "delay=MS, retry-after=S, to=ADDRESS or drop)"},
+    };
+    for (const auto& [spec, expected] : refusals) {
+        INFO(spec);
+        Fault ignored;
+        CHECK_FALSE(parse_fault_spec(spec, ignored, error));
+        CHECK(error == expected);
     }
 }

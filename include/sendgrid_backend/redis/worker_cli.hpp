@@ -13,6 +13,10 @@
 /// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
 /// (default redis://127.0.0.1:6379). Each message gets one sendgrid_email_sent in this process;
 /// a line per round on stderr. SIGINT or SIGTERM lets the round in progress finish, then exits.
+/// Every number on the command line has an upper bound (see `worker_usage`), checked before
+/// anything starts: a mistyped one is an error naming the flag and its range, never a value
+/// that overflows later. Exit status: 0 stopped by a signal, 2 a bad flag or setting, 1 any
+/// other failure (Redis unreachable at start, say).
 
 #include <pthread.h>
 #include <signal.h>
@@ -20,8 +24,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +35,7 @@
 #include <thread>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/command_line.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/mail.hpp"
 #include "sendgrid_backend/redis/client.hpp"
@@ -41,89 +48,230 @@ inline constexpr const char* worker_usage =
     "usage: sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]\n"
     "                       [--consumer NAME] [--batch N] [--visibility-timeout MS]\n"
     "                       [--resend-unknown] [--max-attempts N] [--max-wait MS]\n"
-    "--max-attempts: tries per message (RetryPolicy::max_attempts); --max-wait: the longest\n"
-    "wait between tries (caps max_backoff and max_retry_after). --visibility-timeout must be\n"
-    "longer than a send can take; by default it is that plus a minute.\n"
-    "SendGrid's settings come from the environment (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...),\n"
-    "Redis's from --redis or SENDGRID_REDIS_URL. SIGINT or SIGTERM stops after the round.\n";
+    "  --redis URL              redis://[[user]:password@]host[:port][/db]\n"
+    "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
+    "  --stream S, --group G, --status-prefix P, --consumer NAME\n"
+    "                           the queue's names (the producer's)\n"
+    "  --batch N                entries per round, 1-10000 (default: max_in_flight, 8)\n"
+    "  --visibility-timeout MS  1-31622400000 (366 days), longer than a send can take\n"
+    "                           (default: the longest send plus a minute)\n"
+    "  --resend-unknown         send a claimed message again although it may have gone out\n"
+    "  --max-attempts N         tries per message, 1-100\n"
+    "  --max-wait MS            the longest wait between tries, 0-86400000 (24 hours)\n"
+    "Flags also take the form --flag=VALUE. SendGrid's settings come from the environment\n"
+    "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s, ...).\n"
+    "SIGINT or SIGTERM stops after the round. Exit status: 0 stopped, 2 a bad flag or\n"
+    "setting, 1 any other failure.\n";
+
+/// The bounds of the worker's numeric flags: the library's limits for what each one sets (the
+/// usage text states them; a change to a limit fails here until the text follows).
+inline constexpr std::int64_t worker_max_batch = 10'000;
+inline constexpr std::int64_t worker_max_visibility_timeout_ms = 31'622'400'000;  // 366 days
+inline constexpr std::int64_t worker_max_attempts = 100;        // Settings::validate's limit
+inline constexpr std::int64_t worker_max_wait_ms = 86'400'000;  // 24 hours
+static_assert(worker_max_batch == static_cast<std::int64_t>(WorkerOptions::max_batch));
+static_assert(worker_max_visibility_timeout_ms == WorkerOptions::max_visibility_timeout.count());
+static_assert(worker_max_wait_ms == Settings::max_wait.count());
+
+/// What the worker's command line (and SENDGRID_REDIS_URL) asked for.
+struct WorkerCommandLine {
+    bool help = false;
+    std::string redis_url = "redis://127.0.0.1:6379";
+    /// Where redis_url came from: "--redis", "SENDGRID_REDIS_URL", or empty (the default).
+    std::string redis_url_from;
+    RedisQueueOptions queue;
+    WorkerOptions options;
+    bool visibility_timeout_given = false;
+    std::optional<int> max_attempts;
+    std::optional<std::chrono::milliseconds> max_wait;
+};
+
+/// Parses the worker's command line; `env_redis_url` is SENDGRID_REDIS_URL (null when unset).
+/// @throws UsageError naming the flag, the value typed and what would be valid.
+inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* argv,
+                                                   const char* env_redis_url) {
+    WorkerCommandLine line;
+    if (env_redis_url != nullptr && *env_redis_url != '\0') {
+        line.redis_url = env_redis_url;
+        line.redis_url_from = "SENDGRID_REDIS_URL";
+    }
+    FlagReader args(argc, argv);
+    while (args.next()) {
+        const std::string_view flag = args.flag();
+        if (flag == "--redis") {
+            line.redis_url = args.value("a Redis URL such as redis://127.0.0.1:6379/0");
+            line.redis_url_from = "--redis";
+        } else if (flag == "--stream") {
+            line.queue.stream = args.value("a stream name");
+        } else if (flag == "--group") {
+            line.queue.group = args.value("a consumer group name");
+        } else if (flag == "--status-prefix") {
+            line.queue.status_prefix = args.value("a key prefix");
+        } else if (flag == "--consumer") {
+            line.options.consumer = args.value("a consumer name");
+        } else if (flag == "--batch") {
+            line.options.batch =
+                static_cast<std::size_t>(args.number("a number of entries", 1, worker_max_batch));
+        } else if (flag == "--visibility-timeout") {
+            line.options.visibility_timeout = std::chrono::milliseconds(
+                args.number("milliseconds", 1, worker_max_visibility_timeout_ms));
+            line.visibility_timeout_given = true;
+        } else if (flag == "--max-attempts") {
+            line.max_attempts =
+                static_cast<int>(args.number("a number of tries", 1, worker_max_attempts));
+        } else if (flag == "--max-wait") {
+            line.max_wait =
+                std::chrono::milliseconds(args.number("milliseconds", 0, worker_max_wait_ms));
+        } else if (flag == "--resend-unknown") {
+            args.no_value();
+            line.options.resend_unknown = true;
+        } else {
+            throw unknown_argument(flag);
+        }
+    }
+    line.help = args.help();
+    return line;
+}
+
+/// `url` with its password, if any, replaced by "***" (an error may print the rest).
+inline std::string redis_url_for_error(std::string_view url) {
+    const std::size_t scheme = url.find("://");
+    const std::size_t at = url.rfind('@');
+    if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme) {
+        return quote_for_error(url);
+    }
+    const std::size_t colon = url.find(':', scheme + 3);
+    const std::size_t hidden_from =
+        colon != std::string_view::npos && colon < at ? colon + 1 : scheme + 3;
+    return quote_for_error(std::string(url.substr(0, hidden_from)) + "***" +
+                           std::string(url.substr(at)));
+}
+
+/// An error's text without its "[id] " (a program's user reads prose, not ids).
+inline std::string without_id(const Error& error) {
+    std::string text = error.what();
+    const std::string id = "[" + error.id() + "] ";
+    if (text.rfind(id, 0) == 0) text.erase(0, id.size());
+    return text;
+}
+
+/// The Redis options the line asks for. @throws UsageError naming where the URL came
+/// from (--redis or SENDGRID_REDIS_URL), the URL (password hidden) and what a valid one is.
+inline RedisOptions worker_redis_options(const WorkerCommandLine& line) {
+    try {
+        return RedisOptions::from_url(line.redis_url);
+    } catch (const ImproperlyConfigured& error) {
+        // from_url's reason, without the variable it names: the value may come from the flag.
+        std::string reason = without_id(error);
+        const std::string setting = error.setting() + ": ";
+        if (reason.rfind(setting, 0) == 0) reason.erase(0, setting.size());
+        const std::string from =
+            line.redis_url_from.empty() ? "the default Redis URL" : line.redis_url_from;
+        throw UsageError(from + " " + redis_url_for_error(line.redis_url) + ": " + reason +
+                         "; a valid URL looks like redis://host:port/db, e.g. "
+                         "redis://127.0.0.1:6379/0");
+    }
+}
+
+/// Settings::from_env() with the line's retry flags applied, checked.
+/// @throws UsageError naming the variable or flag at fault.
+inline Settings worker_settings(const WorkerCommandLine& line) {
+    Settings settings;
+    try {
+        settings = Settings::from_env();
+        // The program's own words for a missing key: its users set variables, not C++ options.
+        const std::string key_problem = api_key_problem(
+            settings.api_key,
+            "export SENDGRID_API_KEY=<your SendGrid API key> before starting sendgrid-worker (it "
+            "has no flag for the key: a command line is visible to every user of the machine)");
+        if (!key_problem.empty()) throw UsageError("SENDGRID_API_KEY " + key_problem);
+        if (line.max_attempts) settings.retry.max_attempts = *line.max_attempts;
+        if (line.max_wait) {
+            settings.retry.max_backoff = std::min(settings.retry.max_backoff, *line.max_wait);
+            settings.retry.max_retry_after = *line.max_wait;
+        }
+        settings.validate();
+    } catch (const ImproperlyConfigured& error) {
+        throw UsageError(without_id(error));
+    }
+    if (line.visibility_timeout_given) {
+        // Checked here, in the flags' words, before the worker's constructor would refuse it.
+        const auto longest = RedisMailWorker::longest_send(settings).count();
+        if (line.options.visibility_timeout.count() <= longest) {
+            const auto& retry = settings.retry;
+            const auto wait = std::max(retry.max_backoff, retry.max_retry_after).count();
+            throw UsageError(
+                "--visibility-timeout " + std::to_string(line.options.visibility_timeout.count()) +
+                " is too short: a send may take up to " + std::to_string(longest) + " ms (" +
+                std::to_string(retry.max_attempts) + " tries of SENDGRID_TIMEOUT " +
+                std::to_string(settings.timeout.count()) + " ms, waits of up to " +
+                std::to_string(wait) +
+                " ms between them), and another worker would claim a message this one still "
+                "sends; give more than " +
+                std::to_string(longest) + ", leave it out (" + std::to_string(longest + 60'000) +
+                "), or lower --max-attempts or --max-wait");
+        }
+    }
+    return settings;
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts) and sets `stop` when
+/// one arrives; the destructor releases the waiting thread if no signal came.
+class WorkerStopSignals {
+  public:
+    WorkerStopSignals() {
+        sigemptyset(&signals_);
+        sigaddset(&signals_, SIGINT);
+        sigaddset(&signals_, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+        waiter_ = std::thread([this] {
+            int received = 0;
+            sigwait(&signals_, &received);
+            stop_ = true;
+        });
+    }
+    WorkerStopSignals(const WorkerStopSignals&) = delete;
+    WorkerStopSignals& operator=(const WorkerStopSignals&) = delete;
+    ~WorkerStopSignals() {
+        if (!stop_.load()) pthread_kill(waiter_.native_handle(), SIGTERM);
+        waiter_.join();
+    }
+
+    const std::atomic<bool>& stop() const noexcept { return stop_; }
+
+  private:
+    sigset_t signals_;
+    std::atomic<bool> stop_{false};
+    std::thread waiter_;
+};
 
 }  // namespace detail
 
 /// The program's main: see the file comment. Returns the exit status.
 inline int run_worker_cli(int argc, char** argv) {
-    std::string redis_url = "redis://127.0.0.1:6379";
-    if (const char* url = std::getenv("SENDGRID_REDIS_URL"); url != nullptr && *url != '\0') {
-        redis_url = url;
-    }
-    RedisQueueOptions queue;
-    WorkerOptions options;
-    std::optional<int> max_attempts;
-    std::optional<std::chrono::milliseconds> max_wait;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const bool has_value = i + 1 < argc;
-        auto number = [&](const char* name) -> long {
-            const auto value = detail::parse_decimal(argv[++i], 9);
-            if (!value) {
-                std::fprintf(stderr, "sendgrid-worker: %s wants a number\n", name);
-                std::exit(2);
-            }
-            return static_cast<long>(*value);
-        };
-        if (arg == "--help" || arg == "-h") {
+    detail::WorkerCommandLine line;
+    Settings settings;
+    RedisOptions redis_options;
+    try {
+        line = detail::parse_worker_command_line(argc, argv, std::getenv("SENDGRID_REDIS_URL"));
+        if (line.help) {
             std::fputs(detail::worker_usage, stdout);
             return 0;
-        } else if (arg == "--redis" && has_value) {
-            redis_url = argv[++i];
-        } else if (arg == "--stream" && has_value) {
-            queue.stream = argv[++i];
-        } else if (arg == "--group" && has_value) {
-            queue.group = argv[++i];
-        } else if (arg == "--status-prefix" && has_value) {
-            queue.status_prefix = argv[++i];
-        } else if (arg == "--consumer" && has_value) {
-            options.consumer = argv[++i];
-        } else if (arg == "--batch" && has_value) {
-            options.batch = static_cast<std::size_t>(number("--batch"));
-        } else if (arg == "--visibility-timeout" && has_value) {
-            options.visibility_timeout = std::chrono::milliseconds(number("--visibility-timeout"));
-        } else if (arg == "--max-attempts" && has_value) {
-            max_attempts = static_cast<int>(number("--max-attempts"));
-        } else if (arg == "--max-wait" && has_value) {
-            max_wait = std::chrono::milliseconds(number("--max-wait"));
-        } else if (arg == "--resend-unknown") {
-            options.resend_unknown = true;
-        } else {
-            std::fprintf(stderr, "sendgrid-worker: unknown argument '%s'\n%s", argv[i],
-                         detail::worker_usage);
-            return 2;
         }
+        redis_options = detail::worker_redis_options(line);
+        settings = detail::worker_settings(line);
+    } catch (const detail::UsageError& error) {
+        return detail::report_usage_error("sendgrid-worker", error, detail::worker_usage);
     }
     // The stop signals wait in a thread of their own; the worker finishes its round first.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-    std::atomic<bool> stop{false};
-    std::thread waiter([&] {
-        int received = 0;
-        sigwait(&stop_signals, &received);
-        stop = true;
-    });
-    int status = 0;
+    const detail::WorkerStopSignals signals;
+    const std::atomic<bool>& stop = signals.stop();
     try {
-        Settings settings = Settings::from_env();
-        if (max_attempts) settings.retry.max_attempts = *max_attempts;
-        if (max_wait) {
-            settings.retry.max_backoff = std::min(settings.retry.max_backoff, *max_wait);
-            settings.retry.max_retry_after = *max_wait;
-        }
-        const SendgridBackend backend(settings);
-        auto redis = std::make_shared<RedisClient>(RedisOptions::from_url(redis_url));
-        RedisMailWorker worker(backend, redis, queue, options);
+        const auto backend = std::make_shared<const SendgridBackend>(settings);
+        auto redis = std::make_shared<RedisClient>(redis_options);
+        RedisMailWorker worker(backend, redis, line.queue, line.options);
         std::fprintf(stderr, "sendgrid-worker %s: reading %s as %s, visibility timeout %lld ms\n",
-                     worker.consumer().c_str(), queue.stream.c_str(), queue.group.c_str(),
+                     worker.consumer().c_str(), line.queue.stream.c_str(), line.queue.group.c_str(),
                      static_cast<long long>(worker.visibility_timeout().count()));
         while (!stop.load()) {
             try {
@@ -137,11 +285,9 @@ inline int run_worker_cli(int argc, char** argv) {
         std::fprintf(stderr, "sendgrid-worker: stopped\n");
     } catch (const std::exception& error) {
         std::fprintf(stderr, "sendgrid-worker: %s\n", error.what());
-        status = 1;
+        return 1;
     }
-    if (!stop.load()) pthread_kill(waiter.native_handle(), SIGTERM);  // release the waiter
-    waiter.join();
-    return status;
+    return 0;
 }
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -12,18 +12,27 @@
 /// stops cleanly on SIGINT or SIGTERM. A fault SPEC is a comma-separated list: an HTTP status
 /// to answer with, then any of `times=N`, `delay=MS`, `retry-after=S`, `to=ADDRESS` (only
 /// requests to that recipient), `drop` (close the connection mid-answer); e.g.
-/// `--fault 429,retry-after=1,times=2` or `--fault 400,to=bounce@example.com`.
+/// `--fault 429,retry-after=1,times=2` or `--fault 400,to=bounce@example.com`. Every number
+/// has an upper bound (see `fake_server_usage`), checked before the server starts: a mistyped
+/// one is an error naming the flag and its range. Exit status: 0 stopped by a signal, 2 a bad
+/// flag, 1 any other failure (the port is taken, say).
 
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/command_line.hpp"
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/testing/fake_server.hpp"
 
@@ -33,11 +42,29 @@ namespace detail {
 
 inline constexpr const char* fake_server_usage =
     "usage: sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]...\n"
-    "  --port N       listen on 127.0.0.1:N (0, the default: any free port)\n"
+    "  --port N       listen on 127.0.0.1:N, 0-65535 (0, the default: any free port)\n"
     "  --api-key KEY  the bearer key requests must carry (default SG.fake-test-key.0123456789)\n"
     "  --fault SPEC   STATUS[,times=N][,delay=MS][,retry-after=S][,to=ADDRESS][,drop]\n"
-    "The base URL is printed alone on the first line of stdout; requests are logged on stderr;\n"
-    "GET /__requests lists what was received. SIGINT or SIGTERM stops the server.\n";
+    "                 STATUS 100-599; times 1-1000000 (default 1); delay 0-3600000 ms (an\n"
+    "                 hour); retry-after 0-86400 s (a day, sent with 429); repeatable\n"
+    "Flags also take the form --flag=VALUE. The base URL is printed alone on the first line\n"
+    "of stdout; requests are logged on stderr; GET /__requests lists what was received.\n"
+    "SIGINT or SIGTERM stops the server. Exit status: 0 stopped, 2 a bad flag, 1 any other\n"
+    "failure (the port is taken, say).\n";
+
+/// The bounds of the numbers in a --fault SPEC (the usage text says the same).
+inline constexpr std::int64_t fault_max_times = 1'000'000;
+inline constexpr std::int64_t fault_max_delay_ms = 60 * 60 * 1000;
+inline constexpr std::int64_t fault_max_retry_after_s = 24 * 60 * 60;
+
+// The command line pieces the programs share (detail/command_line.hpp).
+using sendgrid_backend::detail::bounded_number;
+using sendgrid_backend::detail::FlagReader;
+using sendgrid_backend::detail::number_range;
+using sendgrid_backend::detail::quote_for_error;
+using sendgrid_backend::detail::report_usage_error;
+using sendgrid_backend::detail::unknown_argument;
+using sendgrid_backend::detail::UsageError;
 
 /// A Fault from a --fault SPEC; the error text on failure.
 inline bool parse_fault_spec(std::string_view spec, Fault& fault, std::string& error) {
@@ -52,28 +79,41 @@ inline bool parse_fault_spec(std::string_view spec, Fault& fault, std::string& e
         const std::string_view key = item.substr(0, equals);
         const std::string_view value =
             equals == std::string_view::npos ? std::string_view() : item.substr(equals + 1);
-        auto number = [&](std::size_t digits) {
-            return sendgrid_backend::detail::parse_decimal(value, digits);
+        auto number = [&](std::int64_t min, std::int64_t max, const char* unit) {
+            std::string why;
+            const auto parsed = bounded_number(value, min, max, number_range(unit, min, max), why);
+            if (!parsed) error = std::string(key) + ": " + why;
+            return parsed;
         };
         if (first && equals == std::string_view::npos && !item.empty() && item != "drop") {
-            const auto status = sendgrid_backend::detail::parse_decimal(item, 3);
-            if (!status || *status < 100 || *status > 599) {
-                error = "'" + std::string(item) + "' is not an HTTP status";
+            const auto status =
+                bounded_number(item, 100, 599, number_range("an HTTP status", 100, 599), error);
+            if (!status) return false;
+            fault.status = static_cast<int>(*status);
+        } else if (key == "times" && equals != std::string_view::npos) {
+            const auto times = number(1, fault_max_times, "a count");
+            if (!times) return false;
+            fault.times = static_cast<int>(*times);
+        } else if (key == "delay" && equals != std::string_view::npos) {
+            const auto delay = number(0, fault_max_delay_ms, "milliseconds");
+            if (!delay) return false;
+            fault.delay = std::chrono::milliseconds(*delay);
+        } else if (key == "retry-after" && equals != std::string_view::npos) {
+            const auto seconds = number(0, fault_max_retry_after_s, "seconds");
+            if (!seconds) return false;
+            fault.retry_after_seconds = static_cast<int>(*seconds);
+        } else if (key == "to" && equals != std::string_view::npos) {
+            if (value.empty()) {
+                error = "to: needs an address, e.g. to=bounce@example.com";
                 return false;
             }
-            fault.status = static_cast<int>(*status);
-        } else if (key == "times" && number(6)) {
-            fault.times = static_cast<int>(*number(6));
-        } else if (key == "delay" && number(7)) {
-            fault.delay = std::chrono::milliseconds(*number(7));
-        } else if (key == "retry-after" && number(6)) {
-            fault.retry_after_seconds = static_cast<int>(*number(6));
-        } else if (key == "to" && !value.empty()) {
             fault.for_recipient(std::string(value));
         } else if (item == "drop") {
             fault.drop_connection = true;
         } else {
-            error = "'" + std::string(item) + "' is not a fault setting";
+            error = quote_for_error(item) +
+                    " is not a fault setting (the status comes first, then times=N, delay=MS, "
+                    "retry-after=S, to=ADDRESS or drop)";
             return false;
         }
         first = false;
@@ -82,47 +122,61 @@ inline bool parse_fault_spec(std::string_view spec, Fault& fault, std::string& e
     return true;
 }
 
+/// What the program's command line asked for.
+struct FakeServerCommandLine {
+    bool help = false;
+    FakeServerOptions options;
+    std::vector<Fault> faults;
+};
+
+/// Parses the program's command line: `--flag VALUE` or `--flag=VALUE`.
+/// @throws UsageError naming the flag, the value typed and what would be valid.
+inline FakeServerCommandLine parse_fake_server_command_line(int argc, const char* const* argv) {
+    FakeServerCommandLine line;
+    FlagReader args(argc, argv);
+    while (args.next()) {
+        const std::string_view flag = args.flag();
+        if (flag == "--port") {
+            line.options.port = static_cast<int>(args.number("a port number", 0, 65535));
+        } else if (flag == "--api-key") {
+            line.options.api_key = args.value("the key requests must carry as a bearer");
+        } else if (flag == "--fault") {
+            const std::string spec = args.value("a fault such as 429,retry-after=1,times=2");
+            Fault fault;
+            std::string why;
+            if (!parse_fault_spec(spec, fault, why)) {
+                throw UsageError("--fault " + quote_for_error(spec) + ": " + why);
+            }
+            line.faults.push_back(std::move(fault));
+        } else {
+            throw unknown_argument(flag);
+        }
+    }
+    line.help = args.help();
+    return line;
+}
+
 }  // namespace detail
 
 /// The program's main: see the file comment. Returns the exit status.
 inline int run_fake_server_cli(int argc, char** argv) {
-    FakeServerOptions options;
-    std::vector<Fault> faults;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const bool has_value = i + 1 < argc;
-        if (arg == "--help" || arg == "-h") {
-            std::fputs(detail::fake_server_usage, stdout);
-            return 0;
-        } else if (arg == "--port" && has_value) {
-            const auto port = sendgrid_backend::detail::parse_decimal(argv[++i], 5);
-            if (!port || *port > 65535) {
-                std::fprintf(stderr, "sendgrid-fake-server: --port wants 0 to 65535\n");
-                return 2;
-            }
-            options.port = static_cast<int>(*port);
-        } else if (arg == "--api-key" && has_value) {
-            options.api_key = argv[++i];
-        } else if (arg == "--fault" && has_value) {
-            Fault fault;
-            std::string error;
-            if (!detail::parse_fault_spec(argv[++i], fault, error)) {
-                std::fprintf(stderr, "sendgrid-fake-server: --fault: %s\n", error.c_str());
-                return 2;
-            }
-            faults.push_back(fault);
-        } else {
-            std::fprintf(stderr, "sendgrid-fake-server: unknown argument '%s'\n%s", argv[i],
-                         detail::fake_server_usage);
-            return 2;
-        }
+    detail::FakeServerCommandLine line;
+    try {
+        line = detail::parse_fake_server_command_line(argc, argv);
+    } catch (const detail::UsageError& error) {
+        return detail::report_usage_error("sendgrid-fake-server", error, detail::fake_server_usage);
     }
+    if (line.help) {
+        std::fputs(detail::fake_server_usage, stdout);
+        return 0;
+    }
+    FakeServerOptions& options = line.options;
     options.on_request = [](const ReceivedRequest& request) {
         const SentMail mail = request.mail();
-        const std::string line =
+        const std::string text =
             "POST /v3/mail/send " + std::to_string(request.answered_status) + " " + mail.summary() +
             (request.message_id.empty() ? "" : " id=" + request.message_id) + "\n";
-        std::fputs(line.c_str(), stderr);
+        std::fputs(text.c_str(), stderr);
     };
     // Block the stop signals in every thread (the server's inherit the mask), then wait here.
     sigset_t stop_signals;
@@ -132,7 +186,7 @@ inline int run_fake_server_cli(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     try {
         FakeSendgridServer server(options);
-        for (const Fault& fault : faults) server.push_fault(fault);
+        for (const Fault& fault : line.faults) server.push_fault(fault);
         std::printf("%s\n", server.url().c_str());
         std::fflush(stdout);
         std::fprintf(stderr, "sendgrid-fake-server: listening on %s\n", server.url().c_str());

@@ -156,15 +156,17 @@ class SentMails {
     /// @throws MailAssertionFailed unless exactly `expected` mails are here.
     const SentMails& assert_count(std::size_t expected) const {
         if (count() != expected) {
-            fail("expected " + std::to_string(expected) + " mail(s)" + described() + ", found " +
-                 std::to_string(count()));
+            fail("expected " + mails(expected) + described(),
+                 "found " + (empty() ? std::string("none") : std::to_string(count())));
         }
         return *this;
     }
 
     /// @throws MailAssertionFailed unless at least one mail went to `address`.
     const SentMails& assert_sent_to(std::string_view address) const {
-        if (to(address).empty()) fail("expected a mail to " + std::string(address) + described());
+        if (to(address).empty()) {
+            fail("expected a mail to " + std::string(address) + described(), "found none");
+        }
         return *this;
     }
 
@@ -192,10 +194,19 @@ class SentMails {
         return text;
     }
 
-    /// Reports everything that was sent, not only what the filters kept.
-    [[noreturn]] void fail(const std::string& expectation) const {
-        throw MailAssertionFailed(expectation + "; all mail sent (" + std::to_string(all_->size()) +
-                                  "):" + describe(*all_));
+    /// "no mail", "1 mail", "3 mails".
+    static std::string mails(std::size_t count) {
+        if (count == 0) return "no mail";
+        return std::to_string(count) + (count == 1 ? " mail" : " mails");
+    }
+
+    /// Reports everything that was sent, not only what the filters kept: "expected 1 mail to
+    /// a@x.com, found none; 2 mails were sent: [0] ...", or "..., but no mail was sent".
+    [[noreturn]] void fail(const std::string& expectation, const std::string& found) const {
+        if (all_->empty()) throw MailAssertionFailed(expectation + ", but no mail was sent");
+        throw MailAssertionFailed(expectation + ", " + found + "; " + mails(all_->size()) +
+                                  (all_->size() == 1 ? " was" : " were") +
+                                  " sent:" + describe(*all_));
     }
 
     std::vector<SentMail> mails_;
