@@ -380,3 +380,26 @@ TEST_CASE("a sender whose last owner is released on its own worker finishes its 
     CHECK(watch.expired());
     CHECK(fixture.outbox->size() == 5);
 }
+
+TEST_CASE("drain() without a deadline is refused on any sender's worker", "[background]") {
+    // Two senders whose callbacks each drain the other would wait for each other forever.
+    Fixture fixture;
+    fixture.outbox->release();
+    std::string refusal;
+    bool bounded = false;
+    {
+        sg::BackgroundSender first(fixture.backend);
+        sg::BackgroundSender second(fixture.backend);
+        first.submit(mail(0), [&](const sg::EmailMessage&) {
+            try {
+                second.drain();
+            } catch (const sg::WouldDeadlock& error) {
+                refusal = error.what();
+            }
+            bounded = second.drain(std::chrono::steady_clock::now() + 5s);  // allowed: it ends
+        });
+        CHECK(first.drain(std::chrono::steady_clock::now() + 10s));
+    }
+    CHECK_THAT(refusal, Catch::Matchers::Contains("another sender's worker"));
+    CHECK(bounded);
+}

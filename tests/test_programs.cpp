@@ -181,7 +181,7 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
                   "sendgrid-worker: --batch: 'ten' is not a number; give a number of entries "
                   "1-10000");
     check_refused(worker, {"--max-attempts", "-1"},
-                  "--max-attempts: '-1' is not a number; give a number of tries 1-100");
+                  "--max-attempts: '-1' is out of range; give a number of tries 1-100");
     // Values past the bounds, up to ones that would overflow any integer type.
     check_refused(worker, {"--batch", "10001"}, "--batch: '10001' is out of range");
     check_refused(worker, {"--batch", "0"}, "--batch: '0' is out of range");

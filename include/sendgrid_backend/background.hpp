@@ -126,15 +126,17 @@ class BackgroundSender {
     /// returns whether they all have.
     /// @throws WouldDeadlock on one of this sender's worker threads (it would wait for itself).
     bool drain(std::chrono::steady_clock::time_point deadline) {
-        state_->refuse_on_own_worker("drain");
+        state_->refuse_on_worker("drain(deadline)", State::Workers::own);
         std::unique_lock<std::mutex> lock(state_->mutex);
         return state_->changed.wait_until(lock, deadline, [this] { return state_->idle(); });
     }
 
     /// Waits until every message submitted so far has its final outcome.
-    /// @throws WouldDeadlock on one of this sender's worker threads (it would wait for itself).
+    /// @throws WouldDeadlock on any BackgroundSender's worker thread: on its own it would wait
+    ///         for itself, on another's it could wait forever for a sender whose worker waits
+    ///         for this one (use the deadline form there).
     void drain() {
-        state_->refuse_on_own_worker("drain");
+        state_->refuse_on_worker("drain()", State::Workers::any);
         std::unique_lock<std::mutex> lock(state_->mutex);
         state_->changed.wait(lock, [this] { return state_->idle(); });
     }
@@ -174,11 +176,20 @@ class BackgroundSender {
             return owner;
         }
 
-        void refuse_on_own_worker(const char* what) const {
-            if (worker_of_this_thread() == this) {
+        enum class Workers { own, any };
+
+        void refuse_on_worker(const char* what, Workers which) const {
+            const State* worker_of = worker_of_this_thread();
+            if (worker_of == this) {
                 throw WouldDeadlock(std::string("BackgroundSender::") + what +
                                     " called on the sender's own worker thread (from a callback "
                                     "or a handler) would wait for itself");
+            }
+            if (worker_of != nullptr && which == Workers::any) {
+                throw WouldDeadlock(std::string("BackgroundSender::") + what +
+                                    " called on another sender's worker thread could wait "
+                                    "forever (each sender's worker waiting for the other's); "
+                                    "use drain(deadline)");
             }
         }
 

@@ -53,6 +53,12 @@ inline std::string number_range(std::string_view what, std::int64_t min, std::in
 inline std::optional<std::int64_t> bounded_number(std::string_view text, std::int64_t min,
                                                   std::int64_t max, const std::string& range,
                                                   std::string& error) {
+    const bool negative = text.size() > 1 && text[0] == '-' &&
+                          text.find_first_not_of("0123456789", 1) == std::string_view::npos;
+    if (negative) {
+        error = quote_for_error(text) + " is out of range; give " + range;
+        return std::nullopt;
+    }
     if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) {
         error = quote_for_error(text) + " is not a number; give " + range;
         return std::nullopt;

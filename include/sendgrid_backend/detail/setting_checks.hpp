@@ -27,14 +27,16 @@ inline void require_positive(const char* name, std::chrono::milliseconds value) 
     }
 }
 
-/// A duration for an error: "90000 ms", or "2 hours" when it is whole hours.
+/// A duration for an error in the largest whole unit: "2 hours", "30 s", "1500 ms".
 inline std::string describe_duration(std::chrono::milliseconds value) {
-    const auto hour = std::chrono::milliseconds(std::chrono::hours(1)).count();
-    if (value.count() >= hour && value.count() % hour == 0) {
-        const auto hours = value.count() / hour;
-        return std::to_string(hours) + (hours == 1 ? " hour" : " hours");
+    constexpr long long hour = 3'600'000;
+    constexpr long long second = 1'000;
+    const long long ms = value.count();
+    if (ms >= hour && ms % hour == 0) {
+        return std::to_string(ms / hour) + (ms == hour ? " hour" : " hours");
     }
-    return std::to_string(value.count()) + " ms";
+    if (ms >= second && ms % second == 0) return std::to_string(ms / second) + " s";
+    return std::to_string(ms) + " ms";
 }
 
 /// Refuses a duration above `limit`.

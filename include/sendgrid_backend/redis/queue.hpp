@@ -367,8 +367,9 @@ class RedisMailWorker {
         detail::require_at_most("WorkerOptions::batch", options_.batch, WorkerOptions::max_batch);
         detail::require_within("WorkerOptions::block", options_.block, std::chrono::milliseconds(1),
                                WorkerOptions::max_block, " (Redis reads 0 as forever)");
-        detail::require_at_most("WorkerOptions::visibility_timeout", options_.visibility_timeout,
-                                WorkerOptions::max_visibility_timeout);
+        detail::require_within("WorkerOptions::visibility_timeout", options_.visibility_timeout,
+                               std::chrono::milliseconds(0), WorkerOptions::max_visibility_timeout,
+                               " (0: the longest send plus a minute)");
         if (options_.consumer.empty()) options_.consumer = default_consumer();
         if (options_.batch == 0) options_.batch = backend_->settings().max_in_flight;
         const auto longest = longest_send(backend_->settings());
@@ -377,7 +378,7 @@ class RedisMailWorker {
         }
         if (options_.visibility_timeout <= longest) {
             throw ImproperlyConfigured(
-                "visibility_timeout",
+                "WorkerOptions::visibility_timeout",
                 "is " + std::to_string(options_.visibility_timeout.count()) +
                     " ms; a send may take up to " + std::to_string(longest.count()) +
                     " ms with these settings, and a slow worker's messages would be claimed "
