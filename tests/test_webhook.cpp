@@ -1,6 +1,10 @@
 #include <sendgrid_backend/webhook.hpp>
 
+#include <cstdint>
+#include <deque>
+#include <random>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <sendgrid_backend/testing/webhook_signer.hpp>
@@ -335,6 +339,62 @@ TEST_CASE("in-memory seen ids keep the most recent ones", "[webhook]") {
     CHECK(seen.first_time("b"));
     CHECK(seen.first_time("c"));  // "a" falls out
     CHECK(seen.first_time("a"));
+}
+
+TEST_CASE("in-memory seen ids forget in the order ids came, as 0.9.0's set did", "[webhook]") {
+    // 0.9.0's InMemorySeenEventIds (a set of strings and a queue of copies), the oracle for the
+    // ring that replaced it.
+    class Oracle {
+      public:
+        explicit Oracle(std::size_t capacity) : capacity_(capacity) {}
+        bool first_time(const std::string& id) {
+            if (!ids_.insert(id).second) return false;
+            order_.push_back(id);
+            if (order_.size() > capacity_) {
+                ids_.erase(order_.front());
+                order_.pop_front();
+            }
+            return true;
+        }
+
+      private:
+        std::size_t capacity_;
+        std::unordered_set<std::string> ids_;
+        std::deque<std::string> order_;
+    };
+    std::mt19937 random(20261206);
+    for (std::size_t capacity : {0, 1, 2, 3, 4, 7, 64}) {
+        INFO("capacity " << capacity);
+        sendgrid_backend::InMemorySeenEventIds seen(capacity);
+        Oracle oracle(capacity);
+        // Ids short enough for std::string's inline buffer and long ones on the heap: the set
+        // views the stored strings, which must not move as the store grows.
+        const std::size_t distinct = capacity + 3;
+        for (int i = 0; i < 5000; ++i) {
+            const std::size_t which = random() % distinct;
+            const std::string id = which % 2 == 0 ? "e" + std::to_string(which)
+                                                  : std::string(40, 'x') + std::to_string(which);
+            INFO("step " << i << ", id " << id);
+            REQUIRE(seen.first_time(id) == oracle.first_time(id));
+        }
+    }
+}
+
+TEST_CASE("handle drops repeats inside one batch too, keeping the order", "[webhook][handle]") {
+    const WebhookSigner signer;
+    const EventWebhook webhook(options_for(signer));
+    const std::string body =
+        R"([{"sg_event_id":"d1","event":"open"},{"sg_event_id":"d2","event":"open"},)"
+        R"({"sg_event_id":"d1","event":"click"},{"event":"open"},{"event":"open"},)"
+        R"({"sg_event_id":"d3","event":"open"},{"sg_event_id":"d2","event":"open"}])";
+    const auto result = webhook.handle(signed_headers(signer, body), body);
+    REQUIRE(result.accepted());
+    CHECK(result.duplicates == 2);
+    std::vector<std::string> ids;
+    for (const auto& event : result.events) ids.push_back(event.sg_event_id);
+    // Events without an id are never taken for repeats.
+    CHECK(ids == std::vector<std::string>{"d1", "d2", "", "", "d3"});
+    CHECK(result.events[0].type == EventType::open);  // the first d1, not the click
 }
 
 TEST_CASE("events are matched to sent messages by X-Message-Id", "[webhook]") {

@@ -4,8 +4,12 @@
 #include <sendgrid_backend/webhook_events.hpp>
 
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "catch.hpp"
 
@@ -54,4 +58,60 @@ TEST_CASE("int64 ids refuse what does not fit", "[webhook][numbers]") {
     CHECK_FALSE(one_event(R"("asm_group_id":1e300)").asm_group_id.has_value());
     CHECK_FALSE(one_event(R"("marketing_campaign_id":18446744073709551615)").marketing_campaign_id);
     CHECK(one_event(R"("marketing_campaign_id":-3)").marketing_campaign_id == -3);
+}
+
+TEST_CASE("unknown keys and kinds are kept: custom_args and raw", "[webhook][parse]") {
+    const std::string body =
+        R"([{"event":"brand_new_kind","email":"a@b.c","response":"250 OK","order":{"id":[1,2]},)"
+        R"("tenant":null,"":"empty key","Email":"not email","smtp_id":"not smtp-id"}])";
+    const auto events = parse_webhook_events(body);
+    REQUIRE(events.size() == 1);
+    const auto& event = events[0];
+    CHECK(event.type == sendgrid_backend::EventType::unknown);
+    CHECK(event.event == "brand_new_kind");
+    CHECK(event.email == "a@b.c");
+    CHECK(event.smtp_id.empty());
+    // Every key SendGrid does not document, with its JSON value as sent; "response" is SendGrid's.
+    CHECK(event.custom_args ==
+          nlohmann::json::parse(R"({"order":{"id":[1,2]},"tenant":null,"":"empty key",)"
+                                R"("Email":"not email","smtp_id":"not smtp-id"})"));
+    CHECK(event.raw == nlohmann::json::parse(body)[0]);
+    // No custom args: an empty object, not null.
+    CHECK(one_event(R"("timestamp":1)").custom_args == nlohmann::json::object());
+}
+
+TEST_CASE("text fields: strings as sent, null as empty, other JSON as its text",
+          "[webhook][parse]") {
+    const auto event = one_event(
+        R"("ip":null,"useragent":12,"reason":{"a":1},"url":[1,"x"],"status":true,"category":)"
+        R"([null,1,"a"],"tls":"1")");
+    CHECK(event.ip.empty());
+    CHECK(event.useragent == "12");
+    CHECK(event.reason == R"({"a":1})");
+    CHECK(event.url == R"([1,"x"])");
+    CHECK(event.status == "true");
+    CHECK(event.categories == std::vector<std::string>{"null", "1", "a"});  // null is "null" here
+    CHECK_FALSE(event.tls.has_value());                                     // a string is not
+    CHECK(one_event(R"("tls":0.5)").tls == true);
+    CHECK(one_event(R"("tls":0)").tls == false);
+    CHECK(one_event(R"("tls":false)").tls == false);
+}
+
+TEST_CASE("every key SendGrid documents is known, others are custom args", "[webhook][parse]") {
+    using sendgrid_backend::detail::event_key;
+    using sendgrid_backend::detail::EventKey;
+    CHECK(std::size(sendgrid_backend::detail::documented_event_keys) == 42);  // as in 0.9.0
+    for (const auto& entry : sendgrid_backend::detail::documented_event_keys) {
+        INFO(entry.name);
+        CHECK(event_key(entry.name) == entry.key);
+        CHECK(entry.key != EventKey::custom);
+    }
+    CHECK(event_key("smtp-id") == EventKey::smtp_id);
+    CHECK(event_key("type") == EventKey::type);
+    CHECK(event_key("response") == EventKey::documented);
+    for (std::string_view other :
+         {"", "Email", "smtp_id", "emails", "e", "zzz", "aaa", "url_offse", "useragent "}) {
+        INFO(other);
+        CHECK(event_key(other) == EventKey::custom);
+    }
 }

@@ -224,15 +224,8 @@ class EventWebhook {
         WebhookResult result = check(headers, body);
         if (!result.accepted()) return result;
         try {
-            std::vector<WebhookEvent> events = parse_webhook_events(body);
-            for (auto& event : events) {
-                if (options_.seen && !event.sg_event_id.empty() &&
-                    !options_.seen->first_time(event.sg_event_id)) {
-                    ++result.duplicates;
-                    continue;
-                }
-                result.events.push_back(std::move(event));
-            }
+            result.events = parse_webhook_events(body);
+            if (options_.seen) drop_duplicates(result);
         } catch (const InvalidMessage& invalid) {
             return refuse(WebhookRefusal::malformed_body, 400,
                           invalid.field() + " " + invalid.reason());
@@ -247,6 +240,23 @@ class EventWebhook {
     }
 
   private:
+    /// Removes the events whose sg_event_id was seen before, keeping the others in order (in
+    /// place: the events are moved only past a duplicate).
+    void drop_duplicates(WebhookResult& result) const {
+        auto& events = result.events;
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            WebhookEvent& event = events[i];
+            if (!event.sg_event_id.empty() && !options_.seen->first_time(event.sg_event_id)) {
+                ++result.duplicates;
+                continue;
+            }
+            if (kept != i) events[kept] = std::move(event);
+            ++kept;
+        }
+        events.erase(events.begin() + static_cast<std::ptrdiff_t>(kept), events.end());
+    }
+
     static WebhookResult refuse(WebhookRefusal refusal, int status, std::string reason) {
         WebhookResult result;
         result.http_status = status;

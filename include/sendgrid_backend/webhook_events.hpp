@@ -29,6 +29,7 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/json_parse.hpp"
 #include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/webhook_event_keys.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -130,40 +131,51 @@ inline bool belongs_to(const WebhookEvent& event, const EmailMessage& message) n
 
 namespace detail {
 
-inline std::string json_text(const nlohmann::json& object, const char* key) {
-    auto found = object.find(key);
-    if (found == object.end() || found->is_null()) return "";
-    if (found->is_string()) return found->get<std::string>();
-    return found->dump();
+/// A text field's value: a string as it is, nothing for null, any other JSON as its text.
+inline std::string text_of(const nlohmann::json& value) {
+    if (value.is_string()) return value.get_ref<const std::string&>();
+    if (value.is_null()) return "";
+    return value.dump();
 }
 
-/// An integer field; nullopt when it is absent, not a number, or outside [min, max] (a number
-/// from the network is refused rather than wrapped or converted with undefined behaviour).
-inline std::optional<std::int64_t> json_integer(
-    const nlohmann::json& object, const char* key,
-    std::int64_t min = std::numeric_limits<std::int64_t>::min(),
-    std::int64_t max = std::numeric_limits<std::int64_t>::max()) {
+/// The same for `object[key]`; nothing when it is absent.
+inline std::string json_text(const nlohmann::json& object, const char* key) {
     auto found = object.find(key);
-    if (found == object.end()) return std::nullopt;
-    std::optional<std::int64_t> value;
-    if (found->is_number_unsigned()) {
-        const auto number = found->get<std::uint64_t>();
+    return found == object.end() ? std::string() : text_of(*found);
+}
+
+/// An integer field's value; nullopt when it is not a number or outside [min, max] (a number
+/// from the network is refused rather than wrapped or converted with undefined behaviour).
+inline std::optional<std::int64_t> integer_of(
+    const nlohmann::json& value, std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+    std::int64_t max = std::numeric_limits<std::int64_t>::max()) {
+    std::optional<std::int64_t> result;
+    if (value.is_number_unsigned()) {
+        const auto number = value.get<std::uint64_t>();
         if (number <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-            value = static_cast<std::int64_t>(number);
+            result = static_cast<std::int64_t>(number);
         }
-    } else if (found->is_number_integer()) {
-        value = found->get<std::int64_t>();
-    } else if (found->is_number_float()) {
+    } else if (value.is_number_integer()) {
+        result = value.get<std::int64_t>();
+    } else if (value.is_number_float()) {
         // In range, the conversion truncates; out of it (1e300), it would be undefined.
-        const double number = found->get<double>();
+        const double number = value.get<double>();
         if (number >= -9223372036854775808.0 && number < 9223372036854775808.0) {
-            value = static_cast<std::int64_t>(number);
+            result = static_cast<std::int64_t>(number);
         }
-    } else if (found->is_string()) {  // SendGrid sends some numbers as strings ("attempt": "1")
-        value = parse_decimal(found->get_ref<const std::string&>());
+    } else if (value.is_string()) {  // SendGrid sends some numbers as strings ("attempt": "1")
+        result = parse_decimal(value.get_ref<const std::string&>());
     }
-    if (value && (*value < min || *value > max)) return std::nullopt;
-    return value;
+    if (result && (*result < min || *result > max)) return std::nullopt;
+    return result;
+}
+
+/// The same for an int field that cannot be negative (attempt, url_offset.index).
+inline std::optional<int> count_of(const nlohmann::json& value) {
+    if (auto number = integer_of(value, 0, std::numeric_limits<int>::max())) {
+        return static_cast<int>(*number);
+    }
+    return std::nullopt;
 }
 
 inline EventType event_type_from(std::string_view name) noexcept {
@@ -176,102 +188,103 @@ inline EventType event_type_from(std::string_view name) noexcept {
     return EventType::unknown;
 }
 
-inline bool is_documented_event_key(std::string_view key) noexcept {
-    static constexpr std::string_view keys[] = {"email",
-                                                "timestamp",
-                                                "event",
-                                                "smtp-id",
-                                                "sg_event_id",
-                                                "sg_message_id",
-                                                "category",
-                                                "ip",
-                                                "useragent",
-                                                "tls",
-                                                "cert_err",
-                                                "reason",
-                                                "status",
-                                                "type",
-                                                "attempt",
-                                                "url",
-                                                "url_offset",
-                                                "asm_group_id",
-                                                "marketing_campaign_id",
-                                                "marketing_campaign_name",
-                                                "marketing_campaign_version",
-                                                "marketing_campaign_split_id",
-                                                "response",
-                                                "send_at",
-                                                "sg_machine_open",
-                                                "bounce_classification",
-                                                "pool",
-                                                "sg_template_id",
-                                                "sg_template_name",
-                                                "sg_content_type",
-                                                "mc_stats",
-                                                "phase_id",
-                                                "singlesend_id",
-                                                "singlesend_name",
-                                                "template_id",
-                                                "template_name",
-                                                "template_version_id",
-                                                "template_hash",
-                                                "post_type",
-                                                "newsletter",
-                                                "sg_user_id",
-                                                "unique_args"};
-    for (auto documented : keys) {
-        if (key == documented) return true;
+inline void read_categories(const nlohmann::json& value, std::vector<std::string>& categories) {
+    if (value.is_array()) {
+        categories.reserve(value.size());
+        for (const auto& item : value) {  // null is "null" here, unlike in a text field
+            categories.push_back(item.is_string() ? item.get_ref<const std::string&>()
+                                                  : item.dump());
+        }
+    } else if (value.is_string()) {
+        categories.push_back(value.get_ref<const std::string&>());
     }
-    return false;
 }
 
-inline WebhookEvent parse_event(const nlohmann::json& object) {
+/// Reads `object` (one event) in one pass over its keys, then keeps it as `raw`: moved, since a
+/// batch's events are parsed once and the tree is not needed afterwards.
+inline WebhookEvent parse_event(nlohmann::json&& object) {
     WebhookEvent event;
-    event.raw = object;
-    event.event = json_text(object, "event");
+    auto& custom_args = event.custom_args.get_ref<nlohmann::json::object_t&>();
+    for (const auto& [key, value] : object.get_ref<const nlohmann::json::object_t&>()) {
+        switch (event_key(key)) {
+            case EventKey::custom:  // keys come in order: each one goes at the end
+                custom_args.emplace_hint(custom_args.end(), key, value);
+                break;
+            case EventKey::documented:
+                break;
+            case EventKey::email:
+                event.email = text_of(value);
+                break;
+            case EventKey::timestamp:
+                event.timestamp = integer_of(value).value_or(0);
+                break;
+            case EventKey::event:
+                event.event = text_of(value);
+                break;
+            case EventKey::smtp_id:
+                event.smtp_id = text_of(value);
+                break;
+            case EventKey::sg_event_id:
+                event.sg_event_id = text_of(value);
+                break;
+            case EventKey::sg_message_id:
+                event.sg_message_id = text_of(value);
+                break;
+            case EventKey::category:
+                read_categories(value, event.categories);
+                break;
+            case EventKey::ip:
+                event.ip = text_of(value);
+                break;
+            case EventKey::useragent:
+                event.useragent = text_of(value);
+                break;
+            case EventKey::tls:
+                if (value.is_boolean()) event.tls = value.get<bool>();
+                if (value.is_number()) event.tls = value.get<double>() != 0;
+                break;
+            case EventKey::reason:
+                event.reason = text_of(value);
+                break;
+            case EventKey::status:
+                event.status = text_of(value);
+                break;
+            case EventKey::type:
+                event.bounce_type = text_of(value);
+                break;
+            case EventKey::attempt:
+                event.attempt = count_of(value);
+                break;
+            case EventKey::url:
+                event.url = text_of(value);
+                break;
+            case EventKey::url_offset:
+                if (value.is_object()) {
+                    if (auto index = value.find("index"); index != value.end()) {
+                        event.url_offset_index = count_of(*index);
+                    }
+                    event.url_offset_type = json_text(value, "type");
+                }
+                break;
+            case EventKey::asm_group_id:
+                event.asm_group_id = integer_of(value);
+                break;
+            case EventKey::marketing_campaign_id:
+                event.marketing_campaign_id = integer_of(value);
+                break;
+            case EventKey::marketing_campaign_name:
+                event.marketing_campaign_name = text_of(value);
+                break;
+            case EventKey::marketing_campaign_version:
+                event.marketing_campaign_version = text_of(value);
+                break;
+            case EventKey::marketing_campaign_split_id:
+                event.marketing_campaign_split_id = text_of(value);
+                break;
+        }
+    }
     event.type = event_type_from(event.event);
-    event.email = json_text(object, "email");
-    event.timestamp = json_integer(object, "timestamp").value_or(0);
-    event.smtp_id = json_text(object, "smtp-id");
-    event.sg_event_id = json_text(object, "sg_event_id");
-    event.sg_message_id = json_text(object, "sg_message_id");
-    if (auto category = object.find("category"); category != object.end()) {
-        if (category->is_array()) {
-            for (const auto& item : *category) {
-                event.categories.push_back(item.is_string() ? item.get<std::string>()
-                                                            : item.dump());
-            }
-        } else if (category->is_string()) {
-            event.categories.push_back(category->get<std::string>());
-        }
-    }
-    event.ip = json_text(object, "ip");
-    event.useragent = json_text(object, "useragent");
-    if (auto tls = object.find("tls"); tls != object.end()) {
-        if (tls->is_boolean()) event.tls = tls->get<bool>();
-        if (tls->is_number()) event.tls = tls->get<double>() != 0;
-    }
-    event.reason = json_text(object, "reason");
-    event.status = json_text(object, "status");
-    event.bounce_type = json_text(object, "type");
-    if (auto attempt = json_integer(object, "attempt", 0, std::numeric_limits<int>::max())) {
-        event.attempt = static_cast<int>(*attempt);
-    }
-    event.url = json_text(object, "url");
-    if (auto offset = object.find("url_offset"); offset != object.end() && offset->is_object()) {
-        if (auto index = json_integer(*offset, "index", 0, std::numeric_limits<int>::max())) {
-            event.url_offset_index = static_cast<int>(*index);
-        }
-        event.url_offset_type = json_text(*offset, "type");
-    }
-    event.asm_group_id = json_integer(object, "asm_group_id");
-    event.marketing_campaign_id = json_integer(object, "marketing_campaign_id");
-    event.marketing_campaign_name = json_text(object, "marketing_campaign_name");
-    event.marketing_campaign_version = json_text(object, "marketing_campaign_version");
-    event.marketing_campaign_split_id = json_text(object, "marketing_campaign_split_id");
-    for (const auto& [key, value] : object.items()) {
-        if (!is_documented_event_key(key)) event.custom_args[key] = value;
-    }
+    event.raw = std::move(object);
     return event;
 }
 
@@ -293,37 +306,53 @@ class InMemorySeenEventIds : public SeenEventIds {
 
     bool first_time(std::string_view id) override {
         std::lock_guard<std::mutex> lock(mutex_);
-        std::string key(id);
-        if (!ids_.insert(key).second) return false;
-        order_.push_back(std::move(key));
-        if (order_.size() > capacity_) {
-            ids_.erase(order_.front());
-            order_.pop_front();
+        if (ids_.find(id) != ids_.end()) return false;
+        if (capacity_ == 0) return true;
+        if (ring_.size() < capacity_) {
+            ring_.emplace_back(id);
+            ids_.insert(ring_.back());
+            return true;
         }
+        // Full: the oldest id makes room. Its string and its set node are reused, so that a
+        // receiver past its first `capacity` events allocates nothing here.
+        std::string& oldest = ring_[oldest_];
+        auto node = ids_.extract(oldest);
+        oldest.assign(id.data(), id.size());
+        if (node.empty()) {  // only after an allocation failed half-way through a call
+            ids_.insert(oldest);
+        } else {
+            node.value() = oldest;
+            ids_.insert(std::move(node));
+        }
+        oldest_ = (oldest_ + 1) % capacity_;
         return true;
     }
 
   private:
     std::size_t capacity_;
     std::mutex mutex_;
-    std::unordered_set<std::string> ids_;
-    std::deque<std::string> order_;
+    // The ids in the order they came; ids_ views them. A deque never moves its elements when it
+    // grows, so the views stay valid (a vector would move short strings' bytes along with them).
+    std::deque<std::string> ring_;
+    std::size_t oldest_ = 0;  ///< once ring_ is full, the slot the next new id takes
+    std::unordered_set<std::string_view> ids_;
 };
 
 /// Parses the POSTed JSON array into events (no signature check).
 /// @throws InvalidMessage (field "body") when the body is not a JSON array of objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
     std::string problem;
-    const nlohmann::json json = detail::parse_json_text(body, &problem);
+    nlohmann::json json = detail::parse_json_text(body, &problem);
     if (json.is_discarded()) throw InvalidMessage("body", problem);
     if (!json.is_array()) throw InvalidMessage("body", "is not a JSON array of events");
+    auto& items = json.get_ref<nlohmann::json::array_t&>();
     std::vector<WebhookEvent> events;
-    events.reserve(json.size());
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        if (!json[i].is_object()) {
+    events.reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (!items[i].is_object()) {
             throw InvalidMessage("body[" + std::to_string(i) + "]", "is not an event object");
         }
-        events.push_back(detail::parse_event(json[i]));
+        events.push_back(detail::parse_event(std::move(items[i])));
     }
     return events;
 }

@@ -1,0 +1,116 @@
+#pragma once
+
+/// @file
+/// The top-level keys SendGrid documents for Event Webhook events, each with the WebhookEvent
+/// field it fills (or none), found by binary search: any other key is a custom arg.
+
+#include <algorithm>
+#include <cstddef>
+#include <iterator>
+#include <string_view>
+
+#include "sendgrid_backend/detail/abi.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+namespace detail {
+
+/// What a top-level key of an event is: a custom arg, a key SendGrid documents that has no field
+/// of its own (kept in `raw` only), or the key of one field.
+enum class EventKey : unsigned char {
+    custom,
+    documented,
+    email,
+    timestamp,
+    event,
+    smtp_id,
+    sg_event_id,
+    sg_message_id,
+    category,
+    ip,
+    useragent,
+    tls,
+    reason,
+    status,
+    type,
+    attempt,
+    url,
+    url_offset,
+    asm_group_id,
+    marketing_campaign_id,
+    marketing_campaign_name,
+    marketing_campaign_version,
+    marketing_campaign_split_id,
+};
+
+struct NamedEventKey {
+    std::string_view name;
+    EventKey key;
+};
+
+/// Sorted by name, byte-wise (checked below), for the binary search.
+inline constexpr NamedEventKey documented_event_keys[] = {
+    {"asm_group_id", EventKey::asm_group_id},
+    {"attempt", EventKey::attempt},
+    {"bounce_classification", EventKey::documented},
+    {"category", EventKey::category},
+    {"cert_err", EventKey::documented},
+    {"email", EventKey::email},
+    {"event", EventKey::event},
+    {"ip", EventKey::ip},
+    {"marketing_campaign_id", EventKey::marketing_campaign_id},
+    {"marketing_campaign_name", EventKey::marketing_campaign_name},
+    {"marketing_campaign_split_id", EventKey::marketing_campaign_split_id},
+    {"marketing_campaign_version", EventKey::marketing_campaign_version},
+    {"mc_stats", EventKey::documented},
+    {"newsletter", EventKey::documented},
+    {"phase_id", EventKey::documented},
+    {"pool", EventKey::documented},
+    {"post_type", EventKey::documented},
+    {"reason", EventKey::reason},
+    {"response", EventKey::documented},
+    {"send_at", EventKey::documented},
+    {"sg_content_type", EventKey::documented},
+    {"sg_event_id", EventKey::sg_event_id},
+    {"sg_machine_open", EventKey::documented},
+    {"sg_message_id", EventKey::sg_message_id},
+    {"sg_template_id", EventKey::documented},
+    {"sg_template_name", EventKey::documented},
+    {"sg_user_id", EventKey::documented},
+    {"singlesend_id", EventKey::documented},
+    {"singlesend_name", EventKey::documented},
+    {"smtp-id", EventKey::smtp_id},
+    {"status", EventKey::status},
+    {"template_hash", EventKey::documented},
+    {"template_id", EventKey::documented},
+    {"template_name", EventKey::documented},
+    {"template_version_id", EventKey::documented},
+    {"timestamp", EventKey::timestamp},
+    {"tls", EventKey::tls},
+    {"type", EventKey::type},
+    {"unique_args", EventKey::documented},
+    {"url", EventKey::url},
+    {"url_offset", EventKey::url_offset},
+    {"useragent", EventKey::useragent},
+};
+
+constexpr bool event_keys_sorted() noexcept {
+    for (std::size_t i = 1; i < std::size(documented_event_keys); ++i) {
+        if (!(documented_event_keys[i - 1].name < documented_event_keys[i].name)) return false;
+    }
+    return true;
+}
+static_assert(event_keys_sorted(), "documented_event_keys must be sorted and without repeats");
+
+/// The kind of the top-level key `name`; EventKey::custom for a key SendGrid does not document.
+inline EventKey event_key(std::string_view name) noexcept {
+    const auto* end = std::end(documented_event_keys);
+    const auto* found =
+        std::lower_bound(std::begin(documented_event_keys), end, name,
+                         [](const NamedEventKey& entry, std::string_view wanted) noexcept {
+                             return entry.name < wanted;
+                         });
+    return found != end && found->name == name ? found->key : EventKey::custom;
+}
+
+}  // namespace detail
+SENDGRID_BACKEND_NAMESPACE_END
