@@ -1,16 +1,15 @@
 #include <sendgrid_backend/webhook.hpp>
 
 #include <cstdint>
-#include <deque>
 #include <random>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include <sendgrid_backend/testing/webhook_signer.hpp>
 
 #include <nlohmann/json.hpp>
 #include "catch.hpp"
+#include "support/seen_event_ids_0_8.hpp"
 
 using sendgrid_backend::EventType;
 using sendgrid_backend::EventWebhook;
@@ -341,27 +340,8 @@ TEST_CASE("in-memory seen ids keep the most recent ones", "[webhook]") {
     CHECK(seen.first_time("a"));
 }
 
-TEST_CASE("in-memory seen ids forget in the order ids came, as 0.9.0's set did", "[webhook]") {
-    // 0.9.0's InMemorySeenEventIds (a set of strings and a queue of copies), the oracle for the
-    // ring that replaced it.
-    class Oracle {
-      public:
-        explicit Oracle(std::size_t capacity) : capacity_(capacity) {}
-        bool first_time(const std::string& id) {
-            if (!ids_.insert(id).second) return false;
-            order_.push_back(id);
-            if (order_.size() > capacity_) {
-                ids_.erase(order_.front());
-                order_.pop_front();
-            }
-            return true;
-        }
-
-      private:
-        std::size_t capacity_;
-        std::unordered_set<std::string> ids_;
-        std::deque<std::string> order_;
-    };
+TEST_CASE("in-memory seen ids forget in the order ids came, as 0.8.0's set did", "[webhook]") {
+    using Oracle = test_support::SeenEventIds08;  // 0.8.0's set, the ring's oracle
     std::mt19937 random(20261206);
     for (std::size_t capacity : {0, 1, 2, 3, 4, 7, 64}) {
         INFO("capacity " << capacity);

@@ -1,7 +1,7 @@
 // libFuzzer harness for the Event Webhook: signature checking, key loading, parsing and the
 // whole handle() path must refuse anything malformed cleanly, never crash. And a differential
 // check: the events parsed (by parse_webhook_events and by handle, with and without
-// de-duplication) must equal, field by field, what the parser of 0.9.0 made of the same body,
+// de-duplication) must equal, field by field, what the parser of 0.8.0 made of the same body,
 // and a body it refused must be refused with the same words. That parser, copied below as the
 // oracle, built each event from copies of the JSON tree; the library's now moves the tree.
 // Input: "<signature>\n<timestamp>\n<body>"; the whole input is also tried as a public key.
@@ -12,17 +12,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include <sendgrid_backend/testing/webhook_signer.hpp>
 
+#include "../support/seen_event_ids_0_8.hpp"
 #include "fuzz_input.hpp"
 
 namespace {
@@ -30,7 +28,7 @@ namespace {
 namespace sg = sendgrid_backend;
 
 // ---- The oracle: parse_webhook_events, InMemorySeenEventIds and handle()'s de-duplication as
-// ---- 0.9.0 had them, unchanged but for names.
+// ---- 0.8.0 had them, unchanged but for names.
 namespace oracle {
 
 std::string json_text(const nlohmann::json& object, const char* key) {
@@ -192,28 +190,7 @@ std::vector<sg::WebhookEvent> parse_webhook_events(std::string_view body) {
     return events;
 }
 
-class InMemorySeenEventIds {
-  public:
-    explicit InMemorySeenEventIds(std::size_t capacity) : capacity_(capacity) {}
-
-    bool first_time(std::string_view id) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        std::string key(id);
-        if (!ids_.insert(key).second) return false;
-        order_.push_back(std::move(key));
-        if (order_.size() > capacity_) {
-            ids_.erase(order_.front());
-            order_.pop_front();
-        }
-        return true;
-    }
-
-  private:
-    std::size_t capacity_;
-    std::mutex mutex_;
-    std::unordered_set<std::string> ids_;
-    std::deque<std::string> order_;
-};
+using InMemorySeenEventIds = test_support::SeenEventIds08;
 
 /// What handle() answered after its signature check: the refusal, or the new events.
 struct Handled {
@@ -248,8 +225,8 @@ Handled handle(std::string_view body, InMemorySeenEventIds* seen) {
 
 struct Stats {
     std::size_t bodies = 0;
-    std::size_t refused = 0;      ///< bodies 0.9.0 refused (the words compared)
-    std::size_t events = 0;       ///< events 0.9.0 parsed from the bodies
+    std::size_t refused = 0;      ///< bodies 0.8.0 refused (the words compared)
+    std::size_t events = 0;       ///< events 0.8.0 parsed from the bodies
     std::size_t comparisons = 0;  ///< events compared field by field (four paths per event)
     ~Stats() {
         if (std::getenv("SENDGRID_BACKEND_FUZZ_STATS") != nullptr) {
@@ -268,57 +245,57 @@ void same(const T& got, const T& want, const char* field) {
 }
 
 void same_event(const sg::WebhookEvent& got, const sg::WebhookEvent& want) {
-    same(got.type, want.type, "WebhookEvent::type differs from 0.9.0's");
-    same(got.event, want.event, "WebhookEvent::event differs from 0.9.0's");
-    same(got.email, want.email, "WebhookEvent::email differs from 0.9.0's");
-    same(got.timestamp, want.timestamp, "WebhookEvent::timestamp differs from 0.9.0's");
-    same(got.smtp_id, want.smtp_id, "WebhookEvent::smtp_id differs from 0.9.0's");
-    same(got.sg_event_id, want.sg_event_id, "WebhookEvent::sg_event_id differs from 0.9.0's");
-    same(got.sg_message_id, want.sg_message_id, "WebhookEvent::sg_message_id differs from 0.9.0's");
-    same(got.categories, want.categories, "WebhookEvent::categories differs from 0.9.0's");
-    same(got.ip, want.ip, "WebhookEvent::ip differs from 0.9.0's");
-    same(got.useragent, want.useragent, "WebhookEvent::useragent differs from 0.9.0's");
-    same(got.tls, want.tls, "WebhookEvent::tls differs from 0.9.0's");
-    same(got.reason, want.reason, "WebhookEvent::reason differs from 0.9.0's");
-    same(got.status, want.status, "WebhookEvent::status differs from 0.9.0's");
-    same(got.bounce_type, want.bounce_type, "WebhookEvent::bounce_type differs from 0.9.0's");
-    same(got.attempt, want.attempt, "WebhookEvent::attempt differs from 0.9.0's");
-    same(got.url, want.url, "WebhookEvent::url differs from 0.9.0's");
+    same(got.type, want.type, "WebhookEvent::type differs from 0.8.0's");
+    same(got.event, want.event, "WebhookEvent::event differs from 0.8.0's");
+    same(got.email, want.email, "WebhookEvent::email differs from 0.8.0's");
+    same(got.timestamp, want.timestamp, "WebhookEvent::timestamp differs from 0.8.0's");
+    same(got.smtp_id, want.smtp_id, "WebhookEvent::smtp_id differs from 0.8.0's");
+    same(got.sg_event_id, want.sg_event_id, "WebhookEvent::sg_event_id differs from 0.8.0's");
+    same(got.sg_message_id, want.sg_message_id, "WebhookEvent::sg_message_id differs from 0.8.0's");
+    same(got.categories, want.categories, "WebhookEvent::categories differs from 0.8.0's");
+    same(got.ip, want.ip, "WebhookEvent::ip differs from 0.8.0's");
+    same(got.useragent, want.useragent, "WebhookEvent::useragent differs from 0.8.0's");
+    same(got.tls, want.tls, "WebhookEvent::tls differs from 0.8.0's");
+    same(got.reason, want.reason, "WebhookEvent::reason differs from 0.8.0's");
+    same(got.status, want.status, "WebhookEvent::status differs from 0.8.0's");
+    same(got.bounce_type, want.bounce_type, "WebhookEvent::bounce_type differs from 0.8.0's");
+    same(got.attempt, want.attempt, "WebhookEvent::attempt differs from 0.8.0's");
+    same(got.url, want.url, "WebhookEvent::url differs from 0.8.0's");
     same(got.url_offset_index, want.url_offset_index,
-         "WebhookEvent::url_offset_index differs from 0.9.0's");
+         "WebhookEvent::url_offset_index differs from 0.8.0's");
     same(got.url_offset_type, want.url_offset_type,
-         "WebhookEvent::url_offset_type differs from 0.9.0's");
-    same(got.asm_group_id, want.asm_group_id, "WebhookEvent::asm_group_id differs from 0.9.0's");
+         "WebhookEvent::url_offset_type differs from 0.8.0's");
+    same(got.asm_group_id, want.asm_group_id, "WebhookEvent::asm_group_id differs from 0.8.0's");
     same(got.marketing_campaign_id, want.marketing_campaign_id,
-         "WebhookEvent::marketing_campaign_id differs from 0.9.0's");
+         "WebhookEvent::marketing_campaign_id differs from 0.8.0's");
     same(got.marketing_campaign_name, want.marketing_campaign_name,
-         "WebhookEvent::marketing_campaign_name differs from 0.9.0's");
+         "WebhookEvent::marketing_campaign_name differs from 0.8.0's");
     same(got.marketing_campaign_version, want.marketing_campaign_version,
-         "WebhookEvent::marketing_campaign_version differs from 0.9.0's");
+         "WebhookEvent::marketing_campaign_version differs from 0.8.0's");
     same(got.marketing_campaign_split_id, want.marketing_campaign_split_id,
-         "WebhookEvent::marketing_campaign_split_id differs from 0.9.0's");
-    same(got.custom_args, want.custom_args, "WebhookEvent::custom_args differs from 0.9.0's");
+         "WebhookEvent::marketing_campaign_split_id differs from 0.8.0's");
+    same(got.custom_args, want.custom_args, "WebhookEvent::custom_args differs from 0.8.0's");
     same(got.custom_args.is_object(), true, "WebhookEvent::custom_args is not an object");
-    same(got.raw, want.raw, "WebhookEvent::raw differs from 0.9.0's");
+    same(got.raw, want.raw, "WebhookEvent::raw differs from 0.8.0's");
     // nlohmann's == takes 1 for 1.0 and 0 for -0.0; the text tells those apart.
     if (got.raw.dump() != want.raw.dump()) {
-        fuzz::fail("WebhookEvent::raw's text differs from 0.9.0's");
+        fuzz::fail("WebhookEvent::raw's text differs from 0.8.0's");
     }
     ++stats.comparisons;
 }
 
 void same_events(const std::vector<sg::WebhookEvent>& got,
                  const std::vector<sg::WebhookEvent>& want) {
-    if (got.size() != want.size()) fuzz::fail("not as many events as 0.9.0 parsed");
+    if (got.size() != want.size()) fuzz::fail("not as many events as 0.8.0 parsed");
     for (std::size_t i = 0; i < got.size(); ++i) same_event(got[i], want[i]);
 }
 
 void same_handled(const sg::WebhookResult& got, const oracle::Handled& want) {
-    same(got.http_status, want.http_status, "handle(): the status differs from 0.9.0's");
-    same(got.refusal_reason, want.refusal_reason, "handle(): the reason differs from 0.9.0's");
+    same(got.http_status, want.http_status, "handle(): the status differs from 0.8.0's");
+    same(got.refusal_reason, want.refusal_reason, "handle(): the reason differs from 0.8.0's");
     same(got.refusal == sg::WebhookRefusal::malformed_body, want.http_status == 400,
-         "handle(): the refusal differs from 0.9.0's");
-    same(got.duplicates, want.duplicates, "handle(): duplicates differ from 0.9.0's");
+         "handle(): the refusal differs from 0.8.0's");
+    same(got.duplicates, want.duplicates, "handle(): duplicates differ from 0.8.0's");
     same_events(got.events, want.events);
 }
 
@@ -336,12 +313,12 @@ void compare_with_oracle(const sg::EventWebhook& unsigned_webhook, std::string_v
     }
     try {
         const auto got = sg::parse_webhook_events(body);
-        if (!want) fuzz::fail("parse_webhook_events took a body 0.9.0 refused");
+        if (!want) fuzz::fail("parse_webhook_events took a body 0.8.0 refused");
         same_events(got, *want);
     } catch (const sg::InvalidMessage& invalid) {
-        if (want) fuzz::fail("parse_webhook_events refused a body 0.9.0 took");
+        if (want) fuzz::fail("parse_webhook_events refused a body 0.8.0 took");
         same(invalid.field() + " " + invalid.reason(), want_refusal,
-             "parse_webhook_events refused with other words than 0.9.0");
+             "parse_webhook_events refused with other words than 0.8.0");
     }
 
     same_handled(unsigned_webhook.handle({}, body), oracle::handle(body, nullptr));
