@@ -317,7 +317,7 @@ TEST_CASE("the fake server program's --fault syntax", "[testing][cli]") {
         {"429,retry-after=86401", "retry-after: '86401' is out of range; give seconds 0-86400"},
         {"429,retry-after=99999999999999999999",
          "retry-after: '99999999999999999999' is out of range; give seconds 0-86400"},
-        {"429,times=-1", "times: '-1' is not a number; give a count 1-1000000"},
+        {"429,times=-1", "times: '-1' is out of range; give a count 1-1000000"},
         {"429,times",
          "'times' is not a fault setting (the status comes first, then times=N, "
          "delay=MS, retry-after=S, to=ADDRESS or drop)"},
