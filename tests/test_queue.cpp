@@ -542,6 +542,17 @@ TEST_CASE("enqueue refuses a message no worker could send, before it is durable"
     }
     sg::EmailMessage nul("Hi", std::string("Bo\0dy", 5), "shop@example.com", {"a@example.com"});
     CHECK_THROWS_AS(queue.enqueue(nul), sg::InvalidMessage);
+    // Within SendGrid's 10,000 bytes of custom_args as given, past them with the queue key a
+    // worker adds: refused here, where the producer hears of it.
+    sg::EmailMessage crowded("Hi", "Body", "shop@example.com", {"a@example.com"});
+    crowded.custom_args["filler"] = std::string(9'950, 'x');
+    CHECK(sg::serialize_payload(crowded).size() > 0);  // fine on its own
+    try {
+        queue.enqueue(crowded);
+        FAIL("custom_args past the limit once the worker adds the key were queued");
+    } catch (const sg::InvalidMessage& invalid) {
+        CHECK_THAT(invalid.field(), Catch::Matchers::Contains("custom_args"));
+    }
     // Nothing reached Redis: no entry, no status.
     CHECK(client->command({"XLEN", names.stream}).integer == 0);
     CHECK_FALSE(queue.status("never-queued"));
@@ -553,12 +564,18 @@ TEST_CASE("enqueue refuses a message no worker could send, before it is durable"
 
 TEST_CASE("queue and worker options out of range are refused naming the option", "[queue][redis]") {
     Sender sender;
+    // A client whose timeout outlasts the longest read a worker may make.
+    auto patient_redis = [] {
+        sg::RedisOptions options = sg::RedisOptions::from_url(fixture_file("url"));
+        options.timeout = sg::WorkerOptions::max_block + 1s;
+        return std::make_shared<sg::RedisClient>(options);
+    };
     auto refused = [&](auto change) -> std::string {
         sg::RedisQueueOptions names = fresh_queue("bounds");
         sg::WorkerOptions options = quick_worker("bounds");
         change(names, options);
         try {
-            sg::RedisMailWorker worker(sender.backend, redis(), names, options);
+            sg::RedisMailWorker worker(sender.backend, patient_redis(), names, options);
         } catch (const sg::ImproperlyConfigured& error) {
             return error.setting();
         }
@@ -582,6 +599,15 @@ TEST_CASE("queue and worker options out of range are refused naming the option",
               w.batch = Worker::max_batch;
               w.visibility_timeout = Worker::max_visibility_timeout;
           }) == "<no error>");
+    // A read waiting `block` for entries must end before the client's own timeout (2 s here):
+    // otherwise each idle read is a lost connection.
+    sg::WorkerOptions slow_reads = quick_worker("slow-reads");
+    slow_reads.block = 1500ms;
+    CHECK_THROWS_WITH(sg::RedisMailWorker(sender.backend, redis(), fresh_queue("slow"), slow_reads),
+                      Catch::Matchers::Contains("WorkerOptions::block: is 1500 ms; it must be at "
+                                                "least 1 s shorter than RedisOptions::timeout"));
+    slow_reads.block = 1s;
+    CHECK_NOTHROW(sg::RedisMailWorker(sender.backend, redis(), fresh_queue("slow"), slow_reads));
     CHECK_THROWS_AS(sg::RedisMailWorker(nullptr, redis()), sg::ImproperlyConfigured);
     CHECK_THROWS_AS(sg::RedisMailQueue(redis(),
                                        [] {

@@ -112,6 +112,9 @@ inline std::optional<QueuedState> queued_state_from(const std::string& text) {
     return std::nullopt;
 }
 
+/// The custom_arg a worker puts each message's queue key in, unless told otherwise.
+inline constexpr const char* default_queue_key_arg = "sendgrid_backend_queue_key";
+
 inline std::string unix_now_text() {
     return std::to_string(static_cast<long long>(std::time(nullptr)));
 }
@@ -245,8 +248,8 @@ class RedisMailQueue {
     /// As enqueue(), and also says whether this call queued it (false: the key was queued
     /// before, and nothing was added).
     std::pair<std::string, bool> enqueue_once(const EmailMessage& message, std::string key = "") {
-        check_sendable(message);
         if (key.empty()) key = random_key();
+        check_sendable(message, key);
         const std::string entry = serialize_message(message);
         const std::vector<std::vector<std::string>> call{
             {"2", options_.stream, options_.status_prefix + key, key, entry,
@@ -293,10 +296,14 @@ class RedisMailQueue {
   private:
     /// Refuses what every worker's backend would refuse, before it is durable: once queued, a
     /// message that cannot be sent only fails later, where its producer no longer hears of it.
-    static void check_sendable(const EmailMessage& message) {
+    /// Checked as a worker sends it: with its key in the custom_arg a worker adds (under the
+    /// default name; another name differs by a few bytes), which counts toward SendGrid's limits.
+    static void check_sendable(const EmailMessage& message, const std::string& key) {
+        EmailMessage as_sent = message;  // a copy: the producer's message stays as it gave it
+        as_sent.custom_args[detail::default_queue_key_arg] = key;
         PayloadOptions lenient;
         lenient.deduplicate_recipients = true;  // a worker's backend may be set to drop repeats
-        const std::size_t bytes = serialize_payload(message, lenient).size();
+        const std::size_t bytes = serialize_payload(as_sent, lenient).size();
         if (bytes > limits::max_payload_bytes) {
             throw InvalidMessage("payload", "the request would be " + std::to_string(bytes) +
                                                 " bytes; SendGrid accepts at most 30 MB");
@@ -338,7 +345,7 @@ struct WorkerOptions {
     bool resend_unknown = false;
     /// Each sent message carries its queue key in this custom_arg (so SendGrid's Event Webhook
     /// events carry it back); empty: none is added.
-    std::string key_custom_arg = "sendgrid_backend_queue_key";
+    std::string key_custom_arg = detail::default_queue_key_arg;
 
     static constexpr std::size_t max_batch = 10'000;
     /// Longer than the longest send the backend's settings allow (100 tries of a day each).
@@ -367,6 +374,18 @@ class RedisMailWorker {
         detail::require_at_most("WorkerOptions::batch", options_.batch, WorkerOptions::max_batch);
         detail::require_within("WorkerOptions::block", options_.block, std::chrono::milliseconds(1),
                                WorkerOptions::max_block, " (Redis reads 0 as forever)");
+        // A read waits up to `block` for Redis' answer, so the connection's own timeout must be
+        // longer, or every idle read is a lost connection (and an entry Redis hands over in the
+        // moment after is left pending until it is claimed).
+        const auto redis_timeout = redis_->options().timeout;
+        if (options_.block + std::chrono::seconds(1) > redis_timeout) {
+            detail::refuse_setting(
+                "WorkerOptions::block",
+                "is " + std::to_string(options_.block.count()) +
+                    " ms; it must be at least 1 s shorter than RedisOptions::timeout (" +
+                    std::to_string(redis_timeout.count()) +
+                    " ms), which a read waiting for new entries must not reach");
+        }
         detail::require_within("WorkerOptions::visibility_timeout", options_.visibility_timeout,
                                std::chrono::milliseconds(0), WorkerOptions::max_visibility_timeout,
                                " (0: the longest send plus a minute)");
