@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 packages=(build-essential cmake ninja-build pkg-config g++ clang libclang-rt-14-dev
     libboost-dev nlohmann-json3-dev catch2 libcurl4-openssl-dev libssl-dev
     libcpp-httplib-dev libbenchmark-dev libsqlite3-dev zlib1g-dev valgrind python3-jsonschema
-    nginx-light openssl libspdlog-dev libhiredis-dev redis-server)
+    nginx-light openssl libspdlog-dev libhiredis-dev redis-server prometheus-cpp-dev prometheus)
 
 install_missing() {
     local missing=()

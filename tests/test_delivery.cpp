@@ -373,6 +373,14 @@ TEST_CASE("one at a time: waits happen on the clock, sends are never repeated wh
     CHECK(run.outcomes[1].tries == 1);
     CHECK(run.outcomes[2].status == SendStatus::accepted);
     CHECK(run.outcomes[2].tries == 2);
+    // Every try but the final one, as it was answered.
+    REQUIRE(run.outcomes[0].earlier_tries.size() == 1);
+    CHECK(run.outcomes[0].earlier_tries[0].http_status == 429);
+    CHECK(run.outcomes[0].earlier_tries[0].transport_error == TransportError::none);
+    CHECK(run.outcomes[1].earlier_tries.empty());
+    REQUIRE(run.outcomes[2].earlier_tries.size() == 1);
+    CHECK(run.outcomes[2].earlier_tries[0].http_status == 0);
+    CHECK(run.outcomes[2].earlier_tries[0].transport_error == TransportError::connection_failed);
     // b and c went on while a waited its 30 s: they are final long before a is.
     CHECK(run.final_order == std::vector<std::size_t>{1, 2, 0});
     CHECK(run.real_time < 1s);
@@ -398,6 +406,7 @@ TEST_CASE("failures that were retried say how many tries they took", "[delivery]
     CHECK(run.outcomes[0].status == SendStatus::transport_failed);
     CHECK(run.outcomes[0].attempts == 0);
     CHECK(run.outcomes[0].tries == 3);
+    CHECK(run.outcomes[0].earlier_tries.size() == 2);  // the third is the final answer
     CHECK(run.outcomes[0].failure_reason ==
           "not sent: connection_failed: Connection refused (after 3 tries)");
 }
@@ -471,6 +480,7 @@ TEST_CASE("a transport that throws: every request still gets one final outcome",
         // w got its 429 and was waiting; a was answered; b was in flight when wait_any threw.
         CHECK(run.outcomes[0].status == SendStatus::rejected);
         CHECK(run.outcomes[0].http_status == 429);
+        CHECK(run.outcomes[0].earlier_tries.empty());  // its one 429 is the final answer
         CHECK(run.outcomes[0].failure_reason.find("not tried again: the transport threw") !=
               std::string::npos);
         CHECK(run.outcomes[1].status == SendStatus::accepted);

@@ -486,6 +486,7 @@ class Delivery {
                                                  delivery.clock_.unix_now(), delivery.random_())
                                    : std::nullopt;
             if (delay) {
+                outcome.earlier_tries.push_back(EarlierTry{response.status, response.error});
                 slot.state = SlotState::waiting;
                 slot.due = now + *delay;
                 waiting.push_back(i);
@@ -580,6 +581,8 @@ class Delivery {
                         }
                         [[fallthrough]];  // due for a retry: keep what the last try said
                     case SlotState::waiting:
+                        // Its last try was to be tried again; now it is the final one.
+                        if (!outcome.earlier_tries.empty()) outcome.earlier_tries.pop_back();
                         outcome.failure_reason +=
                             "; not tried again: the transport threw (" + what + ")";
                         scrub(outcome);

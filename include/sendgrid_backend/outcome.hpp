@@ -96,6 +96,13 @@ constexpr const char* to_string(SendStatus status) noexcept {
     return "not_attempted";
 }
 
+/// What one try that was tried again got: its HTTP status (0 when no answer arrived) and why no
+/// answer arrived.
+struct EarlierTry {
+    int http_status = 0;
+    TransportError transport_error = TransportError::none;
+};
+
 /// The outcome of the last `send_messages` call that handled a message.
 struct SendOutcome {
     SendStatus status = SendStatus::not_attempted;
@@ -111,6 +118,10 @@ struct SendOutcome {
     /// reached a connection (refused, DNS) counts here but not in `attempts`.
     int tries = 0;
     std::chrono::nanoseconds duration{0};  ///< from the first try to the final outcome
+    /// The tries before the final one, oldest first (a 429, a refused connection...): with the
+    /// final answer above, what every request of this message got. Empty when the first try was
+    /// final, so that a send without retries allocates nothing for it.
+    std::vector<EarlierTry> earlier_tries;
 
     bool accepted() const noexcept { return status == SendStatus::accepted; }
     /// Whether SendGrid may have accepted the message although no answer said so: retrying it

@@ -96,19 +96,6 @@ inline std::shared_ptr<EVP_PKEY> load_ec_public_key(std::string_view text) {
 
 }  // namespace detail
 
-/// Why a request was not accepted, or `none`.
-enum class WebhookRefusal {
-    none,
-    body_too_large,
-    missing_signature,
-    bad_timestamp,
-    stale_timestamp,   ///< older than the tolerance: a replay, or a very slow delivery
-    future_timestamp,  ///< newer than the tolerance: a wrong clock somewhere
-    bad_signature_encoding,
-    signature_mismatch,
-    malformed_body,
-};
-
 /// Verifies SendGrid's signature: ECDSA over SHA-256 of (timestamp bytes ‖ raw body bytes), the
 /// signature base64 DER, with the account's public key on whatever curve the key names.
 /// Thread-safe; copyable (the key is shared).
@@ -190,17 +177,6 @@ struct WebhookOptions {
     std::function<void(const WebhookEvent&, std::exception_ptr)> on_handler_error;
 };
 
-/// What to answer and what was received.
-struct WebhookResult {
-    int http_status = 200;  ///< 200, or 400 / 401 / 413 when refused
-    WebhookRefusal refusal = WebhookRefusal::none;
-    std::string refusal_reason;        ///< one line, empty when accepted
-    std::vector<WebhookEvent> events;  ///< the new events, in the order received
-    std::size_t duplicates = 0;        ///< events dropped because their sg_event_id was seen before
-
-    bool accepted() const noexcept { return refusal == WebhookRefusal::none; }
-};
-
 /// The receiving side of the Event Webhook. See the file comment. Thread-safe.
 class EventWebhook {
   public:
@@ -220,9 +196,22 @@ class EventWebhook {
 
     /// Checks, parses and de-duplicates one request, then emits each new event on
     /// `sendgrid_event_received` (on this thread, robustly). Never throws for bad input.
+    /// Then sends `sendgrid_webhook_handled` with the result.
     WebhookResult handle(const HttpHeaders& headers, std::string_view body) const {
+        WebhookResult result = receive(headers, body);
+        for (const auto& error : sendgrid_webhook_handled.send_robust(*this, result)) {
+            detail::report_handler_error(
+                std::function<void(const WebhookResult&, std::exception_ptr)>{}, result, error,
+                "sendgrid_webhook_handled handler");
+        }
+        return result;
+    }
+
+  private:
+    WebhookResult receive(const HttpHeaders& headers, std::string_view body) const {
         WebhookResult result = check(headers, body);
         if (!result.accepted()) return result;
+        result.verified = verifier_.has_value();
         try {
             result.events = parse_webhook_events(body);
             if (options_.seen) drop_duplicates(result);
@@ -239,7 +228,6 @@ class EventWebhook {
         return result;
     }
 
-  private:
     /// Removes the events whose sg_event_id was seen before, keeping the others in order (in
     /// place: the events are moved only past a duplicate).
     void drop_duplicates(WebhookResult& result) const {

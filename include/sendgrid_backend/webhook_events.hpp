@@ -357,6 +357,62 @@ inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
     return events;
 }
 
+/// Why a request was not accepted, or `none`.
+enum class WebhookRefusal {
+    none,
+    body_too_large,
+    missing_signature,
+    bad_timestamp,
+    stale_timestamp,   ///< older than the tolerance: a replay, or a very slow delivery
+    future_timestamp,  ///< newer than the tolerance: a wrong clock somewhere
+    bad_signature_encoding,
+    signature_mismatch,
+    malformed_body,
+};
+
+/// A short name for a WebhookRefusal, e.g. "stale_timestamp"; "none" for none.
+constexpr const char* to_string(WebhookRefusal refusal) noexcept {
+    switch (refusal) {
+        case WebhookRefusal::none:
+            return "none";
+        case WebhookRefusal::body_too_large:
+            return "body_too_large";
+        case WebhookRefusal::missing_signature:
+            return "missing_signature";
+        case WebhookRefusal::bad_timestamp:
+            return "bad_timestamp";
+        case WebhookRefusal::stale_timestamp:
+            return "stale_timestamp";
+        case WebhookRefusal::future_timestamp:
+            return "future_timestamp";
+        case WebhookRefusal::bad_signature_encoding:
+            return "bad_signature_encoding";
+        case WebhookRefusal::signature_mismatch:
+            return "signature_mismatch";
+        case WebhookRefusal::malformed_body:
+            return "malformed_body";
+    }
+    return "none";
+}
+
+/// What to answer and what was received.
+struct WebhookResult {
+    int http_status = 200;  ///< 200, or 400 / 401 / 413 when refused
+    WebhookRefusal refusal = WebhookRefusal::none;
+    std::string refusal_reason;        ///< one line, empty when accepted
+    std::vector<WebhookEvent> events;  ///< the new events, in the order received
+    std::size_t duplicates = 0;        ///< events dropped because their sg_event_id was seen before
+    /// The signature was checked and matched (false when accepted with `allow_unsigned`).
+    bool verified = false;
+
+    bool accepted() const noexcept { return refusal == WebhookRefusal::none; }
+};
+
+/// Sent once by every `EventWebhook::handle` call (webhook.hpp), accepted or refused, after the
+/// request's events were sent on `sendgrid_event_received`, on the same thread: what a request
+/// counter or an access log needs. A handler that throws is reported on stderr; the answer stands.
+inline BasicSignal<void(const EventWebhook&, const WebhookResult&)> sendgrid_webhook_handled;
+
 /// Sent by `EventWebhook::handle` (webhook.hpp) for each new event of a verified request, on the
 /// thread that handles the request. Declared here, with the events, so that programs that only
 /// send mail do not instantiate it.
