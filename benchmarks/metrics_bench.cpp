@@ -83,8 +83,7 @@ class RegistryRecorder {
             [this](const sg::SendgridBackend&, const sg::EmailMessage& message, bool) {
                 messages_.Increment();
                 requests_.Increment();
-                duration_.Observe(
-                    std::chrono::duration<double>(message.outcome.duration).count());
+                duration_.Observe(std::chrono::duration<double>(message.outcome.duration).count());
                 tries_.Observe(message.outcome.tries);
             });
     }

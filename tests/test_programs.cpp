@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -21,6 +22,9 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "catch.hpp"
 
@@ -43,9 +47,10 @@ std::string read_file(const std::string& path) {
     return text.str();
 }
 
-/// Runs `program` with `args` in this environment without SENDGRID_* variables, plus `env`.
-Run run(const char* program, const std::vector<std::string>& args,
-        const std::vector<std::string>& env = {}) {
+/// Starts `program` with `args` in this environment without SENDGRID_* variables, plus `env`;
+/// stdin empty, stdout and stderr to the files `out` and `err`.
+pid_t spawn(const char* program, const std::vector<std::string>& args,
+            const std::vector<std::string>& env, const std::string& out, const std::string& err) {
     std::vector<std::string> arguments{program};
     arguments.insert(arguments.end(), args.begin(), args.end());
     std::vector<std::string> variables;
@@ -60,9 +65,6 @@ Run run(const char* program, const std::vector<std::string>& args,
     for (auto& variable : variables) envp.push_back(variable.data());
     envp.push_back(nullptr);
 
-    const std::string base = "/tmp/sendgrid-test-programs-" + std::to_string(::getpid());
-    const std::string out = base + ".out";
-    const std::string err = base + ".err";
     posix_spawn_file_actions_t files;
     posix_spawn_file_actions_init(&files);
     posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0);
@@ -72,8 +74,12 @@ Run run(const char* program, const std::vector<std::string>& args,
     const int spawned = posix_spawn(&pid, program, &files, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&files);
     REQUIRE(spawned == 0);
-    // Every case here ends at once; one that runs on (a value let through) is stopped and
-    // fails, rather than hanging the test.
+    return pid;
+}
+
+/// The exit status of `pid`; -1 when it did not exit within 20 s (it is then killed), so a
+/// program that runs on (a value let through) fails the test rather than hanging it.
+int wait_for_exit(pid_t pid) {
     int status = 0;
     bool exited = false;
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -85,8 +91,17 @@ Run run(const char* program, const std::vector<std::string>& args,
         ::kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
     }
+    return exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/// Runs `program` with `args` in this environment without SENDGRID_* variables, plus `env`.
+Run run(const char* program, const std::vector<std::string>& args,
+        const std::vector<std::string>& env = {}) {
+    const std::string base = "/tmp/sendgrid-test-programs-" + std::to_string(::getpid());
+    const std::string out = base + ".out";
+    const std::string err = base + ".err";
     Run result;
-    result.status = exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.status = wait_for_exit(spawn(program, args, env, out, err));
     result.out = read_file(out);
     result.err = read_file(err);
     std::remove(out.c_str());
@@ -95,6 +110,52 @@ Run run(const char* program, const std::vector<std::string>& args,
     CHECK(result.err.find("runtime error:") == std::string::npos);
     return result;
 }
+
+/// A program left running until stop(); killed on scope exit if the test failed before.
+class Running {
+  public:
+    Running(const char* program, const std::vector<std::string>& args)
+        : base_("/tmp/sendgrid-test-programs-running-" + std::to_string(::getpid())),
+          pid_(spawn(program, args, {}, base_ + ".out", base_ + ".err")) {}
+    ~Running() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+        }
+        std::remove((base_ + ".out").c_str());
+        std::remove((base_ + ".err").c_str());
+    }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+
+    /// The first `count` lines of stdout, once printed (fewer after 20 s).
+    std::vector<std::string> stdout_lines(std::size_t count) const {
+        std::vector<std::string> lines;
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (lines.size() < count && std::chrono::steady_clock::now() < give_up) {
+            lines.clear();
+            std::istringstream text(read_file(base_ + ".out"));
+            for (std::string line; lines.size() < count && std::getline(text, line);) {
+                if (!text.eof()) lines.push_back(line);  // a whole line only
+            }
+            if (lines.size() < count) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return lines;
+    }
+    std::string err() const { return read_file(base_ + ".err"); }
+
+    /// SIGTERM, then the exit status (-1 when it did not exit in 20 s).
+    int stop() {
+        ::kill(pid_, SIGTERM);
+        const int status = wait_for_exit(pid_);
+        pid_ = -1;
+        return status;
+    }
+
+  private:
+    std::string base_;
+    pid_t pid_;
+};
 
 const char* const worker = SENDGRID_BACKEND_WORKER_PROGRAM;
 const char* const fake_server = SENDGRID_BACKEND_FAKE_SERVER_PROGRAM;
@@ -169,6 +230,7 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
         {"--visibility-timeout", "milliseconds 1-31622400000"},
         {"--max-attempts", "a number of tries 1-100"},
         {"--max-wait", "milliseconds 0-86400000"},
+        {"--metrics", "an IP:PORT to serve /metrics on, e.g. 127.0.0.1:9465"},
     };
     for (const auto& [flag, what] : needs) {
         INFO(flag);
@@ -197,6 +259,39 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
     // A visibility timeout a send can outlast, in the flags' words.
     check_refused(worker, {"--visibility-timeout", "1000"},
                   "--visibility-timeout 1000 is too short: a send may take up to");
+}
+
+TEST_CASE("sendgrid-worker --metrics: a bad address or port is refused naming the flag",
+          "[cli][worker]") {
+    // The same refusals whether or not the program was built with prometheus-cpp: the value is
+    // checked before anything else.
+    check_refused(worker, {"--metrics", "9465"},
+                  "sendgrid-worker: --metrics '9465': give IP:PORT, e.g. 127.0.0.1:9465 (port 0: "
+                  "any free port)");
+    check_refused(worker, {"--metrics=:9465"}, "--metrics ':9465': give IP:PORT");
+    check_refused(worker, {"--metrics", "example.com:9465"},
+                  "--metrics 'example.com:9465': 'example.com' is no IPv4 address; give one such "
+                  "as 127.0.0.1 (this host only) or 0.0.0.0 (every interface), or localhost");
+    check_refused(worker, {"--metrics", "127.0.0.256:9465"}, "'127.0.0.256' is no IPv4 address");
+    check_refused(worker, {"--metrics", "127.0.1:9465"}, "'127.0.1' is no IPv4 address");
+    check_refused(worker, {"--metrics", "127.0.0.1:http"},
+                  "--metrics '127.0.0.1:http': 'http' is not a number; give a port number "
+                  "0-65535");
+    check_refused(worker, {"--metrics", "127.0.0.1:65536"},
+                  "--metrics '127.0.0.1:65536': '65536' is out of range; give a port number "
+                  "0-65535");
+    check_refused(worker, {"--metrics", "127.0.0.1:-1"}, "'-1' is out of range");
+
+    const auto line = worker_line({"--metrics", "0.0.0.0:9465"});
+    REQUIRE(line.metrics.has_value());
+    CHECK(line.metrics->host == "0.0.0.0");
+    CHECK(line.metrics->port == 9465);
+    CHECK(worker_line({"--metrics=localhost:0"}).metrics->to_string() == "localhost:0");
+    CHECK_FALSE(worker_line({}).metrics.has_value());
+
+    const Run help = run(worker, {"--help"});
+    CHECK(help.out.find("--metrics IP:PORT") != std::string::npos);
+    CHECK(help.out.find("(needs a build with prometheus-cpp)") != std::string::npos);
 }
 
 TEST_CASE("sendgrid-worker names an unknown flag and shows the usage, which states the bounds",
@@ -292,4 +387,148 @@ TEST_CASE("sendgrid-fake-server's parser: both flag forms, the bounds inclusive"
     CHECK(line.faults[0].retry_after_seconds == 86'400);
     CHECK(line.faults[1].status == 100);
     CHECK(fake_server_line({"--port", "0"}).options.port == 0);
+}
+
+TEST_CASE("sendgrid-fake-server --metrics: a value that is no IP:PORT is refused by name",
+          "[cli][fake_server][metrics]") {
+    check_refused(fake_server, {"--metrics"},
+                  "sendgrid-fake-server: --metrics needs a value (an IP:PORT to serve /metrics "
+                  "on, e.g. 127.0.0.1:9464)",
+                  {});
+    check_refused(fake_server, {"--metrics", "9464"},
+                  "--metrics '9464': give IP:PORT, e.g. 127.0.0.1:9464 (port 0: any free port)",
+                  {});
+    check_refused(fake_server, {"--metrics", ":9464"}, "--metrics ':9464': give IP:PORT", {});
+    for (const char* host : {"metrics.example.com", "256.0.0.1", "127.0.0", "1.2.3.4.5", "[::1]"}) {
+        INFO(host);
+        const std::string address = std::string(host) + ":9464";
+        check_refused(fake_server, {"--metrics", address},
+                      "--metrics '" + address + "': '" + host +
+                          "' is no IPv4 address; give one such as 127.0.0.1",
+                      {});
+    }
+    check_refused(fake_server, {"--metrics=127.0.0.1:http"},
+                  "--metrics '127.0.0.1:http': 'http' is not a number; give a port number 0-65535",
+                  {});
+    check_refused(fake_server, {"--metrics", "127.0.0.1:65536"},
+                  "--metrics '127.0.0.1:65536': '65536' is out of range; give a port number "
+                  "0-65535",
+                  {});
+    const Run help = run(fake_server, {"--help"});
+    CHECK(help.out.find("--metrics IP:PORT") != std::string::npos);
+
+    const auto line = fake_server_line({"--metrics", "0.0.0.0:65535"});
+    REQUIRE(line.metrics);
+    CHECK(line.metrics->host == "0.0.0.0");
+    CHECK(line.metrics->port == 65535);
+    CHECK(fake_server_line({"--metrics=localhost:0"}).metrics->to_string() == "localhost:0");
+    CHECK_FALSE(fake_server_line({}).metrics);
+}
+
+namespace {
+
+/// A mail/send body for `to`.
+std::string mail_to(const std::string& to) {
+    return nlohmann::json{{"personalizations", {{{"to", {{{"email", to}}}}}}},
+                          {"from", {{"email", "shop@example.com"}}},
+                          {"subject", "Hi"},
+                          {"content", {{{"type", "text/plain"}, {"value", "Hello"}}}}}
+        .dump();
+}
+
+/// The value of the sample `series` (name and labels as printed) in a /metrics text; -1 if absent.
+double sample(const std::string& text, const std::string& series) {
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+    }
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("sendgrid-fake-server --metrics counts what it answered, for Prometheus",
+          "[cli][fake_server][metrics]") {
+    Running program(fake_server,
+                    {"--metrics", "127.0.0.1:0", "--fault", "400,to=bounce@example.com", "--fault",
+                     "500,to=cut@example.com,drop"});
+    const std::vector<std::string> lines = program.stdout_lines(2);
+    if (lines.size() < 2 &&
+        program.err().find("built without prometheus-cpp") != std::string::npos) {
+        CHECK(program.stop() == 2);
+        WARN("sendgrid-fake-server was built without prometheus-cpp: --metrics not checked");
+        return;
+    }
+    INFO(program.err());
+    REQUIRE(lines.size() == 2);
+    const std::string prefix = "http://127.0.0.1:";
+    REQUIRE(lines[0].rfind(prefix, 0) == 0);
+    REQUIRE(lines[1].rfind(prefix, 0) == 0);
+    REQUIRE(lines[1].size() > prefix.size() + 8);
+    CHECK(lines[1].compare(lines[1].size() - 8, 8, "/metrics") == 0);
+
+    httplib::Client mail_api(lines[0]);
+    const httplib::Headers key{{"Authorization", "Bearer SG.fake-test-key.0123456789"}};
+    const httplib::Headers wrong_key{{"Authorization", "Bearer SG.wrong"}};
+    CHECK(mail_api.Post("/v3/mail/send", key, mail_to("jane@example.com"), "application/json")
+              ->status == 202);
+    CHECK(mail_api.Post("/v3/mail/send", key, mail_to("bounce@example.com"), "application/json")
+              ->status == 400);
+    CHECK(
+        mail_api.Post("/v3/mail/send", wrong_key, mail_to("jane@example.com"), "application/json")
+            ->status == 401);
+    CHECK_FALSE(
+        mail_api.Post("/v3/mail/send", key, mail_to("cut@example.com"), "application/json"));
+    // Counters only grow: forgetting the requests does not reset them.
+    CHECK(mail_api.Delete("/__requests")->status == 204);
+
+    const std::string port_and_path = lines[1].substr(prefix.size());
+    const std::size_t slash = port_and_path.find('/');
+    httplib::Client scraper("127.0.0.1", std::stoi(port_and_path.substr(0, slash)));
+    const auto scraped = scraper.Get(port_and_path.substr(slash).c_str());
+    REQUIRE(scraped);
+    REQUIRE(scraped->status == 200);
+    const std::string& text = scraped->body;
+    INFO(text);
+    CHECK(sample(text, R"(sendgrid_fake_requests_total{status="202"})") == 1);
+    CHECK(sample(text, R"(sendgrid_fake_requests_total{status="400"})") == 1);
+    CHECK(sample(text, R"(sendgrid_fake_requests_total{status="401"})") == 1);
+    CHECK(sample(text, R"(sendgrid_fake_requests_total{status="500"})") == 1);
+    CHECK(sample(text, R"(sendgrid_fake_requests_total{status="4xx"})") == 0);  // every label
+    CHECK(sample(text, "sendgrid_fake_messages_accepted_total") == 1);
+    CHECK(sample(text, "sendgrid_fake_dropped_connections_total") == 1);
+    CHECK(text.find("jane@example.com") == std::string::npos);
+
+#ifdef SENDGRID_BACKEND_PROMTOOL
+    // Prometheus' own linter: names, help texts, types; it prints nothing for a clean text.
+    const std::string scrape_file =
+        "/tmp/sendgrid-test-programs-scrape-" + std::to_string(::getpid());
+    std::ofstream(scrape_file) << text;
+    const Run lint = run("/bin/sh", {"-c", std::string(SENDGRID_BACKEND_PROMTOOL) +
+                                               " check metrics < " + scrape_file + " 2>&1"});
+    std::remove(scrape_file.c_str());
+    INFO(lint.out);
+    CHECK(lint.status == 0);
+    CHECK(lint.out.empty());
+#else
+    WARN("promtool not found: the /metrics text was not linted");
+#endif
+    CHECK(program.stop() == 0);
+}
+
+TEST_CASE("sendgrid-fake-server --metrics on a taken port fails naming the flag",
+          "[cli][fake_server][metrics]") {
+    httplib::Server taken;
+    const int port = taken.bind_to_any_port("127.0.0.1");
+    REQUIRE(port > 0);
+    const std::string address = "127.0.0.1:" + std::to_string(port);
+    const Run result = run(fake_server, {"--metrics", address});
+    INFO(result.err);
+    if (result.err.find("built without prometheus-cpp") != std::string::npos) {
+        CHECK(result.status == 2);
+        return;
+    }
+    CHECK(result.status == 1);
+    CHECK(result.err.find("sendgrid-fake-server: --metrics " + address + ": cannot listen there") !=
+          std::string::npos);
 }

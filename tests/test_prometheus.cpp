@@ -104,8 +104,7 @@ void check_family(const std::map<std::string, double>& samples, const std::strin
 
 }  // namespace
 
-TEST_CASE("/metrics after a known sequence of sends and webhook requests",
-          "[prometheus][http]") {
+TEST_CASE("/metrics after a known sequence of sends and webhook requests", "[prometheus][http]") {
     FakeSendgridServer server;
     sg::Settings settings = server.settings();
     settings.retry.initial_backoff = 1ms;
@@ -122,8 +121,8 @@ TEST_CASE("/metrics after a known sequence of sends and webhook requests",
     exposer.RegisterCollectable(metrics.collectable());
     REQUIRE(exposer.GetListeningPorts().size() == 1);
 
-    sg::ScopedConnection cancel = sg::sendgrid_pre_send.connect(
-        [](const sg::SendgridBackend&, sg::EmailMessage& message) {
+    sg::ScopedConnection cancel =
+        sg::sendgrid_pre_send.connect([](const sg::SendgridBackend&, sg::EmailMessage& message) {
             if (message.subject == "cancelled") throw sg::CancelSend("unsubscribed");
         });
 

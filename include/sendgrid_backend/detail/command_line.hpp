@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -148,6 +149,55 @@ class FlagReader {
     std::string_view flag_;
     std::optional<std::string_view> inline_value_;
     bool help_ = false;
+};
+
+/// The programs' --metrics flag (sendgrid-worker, sendgrid-fake-server).
+/// Where --metrics listens: an IPv4 address or "localhost" (what prometheus-cpp's server
+/// binds), and a port, 0 for any free one.
+struct MetricsAddress {
+    std::string host;
+    int port = 0;
+
+    std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+/// A MetricsAddress from "IP:PORT"; the error text on failure (its example port
+/// `example_port`, the program's usual one).
+inline std::optional<MetricsAddress> parse_metrics_address(std::string_view text, int example_port,
+                                                           std::string& error) {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+        error = "give IP:PORT, e.g. 127.0.0.1:" + std::to_string(example_port) +
+                " (port 0: any free port)";
+        return std::nullopt;
+    }
+    const std::string_view host = text.substr(0, colon);
+    if (host != "localhost") {
+        // Four numbers 0-255: prometheus-cpp's server resolves no other host name.
+        std::size_t start = 0;
+        for (int part = 0; part < 4; ++part) {
+            const std::size_t dot = part < 3 ? host.find('.', start) : host.size();
+            std::string why;
+            if (dot == std::string_view::npos ||
+                !bounded_number(host.substr(start, dot - start), 0, 255, "0-255", why)) {
+                error = quote_for_error(host) +
+                        " is no IPv4 address; give one such as 127.0.0.1 (this host only) or "
+                        "0.0.0.0 (every interface), or localhost";
+                return std::nullopt;
+            }
+            start = dot + 1;
+        }
+    }
+    const auto port = bounded_number(text.substr(colon + 1), 0, 65535,
+                                     number_range("a port number", 0, 65535), error);
+    if (!port) return std::nullopt;
+    return MetricsAddress{std::string(host), static_cast<int>(*port)};
+}
+
+/// What serves /metrics while the program runs: its URL, and what keeps it serving.
+struct MetricsEndpoint {
+    std::string url;
+    std::shared_ptr<void> keep_alive;
 };
 
 }  // namespace detail

@@ -44,6 +44,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/setting_checks.hpp"
+#include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/mail.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -66,11 +67,26 @@ struct RedisQueueOptions {
 
     static constexpr std::chrono::seconds max_status_ttl{366 * 24 * 3600};
 
+    /// The hash that counts, per state, the messages that ever entered it (the scripts add to
+    /// it as they move a status; `RedisQueueMetrics` reads it): `<stream>:state_counts`. It
+    /// never expires, unlike the statuses, so the counts only grow.
+    std::string state_counts_key() const { return stream + ":state_counts"; }
+
     /// @throws ImproperlyConfigured naming the option that is out of range.
     void validate() const {
         // Redis deletes a key at once for an EXPIRE of 0 or less: the status would be lost.
         detail::require_within("RedisQueueOptions::status_ttl", status_ttl, std::chrono::seconds(1),
                                max_status_ttl);
+        // Otherwise a message queued under the right key would overwrite the counts.
+        if (state_counts_key().rfind(status_prefix, 0) == 0) {
+            detail::refuse_setting("RedisQueueOptions::status_prefix",
+                                   detail::quote_for_error(status_prefix) +
+                                       " starts the queue's counter key " +
+                                       detail::quote_for_error(state_counts_key()) +
+                                       " (the stream's name + \":state_counts\"), which a "
+                                       "message's status could then overwrite; give the "
+                                       "statuses a prefix of their own");
+        }
     }
 };
 
@@ -132,11 +148,12 @@ auto retry_idempotent(Command&& command, int tries = 20) {
     }
 }
 
-/// The status transition every worker makes, as one atomic step. KEYS[1]: the status hash.
-/// ARGV: the state it must be in (a missing hash counts as "queued"), the worker that must own
-/// it ('' for any), the TTL, the new state, the worker to record ('' for none), then more
-/// field/value pairs. Returns 1 when it moved, or had moved already to the same state for the
-/// same worker (a call retried after its answer was lost); 0 when the message was elsewhere.
+/// The status transition every worker makes, as one atomic step. KEYS[1]: the status hash,
+/// KEYS[2]: the state counts (RedisQueueOptions::state_counts_key). ARGV: the state it must be
+/// in (a missing hash counts as "queued"), the worker that must own it ('' for any), the TTL,
+/// the new state, the worker to record ('' for none), then more field/value pairs. Returns 1
+/// when it moved, or had moved already to the same state for the same worker (a call retried
+/// after its answer was lost, which counts nothing again); 0 when the message was elsewhere.
 inline constexpr const char* transition_script = R"lua(
 local state = redis.call('HGET', KEYS[1], 'state') or 'queued'
 local worker = redis.call('HGET', KEYS[1], 'worker') or ''
@@ -147,19 +164,22 @@ redis.call('HSET', KEYS[1], 'state', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[5]) end
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
 return 1
 )lua";
 
-/// Enqueue as one atomic step. KEYS[1]: the stream, KEYS[2]: the status hash. ARGV: the key,
-/// the serialized message, the time, the status TTL, the maximum length (0: none). Returns 1
-/// when it queued the message, 0 when the key has a status already (queued before: by this
-/// call, retried after its answer was lost, or by another one), -1 when the stream is full.
+/// Enqueue as one atomic step. KEYS[1]: the stream, KEYS[2]: the status hash, KEYS[3]: the
+/// state counts. ARGV: the key, the serialized message, the time, the status TTL, the maximum
+/// length (0: none). Returns 1 when it queued the message, 0 when the key has a status already
+/// (queued before: by this call, retried after its answer was lost, or by another one), -1 when
+/// the stream is full.
 inline constexpr const char* enqueue_script = R"lua(
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if tonumber(ARGV[5]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
 redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'message', ARGV[2])
 redis.call('HSET', KEYS[2], 'state', 'queued', 'queued_at', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('HINCRBY', KEYS[3], 'queued', 1)
 return 1
 )lua";
 
@@ -252,8 +272,8 @@ class RedisMailQueue {
         check_sendable(message, key);
         const std::string entry = serialize_message(message);
         const std::vector<std::vector<std::string>> call{
-            {"2", options_.stream, options_.status_prefix + key, key, entry,
-             detail::unix_now_text(), std::to_string(options_.status_ttl.count()),
+            {"3", options_.stream, options_.status_prefix + key, options_.state_counts_key(), key,
+             entry, detail::unix_now_text(), std::to_string(options_.status_ttl.count()),
              std::to_string(options_.max_length)}};
         const RedisValue answer = detail::retry_idempotent(
             [&] { return detail::stored_enqueue_script().run(*redis_, call).at(0); });
@@ -512,8 +532,9 @@ class RedisMailWorker {
         if (moves.empty()) return moved;
         std::vector<std::vector<std::string>> commands;
         for (Move& move : moves) {
-            std::vector<std::string> command{"1",
+            std::vector<std::string> command{"2",
                                              status_key(*move.entry),
+                                             queue_.state_counts_key(),
                                              move.from,
                                              move.owner,
                                              std::to_string(queue_.status_ttl.count()),

@@ -7,7 +7,7 @@
 ///
 ///   sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]
 ///                   [--consumer NAME] [--batch N] [--visibility-timeout MS] [--resend-unknown]
-///                   [--max-attempts N] [--max-wait MS]
+///                   [--max-attempts N] [--max-wait MS] [--metrics IP:PORT]
 ///
 /// SendGrid's settings come from the environment, as Settings::from_env() reads them
 /// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
@@ -17,6 +17,13 @@
 /// anything starts: a mistyped one is an error naming the flag and its range, never a value
 /// that overflows later. Exit status: 0 stopped by a signal, 2 a bad flag or setting, 1 any
 /// other failure (Redis unreachable at start, say).
+///
+/// `--metrics` serves Prometheus metrics at http://IP:PORT/metrics: this worker's sends
+/// (PrometheusMetrics, prometheus.hpp) and its queue's backlog and states (RedisQueueMetrics,
+/// redis/prometheus.hpp, through a Redis connection of its own so that a scrape never waits for
+/// the worker's blocking read). It needs a build with prometheus-cpp, where CMake defines
+/// SENDGRID_BACKEND_WORKER_METRICS and main passes `serve_worker_metrics`; otherwise the flag
+/// is refused, saying so.
 
 #include <pthread.h>
 #include <signal.h>
@@ -28,11 +35,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/command_line.hpp"
@@ -41,6 +51,13 @@
 #include "sendgrid_backend/redis/client.hpp"
 #include "sendgrid_backend/redis/queue.hpp"
 
+#if defined(SENDGRID_BACKEND_WORKER_METRICS)
+#include <prometheus/exposer.h>
+
+#include "sendgrid_backend/prometheus.hpp"
+#include "sendgrid_backend/redis/prometheus.hpp"
+#endif
+
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
@@ -48,6 +65,7 @@ inline constexpr const char* worker_usage =
     "usage: sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]\n"
     "                       [--consumer NAME] [--batch N] [--visibility-timeout MS]\n"
     "                       [--resend-unknown] [--max-attempts N] [--max-wait MS]\n"
+    "                       [--metrics IP:PORT]\n"
     "  --redis URL              redis://[[user]:password@]host[:port][/db]\n"
     "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
     "  --stream S, --group G, --status-prefix P, --consumer NAME\n"
@@ -58,6 +76,10 @@ inline constexpr const char* worker_usage =
     "  --resend-unknown         send a claimed message again although it may have gone out\n"
     "  --max-attempts N         tries per message, 1-100\n"
     "  --max-wait MS            the longest wait between tries, 0-86400000 (24 hours)\n"
+    "  --metrics IP:PORT        serve Prometheus metrics of the sends and the queue at\n"
+    "                           http://IP:PORT/metrics; IP an IPv4 address or localhost, PORT\n"
+    "                           0-65535 (0: any free port); the URL is printed on stderr\n"
+    "                           (needs a build with prometheus-cpp)\n"
     "Flags also take the form --flag=VALUE. SendGrid's settings come from the environment\n"
     "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s, ...).\n"
     "SIGINT or SIGTERM stops after the round. Exit status: 0 stopped, 2 a bad flag or\n"
@@ -84,6 +106,7 @@ struct WorkerCommandLine {
     bool visibility_timeout_given = false;
     std::optional<int> max_attempts;
     std::optional<std::chrono::milliseconds> max_wait;
+    std::optional<MetricsAddress> metrics;  ///< --metrics, when given
 };
 
 /// Parses the worker's command line; `env_redis_url` is SENDGRID_REDIS_URL (null when unset).
@@ -122,6 +145,14 @@ inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* 
         } else if (flag == "--max-wait") {
             line.max_wait =
                 std::chrono::milliseconds(args.number("milliseconds", 0, worker_max_wait_ms));
+        } else if (flag == "--metrics") {
+            const std::string address =
+                args.value("an IP:PORT to serve /metrics on, e.g. 127.0.0.1:9465");
+            std::string why;
+            line.metrics = parse_metrics_address(address, 9465, why);
+            if (!line.metrics) {
+                throw UsageError("--metrics " + quote_for_error(address) + ": " + why);
+            }
         } else if (flag == "--resend-unknown") {
             args.no_value();
             line.options.resend_unknown = true;
@@ -245,10 +276,52 @@ class WorkerStopSignals {
     std::thread waiter_;
 };
 
+/// Starts serving /metrics for a worker of `queue` on `redis`.
+/// @throws std::exception when it cannot (Redis out of reach, the port taken).
+using ServeWorkerMetrics = std::function<MetricsEndpoint(
+    const RedisOptions& redis, const RedisQueueOptions& queue, const MetricsAddress& address)>;
+
 }  // namespace detail
 
-/// The program's main: see the file comment. Returns the exit status.
-inline int run_worker_cli(int argc, char** argv) {
+#if defined(SENDGRID_BACKEND_WORKER_METRICS)
+/// The program's `--metrics`: serves this process's sends (PrometheusMetrics, counting from
+/// now on) and `queue` (RedisQueueMetrics) on `address` with prometheus-cpp's Exposer.
+/// @throws RedisError when Redis cannot be reached; std::runtime_error naming the flag when it
+///         cannot listen.
+inline detail::MetricsEndpoint serve_worker_metrics(const RedisOptions& redis,
+                                                    const RedisQueueOptions& queue,
+                                                    const detail::MetricsAddress& address) {
+    struct Serving {
+        PrometheusMetrics sends;
+        std::shared_ptr<RedisQueueMetrics> queue;
+        std::unique_ptr<prometheus::Exposer> exposer;  // holds weak_ptrs to the two above
+    };
+    auto serving = std::make_shared<Serving>();
+    // A connection of its own that tries once: a scrape must not wait for the worker's
+    // blocking read, nor for reconnect attempts while Redis is down (it reports up 0 instead).
+    RedisOptions scrape_redis = redis;
+    scrape_redis.reconnect_for = std::chrono::milliseconds(0);
+    serving->queue =
+        std::make_shared<RedisQueueMetrics>(std::make_shared<RedisClient>(scrape_redis), queue);
+    try {
+        serving->exposer = std::make_unique<prometheus::Exposer>(address.to_string());
+    } catch (const std::exception& error) {
+        throw std::runtime_error("--metrics " + address.to_string() +
+                                 ": cannot listen there (is the port taken?): " + error.what());
+    }
+    serving->exposer->RegisterCollectable(serving->sends.collectable());
+    serving->exposer->RegisterCollectable(serving->queue);
+    const std::vector<int> ports = serving->exposer->GetListeningPorts();
+    const int port = ports.empty() ? address.port : ports.front();
+    return {"http://" + address.host + ":" + std::to_string(port) + "/metrics", serving};
+}
+#endif
+
+/// The program's main: see the file comment. Returns the exit status. `serve_metrics` serves
+/// `--metrics` (`serve_worker_metrics` in a build with prometheus-cpp); without it the flag is
+/// refused.
+inline int run_worker_cli(int argc, char** argv,
+                          const detail::ServeWorkerMetrics& serve_metrics = nullptr) {
     detail::WorkerCommandLine line;
     Settings settings;
     RedisOptions redis_options;
@@ -257,6 +330,11 @@ inline int run_worker_cli(int argc, char** argv) {
         if (line.help) {
             std::fputs(detail::worker_usage, stdout);
             return 0;
+        }
+        if (line.metrics && !serve_metrics) {
+            throw detail::UsageError(
+                "--metrics: this sendgrid-worker was built without prometheus-cpp (Debian: "
+                "prometheus-cpp-dev; then configure again)");
         }
         redis_options = detail::worker_redis_options(line);
         settings = detail::worker_settings(line);
@@ -270,9 +348,16 @@ inline int run_worker_cli(int argc, char** argv) {
         const auto backend = std::make_shared<const SendgridBackend>(settings);
         auto redis = std::make_shared<RedisClient>(redis_options);
         RedisMailWorker worker(backend, redis, line.queue, line.options);
+        // Counting before the first round; served until the worker has stopped.
+        const detail::MetricsEndpoint metrics =
+            line.metrics ? serve_metrics(redis_options, line.queue, *line.metrics)
+                         : detail::MetricsEndpoint{};
         std::fprintf(stderr, "sendgrid-worker %s: reading %s as %s, visibility timeout %lld ms\n",
                      worker.consumer().c_str(), line.queue.stream.c_str(), line.queue.group.c_str(),
                      static_cast<long long>(worker.visibility_timeout().count()));
+        if (line.metrics) {
+            std::fprintf(stderr, "sendgrid-worker: metrics on %s\n", metrics.url.c_str());
+        }
         while (!stop.load()) {
             try {
                 const std::size_t finished = worker.run_once();

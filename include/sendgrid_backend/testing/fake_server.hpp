@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -95,6 +96,13 @@ struct Fault {
         matches = std::move(predicate);
         return *this;
     }
+};
+
+/// What a FakeSendgridServer answered since it started. Unlike `received()`, kept by
+/// `clear_received()`: counts that only grow, for Prometheus counters.
+struct FakeServerTotals {
+    std::map<int, std::uint64_t> answered;  ///< requests by the status answered (or begun)
+    std::uint64_t dropped_connections = 0;  ///< answers cut off by a `drop` fault
 };
 
 /// How a FakeSendgridServer listens.
@@ -408,7 +416,13 @@ class FakeSendgridServer {
         return list;
     }
 
-    /// Forget recorded requests (queued faults stay).
+    /// Totals since the server started (see FakeServerTotals).
+    FakeServerTotals totals() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return totals_;
+    }
+
+    /// Forget recorded requests (queued faults stay; totals() too).
     void clear_received() {
         std::lock_guard<std::mutex> lock(mutex_);
         received_.clear();
@@ -478,6 +492,8 @@ class FakeSendgridServer {
             std::lock_guard<std::mutex> lock(mutex_);
             received_[index].answered_status = response.status;
             received_[index].message_id = received.message_id;
+            ++totals_.answered[response.status];
+            if (fault && fault->drop_connection) ++totals_.dropped_connections;
         }
         received.answered_status = response.status;
         if (on_request_) on_request_(received);
@@ -589,6 +605,7 @@ class FakeSendgridServer {
     mutable std::mutex mutex_;
     std::deque<Fault> faults_;
     std::vector<ReceivedRequest> received_;
+    FakeServerTotals totals_;
 };
 
 }  // namespace testing

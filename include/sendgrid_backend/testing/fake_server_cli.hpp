@@ -5,7 +5,7 @@
 /// (SendGrid's official clients included: point their host at the printed URL). Link
 /// `sendgrid_backend::testing`; CMake builds and installs it as `sendgrid-fake-server`.
 ///
-///   sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]...
+///   sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]... [--metrics IP:PORT]
 ///
 /// Prints its base URL alone on the first line of stdout, logs each request on stderr, answers
 /// `GET /__requests` with what it received (JSON), forgets it on `DELETE /__requests`, and
@@ -14,8 +14,11 @@
 /// requests to that recipient), `drop` (close the connection mid-answer); e.g.
 /// `--fault 429,retry-after=1,times=2` or `--fault 400,to=bounce@example.com`. Every number
 /// has an upper bound (see `fake_server_usage`), checked before the server starts: a mistyped
-/// one is an error naming the flag and its range. Exit status: 0 stopped by a signal, 2 a bad
-/// flag, 1 any other failure (the port is taken, say).
+/// one is an error naming the flag and its range. `--metrics` serves Prometheus metrics about
+/// what the server answered (`sendgrid_fake_*`, see FakeServerCollectable) and prints their URL
+/// on the second line of stdout; it needs a build with prometheus-cpp, where CMake defines
+/// SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS and main passes `serve_fake_server_metrics`. Exit
+/// status: 0 stopped by a signal, 2 a bad flag, 1 any other failure (the port is taken, say).
 
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +28,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,17 +42,31 @@
 #include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/testing/fake_server.hpp"
 
+#if defined(SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS)
+#include <prometheus/client_metric.h>
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
+
+#include "sendgrid_backend/prometheus.hpp"
+#endif
+
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace testing {
 namespace detail {
 
 inline constexpr const char* fake_server_usage =
-    "usage: sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]...\n"
+    "usage: sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]..."
+    " [--metrics IP:PORT]\n"
     "  --port N       listen on 127.0.0.1:N, 0-65535 (0, the default: any free port)\n"
     "  --api-key KEY  the bearer key requests must carry (default SG.fake-test-key.0123456789)\n"
     "  --fault SPEC   STATUS[,times=N][,delay=MS][,retry-after=S][,to=ADDRESS][,drop]\n"
     "                 STATUS 100-599; times 1-1000000 (default 1); delay 0-3600000 ms (an\n"
     "                 hour); retry-after 0-86400 s (a day, sent with 429); repeatable\n"
+    "  --metrics IP:PORT  serve Prometheus metrics at http://IP:PORT/metrics; IP an IPv4\n"
+    "                 address or localhost, PORT 0-65535 (0: any free port), e.g.\n"
+    "                 127.0.0.1:9464; the URL is printed on the second line of stdout\n"
     "Flags also take the form --flag=VALUE. The base URL is printed alone on the first line\n"
     "of stdout; requests are logged on stderr; GET /__requests lists what was received.\n"
     "SIGINT or SIGTERM stops the server. Exit status: 0 stopped, 2 a bad flag, 1 any other\n"
@@ -60,7 +80,10 @@ inline constexpr std::int64_t fault_max_retry_after_s = 24 * 60 * 60;
 // The command line pieces the programs share (detail/command_line.hpp).
 using sendgrid_backend::detail::bounded_number;
 using sendgrid_backend::detail::FlagReader;
+using sendgrid_backend::detail::MetricsAddress;
+using sendgrid_backend::detail::MetricsEndpoint;
 using sendgrid_backend::detail::number_range;
+using sendgrid_backend::detail::parse_metrics_address;
 using sendgrid_backend::detail::quote_for_error;
 using sendgrid_backend::detail::report_usage_error;
 using sendgrid_backend::detail::unknown_argument;
@@ -127,6 +150,7 @@ struct FakeServerCommandLine {
     bool help = false;
     FakeServerOptions options;
     std::vector<Fault> faults;
+    std::optional<MetricsAddress> metrics;  ///< --metrics, when given
 };
 
 /// Parses the program's command line: `--flag VALUE` or `--flag=VALUE`.
@@ -148,6 +172,14 @@ inline FakeServerCommandLine parse_fake_server_command_line(int argc, const char
                 throw UsageError("--fault " + quote_for_error(spec) + ": " + why);
             }
             line.faults.push_back(std::move(fault));
+        } else if (flag == "--metrics") {
+            const std::string address =
+                args.value("an IP:PORT to serve /metrics on, e.g. 127.0.0.1:9464");
+            std::string why;
+            line.metrics = parse_metrics_address(address, 9464, why);
+            if (!line.metrics) {
+                throw UsageError("--metrics " + quote_for_error(address) + ": " + why);
+            }
         } else {
             throw unknown_argument(flag);
         }
@@ -156,10 +188,91 @@ inline FakeServerCommandLine parse_fake_server_command_line(int argc, const char
     return line;
 }
 
+/// Starts serving /metrics about a server (which outlives the endpoint).
+/// @throws std::exception when it cannot listen.
+using ServeMetrics =
+    std::function<MetricsEndpoint(const FakeSendgridServer&, const MetricsAddress&)>;
+
 }  // namespace detail
 
-/// The program's main: see the file comment. Returns the exit status.
-inline int run_fake_server_cli(int argc, char** argv) {
+#if defined(SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS)
+/// The fake server's totals as Prometheus counters, read at scrape time:
+/// `sendgrid_fake_requests_total{status}` (the label values of `sendgrid_requests_total`: a
+/// documented status, else its class), `sendgrid_fake_messages_accepted_total` (answered 2xx)
+/// and `sendgrid_fake_dropped_connections_total`. No label holds anything from a request.
+class FakeServerCollectable : public prometheus::Collectable {
+  public:
+    explicit FakeServerCollectable(const FakeSendgridServer& server) : server_(server) {}
+
+    std::vector<prometheus::MetricFamily> Collect() const override {
+        using Labels = sendgrid_backend::detail::RequestLabels;
+        const FakeServerTotals totals = server_.totals();
+        std::vector<double> by_label(Labels::documented + Labels::classes, 0);
+        double accepted = 0;
+        for (const auto& [status, count] : totals.answered) {
+            by_label.at(Labels::of(status, TransportError::none)) += static_cast<double>(count);
+            if (status >= 200 && status < 300) accepted += static_cast<double>(count);
+        }
+        std::vector<prometheus::MetricFamily> families(3);
+        families[0] = family("sendgrid_fake_requests_total",
+                             "Requests to /v3/mail/send the fake server answered, by status.");
+        for (std::size_t i = 0; i < by_label.size(); ++i) {
+            prometheus::ClientMetric metric;
+            metric.label.push_back({"status", Labels::name(i)});
+            metric.counter.value = by_label[i];
+            families[0].metric.push_back(metric);
+        }
+        families[1] =
+            family("sendgrid_fake_messages_accepted_total",
+                   "Requests answered 2xx: 202 with an X-Message-Id, 200 in sandbox mode.");
+        families[1].metric.emplace_back().counter.value = accepted;
+        families[2] = family("sendgrid_fake_dropped_connections_total",
+                             "Answers cut off mid-way by a drop fault.");
+        families[2].metric.emplace_back().counter.value =
+            static_cast<double>(totals.dropped_connections);
+        return families;
+    }
+
+  private:
+    static prometheus::MetricFamily family(const char* name, const char* help) {
+        prometheus::MetricFamily family;
+        family.name = name;
+        family.help = help;
+        family.type = prometheus::MetricType::Counter;
+        return family;
+    }
+
+    const FakeSendgridServer& server_;
+};
+
+/// Serves FakeServerCollectable on `address` with prometheus-cpp's Exposer: the program's
+/// `--metrics`. @throws std::runtime_error naming the flag when it cannot listen.
+inline detail::MetricsEndpoint serve_fake_server_metrics(const FakeSendgridServer& server,
+                                                         const detail::MetricsAddress& address) {
+    struct Serving {
+        std::shared_ptr<FakeServerCollectable> metrics;
+        std::unique_ptr<prometheus::Exposer> exposer;  // holds only a weak_ptr to metrics
+    };
+    auto serving = std::make_shared<Serving>();
+    serving->metrics = std::make_shared<FakeServerCollectable>(server);
+    try {
+        serving->exposer = std::make_unique<prometheus::Exposer>(address.to_string());
+    } catch (const std::exception& error) {
+        throw std::runtime_error("--metrics " + address.to_string() +
+                                 ": cannot listen there (is the port taken?): " + error.what());
+    }
+    serving->exposer->RegisterCollectable(serving->metrics);
+    const std::vector<int> ports = serving->exposer->GetListeningPorts();
+    const int port = ports.empty() ? address.port : ports.front();
+    return {"http://" + address.host + ":" + std::to_string(port) + "/metrics", serving};
+}
+#endif
+
+/// The program's main: see the file comment. Returns the exit status. `serve_metrics` serves
+/// `--metrics` (`serve_fake_server_metrics` in a build with prometheus-cpp); without it the flag
+/// is refused.
+inline int run_fake_server_cli(int argc, char** argv,
+                               const detail::ServeMetrics& serve_metrics = nullptr) {
     detail::FakeServerCommandLine line;
     try {
         line = detail::parse_fake_server_command_line(argc, argv);
@@ -169,6 +282,13 @@ inline int run_fake_server_cli(int argc, char** argv) {
     if (line.help) {
         std::fputs(detail::fake_server_usage, stdout);
         return 0;
+    }
+    if (line.metrics && !serve_metrics) {
+        return detail::report_usage_error(
+            "sendgrid-fake-server",
+            detail::UsageError("--metrics: this sendgrid-fake-server was built without "
+                               "prometheus-cpp (Debian: prometheus-cpp-dev; then configure again)"),
+            detail::fake_server_usage);
     }
     FakeServerOptions& options = line.options;
     options.on_request = [](const ReceivedRequest& request) {
@@ -187,9 +307,16 @@ inline int run_fake_server_cli(int argc, char** argv) {
     try {
         FakeSendgridServer server(options);
         for (const Fault& fault : line.faults) server.push_fault(fault);
+        // Destroyed before the server it reads.
+        const detail::MetricsEndpoint metrics =
+            line.metrics ? serve_metrics(server, *line.metrics) : detail::MetricsEndpoint{};
         std::printf("%s\n", server.url().c_str());
+        if (line.metrics) std::printf("%s\n", metrics.url.c_str());
         std::fflush(stdout);
         std::fprintf(stderr, "sendgrid-fake-server: listening on %s\n", server.url().c_str());
+        if (line.metrics) {
+            std::fprintf(stderr, "sendgrid-fake-server: metrics on %s\n", metrics.url.c_str());
+        }
         int received = 0;
         sigwait(&stop_signals, &received);
         std::fprintf(stderr, "sendgrid-fake-server: stopping (%s)\n",
