@@ -24,32 +24,15 @@
 #include <string>
 #include <vector>
 
+#include "instant_transport.hpp"
 #include "ratio_reporter.hpp"
 #include "simple_message.hpp"
 
 namespace {
 
 namespace sg = sendgrid_backend;
+using sendgrid_backend_bench::no_network_backend;
 using sendgrid_backend_bench::simple_message;
-
-/// Answers every request at once, in this process: 202 and an X-Message-Id.
-class InstantTransport : public sg::Transport {
-  public:
-    sg::HttpResponse send(const sg::HttpRequest&) override {
-        sg::HttpResponse response;
-        response.status = 202;
-        response.headers.emplace_back("X-Message-Id", "instant-0123456789abcdef");
-        return response;
-    }
-};
-
-sg::SendgridBackend no_network_backend() {
-    sg::Settings settings;
-    settings.api_key = "SG.benchmark-key";
-    sg::BackendOptions options;
-    options.transport = std::make_shared<InstantTransport>();
-    return sg::SendgridBackend(settings, options);
-}
 
 std::vector<sg::EmailMessage> messages(int count) {
     std::vector<sg::EmailMessage> list;

@@ -29,12 +29,14 @@
 #include <string>
 #include <vector>
 
+#include "instant_transport.hpp"
 #include "ratio_reporter.hpp"
 #include "simple_message.hpp"
 
 namespace {
 
 namespace sg = sendgrid_backend;
+using sendgrid_backend_bench::no_network_backend;
 
 /// SENDGRID_BACKEND_NGINX_URL, or the port in SENDGRID_BACKEND_NGINX_DIR/port (the tests'
 /// nginx fixture).
@@ -137,25 +139,6 @@ void time_send_message(benchmark::State& state, const sg::SendgridBackend& backe
 void BM_send_message(benchmark::State& state) {
     if (nginx_missing(state)) return;
     time_send_message(state, sg::SendgridBackend(settings(1)));
-}
-
-/// Answers every request at once, in this process, as nginx does: 202 and an X-Message-Id.
-class InstantTransport : public sg::Transport {
-  public:
-    sg::HttpResponse send(const sg::HttpRequest&) override {
-        sg::HttpResponse response;
-        response.status = 202;
-        response.headers.emplace_back("X-Message-Id", "instant-0123456789abcdef");
-        return response;
-    }
-};
-
-sg::SendgridBackend no_network_backend() {
-    sg::Settings s;
-    s.api_key = "SG.benchmark-key";
-    sg::BackendOptions options;
-    options.transport = std::make_shared<InstantTransport>();
-    return sg::SendgridBackend(s, options);
 }
 
 void BM_send_message_no_network(benchmark::State& state) {

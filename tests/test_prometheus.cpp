@@ -23,49 +23,18 @@
 #include <httplib.h>
 
 #include "catch.hpp"
+#include "support/prometheus_text.hpp"
 
 using namespace std::chrono_literals;
 namespace sg = sendgrid_backend;
 using sg::testing::FakeSendgridServer;
 using sg::testing::Fault;
+using test_support::promtool_findings;
+using test_support::samples_of;
 
 namespace {
 
 constexpr std::int64_t kNow = 1'700'000'000;
-
-/// Every sample of a scrape, by its name and labels as written ("a_total{x=\"y\"}").
-std::map<std::string, double> samples_of(const std::string& text) {
-    std::map<std::string, double> samples;
-    std::istringstream lines(text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        const std::size_t space = line.rfind(' ');
-        samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
-    }
-    return samples;
-}
-
-/// What `promtool check metrics` says about `text`: empty when it found nothing.
-std::string promtool_findings(const std::string& text) {
-    char path[] = "/tmp/sendgrid_metrics_XXXXXX";
-    const int fd = mkstemp(path);
-    REQUIRE(fd >= 0);
-    {
-        std::ofstream out(path);
-        out << text;
-    }
-    const std::string command = std::string("promtool check metrics < ") + path + " 2>&1";
-    std::string output;
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    char buffer[512];
-    while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
-    const int status = pclose(pipe);
-    std::remove(path);
-    if (status != 0 && output.empty()) output = "promtool failed (is it installed?)";
-    return output;
-}
 
 sg::EmailMessage mail(const std::string& subject, const std::string& to = "jane@example.com") {
     return sg::EmailMessage(subject, "Body", "Shop <shop@example.com>", {to});

@@ -31,8 +31,11 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/prometheus_text.hpp"
 
 using namespace std::chrono_literals;
+using test_support::promtool_findings;
+using test_support::samples_of;
 namespace sg = sendgrid_backend;
 
 extern char** environ;
@@ -71,19 +74,6 @@ sg::EmailMessage mail(int i) {
                             {"user" + std::to_string(i) + "@example.com"});
 }
 
-/// Samples of a text exposition by series ("name{labels}"), comments left out.
-std::map<std::string, double> samples_of(const std::string& text) {
-    std::map<std::string, double> samples;
-    std::istringstream lines(text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        const std::size_t space = line.rfind(' ');
-        samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
-    }
-    return samples;
-}
-
 /// The series of `text` whose name starts with `prefix`.
 std::map<std::string, double> family(const std::string& text, const std::string& prefix) {
     std::map<std::string, double> found;
@@ -91,28 +81,6 @@ std::map<std::string, double> family(const std::string& text, const std::string&
         if (series.rfind(prefix, 0) == 0) found[series] = value;
     }
     return found;
-}
-
-/// What `promtool check metrics` says about `text`: empty when it found nothing.
-std::string promtool_findings(const std::string& text) {
-    char path[] = "/tmp/sendgrid_queue_metrics_XXXXXX";
-    const int fd = mkstemp(path);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    {
-        std::ofstream out(path);
-        out << text;
-    }
-    const std::string command = std::string("promtool check metrics < ") + path + " 2>&1";
-    std::string output;
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    char buffer[512];
-    while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
-    const int status = pclose(pipe);
-    std::remove(path);
-    if (status != 0 && output.empty()) output = "promtool failed (is it installed?)";
-    return output;
 }
 
 /// GET /metrics from `port` on loopback; fails the test unless it answers 200.

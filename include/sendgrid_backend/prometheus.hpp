@@ -203,6 +203,17 @@ inline bool is_label_name(const std::string& name) noexcept {
     return true;
 }
 
+/// A new, empty family at the end of `families`.
+inline prometheus::MetricFamily& add_family(std::vector<prometheus::MetricFamily>& families,
+                                            const char* name, const char* help,
+                                            prometheus::MetricType type) {
+    families.emplace_back();
+    families.back().name = name;
+    families.back().help = help;
+    families.back().type = type;
+    return families.back();
+}
+
 inline constexpr std::size_t event_type_count = static_cast<std::size_t>(EventType::unknown) + 1;
 
 }  // namespace detail
@@ -284,66 +295,73 @@ class PrometheusMetrics {
         std::vector<prometheus::MetricFamily> Collect() const override {
             std::vector<prometheus::MetricFamily> families;
             {
-                auto& family = add(families, "sendgrid_messages_total",
-                                   "Messages handed to a SendgridBackend, by final outcome.",
-                                   prometheus::MetricType::Counter);
+                auto& family =
+                    detail::add_family(families, "sendgrid_messages_total",
+                                       "Messages handed to a SendgridBackend, by final outcome.",
+                                       prometheus::MetricType::Counter);
                 for (std::size_t i = 0; i < messages_.size(); ++i) {
                     counter(family, "outcome", to_string(detail::counted_outcomes[i]),
                             messages_[i]);
                 }
             }
             {
-                auto& family = add(families, "sendgrid_requests_total",
-                                   "Tries of a /v3/mail/send request, by HTTP status, status "
-                                   "class, or transport error when no answer came.",
-                                   prometheus::MetricType::Counter);
+                auto& family =
+                    detail::add_family(families, "sendgrid_requests_total",
+                                       "Tries of a /v3/mail/send request, by HTTP status, status "
+                                       "class, or transport error when no answer came.",
+                                       prometheus::MetricType::Counter);
                 for (std::size_t i = 0; i < requests_.size(); ++i) {
                     counter(family, "status", detail::RequestLabels::name(i), requests_[i]);
                 }
             }
             {
-                auto& family = add(families, "sendgrid_rate_limited_total",
-                                   "Tries SendGrid answered with 429 Too Many Requests.",
-                                   prometheus::MetricType::Counter);
+                auto& family =
+                    detail::add_family(families, "sendgrid_rate_limited_total",
+                                       "Tries SendGrid answered with 429 Too Many Requests.",
+                                       prometheus::MetricType::Counter);
                 counter(family, nullptr, nullptr,
                         requests_[detail::RequestLabels::of(429, TransportError::none)]);
             }
             {
-                auto& family = add(families, "sendgrid_send_duration_seconds",
-                                   "Time from a message's first try to its final outcome, "
-                                   "retry waits included.",
-                                   prometheus::MetricType::Histogram);
+                auto& family =
+                    detail::add_family(families, "sendgrid_send_duration_seconds",
+                                       "Time from a message's first try to its final outcome, "
+                                       "retry waits included.",
+                                       prometheus::MetricType::Histogram);
                 family.metric.push_back(labelled(nullptr, nullptr));
                 family.metric.back().histogram = duration_.read();
             }
             {
-                auto& family = add(families, "sendgrid_send_tries",
-                                   "Tries a message took until its final outcome.",
-                                   prometheus::MetricType::Histogram);
+                auto& family = detail::add_family(families, "sendgrid_send_tries",
+                                                  "Tries a message took until its final outcome.",
+                                                  prometheus::MetricType::Histogram);
                 family.metric.push_back(labelled(nullptr, nullptr));
                 family.metric.back().histogram = tries_.read();
             }
             {
-                auto& family = add(families, "sendgrid_webhook_events_total",
-                                   "New Event Webhook events received, by event type.",
-                                   prometheus::MetricType::Counter);
+                auto& family =
+                    detail::add_family(families, "sendgrid_webhook_events_total",
+                                       "New Event Webhook events received, by event type.",
+                                       prometheus::MetricType::Counter);
                 for (std::size_t i = 0; i < events_.size(); ++i) {
                     counter(family, "event", to_string(static_cast<EventType>(i)), events_[i]);
                 }
             }
             {
-                auto& family = add(families, "sendgrid_webhook_requests_total",
-                                   "Event Webhook requests, by what was done with them.",
-                                   prometheus::MetricType::Counter);
+                auto& family =
+                    detail::add_family(families, "sendgrid_webhook_requests_total",
+                                       "Event Webhook requests, by what was done with them.",
+                                       prometheus::MetricType::Counter);
                 for (std::size_t i = 0; i < webhook_requests_.size(); ++i) {
                     counter(family, "result", detail::WebhookRequestLabels::name(i),
                             webhook_requests_[i]);
                 }
             }
             {
-                auto& family = add(families, "sendgrid_webhook_duplicate_events_total",
-                                   "Event Webhook events dropped as seen before (sg_event_id).",
-                                   prometheus::MetricType::Counter);
+                auto& family =
+                    detail::add_family(families, "sendgrid_webhook_duplicate_events_total",
+                                       "Event Webhook events dropped as seen before (sg_event_id).",
+                                       prometheus::MetricType::Counter);
                 counter(family, nullptr, nullptr, duplicates_);
             }
             return families;
@@ -362,16 +380,6 @@ class PrometheusMetrics {
 
         void count_request(int http_status, TransportError error) noexcept {
             bump(requests_[detail::RequestLabels::of(http_status, error)]);
-        }
-
-        static prometheus::MetricFamily& add(std::vector<prometheus::MetricFamily>& families,
-                                             const char* name, const char* help,
-                                             prometheus::MetricType type) {
-            families.emplace_back();
-            families.back().name = name;
-            families.back().help = help;
-            families.back().type = type;
-            return families.back();
         }
 
         prometheus::ClientMetric labelled(const char* name, const char* value) const {

@@ -204,32 +204,37 @@ class RedisQueueMetrics : public prometheus::Collectable {
             // An exception would fail the whole scrape, every other collectable's metrics too.
         }
         std::vector<prometheus::MetricFamily> families;
-        auto& up = add(families, "sendgrid_queue_up",
-                       "Whether this scrape could read the queue from Redis (1) or not (0).",
-                       prometheus::MetricType::Gauge);
+        auto& up = detail::add_family(
+            families, "sendgrid_queue_up",
+            "Whether this scrape could read the queue from Redis (1) or not (0).",
+            prometheus::MetricType::Gauge);
         gauge(up, nullptr, "", snapshot ? 1 : 0);
         if (!snapshot) return families;
 
-        auto& waiting = add(families, "sendgrid_queue_waiting_entries",
-                            "Entries in the queue's stream not yet delivered to any worker.",
-                            prometheus::MetricType::Gauge);
+        auto& waiting =
+            detail::add_family(families, "sendgrid_queue_waiting_entries",
+                               "Entries in the queue's stream not yet delivered to any worker.",
+                               prometheus::MetricType::Gauge);
         gauge(waiting, nullptr, "", static_cast<double>(snapshot->waiting));
-        auto& pending = add(families, "sendgrid_queue_pending_entries",
-                            "Entries delivered to a worker and not yet finished, by consumer "
-                            "(only consumers holding some).",
-                            prometheus::MetricType::Gauge);
+        auto& pending =
+            detail::add_family(families, "sendgrid_queue_pending_entries",
+                               "Entries delivered to a worker and not yet finished, by consumer "
+                               "(only consumers holding some).",
+                               prometheus::MetricType::Gauge);
         for (const auto& [consumer, count] : snapshot->pending) {
             gauge(pending, "consumer", consumer, static_cast<double>(count));
         }
-        auto& oldest = add(families, "sendgrid_queue_oldest_pending_age_seconds",
-                           "Time since the oldest pending entry was last delivered to a worker; "
-                           "0 when none is pending.",
-                           prometheus::MetricType::Gauge);
+        auto& oldest = detail::add_family(
+            families, "sendgrid_queue_oldest_pending_age_seconds",
+            "Time since the oldest pending entry was last delivered to a worker; "
+            "0 when none is pending.",
+            prometheus::MetricType::Gauge);
         gauge(oldest, nullptr, "", static_cast<double>(snapshot->oldest_pending_idle_ms) / 1000);
-        auto& entered = add(families, "sendgrid_queue_messages_total",
-                            "Messages that entered each state of the queue (a message enters "
-                            "queued once, then sending and a final state).",
-                            prometheus::MetricType::Counter);
+        auto& entered =
+            detail::add_family(families, "sendgrid_queue_messages_total",
+                               "Messages that entered each state of the queue (a message enters "
+                               "queued once, then sending and a final state).",
+                               prometheus::MetricType::Counter);
         for (std::size_t i = 0; i < detail::queued_states.size(); ++i) {
             entered.metric.push_back(labelled("state", to_string(detail::queued_states[i])));
             entered.metric.back().counter.value = static_cast<double>(snapshot->entered[i]);
@@ -241,16 +246,6 @@ class RedisQueueMetrics : public prometheus::Collectable {
     std::string text() const { return prometheus::TextSerializer().Serialize(Collect()); }
 
   private:
-    static prometheus::MetricFamily& add(std::vector<prometheus::MetricFamily>& families,
-                                         const char* name, const char* help,
-                                         prometheus::MetricType type) {
-        families.emplace_back();
-        families.back().name = name;
-        families.back().help = help;
-        families.back().type = type;
-        return families.back();
-    }
-
     prometheus::ClientMetric labelled(const char* name, const std::string& value) const {
         prometheus::ClientMetric metric;
         for (const auto& [label, text] : constant_labels_) metric.label.push_back({label, text});
