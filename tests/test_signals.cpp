@@ -396,3 +396,69 @@ TEST_CASE("sendgrid_email_sent is one instance across translation units", "[sign
     CHECK(email_sent.disconnect("other-tu"));
     CHECK(email_sent.num_handlers() == before);
 }
+
+TEST_CASE("observers: called on every send before the handlers, until disconnected",
+          "[signals][observe]") {
+    TestSignal signal;
+    std::vector<std::string> calls;
+    Connection handler = signal.connect(
+        [&](const Sender&, const Message& m, bool) { calls.push_back("handler " + m.subject); });
+    sendgrid_backend::ObserverConnection first =
+        signal.observe([&](const Sender&, const Message& m, bool) noexcept {
+            calls.push_back("first " + m.subject);
+        });
+    sendgrid_backend::ObserverConnection second =
+        signal.observe([&](const Sender&, const Message& m, bool) noexcept {
+            calls.push_back("second " + m.subject);
+        });
+    CHECK(signal.num_handlers() == 3);
+    signal.send(Sender{}, Message{"a"}, false);
+    CHECK(signal.send_robust(Sender{}, Message{"b"}, true).empty());
+    CHECK(calls == std::vector<std::string>{"first a", "second a", "handler a", "first b",
+                                            "second b", "handler b"});
+    CHECK(first.disconnect());
+    CHECK_FALSE(first.disconnect());  // once
+    calls.clear();
+    signal.send(Sender{}, Message{"c"}, false);
+    CHECK(calls == std::vector<std::string>{"second c", "handler c"});
+    {
+        const sendgrid_backend::ObserverConnection moved = std::move(second);
+        CHECK_FALSE(second.disconnect());  // moved from: owns nothing
+    }
+    calls.clear();
+    signal.send(Sender{}, Message{"d"}, false);
+    CHECK(calls == std::vector<std::string>{"handler d"});  // removed with `moved`
+    CHECK(signal.num_handlers() == 1);
+}
+
+TEST_CASE("a signal with only observers; a handler connected later is called",
+          "[signals][observe]") {
+    TestSignal signal;
+    int observed = 0;
+    int handled = 0;
+    const auto observer =
+        signal.observe([&](const Sender&, const Message&, bool) noexcept { ++observed; });
+    CHECK(signal.has_listeners());
+    signal.send(Sender{}, Message{"x"}, false);
+    const ScopedConnection handler =
+        signal.connect([&](const Sender&, const Message&, bool) { ++handled; });
+    signal.send(Sender{}, Message{"y"}, false);
+    CHECK(observed == 2);
+    CHECK(handled == 1);
+}
+
+TEST_CASE("an observer connection may outlive its signal; what it captured is released",
+          "[signals][observe]") {
+    auto state = std::make_shared<int>(0);
+    sendgrid_backend::ObserverConnection connection;
+    {
+        TestSignal signal;
+        connection =
+            signal.observe([state](const Sender&, const Message&, bool) noexcept { ++*state; });
+        signal.send(Sender{}, Message{"x"}, false);
+        CHECK(state.use_count() == 2);
+    }
+    CHECK(*state == 1);
+    CHECK(state.use_count() == 1);         // the signal's list went with the signal
+    CHECK_FALSE(connection.disconnect());  // nothing to remove: no crash (ASan checks it)
+}

@@ -157,3 +157,35 @@ TEST_CASE("handlers connect and disconnect from inside handlers on many threads"
     for (auto& thread : threads) thread.join();
     CHECK(signal.num_handlers() == 1);
 }
+
+TEST_CASE("observers come and go while 4 threads send: each counted send lands once",
+          "[signals][threading][observe]") {
+    TestSignal signal;
+    std::atomic<long> permanent{0};
+    auto transient_state = std::make_shared<std::atomic<long>>(0);
+    const auto always = signal.observe(
+        [&](const Sender&, const Message&, bool) noexcept { permanent.fetch_add(1); });
+    std::atomic<bool> stop{false};
+    std::thread churn([&] {
+        for (int round = 0; round < kConnectRounds && !stop; ++round) {
+            auto transient =
+                signal.observe([transient_state](const Sender&, const Message&, bool) noexcept {
+                    transient_state->fetch_add(1);
+                });
+            std::this_thread::yield();
+            CHECK(transient.disconnect());
+        }
+    });
+    std::vector<std::thread> senders;
+    for (int t = 0; t < kSenderThreads; ++t) {
+        senders.emplace_back([&] {
+            for (int i = 0; i < kSendsPerThread; ++i) signal.send(Sender{}, Message{i}, false);
+        });
+    }
+    for (auto& sender : senders) sender.join();
+    stop = true;
+    churn.join();
+    CHECK(permanent == kSenderThreads * kSendsPerThread);
+    CHECK(*transient_state <= kSenderThreads * kSendsPerThread);
+    CHECK(transient_state.use_count() == 1);  // every list that held it is gone
+}

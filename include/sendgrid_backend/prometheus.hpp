@@ -2,7 +2,7 @@
 
 /// @file
 /// Prometheus metrics of the sending and the receiving side, for the ecosystem's own client
-/// library (prometheus-cpp). `PrometheusMetrics` connects to `sendgrid_email_sent`,
+/// library (prometheus-cpp). `PrometheusMetrics` observes `sendgrid_email_sent`,
 /// `sendgrid_event_received` and `sendgrid_webhook_handled` and counts what they carry; hand
 /// its `collectable()` to a `prometheus::Exposer` (or serialize it yourself) to serve
 /// `/metrics`. Link `sendgrid_backend::prometheus` (prometheus-cpp core; the Exposer is in
@@ -223,20 +223,25 @@ inline constexpr std::size_t event_type_count = static_cast<std::size_t>(EventTy
 /// disconnects its handlers; a call already running keeps what it counts into alive.
 class PrometheusMetrics {
   public:
-    /// Connects to the signals (once per PrometheusMetrics; two objects count twice).
+    /// Observes the signals (once per PrometheusMetrics; two objects count twice).
     /// @throws ImproperlyConfigured for a bucket list that is not positive and increasing, or a
     ///         constant label named like one of the metrics' own labels.
     explicit PrometheusMetrics(PrometheusOptions options = {})
         : counts_(std::make_shared<Counts>(std::move(options))) {
         std::shared_ptr<Counts> counts = counts_;
-        connections_[0] = sendgrid_email_sent.connect(
-            [counts](const SendgridBackend&, const EmailMessage& message, bool) {
+        // Observers, not handlers: a send pays no lock for them (signals.hpp, observe).
+        connections_[0] = sendgrid_email_sent.observe(
+            [counts](const SendgridBackend&, const EmailMessage& message, bool) noexcept {
                 counts->record(message.outcome);
             });
-        connections_[1] = sendgrid_event_received.connect(
-            [counts](const EventWebhook&, const WebhookEvent& e) { counts->record(e); });
-        connections_[2] = sendgrid_webhook_handled.connect(
-            [counts](const EventWebhook&, const WebhookResult& result) { counts->record(result); });
+        connections_[1] = sendgrid_event_received.observe(
+            [counts](const EventWebhook&, const WebhookEvent& event) noexcept {
+                counts->record(event);
+            });
+        connections_[2] = sendgrid_webhook_handled.observe(
+            [counts](const EventWebhook&, const WebhookResult& result) noexcept {
+                counts->record(result);
+            });
     }
 
     PrometheusMetrics(const PrometheusMetrics&) = delete;
@@ -408,7 +413,7 @@ class PrometheusMetrics {
     };
 
     std::shared_ptr<Counts> counts_;
-    std::array<ScopedConnection, 3> connections_;
+    std::array<ObserverConnection, 3> connections_;
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -32,6 +32,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/robust_combiner.hpp"
+#include "sendgrid_backend/detail/signal_observers.hpp"
 #include "sendgrid_backend/fwd.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -94,7 +95,8 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     template <class Handler>
     Connection connect(Handler&& handler, Position position = Position::back) {
         require_handler_shape<Handler>();
-        return core().signal.connect(slot_type<>(std::forward<Handler>(handler)), at(position));
+        return boost_core().signal.connect(slot_type<>(std::forward<Handler>(handler)),
+                                           at(position));
     }
 
     /// Connects `handler` unless a handler with this `dispatch_uid` is still connected, in which
@@ -103,7 +105,7 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     Connection connect(std::string_view dispatch_uid, Handler&& handler,
                        Position position = Position::back) {
         require_handler_shape<Handler>();
-        Core& core = this->core();
+        Core& core = boost_core();
         std::lock_guard<mutex_type> lock(core.uid_mutex);
         auto found = core.connections_by_uid.find(dispatch_uid);
         if (found != core.connections_by_uid.end() && found->second.connected()) {
@@ -128,7 +130,29 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
         require_handler_shape<Handler>();
         slot_type<> slot(std::forward<Handler>(handler));
         slot.track_foreign(std::weak_ptr<Owner>(owner));
-        return core().signal.connect(slot, at(position));
+        return boost_core().signal.connect(slot, at(position));
+    }
+
+    /// Connects an observer: a handler that cannot throw (it must be `noexcept`), called on
+    /// every send before the other handlers, in the order observers were connected, with no lock
+    /// taken per call. For counting (PrometheusMetrics): a signal whose only handlers are
+    /// observers never runs Boost.Signals2's emission, which takes a lock per handler. The
+    /// observer stays until the returned connection is disconnected or destroyed; a send already
+    /// running may call it once more, and keeps it (and what it captured) alive until it returns.
+    template <class Handler>
+    [[nodiscard]] ObserverConnection observe(Handler&& handler) {
+        require_handler_shape<Handler>();
+        static_assert(std::is_nothrow_invocable_v<std::decay_t<Handler>&, Args...>,
+                      "an observer must be noexcept (it runs outside send_robust's net); "
+                      "connect a handler that may throw with connect()");
+        Core& core = this->core();
+        const std::uint64_t id = core.observers->add(std::forward<Handler>(handler));
+        core.observed.store(true, std::memory_order_release);
+        std::weak_ptr<detail::ObserverList<Args...>> list = core.observers;
+        return ObserverConnection([list = std::move(list), id] {
+            const auto observers = list.lock();
+            return observers && observers->remove(id);
+        });
     }
 
     /// Disconnects the handler behind `connection`; returns whether it was still connected.
@@ -180,20 +204,17 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
         return errors;
     }
 
-    /// Whether at least one handler is connected.
-    bool has_listeners() const {
-        const Core* core = existing_core();
-        return core != nullptr && !core->signal.empty();
-    }
+    /// Whether at least one handler (or observer) is connected.
+    bool has_listeners() const { return num_handlers() != 0; }
 
-    /// How many handlers are connected.
+    /// How many handlers are connected, observers included.
     std::size_t num_handlers() const {
         const Core* core = existing_core();
-        return core == nullptr ? 0 : core->signal.num_slots();
+        return core == nullptr ? 0 : core->signal.num_slots() + core->observers->size();
     }
 
     /// The Boost.Signals2 signal underneath (for groups, shared_connection_block and the like).
-    boost_signal_type& boost_signal() { return core().signal; }
+    boost_signal_type& boost_signal() { return boost_core().signal; }
 
   private:
     // The Boost signal and everything else a connected signal needs live in a Core made by the
@@ -212,6 +233,11 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     };
     struct Core : CoreBase {
         boost_signal_type signal;
+        /// Whether Boost's signal may have a handler: until one is connected, sends skip it.
+        std::atomic<bool> boost_used{false};
+        std::atomic<bool> observed{false};  ///< whether an observer was ever connected
+        std::shared_ptr<detail::ObserverList<Args...>> observers =
+            std::make_shared<detail::ObserverList<Args...>>();
         mutex_type uid_mutex;  ///< guards connections_by_uid
         std::map<std::string, Connection, std::less<>> connections_by_uid;
     };
@@ -219,7 +245,10 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     /// Calls the handlers; with `errors`, every one, collecting what they throw (send_robust).
     static void call_handlers(CoreBase& base, std::vector<std::exception_ptr>* errors,
                               Args... args) {
-        boost_signal_type& signal = static_cast<Core&>(base).signal;
+        Core& core = static_cast<Core&>(base);
+        if (core.observed.load(std::memory_order_acquire)) core.observers->call(args...);
+        if (!core.boost_used.load(std::memory_order_acquire)) return;
+        boost_signal_type& signal = core.signal;
         if (errors == nullptr) {
             signal(args...);
         } else {
@@ -244,6 +273,13 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
             }
         }
         return static_cast<Core&>(*existing);
+    }
+    /// The Core, for a caller about to connect to (or reach) Boost's signal: sends stop
+    /// skipping it.
+    Core& boost_core() {
+        Core& core = this->core();
+        core.boost_used.store(true, std::memory_order_release);
+        return core;
     }
     Core* existing_core() const noexcept {
         return static_cast<Core*>(core_.load(std::memory_order_acquire));
