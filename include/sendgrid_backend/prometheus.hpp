@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
@@ -203,6 +204,24 @@ inline bool is_label_name(const std::string& name) noexcept {
     return true;
 }
 
+/// Refuses (ImproperlyConfigured naming `option`) a constant label that is no Prometheus label
+/// name, or that one of the metrics uses itself (`reserved`, and "le" of the histograms).
+inline void require_label_names(const std::vector<std::pair<std::string, std::string>>& labels,
+                                const char* option, std::initializer_list<const char*> reserved) {
+    for (const auto& [name, value] : labels) {
+        if (!is_label_name(name)) {
+            throw ImproperlyConfigured(option, "has \"" + name +
+                                                   "\", which is no Prometheus label name "
+                                                   "([a-zA-Z_][a-zA-Z0-9_]*, not starting __)");
+        }
+        bool taken = name == "le";
+        for (const char* used : reserved) taken = taken || name == used;
+        if (taken) {
+            throw ImproperlyConfigured(option, "has \"" + name + "\", which a metric uses itself");
+        }
+    }
+}
+
 /// A new, empty family at the end of `families`.
 inline prometheus::MetricFamily& add_family(std::vector<prometheus::MetricFamily>& families,
                                             const char* name, const char* help,
@@ -261,19 +280,9 @@ class PrometheusMetrics {
             : options_(std::move(options)),
               duration_(options_.duration_buckets, 1e9, "PrometheusOptions::duration_buckets"),
               tries_(options_.tries_buckets, 1, "PrometheusOptions::tries_buckets") {
-            for (const auto& [name, value] : options_.constant_labels) {
-                if (!detail::is_label_name(name)) {
-                    throw ImproperlyConfigured("PrometheusOptions::constant_labels",
-                                               "has \"" + name +
-                                                   "\", which is no Prometheus label name "
-                                                   "([a-zA-Z_][a-zA-Z0-9_]*, not starting __)");
-                }
-                if (name == "outcome" || name == "status" || name == "event" || name == "result" ||
-                    name == "le") {
-                    throw ImproperlyConfigured("PrometheusOptions::constant_labels",
-                                               "has \"" + name + "\", which a metric uses itself");
-                }
-            }
+            detail::require_label_names(options_.constant_labels,
+                                        "PrometheusOptions::constant_labels",
+                                        {"outcome", "status", "event", "result"});
         }
 
         void record(const SendOutcome& outcome) noexcept {

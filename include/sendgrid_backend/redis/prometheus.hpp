@@ -179,18 +179,7 @@ class RedisQueueMetrics : public prometheus::Collectable {
           constant_labels_(std::move(constant_labels)) {
         if (!redis_) throw ImproperlyConfigured("redis", "is null; pass a RedisClient");
         queue_.validate();
-        for (const auto& [name, value] : constant_labels_) {
-            if (!detail::is_label_name(name)) {
-                throw ImproperlyConfigured("constant_labels",
-                                           "has \"" + name +
-                                               "\", which is no Prometheus label name "
-                                               "([a-zA-Z_][a-zA-Z0-9_]*, not starting __)");
-            }
-            if (name == "consumer" || name == "state") {
-                throw ImproperlyConfigured("constant_labels",
-                                           "has \"" + name + "\", which a metric uses itself");
-            }
-        }
+        detail::require_label_names(constant_labels_, "constant_labels", {"consumer", "state"});
     }
 
     /// The queue's metrics; never throws for Redis (see `sendgrid_queue_up`).
