@@ -29,7 +29,7 @@
 namespace sg = sendgrid_backend;
 
 int main(int argc, char** argv) {
-    // --- Count from the start: metrics connect to the signals; the Exposer serves them. ---
+    // --- Count from the start: the metrics observe the signals; the Exposer serves them. ---
     sg::PrometheusOptions metrics_options;
     metrics_options.constant_labels = {{"service", "example"}};
     const sg::PrometheusMetrics metrics(metrics_options);
