@@ -15,6 +15,8 @@ static_assert(std::is_nothrow_move_assignable_v<sg::EmailMessage>);
 static_assert(std::is_nothrow_move_constructible_v<sg::SendOutcome>);
 static_assert(std::is_nothrow_move_constructible_v<sg::Address>);
 static_assert(std::is_nothrow_move_constructible_v<sg::HttpResponse>);
+static_assert(std::is_nothrow_move_constructible_v<sg::ObserverConnection>);
+static_assert(std::is_nothrow_move_assignable_v<sg::ObserverConnection>);
 static_assert(std::is_nothrow_move_constructible_v<sg::WebhookEvent>);
 static_assert(noexcept(sg::to_string(sg::SendStatus::accepted)));
 static_assert(noexcept(sg::to_string(sg::TransportError::timeout)));

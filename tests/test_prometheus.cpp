@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,10 +79,12 @@ TEST_CASE("/metrics after a known sequence of sends and webhook requests", "[pro
     sg::Settings settings = server.settings();
     settings.retry.initial_backoff = 1ms;
     settings.retry.max_backoff = 5ms;
-    settings.timeout = 300ms;
+    settings.timeout = 5000ms;  // ample, even under a sanitizer on a busy machine
     sg::BackendOptions quietly;
     quietly.fail_silently = true;
     sg::SendgridBackend backend(settings, quietly);
+    settings.timeout = 300ms;  // for the one send meant to time out
+    sg::SendgridBackend impatient(settings, quietly);
 
     sg::PrometheusOptions options;
     options.constant_labels = {{"service", "test"}};
@@ -106,7 +109,7 @@ TEST_CASE("/metrics after a known sequence of sends and webhook requests", "[pro
     Fault slow;
     slow.delay = 1000ms;
     server.push_fault(slow);
-    CHECK_FALSE(send(backend, mail("timeout")));
+    CHECK_FALSE(send(impatient, mail("timeout")));
     CHECK_FALSE(send(backend, mail("invalid", "not an address")));
     CHECK_FALSE(send(backend, mail("cancelled")));
     CHECK(server.wait_for_requests(5));  // 202, 400, 429, 202, the slow one
@@ -329,4 +332,39 @@ TEST_CASE("options are checked, naming the option", "[prometheus]") {
     refused(options, "no Prometheus label name");
     options.constant_labels = {{"__reserved", "x"}};
     refused(options, "no Prometheus label name");
+    options.constant_labels = {{"service", "a"}, {"service", "b"}};  // promtool: duplicate label
+    refused(options, "twice");
+}
+
+TEST_CASE("a try kept both as earlier and as final is counted once", "[prometheus]") {
+    // An outcome interrupted by an error may keep its last try in earlier_tries as well.
+    sg::PrometheusMetrics metrics;
+    sg::EmailMessage message = mail("interrupted");
+    message.outcome.status = sg::SendStatus::rejected;
+    message.outcome.http_status = 429;
+    message.outcome.tries = 2;
+    message.outcome.earlier_tries = {{429, sg::TransportError::none},
+                                     {429, sg::TransportError::none}};
+    sg::testing::FakeSendgridServer server;
+    const sg::SendgridBackend backend(server.settings());
+    sg::sendgrid_email_sent.send(backend, message, true);
+    CHECK(samples_of(metrics.text()).at("sendgrid_requests_total{status=\"429\"}") == 2);
+}
+
+TEST_CASE("a sendgrid_webhook_handled handler that throws goes to on_result_handler_error",
+          "[prometheus][webhook]") {
+    sg::ScopedConnection careless =
+        sg::sendgrid_webhook_handled.connect([](const sg::EventWebhook&, const sg::WebhookResult&) {
+            throw std::runtime_error("oops");
+        });
+    sg::WebhookOptions options;
+    options.allow_unsigned = true;
+    int reported = 0;
+    options.on_result_handler_error = [&](const sg::WebhookResult& result, std::exception_ptr) {
+        CHECK(result.accepted());
+        ++reported;
+    };
+    const sg::EventWebhook webhook(options);
+    CHECK(webhook.handle({}, R"([{"event":"open"}])").http_status == 200);  // the answer stands
+    CHECK(reported == 1);
 }

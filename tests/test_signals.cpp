@@ -1,5 +1,9 @@
 #include <sendgrid_backend/signals.hpp>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -461,4 +465,38 @@ TEST_CASE("an observer connection may outlive its signal; what it captured is re
     CHECK(*state == 1);
     CHECK(state.use_count() == 1);         // the signal's list went with the signal
     CHECK_FALSE(connection.disconnect());  // nothing to remove: no crash (ASan checks it)
+}
+
+TEST_CASE("an observer whose captures disconnect another observer, released on disconnect",
+          "[signals][observe]") {
+    // Releasing the outer observer destroys the inner one's connection, which disconnects from
+    // the same signal: the list's lock must not be held then (it would wait for itself).
+    TestSignal signal;
+    int inner_calls = 0;
+    auto inner = std::make_shared<sendgrid_backend::ObserverConnection>(
+        signal.observe([&](const Sender&, const Message&, bool) noexcept { ++inner_calls; }));
+    sendgrid_backend::ObserverConnection outer =
+        signal.observe([owned = std::move(inner)](const Sender&, const Message&, bool) noexcept {});
+    auto done = std::async(std::launch::async, [&] { return outer.disconnect(); });
+    if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        std::fputs("disconnecting an observer deadlocked\n", stderr);
+        std::_Exit(1);  // the thread cannot be joined: end the test program, failed
+    }
+    CHECK(done.get());
+    signal.send(Sender{}, Message{"x"}, false);
+    CHECK(inner_calls == 0);  // the inner observer went with the outer one
+    CHECK(signal.num_handlers() == 0);
+}
+
+TEST_CASE("disconnect_all removes observers too", "[signals][observe]") {
+    TestSignal signal;
+    int calls = 0;
+    auto observer = signal.observe([&](const Sender&, const Message&, bool) noexcept { ++calls; });
+    const Connection handler =
+        signal.connect([&](const Sender&, const Message&, bool) { ++calls; });
+    signal.disconnect_all();
+    CHECK_FALSE(signal.has_listeners());
+    signal.send(Sender{}, Message{"x"}, false);
+    CHECK(calls == 0);
+    CHECK_FALSE(observer.disconnect());  // already gone
 }

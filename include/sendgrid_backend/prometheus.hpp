@@ -21,6 +21,7 @@
 /// for every message. No label holds anything from a message (no address, subject or key): every
 /// label value comes from a closed list, so the number of series is fixed.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -204,10 +205,14 @@ inline bool is_label_name(const std::string& name) noexcept {
     return true;
 }
 
+/// Labels on every series of a collector (PrometheusOptions::constant_labels).
+using ConstantLabels = std::vector<std::pair<std::string, std::string>>;
+
 /// Refuses (ImproperlyConfigured naming `option`) a constant label that is no Prometheus label
-/// name, or that one of the metrics uses itself (`reserved`, and "le" of the histograms).
-inline void require_label_names(const std::vector<std::pair<std::string, std::string>>& labels,
-                                const char* option, std::initializer_list<const char*> reserved) {
+/// name, that one of the metrics uses itself (`reserved`, and "le" of the histograms), or that
+/// is given twice (Prometheus refuses a whole scrape with a repeated label).
+inline void require_label_names(const ConstantLabels& labels, const char* option,
+                                std::initializer_list<const char*> reserved) {
     for (const auto& [name, value] : labels) {
         if (!is_label_name(name)) {
             throw ImproperlyConfigured(option, "has \"" + name +
@@ -216,10 +221,26 @@ inline void require_label_names(const std::vector<std::pair<std::string, std::st
         }
         bool taken = name == "le";
         for (const char* used : reserved) taken = taken || name == used;
+        std::size_t times = 0;
+        for (const auto& other : labels) times += other.first == name ? 1 : 0;
+        if (times > 1) throw ImproperlyConfigured(option, "has \"" + name + "\" twice");
         if (taken) {
             throw ImproperlyConfigured(option, "has \"" + name + "\", which a metric uses itself");
         }
     }
+}
+
+/// A new series of `family`: the constant labels and, when `name` is given, `name`=`value`.
+/// The caller sets its value.
+inline prometheus::ClientMetric& add_series(prometheus::MetricFamily& family,
+                                            const ConstantLabels& constant,
+                                            const char* name = nullptr,
+                                            const std::string& value = std::string()) {
+    family.metric.emplace_back();
+    prometheus::ClientMetric& metric = family.metric.back();
+    for (const auto& [label, text] : constant) metric.label.push_back({label, text});
+    if (name != nullptr) metric.label.push_back({name, value});
+    return metric;
 }
 
 /// A new, empty family at the end of `families`.
@@ -234,6 +255,9 @@ inline prometheus::MetricFamily& add_family(std::vector<prometheus::MetricFamily
 }
 
 inline constexpr std::size_t event_type_count = static_cast<std::size_t>(EventType::unknown) + 1;
+static_assert(static_cast<std::size_t>(WebhookRefusal::malformed_body) ==
+                  WebhookRequestLabels::refusals,
+              "a WebhookRefusal was added: WebhookRequestLabels counts them");
 
 }  // namespace detail
 
@@ -287,9 +311,14 @@ class PrometheusMetrics {
 
         void record(const SendOutcome& outcome) noexcept {
             bump(messages_[outcome_index(outcome.status)]);
-            if (outcome.tries == 0) return;  // never handed to the transport
-            for (const EarlierTry& earlier : outcome.earlier_tries) {
-                count_request(earlier.http_status, earlier.transport_error);
+            if (outcome.tries <= 0) return;  // never handed to the transport
+            // At most tries - 1: an outcome interrupted by an error (out of memory) may keep its
+            // last try both there and as the final answer.
+            const std::size_t earlier =
+                std::min(outcome.earlier_tries.size(), static_cast<std::size_t>(outcome.tries - 1));
+            for (std::size_t i = 0; i < earlier; ++i) {
+                count_request(outcome.earlier_tries[i].http_status,
+                              outcome.earlier_tries[i].transport_error);
             }
             count_request(outcome.http_status, outcome.transport_error);
             const auto nanoseconds = outcome.duration.count();
@@ -298,7 +327,8 @@ class PrometheusMetrics {
         }
 
         void record(const WebhookEvent& event) noexcept {
-            bump(events_[static_cast<std::size_t>(event.type)]);
+            const auto type = static_cast<std::size_t>(event.type);
+            bump(events_[type < events_.size() ? type : events_.size() - 1]);  // else: unknown
         }
 
         void record(const WebhookResult& result) noexcept {
@@ -342,15 +372,13 @@ class PrometheusMetrics {
                                        "Time from a message's first try to its final outcome, "
                                        "retry waits included.",
                                        prometheus::MetricType::Histogram);
-                family.metric.push_back(labelled(nullptr, nullptr));
-                family.metric.back().histogram = duration_.read();
+                detail::add_series(family, options_.constant_labels).histogram = duration_.read();
             }
             {
                 auto& family = detail::add_family(families, "sendgrid_send_tries",
                                                   "Tries a message took until its final outcome.",
                                                   prometheus::MetricType::Histogram);
-                family.metric.push_back(labelled(nullptr, nullptr));
-                family.metric.back().histogram = tries_.read();
+                detail::add_series(family, options_.constant_labels).histogram = tries_.read();
             }
             {
                 auto& family =
@@ -396,19 +424,10 @@ class PrometheusMetrics {
             bump(requests_[detail::RequestLabels::of(http_status, error)]);
         }
 
-        prometheus::ClientMetric labelled(const char* name, const char* value) const {
-            prometheus::ClientMetric metric;
-            for (const auto& [label, text] : options_.constant_labels) {
-                metric.label.push_back({label, text});
-            }
-            if (name != nullptr) metric.label.push_back({name, value});
-            return metric;
-        }
-
         void counter(prometheus::MetricFamily& family, const char* name, const char* value,
                      const Count& count) const {
-            family.metric.push_back(labelled(name, value));
-            family.metric.back().counter.value = detail::read(count);
+            detail::add_series(family, options_.constant_labels, name, value ? value : "")
+                .counter.value = detail::read(count);
         }
 
         PrometheusOptions options_;

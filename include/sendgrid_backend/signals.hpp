@@ -177,10 +177,11 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
         return was_connected;
     }
 
-    /// Disconnects every handler.
+    /// Disconnects every handler, observers included.
     void disconnect_all() {
         Core* core = existing_core();
         if (core == nullptr) return;
+        core->observers->clear();
         std::lock_guard<mutex_type> lock(core->uid_mutex);
         core->signal.disconnect_all_slots();
         core->connections_by_uid.clear();

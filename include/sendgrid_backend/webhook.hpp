@@ -175,6 +175,8 @@ struct WebhookOptions {
     std::shared_ptr<SeenEventIds> seen = std::make_shared<InMemorySeenEventIds>();
     /// Receives exceptions thrown by sendgrid_event_received handlers; null: one line on stderr.
     std::function<void(const WebhookEvent&, std::exception_ptr)> on_handler_error;
+    /// Receives exceptions thrown by sendgrid_webhook_handled handlers; null: one line on stderr.
+    std::function<void(const WebhookResult&, std::exception_ptr)> on_result_handler_error;
 };
 
 /// The receiving side of the Event Webhook. See the file comment. Thread-safe.
@@ -200,9 +202,8 @@ class EventWebhook {
     WebhookResult handle(const HttpHeaders& headers, std::string_view body) const {
         WebhookResult result = receive(headers, body);
         for (const auto& error : sendgrid_webhook_handled.send_robust(*this, result)) {
-            detail::report_handler_error(
-                std::function<void(const WebhookResult&, std::exception_ptr)>{}, result, error,
-                "sendgrid_webhook_handled handler");
+            detail::report_handler_error(options_.on_result_handler_error, result, error,
+                                         "sendgrid_webhook_handled handler");
         }
         return result;
     }

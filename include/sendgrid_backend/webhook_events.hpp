@@ -410,7 +410,8 @@ struct WebhookResult {
 
 /// Sent once by every `EventWebhook::handle` call (webhook.hpp), accepted or refused, after the
 /// request's events were sent on `sendgrid_event_received`, on the same thread: what a request
-/// counter or an access log needs. A handler that throws is reported on stderr; the answer stands.
+/// counter or an access log needs. A handler that throws is reported to
+/// `WebhookOptions::on_result_handler_error` (default: stderr); the answer stands.
 inline BasicSignal<void(const EventWebhook&, const WebhookResult&)> sendgrid_webhook_handled;
 
 /// Sent by `EventWebhook::handle` (webhook.hpp) for each new event of a verified request, on the

@@ -5,8 +5,10 @@
 /// no lock taken per handler. A send copies the shared_ptr of an immutable list; observe and
 /// disconnect publish a new list. A send that copied the old list keeps it, and with it each
 /// observer's state, alive until it returns: nothing is freed under a running call. The copy is
-/// guarded by a spin lock held for one reference-count increment: std::atomic_load of a
-/// shared_ptr goes through libstdc++'s pool of mutexes, which cost a send several times more.
+/// guarded by a spin lock held for one reference-count increment (std::atomic_load of a
+/// shared_ptr takes one of libstdc++'s pool of mutexes instead, which a send pays for). A list
+/// replaced by a writer is released after the writer's lock: releasing it may destroy an
+/// observer, whose captures may disconnect other observers of the same signal.
 
 #include <algorithm>
 #include <atomic>
@@ -30,30 +32,42 @@ class ObserverList {
 
     /// Adds `handler` at the end; returns its id for `remove`.
     std::uint64_t add(Handler handler) {
+        auto entry = std::make_shared<Entry>(Entry{0, std::move(handler)});
+        std::shared_ptr<const Entries> replaced;  // released after the lock (see the file comment)
         std::lock_guard<std::mutex> lock(write_mutex_);
         auto next = std::make_shared<Entries>(current_locked());
-        next->push_back(Entry{++last_id_, std::move(handler)});
-        publish(std::move(next));
-        return last_id_;
+        const std::uint64_t id = ++last_id_;
+        entry->id = id;
+        next->push_back(std::move(entry));
+        replaced = publish(std::move(next));
+        return id;
     }
 
     /// Removes the observer `id`; returns whether it was there.
     bool remove(std::uint64_t id) {
+        std::shared_ptr<const Entries> replaced;  // released after the lock
         std::lock_guard<std::mutex> lock(write_mutex_);
         auto next = std::make_shared<Entries>(current_locked());
         const std::size_t before = next->size();
         next->erase(std::remove_if(next->begin(), next->end(),
-                                   [id](const Entry& entry) { return entry.id == id; }),
+                                   [id](const auto& entry) { return entry->id == id; }),
                     next->end());
         if (next->size() == before) return false;
-        publish(std::move(next));
+        replaced = publish(std::move(next));
         return true;
+    }
+
+    /// Removes every observer (BasicSignal::disconnect_all).
+    void clear() {
+        std::shared_ptr<const Entries> replaced;  // released after the lock
+        std::lock_guard<std::mutex> lock(write_mutex_);
+        replaced = publish(std::make_shared<Entries>());
     }
 
     void call(Args... args) const noexcept {
         const std::shared_ptr<const Entries> entries = snapshot();
         if (!entries) return;
-        for (const Entry& entry : *entries) entry.handler(args...);
+        for (const auto& entry : *entries) entry->handler(args...);
     }
 
     std::size_t size() const noexcept {
@@ -66,7 +80,8 @@ class ObserverList {
         std::uint64_t id;
         Handler handler;
     };
-    using Entries = std::vector<Entry>;
+    /// Shared, so that a writer copies pointers, never a handler (which could throw).
+    using Entries = std::vector<std::shared_ptr<const Entry>>;
 
     class SpinGuard {
       public:
@@ -92,14 +107,13 @@ class ObserverList {
         return entries ? *entries : Entries{};
     }
 
-    void publish(std::shared_ptr<Entries> next) noexcept {
+    /// Makes `next` the list; returns the one it replaced, for the caller to release once it
+    /// holds no lock.
+    [[nodiscard]] std::shared_ptr<const Entries> publish(std::shared_ptr<Entries> next) noexcept {
         std::shared_ptr<const Entries> replaced(std::move(next));
-        {
-            const SpinGuard guard(entries_lock_);
-            entries_.swap(replaced);
-        }
-        // `replaced`, the old list, is released here, outside the spin lock (its last owner may
-        // be this writer, and destroying handlers may take time).
+        const SpinGuard guard(entries_lock_);
+        entries_.swap(replaced);
+        return replaced;
     }
 
     std::mutex write_mutex_;  ///< one writer at a time: each copies the list it replaces

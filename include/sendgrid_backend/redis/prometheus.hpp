@@ -13,16 +13,17 @@
 /// @endcode
 ///
 /// A scrape reads the stream, its consumer group and the state counts in one MULTI/EXEC (one
-/// round trip; the numbers agree with each other). Waiting entries are the group's `lag` when
-/// Redis can tell it, else the stream's length minus the pending entries: workers XACK and XDEL
-/// every entry they finish, so whatever is left is pending or not yet delivered. Pending entries
-/// are labelled by consumer: workers are named by their operator (or "<host>-<pid>"), and only
-/// consumers holding entries have a series, so their number stays that of the live and recently
-/// dead workers. The states are counted as messages enter them, by the queue's own scripts,
-/// into one hash next to the stream (RedisQueueOptions::state_counts_key), since the statuses
-/// are one key per message: counting those would read them all. The counts start when this
-/// version's producers and workers do. When Redis cannot be read, `sendgrid_queue_up` is 0 and
-/// the other families are left out; the scrape itself still succeeds.
+/// round trip; the numbers agree with each other), then each consumer's oldest pending entry
+/// (a second round trip, for `sendgrid_queue_oldest_pending_age_seconds`). Waiting entries are the
+/// group's `lag` when Redis can tell it, else the stream's length minus the pending entries:
+/// workers XACK and XDEL every entry they finish, so whatever is left is pending or not yet
+/// delivered. Pending entries are labelled by consumer: workers are named by their operator (or
+/// "<host>-<pid>"), and only consumers holding entries have a series, so their number stays that of
+/// the live and recently dead workers. The states are counted as messages enter them, by the
+/// queue's own scripts, into one hash next to the stream (RedisQueueOptions::state_counts_key),
+/// since the statuses are one key per message: counting those would read them all. The counts start
+/// when this version's producers and workers do. When Redis cannot be read, `sendgrid_queue_up` is
+/// 0 and the other families are left out; the scrape itself still succeeds.
 
 #include <algorithm>
 #include <array>
@@ -51,17 +52,12 @@ SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 namespace detail {
 
-/// Every state, in the order `sendgrid_queue_messages_total` lists them.
-inline constexpr std::array<QueuedState, 5> queued_states{
-    QueuedState::queued, QueuedState::sending, QueuedState::accepted, QueuedState::failed,
-    QueuedState::unknown};
-
 /// What one scrape reads of a queue.
 struct QueueSnapshot {
     std::int64_t waiting = 0;
     std::vector<std::pair<std::string, std::int64_t>> pending;  ///< by consumer
-    std::int64_t oldest_pending_idle_ms = 0;
-    std::array<std::int64_t, queued_states.size()> entered{};  ///< by queued_states
+    std::int64_t oldest_pending_idle_ms = 0;                    ///< see longest_held_ms
+    std::array<std::int64_t, queued_states.size()> entered{};   ///< by queued_states
 };
 
 /// An integer answer, or a decimal one (XPENDING gives its per-consumer counts as strings).
@@ -90,20 +86,47 @@ inline const RedisValue* group_of(const RedisValue& groups, const std::string& g
     return nullptr;
 }
 
+inline RedisError queue_read_failed(const RedisQueueOptions& queue, const std::string& why) {
+    return RedisError("reading the queue " + quote_for_error(queue.stream) + " failed: " + why);
+}
+
+/// The longest time, in ms, any consumer has held its lowest-ID pending entry since that entry
+/// was last delivered to it (read or claimed); 0 when none is pending. The group's lowest-ID
+/// entry alone would not do: XAUTOCLAIM claims in ID order and resets the idle time of what it
+/// claims, so after a partial claim that entry is fresh while the next ones still sit at a dead
+/// consumer. Reading each consumer's is one round trip; consumers are few (see the file comment).
+/// @throws RedisError when Redis refuses a command.
+inline std::int64_t longest_held_ms(
+    RedisClient& redis, const RedisQueueOptions& queue,
+    const std::vector<std::pair<std::string, std::int64_t>>& pending) {
+    if (pending.empty()) return 0;
+    std::vector<std::vector<std::string>> commands;
+    for (const auto& consumer : pending) {
+        commands.push_back({"XPENDING", queue.stream, queue.group, "-", "+", "1", consumer.first});
+    }
+    std::int64_t longest = 0;
+    for (const RedisValue& answer : redis.pipeline(commands)) {
+        if (answer.is_error()) throw queue_read_failed(queue, answer.text);
+        // [[id, consumer, idle ms, deliveries]], or none when it finished them meanwhile.
+        if (!answer.elements.empty() && answer.elements[0].elements.size() >= 3) {
+            longest = std::max(longest, integer_of(answer.elements[0].elements[2]));
+        }
+    }
+    return longest;
+}
+
 /// @throws RedisError when Redis cannot be reached or refuses a command.
 inline QueueSnapshot read_queue_snapshot(RedisClient& redis, const RedisQueueOptions& queue) {
     std::vector<std::string> counts{"HMGET", queue.state_counts_key()};
     for (QueuedState state : queued_states) counts.emplace_back(to_string(state));
-    const std::vector<RedisValue> answers =
-        redis.pipeline({{"MULTI"},
-                        {"XLEN", queue.stream},
-                        {"XINFO", "GROUPS", queue.stream},
-                        {"XPENDING", queue.stream, queue.group},
-                        {"XPENDING", queue.stream, queue.group, "-", "+", "1"},
-                        counts,
-                        {"EXEC"}});
+    const std::vector<RedisValue> answers = redis.pipeline({{"MULTI"},
+                                                            {"XLEN", queue.stream},
+                                                            {"XINFO", "GROUPS", queue.stream},
+                                                            {"XPENDING", queue.stream, queue.group},
+                                                            counts,
+                                                            {"EXEC"}});
     const RedisValue& exec = answers.back();
-    if (exec.is_error() || exec.elements.size() != 5) {
+    if (exec.is_error() || exec.elements.size() != 4) {
         std::string why = exec.text;
         for (const RedisValue& answer : answers) {
             if (answer.is_error()) {
@@ -111,19 +134,14 @@ inline QueueSnapshot read_queue_snapshot(RedisClient& redis, const RedisQueueOpt
                 break;
             }
         }
-        throw RedisError("reading the queue " + quote_for_error(queue.stream) + " failed: " + why);
+        throw queue_read_failed(queue, why);
     }
     const RedisValue& length = exec.elements[0];
     const RedisValue& groups = exec.elements[1];
     const RedisValue& summary = exec.elements[2];
-    const RedisValue& oldest = exec.elements[3];
-    const RedisValue& entered = exec.elements[4];
-    auto refused = [&](const RedisValue& answer) {
-        throw RedisError("reading the queue " + quote_for_error(queue.stream) +
-                         " failed: " + answer.text);
-    };
-    if (length.is_error()) refused(length);
-    if (entered.is_error()) refused(entered);
+    const RedisValue& entered = exec.elements[3];
+    if (length.is_error()) throw queue_read_failed(queue, length.text);
+    if (entered.is_error()) throw queue_read_failed(queue, entered.text);
 
     QueueSnapshot snapshot;
     for (std::size_t i = 0; i < snapshot.entered.size() && i < entered.elements.size(); ++i) {
@@ -131,13 +149,12 @@ inline QueueSnapshot read_queue_snapshot(RedisClient& redis, const RedisQueueOpt
     }
     // No stream yet (XINFO: no such key), or no worker has created the group: all is waiting.
     const RedisValue* group = groups.is_error() ? nullptr : group_of(groups, queue.group);
-    if (groups.is_error() && length.integer != 0) refused(groups);
+    if (groups.is_error() && length.integer != 0) throw queue_read_failed(queue, groups.text);
     if (group == nullptr) {
         snapshot.waiting = length.integer;
         return snapshot;
     }
-    if (summary.is_error()) refused(summary);
-    if (oldest.is_error()) refused(oldest);
+    if (summary.is_error()) throw queue_read_failed(queue, summary.text);
     const std::int64_t pending = summary.elements.empty() ? 0 : integer_of(summary.elements[0]);
     if (summary.elements.size() == 4) {
         for (const RedisValue& consumer : summary.elements[3].elements) {
@@ -152,9 +169,7 @@ inline QueueSnapshot read_queue_snapshot(RedisClient& redis, const RedisQueueOpt
     snapshot.waiting = lag != nullptr && lag->type == RedisValue::Type::integer
                            ? lag->integer
                            : std::max<std::int64_t>(0, length.integer - pending);
-    if (!oldest.elements.empty() && oldest.elements[0].elements.size() >= 3) {
-        snapshot.oldest_pending_idle_ms = integer_of(oldest.elements[0].elements[2]);
-    }
+    snapshot.oldest_pending_idle_ms = longest_held_ms(redis, queue, snapshot.pending);
     return snapshot;
 }
 
@@ -171,9 +186,8 @@ class RedisQueueMetrics : public prometheus::Collectable {
     /// serving two queues tells them apart by one, say {"queue", "billing"}).
     /// @throws ImproperlyConfigured when `redis` is null, a queue option is out of range, or a
     ///         constant label is no Prometheus label name or is named "consumer" or "state".
-    explicit RedisQueueMetrics(
-        std::shared_ptr<RedisClient> redis, RedisQueueOptions queue = {},
-        std::vector<std::pair<std::string, std::string>> constant_labels = {})
+    explicit RedisQueueMetrics(std::shared_ptr<RedisClient> redis, RedisQueueOptions queue = {},
+                               detail::ConstantLabels constant_labels = {})
         : redis_(std::move(redis)),
           queue_(std::move(queue)),
           constant_labels_(std::move(constant_labels)) {
@@ -197,36 +211,41 @@ class RedisQueueMetrics : public prometheus::Collectable {
             families, "sendgrid_queue_up",
             "Whether this scrape could read the queue from Redis (1) or not (0).",
             prometheus::MetricType::Gauge);
-        gauge(up, nullptr, "", snapshot ? 1 : 0);
+        detail::add_series(up, constant_labels_).gauge.value = snapshot ? 1 : 0;
         if (!snapshot) return families;
 
         auto& waiting =
             detail::add_family(families, "sendgrid_queue_waiting_entries",
                                "Entries in the queue's stream not yet delivered to any worker.",
                                prometheus::MetricType::Gauge);
-        gauge(waiting, nullptr, "", static_cast<double>(snapshot->waiting));
+        detail::add_series(waiting, constant_labels_).gauge.value =
+            static_cast<double>(snapshot->waiting);
         auto& pending =
             detail::add_family(families, "sendgrid_queue_pending_entries",
                                "Entries delivered to a worker and not yet finished, by consumer "
                                "(only consumers holding some).",
                                prometheus::MetricType::Gauge);
         for (const auto& [consumer, count] : snapshot->pending) {
-            gauge(pending, "consumer", consumer, static_cast<double>(count));
+            detail::add_series(pending, constant_labels_, "consumer", consumer).gauge.value =
+                static_cast<double>(count);
         }
         auto& oldest = detail::add_family(
             families, "sendgrid_queue_oldest_pending_age_seconds",
-            "Time since the oldest pending entry was last delivered to a worker; "
-            "0 when none is pending.",
+            "Longest time a consumer has held its oldest pending entry (its lowest stream ID) "
+            "since that entry was delivered to it or claimed by it; 0 when none is pending.",
             prometheus::MetricType::Gauge);
-        gauge(oldest, nullptr, "", static_cast<double>(snapshot->oldest_pending_idle_ms) / 1000);
-        auto& entered =
-            detail::add_family(families, "sendgrid_queue_messages_total",
-                               "Messages that entered each state of the queue (a message enters "
-                               "queued once, then sending and a final state).",
-                               prometheus::MetricType::Counter);
+        detail::add_series(oldest, constant_labels_).gauge.value =
+            static_cast<double>(snapshot->oldest_pending_idle_ms) / 1000;
+        auto& entered = detail::add_family(
+            families, "sendgrid_queue_messages_total",
+            "Messages that entered each state of the queue: queued once, a final state once, "
+            "sending before each send (again when a worker resends a claimed message, "
+            "WorkerOptions::resend_unknown).",
+            prometheus::MetricType::Counter);
         for (std::size_t i = 0; i < detail::queued_states.size(); ++i) {
-            entered.metric.push_back(labelled("state", to_string(detail::queued_states[i])));
-            entered.metric.back().counter.value = static_cast<double>(snapshot->entered[i]);
+            detail::add_series(entered, constant_labels_, "state",
+                               to_string(detail::queued_states[i]))
+                .counter.value = static_cast<double>(snapshot->entered[i]);
         }
         return families;
     }
@@ -235,22 +254,9 @@ class RedisQueueMetrics : public prometheus::Collectable {
     std::string text() const { return prometheus::TextSerializer().Serialize(Collect()); }
 
   private:
-    prometheus::ClientMetric labelled(const char* name, const std::string& value) const {
-        prometheus::ClientMetric metric;
-        for (const auto& [label, text] : constant_labels_) metric.label.push_back({label, text});
-        if (name != nullptr) metric.label.push_back({name, value});
-        return metric;
-    }
-
-    void gauge(prometheus::MetricFamily& family, const char* name, const std::string& value,
-               double number) const {
-        family.metric.push_back(labelled(name, value));
-        family.metric.back().gauge.value = number;
-    }
-
     std::shared_ptr<RedisClient> redis_;
     RedisQueueOptions queue_;
-    std::vector<std::pair<std::string, std::string>> constant_labels_;
+    detail::ConstantLabels constant_labels_;
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

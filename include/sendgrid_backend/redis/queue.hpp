@@ -27,6 +27,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -120,9 +121,13 @@ struct QueuedStatus {
 
 namespace detail {
 
+/// Every state, in the order of their life (and of `sendgrid_queue_messages_total`).
+inline constexpr std::array<QueuedState, 5> queued_states{
+    QueuedState::queued, QueuedState::sending, QueuedState::accepted, QueuedState::failed,
+    QueuedState::unknown};
+
 inline std::optional<QueuedState> queued_state_from(const std::string& text) {
-    for (QueuedState state : {QueuedState::queued, QueuedState::sending, QueuedState::accepted,
-                              QueuedState::failed, QueuedState::unknown}) {
+    for (QueuedState state : queued_states) {
         if (text == to_string(state)) return state;
     }
     return std::nullopt;
