@@ -1,7 +1,8 @@
 // RedisQueueMetrics against the fixture's redis-server: a worker killed while holding entries,
 // then a live one taking them over, each step scraped over HTTP from prometheus-cpp's Exposer
-// with exact values and passed through `promtool check metrics`; a scrape while Redis is down;
-// and sendgrid-worker --metrics scraped as a process.
+// with exact values and passed through `promtool check metrics`; the oldest pending age after a
+// partial claim; a scrape while Redis is down; and sendgrid-worker --metrics scraped as a
+// process.
 #include <sendgrid_backend/prometheus.hpp>
 #include <sendgrid_backend/redis/prometheus.hpp>
 #include <sendgrid_backend/redis/queue.hpp>
@@ -109,15 +110,30 @@ struct QueueScrape {
     }
 };
 
-/// A backend for the fake server that gives up on a send after one try of 100 ms, so that a
-/// visibility timeout of 150 ms is long enough.
+/// A backend for the fake server that gives up on a send after one try, so that its longest
+/// send is the timeout: ample for a loopback answer on a busy machine under a sanitizer, and
+/// shorter than `visibility_timeout`.
 std::shared_ptr<sg::SendgridBackend> quick_backend(const sg::testing::FakeSendgridServer& server) {
     sg::Settings settings = server.settings();
-    settings.timeout = 100ms;
+    settings.timeout = 5s;
     settings.retry.max_attempts = 1;
     sg::BackendOptions options;
     options.fail_silently = true;
     return std::make_shared<sg::SendgridBackend>(settings, options);
+}
+
+constexpr std::chrono::milliseconds visibility_timeout = 10s;
+
+/// Makes the entries `read` (an XREADGROUP answer) look delivered to `consumer` `idle` ago, as
+/// if it had held them that long (XCLAIM's IDLE; JUSTID leaves their delivery counts alone).
+void backdate(sg::RedisClient& client, const sg::RedisQueueOptions& names,
+              const sg::RedisValue& read, const std::string& consumer,
+              std::chrono::milliseconds idle) {
+    const auto& entries = read.elements.at(0).elements.at(1).elements;
+    std::vector<std::string> command{"XCLAIM", names.stream, names.group, consumer, "0"};
+    for (const sg::RedisValue& entry : entries) command.push_back(entry.elements.at(0).text);
+    command.insert(command.end(), {"IDLE", std::to_string(idle.count()), "JUSTID"});
+    REQUIRE(client.command(command).elements.size() == entries.size());
 }
 
 }  // namespace
@@ -169,8 +185,9 @@ TEST_CASE("a killed worker's entries, then a live worker taking them: exact valu
     CHECK(transition.run(*client, {to_sending}).at(0).integer == 1);
     // Its call retried after a lost answer moves nothing, and counts nothing, again.
     CHECK(transition.run(*client, {to_sending}).at(0).integer == 1);
-    const std::chrono::milliseconds visibility_timeout = 150ms;
-    std::this_thread::sleep_for(visibility_timeout + 10ms);
+    // Held past the visibility timeout, without waiting for it.
+    const std::chrono::milliseconds held = visibility_timeout + 1s;
+    backdate(*client, names, taken, "dead-worker", held);
 
     {
         const std::string text = scrape(port);
@@ -180,7 +197,8 @@ TEST_CASE("a killed worker's entries, then a live worker taking them: exact valu
         CHECK(dead.at("sendgrid_queue_up{queue=\"q\"}") == 1);
         CHECK(dead.at("sendgrid_queue_waiting_entries{queue=\"q\"}") == 2);
         CHECK(dead.at("sendgrid_queue_pending_entries{queue=\"q\",consumer=\"dead-worker\"}") == 3);
-        CHECK(dead.at("sendgrid_queue_oldest_pending_age_seconds{queue=\"q\"}") >= 0.15);
+        CHECK(dead.at("sendgrid_queue_oldest_pending_age_seconds{queue=\"q\"}") >=
+              held.count() / 1000.0);
         CHECK(dead.state("queued") == 5);
         CHECK(dead.state("sending") == 1);
         CHECK(dead.state("accepted") == 0);
@@ -217,6 +235,41 @@ TEST_CASE("a killed worker's entries, then a live worker taking them: exact valu
         CHECK(after.state("unknown") == 1);
         CHECK(text.find("# HELP sendgrid_queue_pending_entries ") != std::string::npos);
     }
+}
+
+TEST_CASE("the oldest pending age counts what a dead worker still holds after a partial claim",
+          "[queue_metrics][redis]") {
+    auto client = redis();
+    const auto names = fresh_queue("partial");
+    sg::RedisMailQueue queue(client, names);
+    for (int i = 0; i < 3; ++i) queue.enqueue(mail(i));
+    client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
+    const sg::RedisValue taken = client->command({"XREADGROUP", "GROUP", names.group, "dead-worker",
+                                                  "COUNT", "3", "STREAMS", names.stream, ">"});
+    REQUIRE(taken.elements.size() == 1);
+    REQUIRE(taken.elements[0].elements.at(1).elements.size() == 3);
+    const std::chrono::milliseconds held = 400ms;
+    std::this_thread::sleep_for(held);
+    // A worker's XAUTOCLAIM with room for one takes the lowest ID and resets its idle time.
+    const sg::RedisValue claimed =
+        client->command({"XAUTOCLAIM", names.stream, names.group, "live-worker", "0", "0-0",
+                         "COUNT", "1", "JUSTID"});
+    REQUIRE(claimed.elements.size() >= 2);
+    REQUIRE(claimed.elements[1].elements.size() == 1);
+    // The group's lowest-ID pending entry is now the fresh one (what the metric read before).
+    const sg::RedisValue lowest =
+        client->command({"XPENDING", names.stream, names.group, "-", "+", "1"});
+    REQUIRE(lowest.elements.size() == 1);
+    CHECK(lowest.elements[0].elements.at(1).text == "live-worker");
+
+    const std::string text = sg::RedisQueueMetrics(client, names).text();
+    INFO(text);
+    const auto samples = samples_of(text);
+    CHECK(samples.at("sendgrid_queue_up") == 1);
+    CHECK(samples.at("sendgrid_queue_pending_entries{consumer=\"dead-worker\"}") == 2);
+    CHECK(samples.at("sendgrid_queue_pending_entries{consumer=\"live-worker\"}") == 1);
+    CHECK(samples.at("sendgrid_queue_oldest_pending_age_seconds") >= held.count() / 1000.0);
+    CHECK(promtool_findings(text).empty());
 }
 
 TEST_CASE("labels and names that would clash are refused", "[queue_metrics][redis]") {
@@ -348,7 +401,7 @@ TEST_CASE("sendgrid-worker --metrics serves its sends and its queue", "[queue_me
                           names.group, "--status-prefix", names.status_prefix, "--consumer",
                           "metrics-worker", "--metrics", "127.0.0.1:0"},
                          {"SENDGRID_API_KEY=" + server.api_key(),
-                          "SENDGRID_HOST_URL=" + server.url(), "SENDGRID_TIMEOUT=2"});
+                          "SENDGRID_HOST_URL=" + server.url(), "SENDGRID_TIMEOUT=5"});
     // Its URL on stderr, port 0 having become a free one.
     const std::string marker = "sendgrid-worker: metrics on http://127.0.0.1:";
     int port = 0;

@@ -173,13 +173,15 @@ inline std::optional<MetricsAddress> parse_metrics_address(std::string_view text
     }
     const std::string_view host = text.substr(0, colon);
     if (host != "localhost") {
-        // Four numbers 0-255: prometheus-cpp's server resolves no other host name.
+        // Four numbers 0-255: prometheus-cpp's server resolves no other host name. Nor does it
+        // bind a number with a leading zero ("010"), which the user would then blame on the port.
         std::size_t start = 0;
         for (int part = 0; part < 4; ++part) {
             const std::size_t dot = part < 3 ? host.find('.', start) : host.size();
+            const std::string_view octet = host.substr(start, dot - start);
             std::string why;
-            if (dot == std::string_view::npos ||
-                !bounded_number(host.substr(start, dot - start), 0, 255, "0-255", why)) {
+            if (dot == std::string_view::npos || (octet.size() > 1 && octet[0] == '0') ||
+                !bounded_number(octet, 0, 255, "0-255", why)) {
                 error = quote_for_error(host) +
                         " is no IPv4 address; give one such as 127.0.0.1 (this host only) or "
                         "0.0.0.0 (every interface), or localhost";

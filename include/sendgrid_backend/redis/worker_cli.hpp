@@ -38,7 +38,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -52,8 +51,7 @@
 #include "sendgrid_backend/redis/queue.hpp"
 
 #if defined(SENDGRID_BACKEND_WORKER_METRICS)
-#include <prometheus/exposer.h>
-
+#include "sendgrid_backend/detail/metrics_endpoint.hpp"
 #include "sendgrid_backend/prometheus.hpp"
 #include "sendgrid_backend/redis/prometheus.hpp"
 #endif
@@ -291,29 +289,14 @@ using ServeWorkerMetrics = std::function<MetricsEndpoint(
 inline detail::MetricsEndpoint serve_worker_metrics(const RedisOptions& redis,
                                                     const RedisQueueOptions& queue,
                                                     const detail::MetricsAddress& address) {
-    struct Serving {
-        PrometheusMetrics sends;
-        std::shared_ptr<RedisQueueMetrics> queue;
-        std::unique_ptr<prometheus::Exposer> exposer;  // holds weak_ptrs to the two above
-    };
-    auto serving = std::make_shared<Serving>();
+    auto sends = std::make_shared<PrometheusMetrics>();
     // A connection of its own that tries once: a scrape must not wait for the worker's
     // blocking read, nor for reconnect attempts while Redis is down (it reports up 0 instead).
     RedisOptions scrape_redis = redis;
     scrape_redis.reconnect_for = std::chrono::milliseconds(0);
-    serving->queue =
+    auto queue_metrics =
         std::make_shared<RedisQueueMetrics>(std::make_shared<RedisClient>(scrape_redis), queue);
-    try {
-        serving->exposer = std::make_unique<prometheus::Exposer>(address.to_string());
-    } catch (const std::exception& error) {
-        throw std::runtime_error("--metrics " + address.to_string() +
-                                 ": cannot listen there (is the port taken?): " + error.what());
-    }
-    serving->exposer->RegisterCollectable(serving->sends.collectable());
-    serving->exposer->RegisterCollectable(serving->queue);
-    const std::vector<int> ports = serving->exposer->GetListeningPorts();
-    const int port = ports.empty() ? address.port : ports.front();
-    return {"http://" + address.host + ":" + std::to_string(port) + "/metrics", serving};
+    return detail::expose_metrics(address, {sends->collectable(), queue_metrics}, sends);
 }
 #endif
 

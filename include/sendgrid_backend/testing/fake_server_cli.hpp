@@ -31,7 +31,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,10 +44,10 @@
 #if defined(SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS)
 #include <prometheus/client_metric.h>
 #include <prometheus/collectable.h>
-#include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/metric_type.h>
 
+#include "sendgrid_backend/detail/metrics_endpoint.hpp"
 #include "sendgrid_backend/prometheus.hpp"
 #endif
 
@@ -197,49 +196,57 @@ using ServeMetrics =
 
 #if defined(SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS)
 /// The fake server's totals as Prometheus counters, read at scrape time:
-/// `sendgrid_fake_requests_total{status}` (the label values of `sendgrid_requests_total`: a
-/// documented status, else its class), `sendgrid_fake_messages_accepted_total` (answered 2xx)
-/// and `sendgrid_fake_dropped_connections_total`. No label holds anything from a request.
+/// `sendgrid_fake_requests_total{status}` (the label values of `sendgrid_requests_total` for
+/// an answer: a documented status, else its class, else "other_status", which a Fault pushed
+/// through the API can give), `sendgrid_fake_messages_accepted_total` (answered 2xx) and
+/// `sendgrid_fake_dropped_connections_total`. No label holds anything from a request.
 class FakeServerCollectable : public prometheus::Collectable {
   public:
     explicit FakeServerCollectable(const FakeSendgridServer& server) : server_(server) {}
 
     std::vector<prometheus::MetricFamily> Collect() const override {
-        using Labels = sendgrid_backend::detail::RequestLabels;
+        using sendgrid_backend::detail::add_family;
+        using sendgrid_backend::detail::add_series;
         const FakeServerTotals totals = server_.totals();
-        std::vector<double> by_label(Labels::documented + Labels::classes, 0);
+        std::vector<double> by_label(other_status + 1, 0);
         double accepted = 0;
         for (const auto& [status, count] : totals.answered) {
-            by_label.at(Labels::of(status, TransportError::none)) += static_cast<double>(count);
+            by_label[label_of(status)] += static_cast<double>(count);
             if (status >= 200 && status < 300) accepted += static_cast<double>(count);
         }
-        std::vector<prometheus::MetricFamily> families(3);
-        families[0] = family("sendgrid_fake_requests_total",
-                             "Requests to /v3/mail/send the fake server answered, by status.");
+        std::vector<prometheus::MetricFamily> families;
+        auto& requests =
+            add_family(families, "sendgrid_fake_requests_total",
+                       "Requests to /v3/mail/send the fake server answered, by status.",
+                       prometheus::MetricType::Counter);
         for (std::size_t i = 0; i < by_label.size(); ++i) {
-            prometheus::ClientMetric metric;
-            metric.label.push_back({"status", Labels::name(i)});
-            metric.counter.value = by_label[i];
-            families[0].metric.push_back(metric);
+            add_series(requests, {}, "status", label_name(i)).counter.value = by_label[i];
         }
-        families[1] =
-            family("sendgrid_fake_messages_accepted_total",
-                   "Requests answered 2xx: 202 with an X-Message-Id, 200 in sandbox mode.");
-        families[1].metric.emplace_back().counter.value = accepted;
-        families[2] = family("sendgrid_fake_dropped_connections_total",
-                             "Answers cut off mid-way by a drop fault.");
-        families[2].metric.emplace_back().counter.value =
-            static_cast<double>(totals.dropped_connections);
+        auto& accepted_family =
+            add_family(families, "sendgrid_fake_messages_accepted_total",
+                       "Requests answered 2xx: 202 with an X-Message-Id, 200 in sandbox mode.",
+                       prometheus::MetricType::Counter);
+        add_series(accepted_family, {}).counter.value = accepted;
+        auto& dropped =
+            add_family(families, "sendgrid_fake_dropped_connections_total",
+                       "Answers cut off mid-way by a drop fault.", prometheus::MetricType::Counter);
+        add_series(dropped, {}).counter.value = static_cast<double>(totals.dropped_connections);
         return families;
     }
 
   private:
-    static prometheus::MetricFamily family(const char* name, const char* help) {
-        prometheus::MetricFamily family;
-        family.name = name;
-        family.help = help;
-        family.type = prometheus::MetricType::Counter;
-        return family;
+    // sendgrid_requests_total's status labels without its transport errors (an answer came).
+    using Labels = sendgrid_backend::detail::RequestLabels;
+    static constexpr std::size_t other_status = Labels::documented + Labels::classes;
+
+    /// Every int has a label: the fake server answers whatever status a Fault names.
+    static std::size_t label_of(int status) noexcept {
+        const std::size_t index = Labels::of(status, TransportError::none);
+        return index < other_status ? index : other_status;
+    }
+
+    static const char* label_name(std::size_t index) noexcept {
+        return Labels::name(index < other_status ? index : Labels::other_status);
     }
 
     const FakeSendgridServer& server_;
@@ -249,22 +256,8 @@ class FakeServerCollectable : public prometheus::Collectable {
 /// `--metrics`. @throws std::runtime_error naming the flag when it cannot listen.
 inline detail::MetricsEndpoint serve_fake_server_metrics(const FakeSendgridServer& server,
                                                          const detail::MetricsAddress& address) {
-    struct Serving {
-        std::shared_ptr<FakeServerCollectable> metrics;
-        std::unique_ptr<prometheus::Exposer> exposer;  // holds only a weak_ptr to metrics
-    };
-    auto serving = std::make_shared<Serving>();
-    serving->metrics = std::make_shared<FakeServerCollectable>(server);
-    try {
-        serving->exposer = std::make_unique<prometheus::Exposer>(address.to_string());
-    } catch (const std::exception& error) {
-        throw std::runtime_error("--metrics " + address.to_string() +
-                                 ": cannot listen there (is the port taken?): " + error.what());
-    }
-    serving->exposer->RegisterCollectable(serving->metrics);
-    const std::vector<int> ports = serving->exposer->GetListeningPorts();
-    const int port = ports.empty() ? address.port : ports.front();
-    return {"http://" + address.host + ":" + std::to_string(port) + "/metrics", serving};
+    return sendgrid_backend::detail::expose_metrics(
+        address, {std::make_shared<FakeServerCollectable>(server)});
 }
 #endif
 
