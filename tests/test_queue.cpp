@@ -31,9 +31,12 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/redis_fixture.hpp"
 
 using namespace std::chrono_literals;
 namespace sg = sendgrid_backend;
+using test_support::OwnRedis;
+using test_support::redis_fixture_url;
 
 extern char** environ;
 
@@ -45,17 +48,8 @@ sg::BackendOptions silent() {
     return options;
 }
 
-std::string fixture_file(const char* name) {
-    const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR");
-    REQUIRE(dir != nullptr);
-    std::ifstream file(std::string(dir) + "/" + name);
-    std::string text;
-    REQUIRE(std::getline(file, text));
-    return text;
-}
-
 std::shared_ptr<sg::RedisClient> redis() {
-    return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(fixture_file("url")));
+    return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(redis_fixture_url()));
 }
 
 /// Names of its own for each test, so tests share the one redis-server safely.
@@ -252,7 +246,7 @@ TEST_CASE("enqueue with a key that is queued already does not queue it twice", "
     // Eight producers racing with one key: one of them queues it.
     std::atomic<int> queued{0};
     std::vector<std::thread> producers;
-    const auto where = sg::RedisOptions::from_url(fixture_file("url"));  // no Catch in threads
+    const auto where = sg::RedisOptions::from_url(redis_fixture_url());  // no Catch in threads
     for (int t = 0; t < 8; ++t) {
         producers.emplace_back([&] {
             sg::RedisMailQueue own(std::make_shared<sg::RedisClient>(where), names);
@@ -308,7 +302,7 @@ struct WorkerProcess {
         const std::string program = SENDGRID_BACKEND_WORKER_PROGRAM;
         std::vector<std::string> args{program,
                                       "--redis",
-                                      fixture_file("url"),
+                                      redis_fixture_url(),
                                       "--stream",
                                       names.stream,
                                       "--group",
@@ -446,35 +440,6 @@ TEST_CASE("two worker processes, 1000 messages, kill -9 of one mid-run: none los
     CHECK(client->command({"XLEN", names.stream}).integer == 0);
 }
 
-namespace {
-
-/// A redis-server of the test's own (redis.sh), so restarting it disturbs no other test.
-struct OwnRedis {
-    std::string dir;
-    OwnRedis() {
-        char name[] = "/tmp/sendgrid_backend_redis_XXXXXX";
-        REQUIRE(::mkdtemp(name) != nullptr);
-        dir = name;
-        REQUIRE(run("start") == 0);
-    }
-    int run(const std::string& command) const {
-        return std::system(
-            (std::string(SENDGRID_BACKEND_REDIS_SCRIPT) + " " + command + " " + dir).c_str());
-    }
-    std::string url() const {
-        std::ifstream file(dir + "/url");
-        std::string text;
-        std::getline(file, text);
-        return text;
-    }
-    ~OwnRedis() {
-        run("stop");
-        std::system(("rm -rf " + dir).c_str());
-    }
-};
-
-}  // namespace
-
 TEST_CASE("a Redis restart while a producer enqueues loses nothing acknowledged",
           "[queue][redis][restart]") {
     const OwnRedis own;
@@ -566,7 +531,7 @@ TEST_CASE("queue and worker options out of range are refused naming the option",
     Sender sender;
     // A client whose timeout outlasts the longest read a worker may make.
     auto patient_redis = [] {
-        sg::RedisOptions options = sg::RedisOptions::from_url(fixture_file("url"));
+        sg::RedisOptions options = sg::RedisOptions::from_url(redis_fixture_url());
         options.timeout = sg::WorkerOptions::max_block + 1s;
         return std::make_shared<sg::RedisClient>(options);
     };

@@ -33,9 +33,12 @@
 
 #include "catch.hpp"
 #include "support/prometheus_text.hpp"
+#include "support/redis_fixture.hpp"
 
 using namespace std::chrono_literals;
+using test_support::OwnRedis;
 using test_support::promtool_findings;
+using test_support::redis_fixture_url;
 using test_support::samples_of;
 namespace sg = sendgrid_backend;
 
@@ -43,16 +46,7 @@ extern char** environ;
 
 namespace {
 
-std::string fixture_url() {
-    const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR");
-    REQUIRE(dir != nullptr);
-    std::ifstream file(std::string(dir) + "/url");
-    std::string url;
-    REQUIRE(std::getline(file, url));
-    return url;
-}
-
-std::shared_ptr<sg::RedisClient> redis(const std::string& url = fixture_url()) {
+std::shared_ptr<sg::RedisClient> redis(const std::string& url = redis_fixture_url()) {
     sg::RedisOptions options = sg::RedisOptions::from_url(url);
     options.reconnect_for = 0ms;  // a scrape of a Redis that is down answers at once
     return std::make_shared<sg::RedisClient>(options);
@@ -295,35 +289,6 @@ TEST_CASE("labels and names that would clash are refused", "[queue_metrics][redi
     CHECK_THROWS_AS(sg::RedisQueueMetrics(client, names), sg::ImproperlyConfigured);
 }
 
-namespace {
-
-/// A redis-server of the test's own (redis.sh), so stopping it disturbs no other test.
-struct OwnRedis {
-    std::string dir;
-    OwnRedis() {
-        char name[] = "/tmp/sendgrid_backend_redis_XXXXXX";
-        REQUIRE(::mkdtemp(name) != nullptr);
-        dir = name;
-        REQUIRE(run("start") == 0);
-    }
-    int run(const std::string& command) const {
-        return std::system(
-            (std::string(SENDGRID_BACKEND_REDIS_SCRIPT) + " " + command + " " + dir).c_str());
-    }
-    std::string url() const {
-        std::ifstream file(dir + "/url");
-        std::string text;
-        std::getline(file, text);
-        return text;
-    }
-    ~OwnRedis() {
-        run("stop");
-        std::system(("rm -rf " + dir).c_str());
-    }
-};
-
-}  // namespace
-
 TEST_CASE("a scrape while Redis is down says sendgrid_queue_up 0 and throws nothing",
           "[queue_metrics][redis]") {
     const OwnRedis own;
@@ -397,7 +362,7 @@ TEST_CASE("sendgrid-worker --metrics serves its sends and its queue", "[queue_me
     sg::RedisMailQueue queue(redis(), names);
     for (int i = 0; i < 3; ++i) queue.enqueue(mail(i));
 
-    WorkerProcess worker({"--redis", fixture_url(), "--stream", names.stream, "--group",
+    WorkerProcess worker({"--redis", redis_fixture_url(), "--stream", names.stream, "--group",
                           names.group, "--status-prefix", names.status_prefix, "--consumer",
                           "metrics-worker", "--metrics", "127.0.0.1:0"},
                          {"SENDGRID_API_KEY=" + server.api_key(),

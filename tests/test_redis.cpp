@@ -12,22 +12,14 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/redis_fixture.hpp"
 
 using sendgrid_backend::RedisClient;
 using sendgrid_backend::RedisOptions;
 using sendgrid_backend::RedisValue;
+using test_support::redis_fixture_url;
 
 namespace {
-
-/// The fixture's URL (cmake/test_services.cmake writes it when it starts redis-server).
-std::string redis_url() {
-    const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR");
-    REQUIRE(dir != nullptr);
-    std::ifstream file(std::string(dir) + "/url");
-    std::string url;
-    REQUIRE(std::getline(file, url));
-    return url;
-}
 
 std::string unique_key(const std::string& name) {
     static int counter = 0;
@@ -74,7 +66,7 @@ TEST_CASE("Redis URLs: host, port, credentials, database; TLS refused with a rea
 }
 
 TEST_CASE("commands and pipelines, binary-safe", "[redis]") {
-    RedisClient redis(RedisOptions::from_url(redis_url()));
+    RedisClient redis(RedisOptions::from_url(redis_fixture_url()));
     const std::string key = unique_key("binary");
     const std::string value("a\0b\r\n\xff", 6);
     CHECK(redis.command({"SET", key, value}).text == "OK");
@@ -90,8 +82,8 @@ TEST_CASE("commands and pipelines, binary-safe", "[redis]") {
 }
 
 TEST_CASE("a lost connection is reported for the command under way, then reconnected", "[redis]") {
-    RedisClient redis(RedisOptions::from_url(redis_url()));
-    RedisClient admin(RedisOptions::from_url(redis_url()));
+    RedisClient redis(RedisOptions::from_url(redis_fixture_url()));
+    RedisClient admin(RedisOptions::from_url(redis_fixture_url()));
     const std::string id = std::to_string(redis.command({"CLIENT", "ID"}).integer);
     // Kill this client's connection (only it: other tests share the server) from another one.
     CHECK(admin.command({"CLIENT", "KILL", "ID", id}).integer == 1);
@@ -100,10 +92,10 @@ TEST_CASE("a lost connection is reported for the command under way, then reconne
 }
 
 TEST_CASE("an ACL user with a password, on a database of its own", "[redis]") {
-    RedisClient admin(RedisOptions::from_url(redis_url()));
+    RedisClient admin(RedisOptions::from_url(redis_fixture_url()));
     const std::string user = "sgtest" + std::to_string(::getpid());
     REQUIRE(admin.command({"ACL", "SETUSER", user, "on", ">pa55word", "~*", "+@all"}).text == "OK");
-    RedisOptions options = RedisOptions::from_url(redis_url());
+    RedisOptions options = RedisOptions::from_url(redis_fixture_url());
     options.username = user;
     options.password = "pa55word";
     options.database = 3;
@@ -137,7 +129,7 @@ TEST_CASE("an unreachable Redis is a clear error at construction", "[redis]") {
 
 TEST_CASE("the Redis metrics store: one transaction per send, a day's hash with a TTL",
           "[redis][metrics]") {
-    auto redis = std::make_shared<RedisClient>(RedisOptions::from_url(redis_url()));
+    auto redis = std::make_shared<RedisClient>(RedisOptions::from_url(redis_fixture_url()));
     const std::string prefix = unique_key("metrics") + ":";
     auto store = std::make_shared<sendgrid_backend::RedisMetricsStore>(redis, prefix);
     sendgrid_backend::EmailMetricsRecorder metrics(store, [] { return std::string("2026-11-29"); });

@@ -1,0 +1,59 @@
+#pragma once
+
+// The tests' redis-servers: the one ctest starts for them all (cmake/test_services.cmake writes
+// its files into SENDGRID_BACKEND_REDIS_DIR), and one a test starts for itself to stop or restart.
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "catch.hpp"
+
+namespace test_support {
+
+/// The first line of a file the shared redis-server's fixture wrote ("url", ...).
+inline std::string redis_fixture_file(const char* name) {
+    const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR");
+    REQUIRE(dir != nullptr);
+    std::ifstream file(std::string(dir) + "/" + name);
+    std::string text;
+    REQUIRE(std::getline(file, text));
+    return text;
+}
+
+/// The shared redis-server's URL.
+inline std::string redis_fixture_url() { return redis_fixture_file("url"); }
+
+#ifdef SENDGRID_BACKEND_REDIS_SCRIPT
+/// A redis-server of the test's own (tests/support/redis.sh), so stopping or restarting it
+/// disturbs no other test.
+struct OwnRedis {
+    std::string dir;
+    OwnRedis() {
+        char name[] = "/tmp/sendgrid_backend_redis_XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        dir = name;
+        REQUIRE(run("start") == 0);
+    }
+    OwnRedis(const OwnRedis&) = delete;
+    OwnRedis& operator=(const OwnRedis&) = delete;
+    int run(const std::string& command) const {
+        return std::system(
+            (std::string(SENDGRID_BACKEND_REDIS_SCRIPT) + " " + command + " " + dir).c_str());
+    }
+    std::string url() const {
+        std::ifstream file(dir + "/url");
+        std::string text;
+        std::getline(file, text);
+        return text;
+    }
+    ~OwnRedis() {
+        run("stop");
+        std::system(("rm -rf " + dir).c_str());
+    }
+};
+#endif
+
+}  // namespace test_support
