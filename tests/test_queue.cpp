@@ -35,6 +35,7 @@
 
 using namespace std::chrono_literals;
 namespace sg = sendgrid_backend;
+using test_support::fresh_queue;
 using test_support::OwnRedis;
 using test_support::redis_fixture_url;
 
@@ -50,18 +51,6 @@ sg::BackendOptions silent() {
 
 std::shared_ptr<sg::RedisClient> redis() {
     return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(redis_fixture_url()));
-}
-
-/// Names of its own for each test, so tests share the one redis-server safely.
-sg::RedisQueueOptions fresh_queue(const std::string& name) {
-    static std::atomic<int> counter{0};
-    const std::string prefix =
-        "test:" + name + ":" + std::to_string(::getpid()) + ":" + std::to_string(++counter);
-    sg::RedisQueueOptions options;
-    options.stream = prefix + ":stream";
-    options.group = prefix + ":group";
-    options.status_prefix = prefix + ":status:";
-    return options;
 }
 
 sg::EmailMessage mail(int i) {

@@ -32,10 +32,12 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/child_process.hpp"
 #include "support/prometheus_text.hpp"
 #include "support/redis_fixture.hpp"
 
 using namespace std::chrono_literals;
+using test_support::fresh_queue;
 using test_support::OwnRedis;
 using test_support::promtool_findings;
 using test_support::redis_fixture_url;
@@ -50,18 +52,6 @@ std::shared_ptr<sg::RedisClient> redis(const std::string& url = redis_fixture_ur
     sg::RedisOptions options = sg::RedisOptions::from_url(url);
     options.reconnect_for = 0ms;  // a scrape of a Redis that is down answers at once
     return std::make_shared<sg::RedisClient>(options);
-}
-
-/// Names of its own for each test, so tests share the one redis-server safely.
-sg::RedisQueueOptions fresh_queue(const std::string& name) {
-    static std::atomic<int> counter{0};
-    const std::string prefix =
-        "test:metrics:" + name + ":" + std::to_string(::getpid()) + ":" + std::to_string(++counter);
-    sg::RedisQueueOptions options;
-    options.stream = prefix + ":stream";
-    options.group = prefix + ":group";
-    options.status_prefix = prefix + ":status:";
-    return options;
 }
 
 sg::EmailMessage mail(int i) {
@@ -310,75 +300,30 @@ TEST_CASE("a scrape while Redis is down says sendgrid_queue_up 0 and throws noth
     CHECK(metrics.text().find("\nsendgrid_queue_up 1\n") != std::string::npos);
 }
 
-namespace {
-
-/// A sendgrid-worker process, its stderr in a file; stopped with SIGTERM when destroyed.
-struct WorkerProcess {
-    pid_t pid = -1;
-    std::string log;
-    WorkerProcess(std::vector<std::string> args, std::vector<std::string> env) {
-        args.insert(args.begin(), SENDGRID_BACKEND_WORKER_PROGRAM);
-        log = "/tmp/sendgrid-worker-metrics-" + std::to_string(::getpid()) + ".log";
-        std::vector<char*> argv;
-        for (auto& arg : args) argv.push_back(arg.data());
-        argv.push_back(nullptr);
-        std::vector<char*> envp;
-        for (auto& entry : env) envp.push_back(entry.data());
-        envp.push_back(nullptr);
-        posix_spawn_file_actions_t files;
-        posix_spawn_file_actions_init(&files);
-        posix_spawn_file_actions_addopen(&files, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                         0600);
-        const int spawned = posix_spawn(&pid, argv[0], &files, nullptr, argv.data(), envp.data());
-        posix_spawn_file_actions_destroy(&files);
-        REQUIRE(spawned == 0);
-    }
-    std::string stderr_text() const {
-        std::ifstream file(log);
-        std::ostringstream text;
-        text << file.rdbuf();
-        return text.str();
-    }
-    /// SIGTERM, then its exit status (-1 when it did not exit by itself).
-    int stop() {
-        if (pid < 0) return -1;
-        ::kill(pid, SIGTERM);
-        int status = 0;
-        waitpid(pid, &status, 0);
-        pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    }
-    ~WorkerProcess() {
-        stop();
-        std::remove(log.c_str());
-    }
-};
-
-}  // namespace
-
 TEST_CASE("sendgrid-worker --metrics serves its sends and its queue", "[queue_metrics][redis]") {
     sg::testing::FakeSendgridServer server;
     const auto names = fresh_queue("program");
     sg::RedisMailQueue queue(redis(), names);
     for (int i = 0; i < 3; ++i) queue.enqueue(mail(i));
 
-    WorkerProcess worker({"--redis", redis_fixture_url(), "--stream", names.stream, "--group",
-                          names.group, "--status-prefix", names.status_prefix, "--consumer",
-                          "metrics-worker", "--metrics", "127.0.0.1:0"},
-                         {"SENDGRID_API_KEY=" + server.api_key(),
-                          "SENDGRID_HOST_URL=" + server.url(), "SENDGRID_TIMEOUT=5"});
+    test_support::Running worker(SENDGRID_BACKEND_WORKER_PROGRAM,
+                                 {"--redis", redis_fixture_url(), "--stream", names.stream,
+                                  "--group", names.group, "--status-prefix", names.status_prefix,
+                                  "--consumer", "metrics-worker", "--metrics", "127.0.0.1:0"},
+                                 {"SENDGRID_API_KEY=" + server.api_key(),
+                                  "SENDGRID_HOST_URL=" + server.url(), "SENDGRID_TIMEOUT=5"});
     // Its URL on stderr, port 0 having become a free one.
     const std::string marker = "sendgrid-worker: metrics on http://127.0.0.1:";
     int port = 0;
     for (auto until = std::chrono::steady_clock::now() + 10s;
          port == 0 && std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(10ms)) {
-        const std::string log = worker.stderr_text();
+        const std::string log = worker.err();
         const std::size_t at = log.find(marker);
         if (at != std::string::npos && log.find("/metrics\n", at) != std::string::npos) {
             port = std::stoi(log.substr(at + marker.size()));
         }
     }
-    INFO(worker.stderr_text());
+    INFO(worker.err());
     REQUIRE(port > 0);
 
     REQUIRE(server.wait_for_requests(3, 10s));

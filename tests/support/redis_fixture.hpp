@@ -5,9 +5,12 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <string>
+
+#include <sendgrid_backend/redis/queue.hpp>
 
 #include "catch.hpp"
 
@@ -25,6 +28,18 @@ inline std::string redis_fixture_file(const char* name) {
 
 /// The shared redis-server's URL.
 inline std::string redis_fixture_url() { return redis_fixture_file("url"); }
+
+/// Names of its own for each queue a test makes, so tests share the one redis-server safely.
+inline sendgrid_backend::RedisQueueOptions fresh_queue(const std::string& name) {
+    static std::atomic<int> counter{0};
+    const std::string prefix =
+        "test:" + name + ":" + std::to_string(::getpid()) + ":" + std::to_string(++counter);
+    sendgrid_backend::RedisQueueOptions options;
+    options.stream = prefix + ":stream";
+    options.group = prefix + ":group";
+    options.status_prefix = prefix + ":status:";
+    return options;
+}
 
 #ifdef SENDGRID_BACKEND_REDIS_SCRIPT
 /// A redis-server of the test's own (tests/support/redis.sh), so stopping or restarting it
