@@ -334,6 +334,8 @@ TEST_CASE("options are checked, naming the option", "[prometheus]") {
     refused(options, "no Prometheus label name");
     options.constant_labels = {{"service", "a"}, {"service", "b"}};  // promtool: duplicate label
     refused(options, "twice");
+    options.constant_labels = {{"service", "\xff\xfe"}};  // promtool: invalid label value
+    refused(options, "not UTF-8");
 }
 
 TEST_CASE("a try kept both as earlier and as final is counted once", "[prometheus]") {
@@ -367,4 +369,21 @@ TEST_CASE("a sendgrid_webhook_handled handler that throws goes to on_result_hand
     const sg::EventWebhook webhook(options);
     CHECK(webhook.handle({}, R"([{"event":"open"}])").http_status == 200);  // the answer stands
     CHECK(reported == 1);
+}
+
+TEST_CASE("one PrometheusMetrics at a time: a second would count every send twice",
+          "[prometheus]") {
+    {
+        const sg::PrometheusMetrics first;
+        try {
+            const sg::PrometheusMetrics second;
+            FAIL("a second one was made");
+        } catch (const sg::ImproperlyConfigured& error) {
+            CHECK(error.setting() == "PrometheusMetrics");
+            CHECK(std::string(error.what()).find("alive already") != std::string::npos);
+        }
+        CHECK(first.text().find("sendgrid_messages_total") != std::string::npos);
+    }
+    const sg::PrometheusMetrics after;  // the first is gone: allowed again
+    CHECK_FALSE(after.text().empty());
 }

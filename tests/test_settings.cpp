@@ -330,3 +330,28 @@ TEST_CASE("a backend at every bound sends without overflow", "[settings][validat
     CHECK(backend.send_message(message));
     CHECK(outbox->size() == 1);
 }
+
+TEST_CASE("a refused host_url is shown without its credentials, query or fragment",
+          "[settings][secrets]") {
+    for (const char* url :
+         {"https://user:HOSTSECRET@api.sendgrid.com", "https://:HOSTSECRET@api.sendgrid.com/v3",
+          "https://api.sendgrid.com/?api_key=HOSTSECRET", "http://u:HOSTSECRET@127.0.0.1:1/x?y",
+          "https://api.sendgrid.com/#HOSTSECRET"}) {
+        Settings settings;
+        settings.api_key = "SG.test";
+        settings.host_url = url;
+        INFO(url);
+        try {
+            settings.validate();
+            FAIL("accepted");
+        } catch (const ImproperlyConfigured& error) {
+            const std::string what = error.what();
+            INFO(what);
+            CHECK(what.find("HOSTSECRET") == std::string::npos);
+            CHECK(what.find("[hidden]") != std::string::npos);
+            const bool host_shown = what.find("sendgrid.com") != std::string::npos ||
+                                    what.find("127.0.0.1") != std::string::npos;
+            CHECK(host_shown);  // what is wrong stays readable
+        }
+    }
+}

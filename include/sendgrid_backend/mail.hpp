@@ -330,8 +330,9 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
         options_.transport = factory(transport_options(settings_));
     }
     if (const std::string problem = options_.transport->url_problem(send_url_); !problem.empty()) {
-        throw ImproperlyConfigured("SENDGRID_HOST_URL",
-                                   detail::quote_for_error(settings_.host_url) + " " + problem);
+        throw ImproperlyConfigured(
+            "SENDGRID_HOST_URL",
+            detail::quote_for_error(detail::url_for_error(settings_.host_url)) + " " + problem);
     }
     request_headers_ = {{"Authorization", "Bearer " + settings_.api_key},
                         {"Content-Type", "application/json"}};

@@ -40,6 +40,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/text.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
@@ -221,6 +222,11 @@ inline void require_label_names(const ConstantLabels& labels, const char* option
         }
         bool taken = name == "le";
         for (const char* used : reserved) taken = taken || name == used;
+        if (!is_valid_utf8(value)) {
+            throw ImproperlyConfigured(option, "has a value of \"" + name +
+                                                   "\" that is not UTF-8 (Prometheus refuses "
+                                                   "the scrape)");
+        }
         std::size_t times = 0;
         for (const auto& other : labels) times += other.first == name ? 1 : 0;
         if (times > 1) throw ImproperlyConfigured(option, "has \"" + name + "\" twice");
@@ -266,29 +272,45 @@ static_assert(static_cast<std::size_t>(WebhookRefusal::malformed_body) ==
 /// disconnects its handlers; a call already running keeps what it counts into alive.
 class PrometheusMetrics {
   public:
-    /// Observes the signals (once per PrometheusMetrics; two objects count twice).
-    /// @throws ImproperlyConfigured for a bucket list that is not positive and increasing, or a
-    ///         constant label named like one of the metrics' own labels.
+    /// Observes the signals. One at a time per process: the signals are the process's, so a
+    /// second would count every send again, and a scrape of both would repeat every family,
+    /// which Prometheus refuses.
+    /// @throws ImproperlyConfigured for a bucket list that is not positive and increasing, a
+    ///         constant label Prometheus cannot take, or a PrometheusMetrics alive already.
     explicit PrometheusMetrics(PrometheusOptions options = {})
         : counts_(std::make_shared<Counts>(std::move(options))) {
-        std::shared_ptr<Counts> counts = counts_;
-        // Observers, not handlers: a send pays no lock for them (signals.hpp, observe).
-        connections_[0] = sendgrid_email_sent.observe(
-            [counts](const SendgridBackend&, const EmailMessage& message, bool) noexcept {
-                counts->record(message.outcome);
-            });
-        connections_[1] = sendgrid_event_received.observe(
-            [counts](const EventWebhook&, const WebhookEvent& event) noexcept {
-                counts->record(event);
-            });
-        connections_[2] = sendgrid_webhook_handled.observe(
-            [counts](const EventWebhook&, const WebhookResult& result) noexcept {
-                counts->record(result);
-            });
+        if (alive().exchange(true)) {
+            throw ImproperlyConfigured("PrometheusMetrics",
+                                       "one is alive already in this process; share it (its "
+                                       "collectable() can be registered with several Exposers)");
+        }
+        try {
+            std::shared_ptr<Counts> counts = counts_;
+            // Observers, not handlers: no lock per handler on a send (signals.hpp, observe).
+            connections_[0] = sendgrid_email_sent.observe(
+                [counts](const SendgridBackend&, const EmailMessage& message, bool) noexcept {
+                    counts->record(message.outcome);
+                });
+            connections_[1] = sendgrid_event_received.observe(
+                [counts](const EventWebhook&, const WebhookEvent& event) noexcept {
+                    counts->record(event);
+                });
+            connections_[2] = sendgrid_webhook_handled.observe(
+                [counts](const EventWebhook&, const WebhookResult& result) noexcept {
+                    counts->record(result);
+                });
+        } catch (...) {
+            alive().store(false);  // out of memory: no PrometheusMetrics is alive after all
+            throw;
+        }
     }
 
     PrometheusMetrics(const PrometheusMetrics&) = delete;
     PrometheusMetrics& operator=(const PrometheusMetrics&) = delete;
+    ~PrometheusMetrics() {
+        for (ObserverConnection& connection : connections_) connection.disconnect();
+        alive().store(false);
+    }
 
     /// For `prometheus::Exposer::RegisterCollectable` (which keeps a weak reference).
     std::shared_ptr<prometheus::Collectable> collectable() const { return counts_; }
@@ -298,6 +320,11 @@ class PrometheusMetrics {
     std::string text() const { return prometheus::TextSerializer().Serialize(counts_->Collect()); }
 
   private:
+    static std::atomic<bool>& alive() noexcept {
+        static std::atomic<bool> flag{false};
+        return flag;
+    }
+
     class Counts : public prometheus::Collectable {
       public:
         explicit Counts(PrometheusOptions options)

@@ -188,8 +188,9 @@ SENDGRID_BACKEND_COMPILED void Settings::validate() const {
     }
     detail::BaseUrl url;
     if (const char* problem = detail::base_url_problem(host_url, url)) {
-        detail::refuse_setting("SENDGRID_HOST_URL",
-                               detail::quote_for_error(host_url) + " " + problem);
+        detail::refuse_setting(
+            "SENDGRID_HOST_URL",
+            detail::quote_for_error(detail::url_for_error(host_url)) + " " + problem);
     }
     detail::require_positive("SENDGRID_TIMEOUT", timeout);
     detail::require_at_most("SENDGRID_TIMEOUT", timeout, max_wait);

@@ -142,7 +142,8 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     template <class Handler>
     [[nodiscard]] ObserverConnection observe(Handler&& handler) {
         require_handler_shape<Handler>();
-        static_assert(std::is_nothrow_invocable_v<std::decay_t<Handler>&, Args...>,
+        static_assert(!std::is_invocable_v<std::decay_t<Handler>&, Args...> ||
+                          std::is_nothrow_invocable_v<std::decay_t<Handler>&, Args...>,
                       "an observer must be noexcept (it runs outside send_robust's net); "
                       "connect a handler that may throw with connect()");
         Core& core = this->core();

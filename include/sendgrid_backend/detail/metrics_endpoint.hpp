@@ -39,8 +39,10 @@ inline MetricsEndpoint expose_metrics(
     try {
         serving->exposer = std::make_unique<prometheus::Exposer>(address.to_string());
     } catch (const std::exception& error) {
-        throw std::runtime_error("--metrics " + address.to_string() +
-                                 ": cannot listen there (is the port taken?): " + error.what());
+        throw std::runtime_error(
+            "--metrics " + address.to_string() +
+            ": cannot listen there (is the port taken, or the address not one of this host's?): " +
+            error.what());
     }
     for (const auto& collectable : collectables) serving->exposer->RegisterCollectable(collectable);
     // Port 0 has become a free one.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -91,6 +92,22 @@ inline const char* path_problem(std::string_view path) noexcept {
         start = end;
     }
     return nullptr;
+}
+
+/// `url` as an error message may show it: user credentials (before an '@' of the authority), a
+/// query and a fragment replaced by "[hidden]", since either may hold a secret.
+inline std::string url_for_error(std::string_view url) {
+    std::string shown(url);
+    const std::size_t scheme_end = shown.find("://");
+    const std::size_t start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+    const std::size_t authority_end = std::min(shown.find_first_of("/?#", start), shown.size());
+    const std::size_t at = shown.rfind('@', authority_end == 0 ? 0 : authority_end - 1);
+    if (at != std::string::npos && at >= start && at < authority_end) {
+        shown.replace(start, at - start, "[hidden]");
+    }
+    const std::size_t query = shown.find_first_of("?#", start);
+    if (query != std::string::npos) shown.replace(query + 1, std::string::npos, "[hidden]");
+    return shown;
 }
 
 /// Splits and checks `text` as SENDGRID_HOST_URL; returns why it is not a usable base URL, or
