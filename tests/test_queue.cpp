@@ -6,7 +6,8 @@
 //  - across processes: 1 producer, 2 sendgrid-worker processes, 1000 messages, kill -9 of one
 //    worker mid-run: each message accepted exactly once at the server or reported unknown;
 //    none lost, none sent twice;
-//  - a Redis restart while a producer enqueues loses nothing that was acknowledged.
+//  - a Redis restart while a producer enqueues loses nothing that was acknowledged; a worker
+//    running when Redis loses its data sends what is queued after.
 #include <sendgrid_backend/redis/queue.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
@@ -480,6 +481,67 @@ TEST_CASE("a Redis restart while a producer enqueues loses nothing acknowledged"
         CHECK(count == 1);
         CHECK(queue.status(key)->state == sg::QueuedState::accepted);
     }
+}
+
+TEST_CASE("a worker running when Redis loses its data sends what is queued after",
+          "[queue][redis][restart]") {
+    const OwnRedis own;
+    auto client = std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(own.url()));
+    const auto names = fresh_queue("lost");
+    sg::RedisMailQueue queue(client, names);
+    Sender sender;
+    sg::RedisMailWorker worker(sender.backend, client, names, quick_worker("survivor"));
+    std::atomic<bool> stop{false};
+    std::thread running([&] { worker.run(stop); });
+
+    // Its consumer group is gone with the data; the producer's XADD makes the stream again.
+    const bool wiped = own.run("wipe") == 0;  // no REQUIRE: the thread must be joined
+    std::vector<std::string> keys;
+    for (int i = 0; i < 3; ++i) keys.push_back(queue.enqueue(mail(i)));
+
+    const auto all_accepted = [&] {
+        for (const auto& key : keys) {
+            const auto status = queue.status(key);
+            if (!status || status->state != sg::QueuedState::accepted) return false;
+        }
+        return true;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!all_accepted() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    stop = true;
+    running.join();
+    CHECK(wiped);
+    CHECK(all_accepted());
+    CHECK(sender.server.received().size() == 3);
+    const auto reached = sender.reached();
+    for (const auto& key : keys) CHECK((reached.count(key) != 0 ? reached.at(key) : 0) == 1);
+}
+
+TEST_CASE("a group made again reads from 0 but sends nothing marked sending or accepted",
+          "[queue][redis]") {
+    auto client = redis();
+    const auto names = fresh_queue("regroup");
+    sg::RedisMailQueue queue(client, names);
+    Sender sender;
+    sg::RedisMailWorker worker(sender.backend, client, names, quick_worker("regroup"));
+    const std::string sending = queue.enqueue(mail(0));
+    const std::string accepted = queue.enqueue(mail(1));
+    const std::string queued = queue.enqueue(mail(2));
+    client->command({"HSET", names.status_prefix + sending, "state", "sending"});
+    client->command({"HSET", names.status_prefix + accepted, "state", "accepted"});
+    // The group alone lost (the statuses kept): every entry is delivered again.
+    REQUIRE(client->command({"XGROUP", "DESTROY", names.stream, names.group}).integer == 1);
+    while (worker.run_once() > 0) {
+    }
+    const auto reached = sender.reached();
+    CHECK(reached.size() == 1);
+    CHECK(reached.count(queued) == 1);
+    CHECK(queue.status(sending)->state == sg::QueuedState::unknown);
+    CHECK(queue.status(accepted)->state == sg::QueuedState::accepted);
+    CHECK(queue.status(queued)->state == sg::QueuedState::accepted);
+    CHECK(client->command({"XLEN", names.stream}).integer == 0);
 }
 
 TEST_CASE("enqueue refuses a message no worker could send, before it is durable",

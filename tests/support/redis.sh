@@ -5,11 +5,13 @@
 #
 #   redis.sh start DIR     free port in DIR/port, URL in DIR/url
 #   redis.sh restart DIR   stop and start again on the same port with the same data
+#   redis.sh wipe DIR      stop and start again on the same port with no data (as a Redis
+#                          without persistence would restart)
 #   redis.sh stop DIR
 set -euo pipefail
 
-command=${1:?usage: redis.sh start|restart|stop DIR}
-dir=${2:?usage: redis.sh start|restart|stop DIR}
+command=${1:?usage: redis.sh start|restart|wipe|stop DIR}
+dir=${2:?usage: redis.sh start|restart|wipe|stop DIR}
 redis_bin=$(command -v redis-server || echo /usr/bin/redis-server)
 cli=$(command -v redis-cli || echo /usr/bin/redis-cli)
 
@@ -54,11 +56,18 @@ restart)
     halt
     launch "$port"
     ;;
+wipe)
+    dir=$(cd "$dir" && pwd)
+    port=$(cat "$dir/port")
+    halt
+    rm -rf "$dir"/appendonly* "$dir"/*.aof "$dir"/dump.rdb
+    launch "$port"
+    ;;
 stop)
     halt
     ;;
 *)
-    echo "usage: redis.sh start|restart|stop DIR" >&2
+    echo "usage: redis.sh start|restart|wipe|stop DIR" >&2
     exit 2
     ;;
 esac

@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <ctime>
 #include <memory>
 #include <mutex>
@@ -428,11 +429,7 @@ class RedisMailWorker {
                     " ms with these settings, and a slow worker's messages would be claimed "
                     "while it still sends them");
         }
-        const RedisValue created =
-            redis_->command({"XGROUP", "CREATE", queue_.stream, queue_.group, "0", "MKSTREAM"});
-        if (created.is_error() && created.text.rfind("BUSYGROUP", 0) != 0) {
-            throw RedisError("cannot create the consumer group: " + created.text);
-        }
+        create_group();
     }
 
     /// One round: claims entries a dead worker left behind, reads new ones (waiting up to
@@ -498,21 +495,51 @@ class RedisMailWorker {
         return entries;
     }
 
+    /// Creates the group, and the stream if need be; returns false when it exists already (made
+    /// by another worker). It starts at 0 so that it delivers every entry the stream holds: when
+    /// Redis lost the group with its data, those are the entries queued since, none delivered.
+    bool create_group() {
+        const RedisValue created =
+            redis_->command({"XGROUP", "CREATE", queue_.stream, queue_.group, "0", "MKSTREAM"});
+        if (!created.is_error()) return true;
+        if (created.text.rfind("BUSYGROUP", 0) == 0) return false;
+        throw RedisError("cannot create the consumer group: " + created.text);
+    }
+
+    /// Runs a command on the group, creating the group again when Redis no longer has it
+    /// (NOGROUP: it restarted without its data, or was flushed), and then the command once
+    /// more. Safe: a command answered NOGROUP did nothing. XACK answers 0, never NOGROUP.
+    RedisValue group_command(const std::vector<std::string>& command) {
+        const RedisValue answer = redis_->command(command);
+        if (!answer.is_error() || answer.text.rfind("NOGROUP", 0) != 0) return answer;
+        if (create_group()) {
+            // Once per loss, by the worker that made the group again (the others get BUSYGROUP).
+            std::fprintf(
+                stderr,
+                "[sendgrid_backend] consumer group %s of stream %s was missing: Redis lost "
+                "its data (restarted without persistence, or flushed), so the messages "
+                "queued before and their statuses are gone; created the group again, "
+                "the messages queued since will be sent\n",
+                queue_.group.c_str(), queue_.stream.c_str());
+        }
+        return redis_->command(command);
+    }
+
     std::vector<Entry> claim() {
         const RedisValue claimed =
-            redis_->command({"XAUTOCLAIM", queue_.stream, queue_.group, options_.consumer,
-                             std::to_string(options_.visibility_timeout.count()), "0-0", "COUNT",
-                             std::to_string(options_.batch)});
+            group_command({"XAUTOCLAIM", queue_.stream, queue_.group, options_.consumer,
+                           std::to_string(options_.visibility_timeout.count()), "0-0", "COUNT",
+                           std::to_string(options_.batch)});
         if (claimed.is_error()) throw RedisError("XAUTOCLAIM failed: " + claimed.text);
         if (claimed.elements.size() < 2) return {};
         return entries_of(claimed.elements[1]);
     }
 
     std::vector<Entry> read_new() {
-        const RedisValue read = redis_->command(
-            {"XREADGROUP", "GROUP", queue_.group, options_.consumer, "COUNT",
-             std::to_string(options_.batch), "BLOCK", std::to_string(options_.block.count()),
-             "STREAMS", queue_.stream, ">"});
+        const RedisValue read =
+            group_command({"XREADGROUP", "GROUP", queue_.group, options_.consumer, "COUNT",
+                           std::to_string(options_.batch), "BLOCK",
+                           std::to_string(options_.block.count()), "STREAMS", queue_.stream, ">"});
         if (read.is_error()) throw RedisError("XREADGROUP failed: " + read.text);
         if (read.is_nil() || read.elements.empty()) return {};
         return entries_of(read.elements[0].elements.at(1));
