@@ -4,7 +4,7 @@
 // once, in the process, as nginx does (202 and an X-Message-Id), so that what is timed is the
 // library's own CPU work per message.
 
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 
 #include <memory>
 

@@ -6,7 +6,7 @@
 //
 //   metrics_bench --count without|with|registry N   N sends between callgrind's start and stop
 //                                                   markers (instructions per message)
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/prometheus.hpp>
 
 #include <benchmark/benchmark.h>

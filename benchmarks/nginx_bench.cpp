@@ -13,7 +13,7 @@
 //                                raw_curlu, send_message, raw_multi, raw_multi_curlu,
 //                                send_messages or no_network
 //                                (instructions per message, nginx_bench.sh)
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <benchmark/benchmark.h>

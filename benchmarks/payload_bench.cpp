@@ -9,7 +9,7 @@
 //                                                    N runs with callgrind collecting only the
 //                                                    named work, for exact instruction counts
 //                                                    (callgrind_payloads.sh)
-#include <sendgrid_backend/detail/base64.hpp>
+#include <sendgrid_backend/detail/text/base64.hpp>
 #include <sendgrid_backend/payload.hpp>
 
 #include <nlohmann/json.hpp>

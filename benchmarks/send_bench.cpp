@@ -3,7 +3,7 @@
 //    bodies to the same server (goal: at least 0.9x its throughput);
 //  - a batch against a server that delays every answer by 20 ms: 16 in flight vs one at a time
 //    (goal: at least 10x the sequential throughput).
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 

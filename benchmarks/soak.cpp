@@ -7,7 +7,7 @@
 // By default the fake server runs in this process (its 32 threads and their malloc arenas
 // count in the resident memory); --url sends to one outside it, e.g. the sendgrid-fake-server
 // program, so that only the sending side is measured.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 

@@ -1,8 +1,8 @@
 // Internals that payloads and webhooks rely on: base64, UTF-8 validation, MIME type guesses.
-#include <sendgrid_backend/detail/base64.hpp>
-#include <sendgrid_backend/detail/json_sinks.hpp>
-#include <sendgrid_backend/detail/mime_types.hpp>
-#include <sendgrid_backend/detail/text.hpp>
+#include <sendgrid_backend/detail/text/base64.hpp>
+#include <sendgrid_backend/detail/json/sinks.hpp>
+#include <sendgrid_backend/detail/text/mime_types.hpp>
+#include <sendgrid_backend/detail/text/strings.hpp>
 #include <sendgrid_backend/detail/vector_queue.hpp>
 
 #include <random>

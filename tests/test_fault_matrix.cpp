@@ -8,7 +8,7 @@
 //  - that nothing hung past the configured timeouts;
 //  - that the API key appears in no text: exceptions, outcomes, SendGrid's errors, the echo.
 // Runs under ASan+UBSan in the test command, so a leak or undefined behaviour fails it too.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 

@@ -3,7 +3,7 @@
 // RFC 9113 allows; libcurl 7.88 then reports CURLE_HTTP2_STREAM for a request nginx served.
 // A complete 202 head is SendGrid's (here nginx's) answer: every message must come back
 // accepted, and nginx's access log must hold exactly one request per message.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <cstdlib>

@@ -1,6 +1,6 @@
 // SendgridBackend over real loopback HTTP against FakeSendgridServer (libcurl transport), plus
 // the in-memory outbox for what needs no network.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/testing/outbox.hpp>
 #include <sendgrid_backend/transport/curl.hpp>

@@ -1,6 +1,6 @@
 // Email metrics per day: what the recorder counts, how a day reads back, and that the in-memory
 // store adds up under threads.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/metrics.hpp>
 #include <sendgrid_backend/testing/outbox.hpp>
 

@@ -1,6 +1,6 @@
 // A program that never includes transport/curl.hpp has no default transport: the backend says so
 // instead of failing at the first send.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 
 #include "catch.hpp"
 

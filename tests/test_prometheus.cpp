@@ -2,7 +2,7 @@
 // invalid and a cancelled message) through a real backend to FakeSendgridServer, and webhook
 // requests good and bad; /metrics scraped over HTTP from prometheus-cpp's Exposer, every value
 // checked, and the scrape passed through `promtool check metrics`.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/prometheus.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/testing/webhook_signer.hpp>

@@ -1,4 +1,4 @@
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/settings.hpp>
 #include <sendgrid_backend/testing/outbox.hpp>
 

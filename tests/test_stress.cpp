@@ -3,7 +3,7 @@
 // scope, by the tracked owner dying) and a handler throws now and then. Every message must be
 // accounted for exactly once: at the server and by the handler that stays connected. TSan runs
 // this in CI (label "threading").
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 

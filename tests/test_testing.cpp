@@ -2,7 +2,7 @@
 // (a batch sends several requests at once, so "the next request" is whichever lands first),
 // mail assertions with readable failures, GET /__requests, and the fake server program's
 // fault syntax.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/testing/fake_server_cli.hpp>
 #include <sendgrid_backend/testing/outbox.hpp>

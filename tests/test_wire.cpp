@@ -2,7 +2,7 @@
 // answers after the timeout, closes or resets right after reading a request, sends half an
 // answer or garbage. Each faulty request must reach the server exactly once, whatever libcurl
 // would like to do, on a fresh and on a reused connection, one at a time and in batches.
-#include <sendgrid_backend/mail.hpp>
+#include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <chrono>

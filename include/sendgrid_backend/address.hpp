@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN

@@ -40,7 +40,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/exceptions.hpp"
-#include "sendgrid_backend/mail.hpp"
+#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/signals.hpp"

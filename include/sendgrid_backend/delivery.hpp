@@ -31,8 +31,8 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
-#include "sendgrid_backend/detail/json_scan.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/json/scan.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/detail/vector_queue.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/outcome.hpp"

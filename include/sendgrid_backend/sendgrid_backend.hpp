@@ -12,7 +12,7 @@
 #include "sendgrid_backend/delivery.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
-#include "sendgrid_backend/mail.hpp"
+#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/payload.hpp"

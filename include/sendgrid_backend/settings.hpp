@@ -16,9 +16,9 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/linkage.hpp"
-#include "sendgrid_backend/detail/setting_checks.hpp"
-#include "sendgrid_backend/detail/text.hpp"
-#include "sendgrid_backend/detail/url.hpp"
+#include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
+#include "sendgrid_backend/detail/text/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
 

@@ -23,7 +23,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/field_checks.hpp"
+#include "sendgrid_backend/detail/checks/fields.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN

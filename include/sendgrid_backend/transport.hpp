@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/detail/vector_queue.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/version.hpp"

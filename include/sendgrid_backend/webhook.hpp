@@ -38,9 +38,9 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/base64.hpp"
-#include "sendgrid_backend/detail/handler_errors.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/base64.hpp"
+#include "sendgrid_backend/detail/signals/handler_errors.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/signals.hpp"
 #include "sendgrid_backend/transport.hpp"

@@ -27,9 +27,9 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/json_parse.hpp"
-#include "sendgrid_backend/detail/text.hpp"
-#include "sendgrid_backend/detail/webhook_event_keys.hpp"
+#include "sendgrid_backend/detail/json/parse.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
+#include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/message.hpp"

@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// A FIFO queue on a vector: the delivery loop's queue of requests, without std::deque's code.
+
 #include <cstddef>
 #include <utility>
 #include <vector>

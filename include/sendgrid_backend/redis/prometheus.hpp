@@ -42,7 +42,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/prometheus.hpp"
 #include "sendgrid_backend/redis/client.hpp"

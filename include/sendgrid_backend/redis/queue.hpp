@@ -45,10 +45,10 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/setting_checks.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
-#include "sendgrid_backend/mail.hpp"
+#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/message_json.hpp"
 #include "sendgrid_backend/redis/client.hpp"

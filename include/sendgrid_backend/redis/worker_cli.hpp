@@ -44,14 +44,14 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/command_line.hpp"
-#include "sendgrid_backend/detail/text.hpp"
-#include "sendgrid_backend/mail.hpp"
+#include "sendgrid_backend/detail/programs/command_line.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
+#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/redis/client.hpp"
 #include "sendgrid_backend/redis/queue.hpp"
 
 #if defined(SENDGRID_BACKEND_WORKER_METRICS)
-#include "sendgrid_backend/detail/metrics_endpoint.hpp"
+#include "sendgrid_backend/detail/programs/metrics_endpoint.hpp"
 #include "sendgrid_backend/prometheus.hpp"
 #include "sendgrid_backend/redis/prometheus.hpp"
 #endif

@@ -45,8 +45,8 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
-#include "sendgrid_backend/detail/json_parse.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/json/parse.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"

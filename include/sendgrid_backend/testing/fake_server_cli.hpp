@@ -37,8 +37,8 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/command_line.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/programs/command_line.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/testing/fake_server.hpp"
 
 #if defined(SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS)
@@ -47,7 +47,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/metric_type.h>
 
-#include "sendgrid_backend/detail/metrics_endpoint.hpp"
+#include "sendgrid_backend/detail/programs/metrics_endpoint.hpp"
 #include "sendgrid_backend/prometheus.hpp"
 #endif
 
@@ -76,7 +76,7 @@ inline constexpr std::int64_t fault_max_times = 1'000'000;
 inline constexpr std::int64_t fault_max_delay_ms = 60 * 60 * 1000;
 inline constexpr std::int64_t fault_max_retry_after_s = 24 * 60 * 60;
 
-// The command line pieces the programs share (detail/command_line.hpp).
+// The command line pieces the programs share (detail/programs/command_line.hpp).
 using sendgrid_backend::detail::bounded_number;
 using sendgrid_backend::detail::FlagReader;
 using sendgrid_backend::detail::MetricsAddress;

@@ -24,7 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/json_parse.hpp"
+#include "sendgrid_backend/detail/json/parse.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
 #include "sendgrid_backend/transport.hpp"
 

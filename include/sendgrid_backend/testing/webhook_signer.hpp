@@ -15,7 +15,7 @@
 #include <string>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/base64.hpp"
+#include "sendgrid_backend/detail/text/base64.hpp"
 #include "sendgrid_backend/transport.hpp"
 #include "sendgrid_backend/webhook.hpp"
 

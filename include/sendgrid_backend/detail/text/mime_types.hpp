@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// Mime types guessed from attachment file names, and names made up for unnamed attachments.
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -7,7 +10,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {

@@ -9,8 +9,8 @@
 #include <string_view>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/json_depth.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/json/depth.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN

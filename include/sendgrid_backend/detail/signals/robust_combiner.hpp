@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// The combiner of every library signal: plain emissions as Boost's default, robust ones collect.
+
 #include <exception>
 #include <utility>
 #include <vector>

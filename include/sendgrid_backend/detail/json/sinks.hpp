@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// The two places a payload is written to: JSON text for the wire, or an nlohmann::json tree.
+
 #include <algorithm>
 #include <charconv>
 #include <cstddef>
@@ -12,7 +15,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
-#include "sendgrid_backend/detail/base64.hpp"
+#include "sendgrid_backend/detail/text/base64.hpp"
 #include "sendgrid_backend/template_data.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN

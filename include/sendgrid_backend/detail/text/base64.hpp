@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// Base64 (RFC 4648, with padding) for attachments: encoding into a buffer, and checked decoding.
+
 #include <array>
 #include <cstddef>
 #include <cstdint>

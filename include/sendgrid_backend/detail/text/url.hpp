@@ -1,12 +1,15 @@
 #pragma once
 
+/// @file
+/// SENDGRID_HOST_URL taken apart and checked, and a URL made safe to show in an error.
+
 #include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {

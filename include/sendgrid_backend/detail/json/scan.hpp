@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// A strict, allocation-light JSON reader for the few values the send path reads off the network.
+
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -8,7 +11,7 @@
 #include <system_error>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/text.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {

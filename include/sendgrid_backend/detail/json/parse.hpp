@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// Untrusted JSON text into nlohmann::json: depth-bounded, NUL bytes refused, the problem named.
+
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -8,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/json_depth.hpp"
+#include "sendgrid_backend/detail/json/depth.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {

@@ -15,7 +15,7 @@
 #include <prometheus/exposer.h>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/command_line.hpp"
+#include "sendgrid_backend/detail/programs/command_line.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {

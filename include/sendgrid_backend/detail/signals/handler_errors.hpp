@@ -1,5 +1,8 @@
 #pragma once
 
+/// @file
+/// The one path for an exception a handler or a user callback threw.
+
 #include <cstdio>
 #include <exception>
 #include <functional>
