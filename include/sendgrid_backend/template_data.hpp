@@ -4,8 +4,9 @@
 /// `TemplateData`: the `dynamic_template_data` of a message or a personalization, one
 /// nlohmann::json value or none, used like the `std::optional<nlohmann::json>` it replaces.
 /// It exists so that the umbrella header needs only nlohmann/json_fwd.hpp: nlohmann/json.hpp
-/// costs every file that includes it about a second of compile time. Code that stores or reads
-/// a value includes <nlohmann/json.hpp>, as any code that makes JSON does.
+/// is the largest header a sending file would otherwise parse (benchmarks/compile_cost.sh).
+/// Code that stores or reads a value includes <nlohmann/json.hpp>, as any code that makes JSON
+/// does.
 ///
 /// @code
 /// #include <nlohmann/json.hpp>

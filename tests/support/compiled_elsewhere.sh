@@ -12,7 +12,7 @@ for entry in 'SendgridBackend::SendgridBackend(' 'SendgridBackend::send_messages
     fi
 done
 compiled=$(printf '%s\n' "$symbols" | grep -E ' [TtWw] ' |
-    grep -E 'SendgridBackend::(SendgridBackend|emit_outcome)\(|send_messages\(sendgrid_backend::v0::EmailMessage\*|PayloadWriter<sendgrid_backend::v0::detail::JsonTextSink>|Delivery::|CurlTransport::' ||
+    grep -E 'SendgridBackend::(SendgridBackend|emit_outcome)\(|send_messages\(sendgrid_backend::v0::EmailMessage\*|write_payload<sendgrid_backend::v0::detail::JsonTextSink>|Delivery::|CurlTransport::|detail::curl::' ||
     true)
 if [ -n "$compiled" ]; then
     echo "FAILED: $1 compiles the send path itself:"

@@ -16,7 +16,6 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/text/base64.hpp"
-#include "sendgrid_backend/template_data.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
@@ -61,8 +60,8 @@ SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline const char* find_json_special(
 }
 
 /// Writes compact JSON text. It keeps its own length inside a larger string and writes through
-/// a pointer: std::string's append and push_back are calls into libstdc++ (about a third of
-/// the payload's cost when they were used here).
+/// a pointer: std::string's append and push_back are calls into libstdc++, and the payload
+/// writer would make one every few bytes.
 class JsonTextSink {
   public:
     /// Room for about `bytes` of text before the first growth.
@@ -141,9 +140,9 @@ class JsonTextSink {
         end_at(at);
         need_comma_ = true;
     }
-    /// dynamic_template_data (checked already), as nlohmann writes it.
-    void template_data(const TemplateData& data, const std::string& field) {
-        const std::string text = TemplateDataAccess::dump(data, field);
+    /// A value serialized elsewhere (dynamic_template_data, as nlohmann dumped it), written as
+    /// it is: it must be valid JSON.
+    void json_text(std::string_view text) {
         separate();
         put(text);
         need_comma_ = true;
@@ -270,7 +269,8 @@ class BasicJsonDomSink {
     void boolean(bool value) { place(Json(value)); }
     void integer(std::int64_t value) { place(Json(value)); }
     void base64_string(std::string_view bytes) { place(Json(base64_encode(bytes))); }
-    void template_data(const TemplateData& data, const std::string&) { place(*data); }
+    /// A copy of a whole value (dynamic_template_data).
+    void json_value(const Json& value) { place(value); }
 
     using Members = Json;
 

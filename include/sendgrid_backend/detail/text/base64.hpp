@@ -13,20 +13,6 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 
-// The AVX2 encoder is written with GCC/Clang vector extensions, __builtin_shufflevector and the
-// two AVX2 builtins <immintrin.h> wraps (vpshufb, vpmulhuw), not with that header: it alone cost
-// every file including the library three quarters of a second to compile. GCC declares its AVX2
-// builtins only inside target("avx2") functions, so __has_builtin cannot ask GCC for them; GCC
-// has __builtin_shufflevector from version 12.
-#if defined(__x86_64__) && defined(__clang__) && defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_ia32_pshufb256) && \
-    __has_builtin(__builtin_ia32_pmulhuw256)
-#define SENDGRID_BACKEND_DETAIL_BASE64_AVX2 1
-#endif
-#elif defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 12
-#define SENDGRID_BACKEND_DETAIL_BASE64_AVX2 1
-#endif
-
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
@@ -68,90 +54,25 @@ inline void base64_encode_groups(const unsigned char* in, std::size_t groups, ch
     }
 }
 
-#ifdef SENDGRID_BACKEND_DETAIL_BASE64_AVX2
-// The element types the builtins take (<immintrin.h>'s __v32qi and __v16hi).
-using Bytes16 = unsigned char __attribute__((vector_size(16)));
-using Chars32 = char __attribute__((vector_size(32)));
-using SignedBytes32 = signed char __attribute__((vector_size(32)));
-using Shorts16 = short __attribute__((vector_size(32)));
-using Words32 = std::uint32_t __attribute__((vector_size(32)));
-
-/// AVX2 encoder after Muła and Lemire ("Faster Base64 Encoding and Decoding Using AVX2
-/// Instructions", 2018): 24 bytes -> 32 characters per step. Returns how many input bytes it
-/// consumed (a multiple of 24); it reads 4 bytes past what it consumes, so it stops early.
-__attribute__((target("avx2"))) inline std::size_t base64_encode_avx2(const unsigned char* in,
-                                                                      std::size_t size,
-                                                                      char* out) noexcept {
-    // Added to a 6-bit index to give its character, chosen by the index's range.
-    const Chars32 offsets = {'a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
-                             '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A',
-                             0,        0,        'a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
-                             '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62,
-                             '/' - 63, 'A',      0,        0};
-    // Shifts as multiplications by powers of two, per 16-bit half of each 32-bit word: the high
-    // half of the product (vpmulhuw) by 2^6 / 2^10 shifts right by 10 / 6, the low half
-    // (vpmullw) by 2^4 / 2^8 shifts left by 4 / 8.
-    const Shorts16 high_shifts = {0x40, 0x400, 0x40, 0x400, 0x40, 0x400, 0x40, 0x400,
-                                  0x40, 0x400, 0x40, 0x400, 0x40, 0x400, 0x40, 0x400};
-    const Shorts16 low_shifts = {0x10, 0x100, 0x10, 0x100, 0x10, 0x100, 0x10, 0x100,
-                                 0x10, 0x100, 0x10, 0x100, 0x10, 0x100, 0x10, 0x100};
-    std::size_t done = 0;
-    for (; done + 28 <= size; done += 24, out += 32) {
-        Bytes16 low;
-        Bytes16 high;
-        std::memcpy(&low, in + done, sizeof low);
-        std::memcpy(&high, in + done + 12, sizeof high);
-        // Bytes 0..11 in the low 128-bit lane, 12..23 in the high one; per 32-bit word the bytes
-        // of one 3-byte group as [b1, b0, b2, b1] (one vinserti128 and one vpshufb).
-        const Words32 words = (Words32)__builtin_shufflevector(
-            low, high, 1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10, 17, 16, 18, 17, 20, 19,
-            21, 20, 23, 22, 24, 23, 26, 25, 27, 26);
-        // The four 6-bit fields of each word into its four bytes.
-        const Shorts16 shifted_down =
-            __builtin_ia32_pmulhuw256((Shorts16)(words & 0x0fc0fc00u), high_shifts);
-        const Shorts16 shifted_up = (Shorts16)(words & 0x003f03f0u) * low_shifts;
-        const SignedBytes32 index = (SignedBytes32)(shifted_down | shifted_up);
-        // 0..25 -> 13, 26..51 -> 0, 52..61 -> 1..10, 62 -> 11, 63 -> 12: a row of `offsets`. A
-        // comparison is all ones where it holds.
-        const SignedBytes32 row = ((index - 51) & (index > 51)) | ((index < 26) & 13);
-        const SignedBytes32 chars =
-            (SignedBytes32)__builtin_ia32_pshufb256(offsets, (Chars32)row) + index;
-        std::memcpy(out, &chars, sizeof chars);
-    }
-    return done;
+/// The last `rest` (1 or 2) bytes at `in` as four characters with padding.
+inline void base64_encode_rest(const unsigned char* in, std::size_t rest, char* out) noexcept {
+    const std::uint32_t a =
+        (std::uint32_t{in[0]} << 16) | (rest == 2 ? std::uint32_t{in[1]} << 8 : 0u);
+    out[0] = base64_alphabet[(a >> 18) & 0x3f];
+    out[1] = base64_alphabet[(a >> 12) & 0x3f];
+    out[2] = rest == 2 ? base64_alphabet[(a >> 6) & 0x3f] : '=';
+    out[3] = '=';
 }
-
-inline bool cpu_has_avx2() noexcept {
-    static const bool has = __builtin_cpu_supports("avx2");
-    return has;
-}
-#endif
 
 /// Writes the base64 of `input` to `out`, which must have room for base64_encoded_size bytes.
-/// Uses AVX2 where the CPU has it, a table-driven scalar loop elsewhere; both give the same text.
+/// Portable code only: a vector (AVX2) encoder saved little for a 20 MB attachment next to what
+/// sending it costs, while the pair table keeps this loop ahead of Boost.Beast's encoder
+/// (benchmarks/payload_bench.cpp, "Base64/").
 inline void base64_encode_into(std::string_view input, char* out) noexcept {
     const auto* in = reinterpret_cast<const unsigned char*>(input.data());
-    std::size_t size = input.size();
-#ifdef SENDGRID_BACKEND_DETAIL_BASE64_AVX2
-    if (cpu_has_avx2()) {
-        const std::size_t done = base64_encode_avx2(in, size, out);
-        in += done;
-        out += done / 3 * 4;
-        size -= done;
-    }
-#endif
+    const std::size_t size = input.size();
     base64_encode_groups(in, size / 3, out);
-    in += size / 3 * 3;
-    out += size / 3 * 4;
-    const std::size_t rest = size % 3;
-    if (rest != 0) {
-        const std::uint32_t a =
-            (std::uint32_t{in[0]} << 16) | (rest == 2 ? std::uint32_t{in[1]} << 8 : 0u);
-        out[0] = base64_alphabet[(a >> 18) & 0x3f];
-        out[1] = base64_alphabet[(a >> 12) & 0x3f];
-        out[2] = rest == 2 ? base64_alphabet[(a >> 6) & 0x3f] : '=';
-        out[3] = '=';
-    }
+    if (size % 3 != 0) base64_encode_rest(in + size / 3 * 3, size % 3, out + size / 3 * 4);
 }
 
 /// Standard base64 (RFC 4648, with padding, no line breaks), as SendGrid wants attachments.
