@@ -2,18 +2,26 @@
 //  - sequential sends through SendgridBackend vs a raw libcurl keep-alive POST loop of the same
 //    bodies to the same server (goal: at least 0.9x its throughput);
 //  - a batch against a server that delays every answer by 20 ms: 16 in flight vs one at a time
-//    (goal: at least 10x the sequential throughput).
+//    (goal: at least 10x the sequential throughput);
+//  - Delivery alone, on a transport that answers in the process: the stage's own work per
+//    request (its queues, the outcome), without HTTP; also with every request first refused by
+//    a 429 that asks for no wait, so that each goes through the retry queues once.
 #include <sendgrid_backend/backend.hpp>
+#include <sendgrid_backend/delivery.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "instant_transport.hpp"
 #include "ratio_reporter.hpp"
 
 namespace {
@@ -97,8 +105,69 @@ void BM_batch_delayed(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * count);
 }
 
+/// Answers at once: a request's first try gets a 429 asking for no wait, the next a 202. The
+/// body names the request (its index).
+class RefuseOnceTransport : public sendgrid_backend::Transport {
+  public:
+    explicit RefuseOnceTransport(std::size_t count) : refused_(count, false) {}
+
+    sendgrid_backend::HttpResponse send(const sendgrid_backend::HttpRequest& request) override {
+        sendgrid_backend::HttpResponse response;
+        const auto i = static_cast<std::size_t>(std::stoul(request.body));
+        if (!refused_[i]) {
+            refused_[i] = true;
+            response.status = 429;
+            response.headers.emplace_back("Retry-After", "0");
+        } else {
+            response.status = 202;
+            response.headers.emplace_back("X-Message-Id", "instant-0123456789abcdef");
+        }
+        return response;
+    }
+
+    void reset() { std::fill(refused_.begin(), refused_.end(), false); }
+
+  private:
+    std::vector<bool> refused_;
+};
+
+/// One Delivery::run of `count` requests through `transport`'s default batch (one at a time).
+template <class Transport>
+void delivery_runs(benchmark::State& state, Transport& transport, std::size_t count) {
+    sendgrid_backend::Delivery delivery(transport, sendgrid_backend::DeliveryOptions{});
+    std::vector<sendgrid_backend::HttpRequest> requests(count);
+    for (std::size_t i = 0; i < count; ++i) requests[i].body = std::to_string(i);
+    std::vector<sendgrid_backend::SendOutcome> outcomes(count);
+    std::vector<sendgrid_backend::SendOutcome*> pointers;
+    for (auto& outcome : outcomes) pointers.push_back(&outcome);
+    std::size_t accepted = 0;
+    for (auto _ : state) {
+        state.PauseTiming();
+        std::fill(outcomes.begin(), outcomes.end(), sendgrid_backend::SendOutcome{});
+        if constexpr (std::is_same_v<Transport, RefuseOnceTransport>) transport.reset();
+        state.ResumeTiming();
+        delivery.run(requests, pointers,
+                     [&](std::size_t i) { accepted += outcomes[i].accepted(); });
+    }
+    if (accepted != state.iterations() * count) state.SkipWithError("a request was not accepted");
+    state.SetItemsProcessed(state.iterations() * static_cast<benchmark::IterationCount>(count));
+}
+
+void BM_delivery_instant(benchmark::State& state) {
+    sendgrid_backend_bench::InstantTransport transport;
+    delivery_runs(state, transport, static_cast<std::size_t>(state.range(0)));
+}
+
+void BM_delivery_refused_once(benchmark::State& state) {
+    const auto count = static_cast<std::size_t>(state.range(0));
+    RefuseOnceTransport transport(count);
+    delivery_runs(state, transport, count);
+}
+
 }  // namespace
 
+BENCHMARK(BM_delivery_instant)->Name("delivery/instant")->Arg(1)->Arg(100);
+BENCHMARK(BM_delivery_refused_once)->Name("delivery/refused_once")->Arg(1)->Arg(100);
 BENCHMARK(BM_raw_curl_sequential)->Name("sequential/raw_libcurl")->UseRealTime();
 BENCHMARK(BM_backend_sequential)->Name("sequential/SendgridBackend")->UseRealTime();
 // One at a time, 100 messages (2 s); the rate per message is what is compared.

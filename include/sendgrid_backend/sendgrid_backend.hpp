@@ -9,12 +9,15 @@
 /// `testing/...` (cpp-httplib).
 
 #include "sendgrid_backend/address.hpp"
+#include "sendgrid_backend/api_errors.hpp"
+#include "sendgrid_backend/backend.hpp"
+#include "sendgrid_backend/clock.hpp"
 #include "sendgrid_backend/delivery.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
-#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
+#include "sendgrid_backend/outcome_recording.hpp"
 #include "sendgrid_backend/payload.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
 #include "sendgrid_backend/settings.hpp"

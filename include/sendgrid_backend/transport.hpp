@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,7 +22,6 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
-#include "sendgrid_backend/detail/vector_queue.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/version.hpp"
 
@@ -169,7 +169,8 @@ class SequentialBatch : public TransportBatch {
     std::vector<Completion> wait_any(std::chrono::milliseconds) override {
         std::vector<Completion> done;
         if (started_.empty()) return done;
-        const auto [tag, request] = started_.pop();
+        const auto [tag, request] = started_.front();
+        started_.pop();
         done.push_back(Completion{tag, transport_.send(*request)});
         return done;
     }
@@ -178,7 +179,7 @@ class SequentialBatch : public TransportBatch {
 
   private:
     Transport& transport_;
-    VectorQueue<std::pair<std::size_t, const HttpRequest*>> started_;
+    std::queue<std::pair<std::size_t, const HttpRequest*>> started_;
 };
 
 using TransportFactory = std::shared_ptr<Transport> (*)(const TransportOptions&);

@@ -2,7 +2,7 @@
 // against nlohmann's parser both ways: whatever our reader takes, nlohmann must parse as JSON
 // too, with the same errors[]; nothing nlohmann refuses is taken; and no error object nlohmann
 // reads is dropped, unless the body nests deeper than the scanner's bound (64).
-#include <sendgrid_backend/delivery.hpp>
+#include <sendgrid_backend/api_errors.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,12 @@
 #pragma once
 
 /// @file
-/// A strict, allocation-light JSON reader for the few values the send path reads off the network.
+/// A strict JSON reader for the one JSON text the send path reads off the network: SendGrid's
+/// error bodies (api_errors.hpp). Hand-written instead of nlohmann::json::parse for compile time
+/// only: every file that sends compiles the send path header-only, and with nlohmann's parser in
+/// it such a file no longer compiled within the library's budget against using the dependencies
+/// directly (benchmarks/compile_cost.sh; the figures are in docs/benchmarks.md).
+/// tests/fuzz/fuzz_error_body.cpp holds its reading to nlohmann's, both ways.
 
 #include <charconv>
 #include <cstddef>
@@ -16,12 +21,10 @@
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
-/// A strict, allocation-light reader of one JSON text (RFC 8259), for the few values the send
-/// path reads from the network (SendGrid's error bodies). Every member returns false on anything
-/// that is not JSON: the input is untrusted, so nesting is bounded and strings must be UTF-8.
-/// Kept apart from nlohmann's DOM parser so that every file that sends mail does not generate
-/// that parser's code (nlohmann's own `_json` literal instantiates it wherever json.hpp is
-/// included, but only a call makes the compiler emit it).
+/// A strict reader of one JSON text (RFC 8259), read in place: no tree is built, a value the
+/// caller skips is only checked. Every member returns false on anything that is not JSON: the
+/// input is untrusted, so nesting is bounded and strings must be UTF-8. See the file comment
+/// for why it is not nlohmann's parser.
 class JsonScanner {
   public:
     explicit JsonScanner(std::string_view text, int max_depth = 64) noexcept
