@@ -7,7 +7,7 @@
 ///
 ///   sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]
 ///                   [--consumer NAME] [--batch N] [--visibility-timeout MS] [--resend-unknown]
-///                   [--max-attempts N] [--max-wait MS] [--metrics IP:PORT]
+///                   [--max-tries N] [--max-wait MS] [--metrics IP:PORT]
 ///
 /// SendGrid's settings come from the environment, as Settings::from_env() reads them
 /// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
@@ -43,12 +43,13 @@
 #include <thread>
 #include <vector>
 
+#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/programs/command_line.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
-#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/redis/client.hpp"
 #include "sendgrid_backend/redis/queue.hpp"
+#include "sendgrid_backend/redis/worker.hpp"
 
 #if defined(SENDGRID_BACKEND_WORKER_METRICS)
 #include "sendgrid_backend/detail/programs/metrics_endpoint.hpp"
@@ -62,7 +63,7 @@ namespace detail {
 inline constexpr const char* worker_usage =
     "usage: sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]\n"
     "                       [--consumer NAME] [--batch N] [--visibility-timeout MS]\n"
-    "                       [--resend-unknown] [--max-attempts N] [--max-wait MS]\n"
+    "                       [--resend-unknown] [--max-tries N] [--max-wait MS]\n"
     "                       [--metrics IP:PORT]\n"
     "  --redis URL              redis://[[user]:password@]host[:port][/db]\n"
     "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
@@ -72,7 +73,8 @@ inline constexpr const char* worker_usage =
     "  --visibility-timeout MS  1-31622400000 (366 days), longer than a send can take\n"
     "                           (default: the longest send plus a minute)\n"
     "  --resend-unknown         send a claimed message again although it may have gone out\n"
-    "  --max-attempts N         tries per message, 1-100\n"
+    "  --max-tries N            tries per message, 1-100 (--max-attempts N: the old name,\n"
+    "                           deprecated)\n"
     "  --max-wait MS            the longest wait between tries, 0-86400000 (24 hours)\n"
     "  --metrics IP:PORT        serve Prometheus metrics of the sends and the queue at\n"
     "                           http://IP:PORT/metrics; IP an IPv4 address or localhost, PORT\n"
@@ -87,7 +89,7 @@ inline constexpr const char* worker_usage =
 /// usage text states them; a change to a limit fails here until the text follows).
 inline constexpr std::int64_t worker_max_batch = 10'000;
 inline constexpr std::int64_t worker_max_visibility_timeout_ms = 31'622'400'000;  // 366 days
-inline constexpr std::int64_t worker_max_attempts = 100;        // Settings::validate's limit
+inline constexpr std::int64_t worker_max_tries = 100;           // Settings::validate's limit
 inline constexpr std::int64_t worker_max_wait_ms = 86'400'000;  // 24 hours
 static_assert(worker_max_batch == static_cast<std::int64_t>(WorkerOptions::max_batch));
 static_assert(worker_max_visibility_timeout_ms == WorkerOptions::max_visibility_timeout.count());
@@ -102,7 +104,7 @@ struct WorkerCommandLine {
     RedisQueueOptions queue;
     WorkerOptions options;
     bool visibility_timeout_given = false;
-    std::optional<int> max_attempts;
+    std::optional<int> max_tries;
     std::optional<std::chrono::milliseconds> max_wait;
     std::optional<MetricsAddress> metrics;  ///< --metrics, when given
 };
@@ -137,9 +139,9 @@ inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* 
             line.options.visibility_timeout = std::chrono::milliseconds(
                 args.number("milliseconds", 1, worker_max_visibility_timeout_ms));
             line.visibility_timeout_given = true;
-        } else if (flag == "--max-attempts") {
-            line.max_attempts =
-                static_cast<int>(args.number("a number of tries", 1, worker_max_attempts));
+        } else if (flag == "--max-tries" || flag == "--max-attempts") {  // the old name, 0.10
+            line.max_tries =
+                static_cast<int>(args.number("a number of tries", 1, worker_max_tries));
         } else if (flag == "--max-wait") {
             line.max_wait =
                 std::chrono::milliseconds(args.number("milliseconds", 0, worker_max_wait_ms));
@@ -214,7 +216,7 @@ inline Settings worker_settings(const WorkerCommandLine& line) {
             "export SENDGRID_API_KEY=<your SendGrid API key> before starting sendgrid-worker (it "
             "has no flag for the key: a command line is visible to every user of the machine)");
         if (!key_problem.empty()) throw UsageError("SENDGRID_API_KEY " + key_problem);
-        if (line.max_attempts) settings.retry.max_attempts = *line.max_attempts;
+        if (line.max_tries) settings.retry.max_tries = *line.max_tries;
         if (line.max_wait) {
             settings.retry.max_backoff = std::min(settings.retry.max_backoff, *line.max_wait);
             settings.retry.max_retry_after = *line.max_wait;
@@ -232,13 +234,13 @@ inline Settings worker_settings(const WorkerCommandLine& line) {
             throw UsageError(
                 "--visibility-timeout " + std::to_string(line.options.visibility_timeout.count()) +
                 " is too short: a send may take up to " + std::to_string(longest) + " ms (" +
-                std::to_string(retry.max_attempts) + " tries of SENDGRID_TIMEOUT " +
+                std::to_string(retry.max_tries) + " tries of SENDGRID_TIMEOUT " +
                 std::to_string(settings.timeout.count()) + " ms, waits of up to " +
                 std::to_string(wait) +
                 " ms between them), and another worker would claim a message this one still "
                 "sends; give more than " +
                 std::to_string(longest) + ", leave it out (" + std::to_string(longest + 60'000) +
-                "), or lower --max-attempts or --max-wait");
+                "), or lower --max-tries or --max-wait");
         }
     }
     return settings;
@@ -284,8 +286,8 @@ using ServeWorkerMetrics = std::function<MetricsEndpoint(
 #if defined(SENDGRID_BACKEND_WORKER_METRICS)
 /// The program's `--metrics`: serves this process's sends (PrometheusMetrics, counting from
 /// now on) and `queue` (RedisQueueMetrics) on `address` with prometheus-cpp's Exposer.
-/// @throws RedisError when Redis cannot be reached; std::runtime_error naming the flag when it
-///         cannot listen.
+/// @throws RedisError when Redis cannot be reached; ImproperlyConfigured naming the flag when
+///         it cannot listen.
 inline detail::MetricsEndpoint serve_worker_metrics(const RedisOptions& redis,
                                                     const RedisQueueOptions& queue,
                                                     const detail::MetricsAddress& address) {

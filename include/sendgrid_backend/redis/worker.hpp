@@ -1,0 +1,435 @@
+#pragma once
+
+/// @file
+/// `RedisMailWorker`: takes messages off the durable queue (redis/queue.hpp, whose file comment
+/// has the protocol) as one consumer of its group, sends them through a `SendgridBackend` and
+/// records each one's status. Link `sendgrid_backend::redis` (hiredis).
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sendgrid_backend/backend.hpp"
+#include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/exceptions.hpp"
+#include "sendgrid_backend/message.hpp"
+#include "sendgrid_backend/message_json.hpp"
+#include "sendgrid_backend/outcome.hpp"
+#include "sendgrid_backend/redis/client.hpp"
+#include "sendgrid_backend/redis/queue.hpp"
+#include "sendgrid_backend/redis/scripts.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+
+/// How a worker takes messages off the queue.
+struct WorkerOptions {
+    /// This worker's name in the consumer group; empty: "<hostname>-<pid>".
+    std::string consumer;
+    /// Entries taken per round, at most `max_batch`; 0: the backend's max_in_flight.
+    std::size_t batch = 0;
+    /// An entry another worker took and has not finished this long after is claimed. Must be
+    /// longer than any send can take (the backend's timeout times its tries, plus waits); the
+    /// constructor refuses a shorter one, since a slow worker's entries would be claimed.
+    /// At most `max_visibility_timeout`. 0: the longest send with the backend's settings plus a
+    /// minute.
+    std::chrono::milliseconds visibility_timeout{0};
+    /// How long one read waits for new entries: 1 ms to `max_block` (Redis reads 0 as forever,
+    /// and `run` looks at its stop flag between reads).
+    std::chrono::milliseconds block{1'000};
+    /// Send a claimed message again although a dead worker may have sent it already (its state
+    /// was "sending"). Off: reported `unknown`. On: a duplicate is possible.
+    bool resend_unknown = false;
+    /// Each sent message carries its queue key in this custom_arg (so SendGrid's Event Webhook
+    /// events carry it back); empty: none is added.
+    std::string key_custom_arg = detail::default_queue_key_arg;
+
+    static constexpr std::size_t max_batch = 10'000;
+    /// Longer than the longest send the backend's settings allow (100 tries of a day each).
+    static constexpr std::chrono::milliseconds max_visibility_timeout =
+        std::chrono::hours(24 * 366);
+    static constexpr std::chrono::milliseconds max_block = std::chrono::hours(1);
+};
+
+/// A worker: reads the queue as one consumer of the group and sends through `backend`, which
+/// emits `sendgrid_email_sent` on the worker's thread. Use one per thread or process. The worker
+/// shares ownership of its backend, which lives as long as the worker.
+class RedisMailWorker {
+  public:
+    /// @throws ImproperlyConfigured when `backend` or `redis` is null, an option is out of
+    ///         range, or the visibility timeout is shorter than a send can take.
+    RedisMailWorker(std::shared_ptr<const SendgridBackend> backend,
+                    std::shared_ptr<RedisClient> redis, RedisQueueOptions queue = {},
+                    WorkerOptions options = {})
+        : backend_(std::move(backend)),
+          redis_(std::move(redis)),
+          queue_(std::move(queue)),
+          options_(std::move(options)) {
+        if (!backend_) throw ImproperlyConfigured("backend", "is null; pass a SendgridBackend");
+        if (!redis_) throw ImproperlyConfigured("redis", "is null; pass a RedisClient");
+        queue_.validate();
+        detail::require_at_most("WorkerOptions::batch", options_.batch, WorkerOptions::max_batch);
+        detail::require_within("WorkerOptions::block", options_.block, std::chrono::milliseconds(1),
+                               WorkerOptions::max_block, " (Redis reads 0 as forever)");
+        // A read waits up to `block` for Redis' answer, so the connection's own timeout must be
+        // longer, or every idle read is a lost connection (and an entry Redis hands over in the
+        // moment after is left pending until it is claimed).
+        const auto redis_timeout = redis_->options().timeout;
+        if (options_.block + std::chrono::seconds(1) > redis_timeout) {
+            detail::refuse_setting(
+                "WorkerOptions::block",
+                "is " + std::to_string(options_.block.count()) +
+                    " ms; it must be at least 1 s shorter than RedisOptions::timeout (" +
+                    std::to_string(redis_timeout.count()) +
+                    " ms), which a read waiting for new entries must not reach");
+        }
+        detail::require_within("WorkerOptions::visibility_timeout", options_.visibility_timeout,
+                               std::chrono::milliseconds(0), WorkerOptions::max_visibility_timeout,
+                               " (0: the longest send plus a minute)");
+        if (options_.consumer.empty()) options_.consumer = default_consumer();
+        if (options_.batch == 0) options_.batch = backend_->settings().max_in_flight;
+        const auto longest = longest_send(backend_->settings());
+        if (options_.visibility_timeout.count() == 0) {
+            options_.visibility_timeout = longest + std::chrono::minutes(1);
+        }
+        if (options_.visibility_timeout <= longest) {
+            throw ImproperlyConfigured(
+                "WorkerOptions::visibility_timeout",
+                "is " + std::to_string(options_.visibility_timeout.count()) +
+                    " ms; a send may take up to " + std::to_string(longest.count()) +
+                    " ms with these settings, and a slow worker's messages would be claimed "
+                    "while it still sends them");
+        }
+        create_group();
+    }
+
+    /// One round: claims entries a dead worker left behind, reads new ones (waiting up to
+    /// `block`), sends them and records their statuses. Returns how many entries it finished.
+    std::size_t run_once() {
+        std::vector<Entry> entries = claim();
+        if (entries.empty()) entries = read_new();
+        if (entries.empty()) return 0;
+        handle(entries);
+        return entries.size();
+    }
+
+    /// Runs rounds until `stop` is set (check between rounds: the round in progress finishes).
+    void run(const std::atomic<bool>& stop) {
+        while (!stop.load()) {
+            try {
+                run_once();
+            } catch (const RedisError&) {
+                // Redis is out of reach: the client reconnects with backoff on the next round.
+            }
+        }
+    }
+
+    /// This worker's name in the consumer group (WorkerOptions::consumer, or the default).
+    const std::string& consumer() const noexcept { return options_.consumer; }
+    /// The visibility timeout in effect (WorkerOptions::visibility_timeout, or the default).
+    std::chrono::milliseconds visibility_timeout() const noexcept {
+        return options_.visibility_timeout;
+    }
+
+    /// How long a send can take with `settings` (validated: their bounds keep this product far
+    /// from overflow): every try at the full timeout, and the longest waits between them.
+    static std::chrono::milliseconds longest_send(const Settings& settings) {
+        const auto tries = std::max(1, settings.retry.max_tries);
+        const auto wait = std::max(settings.retry.max_backoff, settings.retry.max_retry_after);
+        return settings.timeout * tries + wait * (tries - 1);
+    }
+
+  private:
+    struct Entry {
+        std::string id;  ///< the stream entry id
+        std::string key;
+        std::string message;
+    };
+
+    static std::string default_consumer() {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        return std::string(host) + "-" + std::to_string(static_cast<long>(getpid()));
+    }
+
+    static std::vector<Entry> entries_of(const RedisValue& list) {
+        std::vector<Entry> entries;
+        for (const RedisValue& item : list.elements) {
+            if (item.elements.size() != 2) continue;  // deleted meanwhile: no fields
+            Entry entry;
+            entry.id = item.elements[0].text;
+            const auto& fields = item.elements[1].elements;
+            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+                if (fields[i].text == "key") entry.key = fields[i + 1].text;
+                if (fields[i].text == "message") entry.message = fields[i + 1].text;
+            }
+            entries.push_back(std::move(entry));
+        }
+        return entries;
+    }
+
+    /// Creates the group, and the stream if need be; returns false when it exists already (made
+    /// by another worker). It starts at 0 so that it delivers every entry the stream holds: when
+    /// Redis lost the group with its data, those are the entries queued since, none delivered.
+    bool create_group() {
+        const RedisValue created =
+            redis_->command({"XGROUP", "CREATE", queue_.stream, queue_.group, "0", "MKSTREAM"});
+        if (!created.is_error()) return true;
+        if (created.text.rfind("BUSYGROUP", 0) == 0) return false;
+        throw RedisError("cannot create the consumer group: " + created.text);
+    }
+
+    /// Runs a command on the group, creating the group again when Redis no longer has it
+    /// (NOGROUP: it restarted without its data, or was flushed), and then the command once
+    /// more. Safe: a command answered NOGROUP did nothing. XACK answers 0, never NOGROUP.
+    RedisValue group_command(const std::vector<std::string>& command) {
+        const RedisValue answer = redis_->command(command);
+        if (!answer.is_error() || answer.text.rfind("NOGROUP", 0) != 0) return answer;
+        if (create_group()) {
+            // Once per loss, by the worker that made the group again (the others get BUSYGROUP).
+            std::fprintf(
+                stderr,
+                "[sendgrid_backend] consumer group %s of stream %s was missing: Redis lost "
+                "its data (restarted without persistence, or flushed), so the messages "
+                "queued before and their statuses are gone; created the group again, "
+                "the messages queued since will be sent\n",
+                queue_.group.c_str(), queue_.stream.c_str());
+        }
+        return redis_->command(command);
+    }
+
+    std::vector<Entry> claim() {
+        const RedisValue claimed =
+            group_command({"XAUTOCLAIM", queue_.stream, queue_.group, options_.consumer,
+                           std::to_string(options_.visibility_timeout.count()), "0-0", "COUNT",
+                           std::to_string(options_.batch)});
+        if (claimed.is_error()) throw RedisError("XAUTOCLAIM failed: " + claimed.text);
+        if (claimed.elements.size() < 2) return {};
+        return entries_of(claimed.elements[1]);
+    }
+
+    std::vector<Entry> read_new() {
+        const RedisValue read =
+            group_command({"XREADGROUP", "GROUP", queue_.group, options_.consumer, "COUNT",
+                           std::to_string(options_.batch), "BLOCK",
+                           std::to_string(options_.block.count()), "STREAMS", queue_.stream, ">"});
+        if (read.is_error()) throw RedisError("XREADGROUP failed: " + read.text);
+        if (read.is_nil() || read.elements.empty()) return {};
+        return entries_of(read.elements[0].elements.at(1));
+    }
+
+    std::string status_key(const Entry& entry) const { return queue_.status_prefix + entry.key; }
+
+    /// A status change: from `from` (owned by `owner`, or by anyone when empty) to `to`,
+    /// recorded as this worker's, with more `fields`.
+    struct Move {
+        const Entry* entry;
+        QueuedState from;
+        std::string owner;
+        QueuedState to;
+        std::vector<std::string> fields;
+    };
+
+    /// What a round does with its entries before anything is sent.
+    struct Plan {
+        std::vector<const Entry*> done;      ///< finished: acknowledged as the round ends
+        std::vector<Move> moves;             ///< to "sending", or to where a send cannot go
+        std::vector<EmailMessage> messages;  ///< for each move: its message, if it decoded
+    };
+
+    /// The messages this worker moved to "sending": its own to send.
+    struct Batch {
+        std::vector<EmailMessage> messages;
+        std::vector<const Entry*> entries;  ///< for each message
+    };
+
+    /// A round, in four round trips whatever its size: every entry's state; the moves to
+    /// "sending" (and to "failed"/"unknown" for what cannot be sent); the outcomes; XACK.
+    void handle(const std::vector<Entry>& entries) {
+        Plan plan = plan_moves(entries, read_states(entries));
+        Batch batch = make_moves(plan);
+        if (!batch.messages.empty()) {
+            send(batch.messages);
+            record_outcomes(batch, plan.done);
+        }
+        finish_entries(plan.done);
+    }
+
+    /// Every entry's state, in one round trip.
+    std::vector<QueuedState> read_states(const std::vector<Entry>& entries) {
+        std::vector<std::vector<std::string>> reads;
+        for (const Entry& entry : entries) reads.push_back({"HGET", status_key(entry), "state"});
+        const auto answers = detail::retry_idempotent([&] { return redis_->pipeline(reads); });
+        std::vector<QueuedState> states;
+        for (const RedisValue& answer : answers) {
+            if (answer.is_error()) throw RedisError("reading a status failed: " + answer.text);
+            states.push_back(detail::stored_state(answer));
+        }
+        return states;
+    }
+
+    /// For each entry in `states[i]`: nothing to send (finished already: only acknowledged),
+    /// or a move.
+    Plan plan_moves(const std::vector<Entry>& entries,
+                    const std::vector<QueuedState>& states) const {
+        Plan plan;
+        for (std::size_t i = 0; i < entries.size(); ++i) {
+            if (is_finished(states[i])) {
+                plan.done.push_back(&entries[i]);  // its worker stopped between the status and XACK
+                continue;
+            }
+            EmailMessage message;
+            plan.moves.push_back(plan_move(entries[i], states[i], message));
+            plan.messages.push_back(std::move(message));
+        }
+        return plan;
+    }
+
+    /// The move for an entry in `state` (not finished), decoding its message into `message`.
+    Move plan_move(const Entry& entry, QueuedState state, EmailMessage& message) const {
+        try {
+            message = deserialize_message(entry.message);
+        } catch (const InvalidMessage& invalid) {
+            return {
+                &entry,
+                state,
+                "",
+                QueuedState::failed,
+                {"reason", "the queued entry is not a message: " + std::string(invalid.what())}};
+        }
+        if (state == QueuedState::sending && !options_.resend_unknown) {
+            // A worker died after it marked the message, and maybe after it POSTed it.
+            return {&entry,
+                    state,
+                    "",
+                    QueuedState::unknown,
+                    {"reason", unknown_reason(), "finished_at", detail::unix_now_text()}};
+        }
+        // Marked "sending" before anything goes out: from then on no other worker sends it.
+        return {&entry, state, "", QueuedState::sending, {"started_at", detail::unix_now_text()}};
+    }
+
+    /// Makes the plan's moves and takes what moved to "sending"; the rest is finished here
+    /// (reported when it moved to "unknown") or was moved by someone else meanwhile.
+    Batch make_moves(Plan& plan) {
+        const std::vector<bool> moved = apply(plan.moves);
+        Batch batch;
+        for (std::size_t i = 0; i < plan.moves.size(); ++i) {
+            const Move& move = plan.moves[i];
+            EmailMessage& message = plan.messages[i];
+            if (moved[i] && move.to == QueuedState::sending) {
+                if (!options_.key_custom_arg.empty()) {
+                    message.custom_args[options_.key_custom_arg] = move.entry->key;
+                }
+                batch.messages.push_back(std::move(message));
+                batch.entries.push_back(move.entry);
+                continue;
+            }
+            if (moved[i] && move.to == QueuedState::unknown) report_unknown(message);
+            plan.done.push_back(move.entry);
+        }
+        return batch;
+    }
+
+    void send(std::vector<EmailMessage>& messages) const {
+        try {
+            backend_->send_messages(messages);
+        } catch (...) {
+            // Every message has its outcome and its emission (the backend sees to that).
+        }
+    }
+
+    /// Moves each sent message from "sending" (still this worker's) to its outcome's state.
+    void record_outcomes(const Batch& batch, std::vector<const Entry*>& done) {
+        std::vector<Move> outcomes;
+        for (std::size_t i = 0; i < batch.messages.size(); ++i) {
+            const SendOutcome& outcome = batch.messages[i].outcome;
+            outcomes.push_back({batch.entries[i],
+                                QueuedState::sending,
+                                options_.consumer,
+                                state_after(outcome),
+                                {"message_id", outcome.message_id, "http_status",
+                                 std::to_string(outcome.http_status), "reason",
+                                 outcome.failure_reason, "finished_at", detail::unix_now_text()}});
+            done.push_back(batch.entries[i]);
+        }
+        apply(outcomes);
+    }
+
+    /// Makes `moves` in one round trip, each atomically (see the script, which also makes a
+    /// retried move harmless). Returns for each whether it moved.
+    std::vector<bool> apply(std::vector<Move>& moves) {
+        std::vector<bool> moved;
+        if (moves.empty()) return moved;
+        std::vector<std::vector<std::string>> commands;
+        for (Move& move : moves) {
+            std::vector<std::string> command{"2",
+                                             status_key(*move.entry),
+                                             queue_.state_counts_key(),
+                                             to_string(move.from),
+                                             move.owner,
+                                             std::to_string(queue_.status_ttl.count()),
+                                             to_string(move.to),
+                                             options_.consumer};
+            for (auto& field : move.fields) command.push_back(std::move(field));
+            commands.push_back(std::move(command));
+        }
+        const auto answers = detail::retry_idempotent(
+            [&] { return detail::stored_transition_script().run(*redis_, commands); });
+        for (const RedisValue& answer : answers) {
+            if (answer.is_error()) throw RedisError("a status transition failed: " + answer.text);
+            moved.push_back(answer.integer == 1);
+        }
+        return moved;
+    }
+
+    void finish_entries(const std::vector<const Entry*>& done) {
+        if (done.empty()) return;
+        std::vector<std::string> ack{"XACK", queue_.stream, queue_.group};
+        std::vector<std::string> del{"XDEL", queue_.stream};
+        for (const Entry* entry : done) {
+            ack.push_back(entry->id);
+            del.push_back(entry->id);
+        }
+        detail::retry_idempotent([&] { return redis_->pipeline({ack, del}); });
+    }
+
+    /// Whether a message in `state` has its outcome (then its entry only needs XACK).
+    static bool is_finished(QueuedState state) noexcept {
+        return state == QueuedState::accepted || state == QueuedState::failed ||
+               state == QueuedState::unknown;
+    }
+
+    static QueuedState state_after(const SendOutcome& outcome) noexcept {
+        if (outcome.accepted()) return QueuedState::accepted;
+        return outcome.maybe_delivered() ? QueuedState::unknown : QueuedState::failed;
+    }
+
+    /// Emits `sendgrid_email_sent` for a message a dead worker may have sent: its one emission.
+    void report_unknown(EmailMessage& message) const {
+        message.outcome.status = SendStatus::unknown;
+        message.outcome.failure_reason = unknown_reason();
+        backend_->emit_outcome(message);
+    }
+
+    std::string unknown_reason() const {
+        return "outcome unknown: the worker sending it stopped (claimed after " +
+               std::to_string(options_.visibility_timeout.count()) +
+               " ms); SendGrid may have accepted it, so it was not sent again";
+    }
+
+    std::shared_ptr<const SendgridBackend> backend_;
+    std::shared_ptr<RedisClient> redis_;
+    RedisQueueOptions queue_;
+    WorkerOptions options_;
+};
+
+SENDGRID_BACKEND_NAMESPACE_END
