@@ -51,11 +51,15 @@ EmailMessage kitchen_sink() {
     return m;
 }
 
+/// The field a refusal names; reading refuses with InvalidStoredMessage only.
 std::string refused_field(const std::string& text) {
     try {
         deserialize_message(text);
-    } catch (const InvalidMessage& e) {
+    } catch (const sendgrid_backend::InvalidStoredMessage& e) {
+        CHECK(e.id() == "sendgrid_backend.invalid_stored_message");
         return e.field();
+    } catch (const InvalidMessage& e) {
+        return "<an InvalidMessage, not an InvalidStoredMessage: " + e.field() + ">";
     }
     return "<no error>";
 }
@@ -108,6 +112,11 @@ TEST_CASE("malformed stored messages are refused, naming the field", "[message_j
           "mail_settings.footer.enable");
     CHECK(refused_field(R"({"v":1,"tracking_settings":{"ganalytics":{"utm":"x"}}})") ==
           "tracking_settings.ganalytics.utm");
+    CHECK(refused_field(R"({"v":1,"mail_settings":[]})") == "mail_settings");
+    CHECK(refused_field(R"({"v":1,"alternatives":[{"content":"x"},2]})") == "alternatives[1]");
+    CHECK(refused_field(R"({"v":1,"ip_pool_name":null})") == "ip_pool_name");
+    CHECK(refused_field(R"({"v":1,"tracking_settings":{"subscription_tracking":{"on":1}}})") ==
+          "tracking_settings.subscription_tracking.on");
     CHECK(refused_field(R"({"v":1,"priority":"high"})") == "priority");
     CHECK(refused_field(R"({"v":1,"":1})") == R"("")");  // found by fuzz_message_json
     CHECK(refused_field(R"({"v":1,"personalizations":[{"to":["a@b.c"],"":1}]})") ==
@@ -152,6 +161,14 @@ TEST_CASE("text that is not UTF-8 cannot be stored as JSON and is refused by nam
     EmailMessage m("ok", "Body", "shop@example.com", {"jane@example.com"});
     m.cc = {"x@example.com", "bad\xff@example.com"};
     CHECK_THROWS_WITH(serialize_message(m), Catch::Contains("cc[1]"));
+    // Writing refuses the message itself: an InvalidMessage, not a stored text's refusal.
+    try {
+        serialize_message(m);
+        FAIL("no error");
+    } catch (const InvalidMessage& e) {
+        CHECK(e.id() == "sendgrid_backend.invalid_message");
+        CHECK(e.reason() == "is not valid UTF-8");
+    }
     m.cc.clear();
     m.dynamic_template_data = nlohmann::json{{"k", "\xc3"}};
     try {

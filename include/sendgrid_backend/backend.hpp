@@ -36,8 +36,9 @@
 
 #include "sendgrid_backend/delivery.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/signals/handler_errors.hpp"
 #include "sendgrid_backend/detail/linkage.hpp"
+#include "sendgrid_backend/detail/message_echo.hpp"
+#include "sendgrid_backend/detail/signals/handler_errors.hpp"
 #include "sendgrid_backend/detail/text/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -263,34 +264,8 @@ class SendgridBackend {
     /// Writes each message about to be sent to the echo stream, as the original's
     /// SENDGRID_ECHO_TO_STDOUT does (a readable rendering, not the raw MIME).
     void echo(const EmailMessage* messages, const std::vector<std::size_t>& positions) const {
-        auto join = [](const std::vector<std::string>& list) {
-            std::string joined;
-            for (const auto& item : list) joined += (joined.empty() ? "" : ", ") + item;
-            return joined;
-        };
         std::string text;
-        for (std::size_t i : positions) {
-            const EmailMessage& message = messages[i];
-            text += "From: " + message.from_email + '\n';
-            if (!message.to.empty()) text += "To: " + join(message.to) + '\n';
-            if (!message.cc.empty()) text += "Cc: " + join(message.cc) + '\n';
-            if (!message.reply_to.empty()) text += "Reply-To: " + join(message.reply_to) + '\n';
-            text += "Subject: " + message.subject + '\n';
-            for (const auto& [name, value] : message.extra_headers) {
-                text += name + ": " + value + '\n';
-            }
-            text += "Content-Type: text/" + message.content_subtype + "; charset=utf-8\n\n" +
-                    message.body + '\n';
-            for (const auto& alternative : message.alternatives) {
-                text += "[alternative " + alternative.mimetype + ", " +
-                        std::to_string(alternative.content.size()) + " bytes]\n";
-            }
-            for (const auto& attachment : message.attachments) {
-                text += "[attachment " + attachment.filename + ", " +
-                        std::to_string(attachment.content.size()) + " bytes]\n";
-            }
-            text += std::string(79, '-') + '\n';
-        }
+        for (std::size_t i : positions) detail::append_echo(text, messages[i]);
         std::lock_guard<std::mutex> lock(echo_mutex_);
         if (options_.stream != nullptr) {
             options_.stream->write(text.data(), static_cast<std::streamsize>(text.size()));
@@ -322,7 +297,7 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
     if (!options_.transport) {
         detail::TransportFactory factory = detail::default_transport_factory().load();
         if (factory == nullptr) {
-            throw ImproperlyConfigured("transport",
+            throw ImproperlyConfigured("BackendOptions::transport",
                                        "none given and no default: include "
                                        "<sendgrid_backend/transport/curl.hpp> and link "
                                        "sendgrid_backend::curl, or pass Options::transport");
@@ -331,7 +306,7 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
     }
     if (const std::string problem = options_.transport->url_problem(send_url_); !problem.empty()) {
         throw ImproperlyConfigured(
-            "SENDGRID_HOST_URL",
+            "Settings::host_url",
             detail::quote_for_error(detail::url_for_error(settings_.host_url)) + " " + problem);
     }
     request_headers_ = {{"Authorization", "Bearer " + settings_.api_key},

@@ -110,6 +110,12 @@ struct TrackingSettings {
 /// at a time, as with any value type).
 class EmailMessage {
   public:
+    // A field added here, or to one of the structs above, goes into its table in
+    // message_fields.hpp too: the stored JSON and the echo are written from that table, and
+    // tests/test_message_fields.cpp fills and checks every entry of it. The payload maps fields
+    // by hand (SendGrid's shape is not ours): add it there, or to that test's list of fields
+    // the payload does not carry.
+
     // --- Django's fields ---
     std::string subject;
     std::string body;
