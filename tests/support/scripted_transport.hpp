@@ -2,7 +2,9 @@
 
 // A fake clock and a scripted transport for testing delivery without sockets or sleeping: each
 // request body names a script of steps (latency, response), one step per try. Batches run the
-// steps concurrently in fake time; the clock jumps to the next completion.
+// steps concurrently in fake time; the clock jumps to the next completion. A request's script
+// entry is its body, or what `key_of` makes of the body (e.g. the payload's subject, for tests
+// that send EmailMessages through a backend).
 
 #include <sendgrid_backend/delivery.hpp>
 
@@ -108,8 +110,12 @@ class ScriptedTransport : public sg::Transport {
         return std::make_unique<Batch>(*this, max_in_flight);
     }
 
-    /// (body, fake ms since start) of every try, in start order.
+    /// (key, fake ms since start) of every try, in start order.
     std::vector<std::pair<std::string, long long>> starts;
+    /// The body of every try, in start order.
+    std::vector<std::string> bodies;
+    /// Names a request's script entry from its body; null: the body itself.
+    std::function<std::string(const std::string& body)> key_of;
     std::size_t most_in_flight = 0;
 
     std::optional<std::size_t> throw_on_send;  ///< the send with this index throws
@@ -118,7 +124,7 @@ class ScriptedTransport : public sg::Transport {
     std::optional<int> throw_on_wait;           ///< the wait_any with this index throws
     bool answer_unknown_tag = false;            ///< the first wait also answers tag 999
     bool answer_twice = false;                  ///< the first completion is answered twice
-    std::optional<std::string> never_answer;    ///< a batch never completes this body
+    std::optional<std::string> never_answer;    ///< a batch never completes this key
 
   private:
     class Batch : public sg::TransportBatch {
@@ -131,7 +137,8 @@ class ScriptedTransport : public sg::Transport {
             }
             ++started_;
             Step step = owner_.next(request.body);
-            const bool silent = owner_.never_answer && *owner_.never_answer == request.body;
+            const bool silent =
+                owner_.never_answer && *owner_.never_answer == owner_.key(request.body);
             flying_.push_back(
                 Flight{tag, owner_.clock_.now() + step.latency, step.response, silent});
             owner_.most_in_flight = std::max(owner_.most_in_flight, flying_.size());
@@ -187,11 +194,15 @@ class ScriptedTransport : public sg::Transport {
         std::vector<Flight> flying_;
     };
 
+    std::string key(const std::string& body) const { return key_of ? key_of(body) : body; }
+
     Step next(const std::string& body) {
         std::lock_guard<std::mutex> lock(mutex_);
-        starts.emplace_back(body, clock_.elapsed().count());
-        auto& steps = script_.at(body);
-        std::size_t& used = used_[body];
+        const std::string name = key(body);
+        starts.emplace_back(name, clock_.elapsed().count());
+        bodies.push_back(body);
+        auto& steps = script_.at(name);
+        std::size_t& used = used_[name];
         const Step step = steps.at(std::min(used, steps.size() - 1));
         ++used;
         return step;
