@@ -131,7 +131,7 @@ TEST_CASE("what is retried: only what provably did not reach SendGrid, by defaul
     CHECK(delay(tls) == 100ms);
 
     SECTION("attempts used up") {
-        policy.max_attempts = 3;
+        policy.max_tries = 3;
         CHECK(delay(refused(), 2) == 200ms);
         CHECK_FALSE(delay(refused(), 3).has_value());
         CHECK_FALSE(delay(answered(429), 3).has_value());
@@ -401,7 +401,7 @@ TEST_CASE("failures that were retried say how many tries they took", "[delivery]
     FakeClock clock;
     ScriptedTransport transport(clock, {{"x", {Step{1ms, refused()}}}});
     DeliveryOptions options = in_flight(1);
-    options.retry.max_attempts = 3;
+    options.retry.max_tries = 3;
     DeliveryRun run(transport, clock, {"x"}, options);
     CHECK(run.outcomes[0].status == SendStatus::transport_failed);
     CHECK(run.outcomes[0].attempts == 0);

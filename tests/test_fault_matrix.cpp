@@ -25,6 +25,9 @@
 #include "catch.hpp"
 #include "support/fault_server.hpp"
 
+// Its own namespace: the tests are compiled as unity builds (tests/CMakeLists.txt).
+namespace fault_matrix_test {
+
 using namespace std::chrono_literals;
 namespace sg = sendgrid_backend;
 using sg::SendStatus;
@@ -174,7 +177,7 @@ TEST_CASE("the fault matrix", "[matrix][http]") {
                     settings.timeout = kTimeout;
                     settings.connect_timeout = kTimeout;
                     settings.max_in_flight = in_flight;
-                    settings.retry.max_attempts = 3;
+                    settings.retry.max_tries = 3;
                     settings.retry.initial_backoff = 1ms;
                     settings.retry.max_backoff = 2ms;
                     settings.retry.max_retry_after = 50ms;
@@ -277,3 +280,5 @@ TEST_CASE("the fault matrix", "[matrix][http]") {
     }
     CHECK(runs == 156);
 }
+
+}  // namespace fault_matrix_test

@@ -99,7 +99,7 @@ TEST_CASE("a self-signed server is refused unless its certificate is trusted", "
     sendgrid_backend::Settings settings;
     settings.api_key = "SG.http2-test";
     settings.host_url = "https://127.0.0.1:" + std::to_string(std::stoi(port));
-    settings.retry.max_attempts = 3;
+    settings.retry.max_tries = 3;
     settings.retry.initial_backoff = std::chrono::milliseconds(1);
     sendgrid_backend::BackendOptions options;
     options.fail_silently = true;

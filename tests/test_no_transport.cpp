@@ -12,7 +12,7 @@ TEST_CASE("without transport/curl.hpp and without a transport, construction expl
         sendgrid_backend::SendgridBackend backend(settings);
         FAIL("constructed without a transport");
     } catch (const sendgrid_backend::ImproperlyConfigured& e) {
-        CHECK(e.setting() == "transport");
+        CHECK(e.setting() == "BackendOptions::transport");
         CHECK(std::string(e.what()).find("transport/curl.hpp") != std::string::npos);
     }
 }

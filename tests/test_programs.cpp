@@ -148,7 +148,7 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
         {"--consumer", "a consumer name"},
         {"--batch", "a number of entries 1-10000"},
         {"--visibility-timeout", "milliseconds 1-31622400000"},
-        {"--max-attempts", "a number of tries 1-100"},
+        {"--max-tries", "a number of tries 1-100"},
         {"--max-wait", "milliseconds 0-86400000"},
         {"--metrics", "an IP:PORT to serve /metrics on, e.g. 127.0.0.1:9465"},
     };
@@ -162,14 +162,16 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
     check_refused(worker, {"--batch", "ten"},
                   "sendgrid-worker: --batch: 'ten' is not a number; give a number of entries "
                   "1-10000");
-    check_refused(worker, {"--max-attempts", "-1"},
-                  "--max-attempts: '-1' is out of range; give a number of tries 1-100");
+    check_refused(worker, {"--max-tries", "-1"},
+                  "--max-tries: '-1' is out of range; give a number of tries 1-100");
     // Values past the bounds, up to ones that would overflow any integer type.
     check_refused(worker, {"--batch", "10001"}, "--batch: '10001' is out of range");
     check_refused(worker, {"--batch", "0"}, "--batch: '0' is out of range");
     check_refused(worker, {"--visibility-timeout", "31622400001"},
                   "--visibility-timeout: '31622400001' is out of range; give milliseconds "
                   "1-31622400000");
+    check_refused(worker, {"--max-tries", "101"}, "--max-tries: '101' is out of range");
+    // 0.10's name for it, kept one release: the same flag with the same bounds.
     check_refused(worker, {"--max-attempts", "101"}, "--max-attempts: '101' is out of range");
     check_refused(worker, {"--max-wait", "86400001"}, "--max-wait: '86400001' is out of range");
     check_refused(worker, {"--max-wait", "99999999999999999999999999"},
@@ -253,14 +255,14 @@ TEST_CASE("sendgrid-worker names an unknown flag and shows the usage, which stat
 
 TEST_CASE("sendgrid-worker's parser: both flag forms, the bounds inclusive", "[cli][worker]") {
     const auto line = worker_line({"--redis=redis://h:7/2", "--stream", "s", "--batch=10000",
-                                   "--visibility-timeout", "31622400000", "--max-attempts", "100",
+                                   "--visibility-timeout", "31622400000", "--max-tries", "100",
                                    "--max-wait", "0", "--resend-unknown"});
     CHECK(line.redis_url == "redis://h:7/2");
     CHECK(line.redis_url_from == "--redis");
     CHECK(line.queue.stream == "s");
     CHECK(line.options.batch == 10000);
     CHECK(line.options.visibility_timeout == std::chrono::milliseconds(31'622'400'000));
-    CHECK(line.max_attempts == 100);
+    CHECK(line.max_tries == 100);
     CHECK(line.max_wait == std::chrono::milliseconds(0));
     CHECK(line.options.resend_unknown);
     CHECK(sg::detail::worker_redis_options(line).database == 2);
@@ -485,7 +487,6 @@ TEST_CASE("sendgrid-fake-server --metrics on a taken port fails naming the flag"
     CHECK(result.err == built_without_metrics("sendgrid-fake-server"));
 #else
     CHECK(result.status == 1);
-    CHECK(result.err.find("sendgrid-fake-server: --metrics " + address + ": cannot listen there") !=
-          std::string::npos);
+    CHECK(result.err.find("] --metrics " + address + ": cannot listen there") != std::string::npos);
 #endif
 }

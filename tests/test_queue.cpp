@@ -114,7 +114,7 @@ sg::WorkerOptions heir_options(const std::string& name) {
 std::shared_ptr<sg::SendgridBackend> quick_backend(const Sender& sender) {
     sg::Settings settings = sender.backend->settings();
     settings.timeout = 10ms;
-    settings.retry.max_attempts = 1;
+    settings.retry.max_tries = 1;
     return std::make_shared<sg::SendgridBackend>(settings, silent());
 }
 
@@ -305,7 +305,7 @@ struct WorkerProcess {
                                       "8",
                                       "--visibility-timeout",
                                       "6000",
-                                      "--max-attempts",
+                                      "--max-tries",
                                       "2",
                                       "--max-wait",
                                       "1000"};

@@ -36,6 +36,9 @@
 #include "support/prometheus_text.hpp"
 #include "support/redis_fixture.hpp"
 
+// Its own namespace: the tests are compiled as unity builds (tests/CMakeLists.txt).
+namespace queue_metrics_test {
+
 using namespace std::chrono_literals;
 using test_support::fresh_queue;
 using test_support::OwnRedis;
@@ -100,7 +103,7 @@ struct QueueScrape {
 std::shared_ptr<sg::SendgridBackend> quick_backend(const sg::testing::FakeSendgridServer& server) {
     sg::Settings settings = server.settings();
     settings.timeout = 5s;
-    settings.retry.max_attempts = 1;
+    settings.retry.max_tries = 1;
     sg::BackendOptions options;
     options.fail_silently = true;
     return std::make_shared<sg::SendgridBackend>(settings, options);
@@ -347,3 +350,5 @@ TEST_CASE("sendgrid-worker --metrics serves its sends and its queue", "[queue_me
     CHECK(promtool_findings(text).empty());
     CHECK(worker.stop() == 0);
 }
+
+}  // namespace queue_metrics_test

@@ -95,6 +95,6 @@ TEST_CASE("built separately, bad settings are refused naming the setting",
         const sg::SendgridBackend backend(settings);
         FAIL("max_in_flight 0 was accepted");
     } catch (const sg::ImproperlyConfigured& refused) {
-        CHECK(refused.setting() == "max_in_flight");
+        CHECK(refused.setting() == "Settings::max_in_flight");
     }
 }

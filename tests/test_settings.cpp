@@ -175,7 +175,7 @@ TEST_CASE("the API key must be set and printable ASCII; the key is never printed
         Settings settings = valid_settings();
         settings.api_key = key;
         std::string what;
-        CHECK(refused_setting(settings, &what) == "SENDGRID_API_KEY");
+        CHECK(refused_setting(settings, &what) == "Settings::api_key");
         CHECK(what.find("secret-part") == std::string::npos);
         CHECK(what.find("tail") == std::string::npos);
     }
@@ -227,7 +227,7 @@ TEST_CASE("host_url must be a base http(s) URL", "[settings][validate]") {
                             "http://h\xc3\xa9.com",
                             "http://example.com\r\n/x"}) {
         INFO(bad);
-        CHECK(refused_url(bad) == "SENDGRID_HOST_URL");
+        CHECK(refused_url(bad) == "Settings::host_url");
     }
     std::string what;
     Settings settings = valid_settings();
@@ -244,26 +244,31 @@ TEST_CASE("timeouts, retry values and limits that cannot work are refused by nam
         change(settings);
         return refused_setting(settings);
     };
-    CHECK(named([](Settings& s) { s.timeout = milliseconds(0); }) == "SENDGRID_TIMEOUT");
-    CHECK(named([](Settings& s) { s.timeout = milliseconds(-5); }) == "SENDGRID_TIMEOUT");
-    CHECK(named([](Settings& s) { s.connect_timeout = milliseconds(0); }) == "connect_timeout");
+    CHECK(named([](Settings& s) { s.timeout = milliseconds(0); }) == "Settings::timeout");
+    CHECK(named([](Settings& s) { s.timeout = milliseconds(-5); }) == "Settings::timeout");
+    CHECK(named([](Settings& s) { s.connect_timeout = milliseconds(0); }) ==
+          "Settings::connect_timeout");
     CHECK(named([](Settings& s) { s.max_idle_connection_age = milliseconds(-1); }) ==
-          "max_idle_connection_age");
-    CHECK(named([](Settings& s) { s.max_in_flight = 0; }) == "max_in_flight");
-    CHECK(named([](Settings& s) { s.max_in_flight = 1001; }) == "max_in_flight");
-    CHECK(named([](Settings& s) { s.retry.max_attempts = 0; }) == "retry.max_attempts");
-    CHECK(named([](Settings& s) { s.retry.max_attempts = 101; }) == "retry.max_attempts");
-    CHECK(named([](Settings& s) { s.retry.initial_backoff = milliseconds(-1); }) == "retry");
-    CHECK(named([](Settings& s) { s.retry.max_retry_after = milliseconds(-1); }) == "retry");
-    CHECK(named([](Settings& s) { s.retry.max_backoff = std::chrono::hours(25); }) == "retry");
-    CHECK(named([](Settings& s) { s.retry.multiplier = 0.5; }) == "retry.multiplier");
-    CHECK(named([](Settings& s) { s.retry.multiplier = std::nan(""); }) == "retry.multiplier");
-    CHECK(named([](Settings& s) { s.retry.jitter = -0.1; }) == "retry.jitter");
-    CHECK(named([](Settings& s) { s.retry.jitter = 1.5; }) == "retry.jitter");
-    CHECK(named([](Settings& s) { s.ca_bundle = "/nonexistent/ca.pem"; }) == "ca_bundle");
+          "Settings::max_idle_connection_age");
+    CHECK(named([](Settings& s) { s.max_in_flight = 0; }) == "Settings::max_in_flight");
+    CHECK(named([](Settings& s) { s.max_in_flight = 1001; }) == "Settings::max_in_flight");
+    CHECK(named([](Settings& s) { s.retry.max_tries = 0; }) == "Settings::retry.max_tries");
+    CHECK(named([](Settings& s) { s.retry.max_tries = 101; }) == "Settings::retry.max_tries");
+    CHECK(named([](Settings& s) { s.retry.initial_backoff = milliseconds(-1); }) ==
+          "Settings::retry.initial_backoff");
+    CHECK(named([](Settings& s) { s.retry.max_retry_after = milliseconds(-1); }) ==
+          "Settings::retry.max_retry_after");
+    CHECK(named([](Settings& s) { s.retry.max_backoff = std::chrono::hours(25); }) ==
+          "Settings::retry.max_backoff");
+    CHECK(named([](Settings& s) { s.retry.multiplier = 0.5; }) == "Settings::retry.multiplier");
+    CHECK(named([](Settings& s) { s.retry.multiplier = std::nan(""); }) ==
+          "Settings::retry.multiplier");
+    CHECK(named([](Settings& s) { s.retry.jitter = -0.1; }) == "Settings::retry.jitter");
+    CHECK(named([](Settings& s) { s.retry.jitter = 1.5; }) == "Settings::retry.jitter");
+    CHECK(named([](Settings& s) { s.ca_bundle = "/nonexistent/ca.pem"; }) == "Settings::ca_bundle");
     CHECK(named([](Settings& s) { s.ca_bundle = "/etc/hostname"; }) == "<no error>");
     CHECK(named([](Settings& s) { s.max_in_flight = 1; }) == "<no error>");
-    CHECK(named([](Settings& s) { s.retry.max_attempts = 1; }) == "<no error>");
+    CHECK(named([](Settings& s) { s.retry.max_tries = 1; }) == "<no error>");
 }
 
 namespace {
@@ -276,7 +281,7 @@ void at_every_bound(Settings& s) {
     s.retry.initial_backoff = Settings::max_wait;
     s.retry.max_backoff = Settings::max_wait;
     s.retry.max_retry_after = Settings::max_wait;
-    s.retry.max_attempts = 100;
+    s.retry.max_tries = 100;
     s.retry.multiplier = 1000;
     s.gzip_min_bytes = std::numeric_limits<std::size_t>::max();
 }
@@ -294,25 +299,27 @@ TEST_CASE("every duration and count has an upper bound, checked before any arith
     };
     // The largest value of each type: before the bounds, timeout = max passed validate() and
     // overflowed in the backend's constructor (timeout + 10 s; UBSan: signed integer overflow).
-    CHECK(named([&](Settings& s) { s.timeout = huge; }) == "SENDGRID_TIMEOUT");
-    CHECK(named([&](Settings& s) { s.connect_timeout = huge; }) == "connect_timeout");
+    CHECK(named([&](Settings& s) { s.timeout = huge; }) == "Settings::timeout");
+    CHECK(named([&](Settings& s) { s.connect_timeout = huge; }) == "Settings::connect_timeout");
     CHECK(named([&](Settings& s) { s.max_idle_connection_age = huge; }) ==
-          "max_idle_connection_age");
-    CHECK(named([&](Settings& s) { s.retry.initial_backoff = huge; }) == "retry");
-    CHECK(named([&](Settings& s) { s.retry.max_backoff = huge; }) == "retry");
-    CHECK(named([&](Settings& s) { s.retry.max_retry_after = huge; }) == "retry");
-    CHECK(named([](Settings& s) { s.retry.max_attempts = std::numeric_limits<int>::max(); }) ==
-          "retry.max_attempts");
+          "Settings::max_idle_connection_age");
+    CHECK(named([&](Settings& s) { s.retry.initial_backoff = huge; }) ==
+          "Settings::retry.initial_backoff");
+    CHECK(named([&](Settings& s) { s.retry.max_backoff = huge; }) == "Settings::retry.max_backoff");
+    CHECK(named([&](Settings& s) { s.retry.max_retry_after = huge; }) ==
+          "Settings::retry.max_retry_after");
+    CHECK(named([](Settings& s) { s.retry.max_tries = std::numeric_limits<int>::max(); }) ==
+          "Settings::retry.max_tries");
     CHECK(named([](Settings& s) {
               s.retry.multiplier = std::numeric_limits<double>::infinity();
-          }) == "retry.multiplier");
+          }) == "Settings::retry.multiplier");
     CHECK(named([](Settings& s) { s.max_in_flight = std::numeric_limits<std::size_t>::max(); }) ==
-          "max_in_flight");
+          "Settings::max_in_flight");
     // One past the bound is refused, with the bound in the message; the bound itself passes.
     std::string what;
     Settings past = valid_settings();
     past.timeout = Settings::max_wait + milliseconds(1);
-    CHECK(refused_setting(past, &what) == "SENDGRID_TIMEOUT");
+    CHECK(refused_setting(past, &what) == "Settings::timeout");
     CHECK_THAT(what, Catch::Matchers::Contains("at most 24 hours"));
     CHECK(named(at_every_bound) == "<no error>");
 }

@@ -33,7 +33,7 @@ sg::EmailMessage mail(const std::string& subject, const std::string& to) {
 sg::SendgridBackend backend_for(const FakeSendgridServer& server) {
     sg::Settings settings = server.settings();
     settings.max_in_flight = 8;
-    settings.retry.max_attempts = 1;
+    settings.retry.max_tries = 1;
     sg::BackendOptions options;
     options.fail_silently = true;
     return sg::SendgridBackend(settings, options);
@@ -50,7 +50,7 @@ TEST_CASE("settings() points a backend at the server and leaves every other sett
     const sg::Settings defaults;
     CHECK(settings.timeout == defaults.timeout);
     CHECK(settings.max_in_flight == defaults.max_in_flight);
-    CHECK(settings.retry.max_attempts == defaults.retry.max_attempts);
+    CHECK(settings.retry.max_tries == defaults.retry.max_tries);
     CHECK(settings.sandbox_mode == defaults.sandbox_mode);
 
     const sg::SendgridBackend backend(settings);
@@ -88,7 +88,7 @@ TEST_CASE("targeted faults count down; untargeted ones still take the next reque
     server.push_fault(Fault(500));  // the next request that no fault before it applies to
     sg::Settings settings = server.settings();
     settings.max_in_flight = 1;
-    settings.retry.max_attempts = 1;
+    settings.retry.max_tries = 1;
     sg::BackendOptions options;
     options.fail_silently = true;
     const sg::SendgridBackend backend(settings, options);

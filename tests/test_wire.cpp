@@ -18,6 +18,9 @@
 #include "catch.hpp"
 #include "support/fault_server.hpp"
 
+// Its own namespace: the tests are compiled as unity builds (tests/CMakeLists.txt).
+namespace wire_test {
+
 using namespace std::chrono_literals;
 using sendgrid_backend::BackendOptions;
 using sendgrid_backend::EmailMessage;
@@ -187,7 +190,7 @@ TEST_CASE("connection refused: retried (nothing went out), attempts 0", "[wire][
     Settings settings;
     settings.api_key = "SG.wire-test";
     settings.host_url = url;
-    settings.retry.max_attempts = 3;
+    settings.retry.max_tries = 3;
     settings.retry.initial_backoff = 1ms;
     BackendOptions options;
     options.fail_silently = true;
@@ -318,7 +321,7 @@ TEST_CASE("the proxy environment is honoured as libcurl reads it", "[wire][proxy
         settings.api_key = "SG.wire-test";
         settings.host_url = c.https ? "https" + target.url().substr(4) : target.url();
         settings.timeout = 300ms;
-        settings.retry.max_attempts = 1;
+        settings.retry.max_tries = 1;
         BackendOptions options;
         options.fail_silently = true;
         const SendgridBackend backend(settings, options);
@@ -329,3 +332,5 @@ TEST_CASE("the proxy environment is honoured as libcurl reads it", "[wire][proxy
         if (!c.https) CHECK(message.outcome.status == SendStatus::accepted);
     }
 }
+
+}  // namespace wire_test

@@ -38,9 +38,9 @@
 #include <utility>
 #include <vector>
 
+#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/exceptions.hpp"
-#include "sendgrid_backend/backend.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/signals.hpp"
@@ -108,8 +108,9 @@ class BackgroundSender {
 
     /// Queues `message`; the future holds its final outcome. Waits for room when the queue is
     /// full and `when_full` is `block`, except on a worker thread (see the file comment).
-    /// @throws QueueFull when the queue is full and `when_full` is `refuse`, or the sender is
-    ///         being destroyed (a submit from its own worker is still taken then).
+    /// @throws QueueFull when the queue is full and `when_full` is `refuse`; SenderStopped (a
+    ///         QueueFull) when the sender is being destroyed (a submit from its own worker is
+    ///         still taken then).
     std::future<SendOutcome> submit(EmailMessage message) {
         std::promise<SendOutcome> promise;
         std::future<SendOutcome> future = promise.get_future();
@@ -199,7 +200,7 @@ class BackgroundSender {
                 std::unique_lock<std::mutex> lock(mutex);
                 // Our own worker is still running, so it will send what it adds while stopping.
                 if (stopping && worker_of != this) {
-                    throw QueueFull("the BackgroundSender is stopping");
+                    throw SenderStopped("the BackgroundSender is stopping");
                 }
                 if (queue.size() >= options.capacity) {
                     if (options.when_full == BackgroundOptions::WhenFull::refuse) {
@@ -210,7 +211,7 @@ class BackgroundSender {
                     if (worker_of == nullptr) {
                         changed.wait(
                             lock, [this] { return stopping || queue.size() < options.capacity; });
-                        if (stopping) throw QueueFull("the BackgroundSender is stopping");
+                        if (stopping) throw SenderStopped("the BackgroundSender is stopping");
                     }
                 }
                 queue.push_back(std::move(item));

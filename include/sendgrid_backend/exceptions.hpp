@@ -51,17 +51,37 @@ class ImproperlyConfigured : public Error {
 class InvalidMessage : public Error {
   public:
     InvalidMessage(std::string field, const std::string& reason)
-        : Error("sendgrid_backend.invalid_message", field + ": " + reason),
-          field_(std::move(field)),
-          reason_(reason) {}
+        : InvalidMessage("sendgrid_backend.invalid_message", std::move(field), reason) {}
 
     const std::string& field() const noexcept { return field_; }
     /// The explanation without the id and field prefix.
     const std::string& reason() const noexcept { return reason_; }
 
+  protected:
+    InvalidMessage(std::string id, std::string field, const std::string& reason)
+        : Error(std::move(id), field + ": " + reason), field_(std::move(field)), reason_(reason) {}
+
   private:
     std::string field_;
     std::string reason_;
+};
+
+/// Text that `deserialize_message` cannot read back: not JSON, another format version, a field
+/// of the wrong type or an unknown one. `field()` names it as in InvalidMessage.
+/// Derives from InvalidMessage, which was thrown before 0.11, so that existing catches keep
+/// working for one release; from 1.0 it derives from Error alone.
+class InvalidStoredMessage : public InvalidMessage {
+  public:
+    InvalidStoredMessage(std::string field, const std::string& reason)
+        : InvalidMessage("sendgrid_backend.invalid_stored_message", std::move(field), reason) {}
+};
+
+/// An Event Webhook body that is not a JSON array of event objects. `field()` is "body" or
+/// `body[i]`. Derives from InvalidMessage for one release, as InvalidStoredMessage does.
+class InvalidWebhookBody : public InvalidMessage {
+  public:
+    InvalidWebhookBody(std::string field, const std::string& reason)
+        : InvalidMessage("sendgrid_backend.invalid_webhook_body", std::move(field), reason) {}
 };
 
 /// Thrown by a `sendgrid_pre_send` handler to stop one message from being sent. The message is
@@ -161,6 +181,17 @@ class BrokenTransport : public SendError {
 class QueueFull : public Error {
   public:
     explicit QueueFull(const std::string& what) : Error("sendgrid_backend.queue_full", what) {}
+
+  protected:
+    QueueFull(std::string id, const std::string& what) : Error(std::move(id), what) {}
+};
+
+/// A BackgroundSender that is stopping refuses new messages. Derives from QueueFull, which was
+/// thrown before 0.11, for one release; from 1.0 it derives from Error alone.
+class SenderStopped : public QueueFull {
+  public:
+    explicit SenderStopped(const std::string& what)
+        : QueueFull("sendgrid_backend.sender_stopped", what) {}
 };
 
 /// A call that would wait for itself: e.g. `BackgroundSender::drain` from one of that sender's
@@ -176,6 +207,14 @@ class TransportSetupError : public Error {
   public:
     explicit TransportSetupError(const std::string& what)
         : Error("sendgrid_backend.transport_setup", what) {}
+};
+
+/// A testing helper could not set itself up: FakeSendgridServer could not listen or start,
+/// WebhookSigner could not make a key.
+class TestingSetupError : public Error {
+  public:
+    explicit TestingSetupError(const std::string& what)
+        : Error("sendgrid_backend.testing_setup", what) {}
 };
 
 namespace detail {

@@ -13,10 +13,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/detail/text/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -80,11 +81,13 @@ struct Settings {
     /// SENDGRID_TIMEOUT. Unset variables keep the defaults. Booleans are true/false, 1/0,
     /// yes/no or on/off (any case).
     /// @throws ImproperlyConfigured naming the variable when a value cannot be parsed (a typo
-    ///         is an error, never a silent false). A missing key is reported by the backend.
+    ///         is an error, never a silent false) or is refused (a key with a line break, a
+    ///         host URL that is not one). A missing key is reported by the backend.
     static Settings from_env();
 
     /// Checks every field; the backend calls it when it is constructed.
-    /// @throws ImproperlyConfigured naming the field (or its environment variable) and why:
+    /// @throws ImproperlyConfigured naming the field as `Settings::<field>` (from_env names the
+    ///         environment variable it read instead) and why:
     ///         no API key or one that is not printable ASCII, a host_url that is not a base
     ///         http(s) URL (a host, an optional port and base path, no query, no fragment, no
     ///         /v3), a timeout of 0 or less or over `max_wait`, retry values that cannot work,
@@ -153,8 +156,22 @@ inline std::string api_key_problem(
 #if SENDGRID_BACKEND_DEFINE_COMPILED
 SENDGRID_BACKEND_COMPILED Settings Settings::from_env() {
     Settings settings;
-    if (auto key = detail::env("SENDGRID_API_KEY")) settings.api_key = *key;
+    // A bad value is named by the variable it came from; a missing key is the backend's to
+    // report (an explicit BackendOptions::api_key may still come).
+    if (auto key = detail::env("SENDGRID_API_KEY")) {
+        settings.api_key = *key;
+        const std::string problem = detail::api_key_problem(*key);
+        if (!detail::trim(*key).empty() && !problem.empty()) {
+            detail::refuse_setting("SENDGRID_API_KEY", problem);
+        }
+    }
     if (auto url = detail::env("SENDGRID_HOST_URL")) {
+        detail::BaseUrl parts;
+        if (const char* problem = url->empty() ? nullptr : detail::base_url_problem(*url, parts)) {
+            detail::refuse_setting(
+                "SENDGRID_HOST_URL",
+                detail::quote_for_error(detail::url_for_error(*url)) + " " + problem);
+        }
         if (!url->empty()) settings.host_url = *url;
     }
     struct BoolSetting {
@@ -184,47 +201,51 @@ SENDGRID_BACKEND_COMPILED Settings Settings::from_env() {
 
 SENDGRID_BACKEND_COMPILED void Settings::validate() const {
     if (const std::string problem = detail::api_key_problem(api_key); !problem.empty()) {
-        detail::refuse_setting("SENDGRID_API_KEY", problem);
+        detail::refuse_setting("Settings::api_key", problem);
     }
     detail::BaseUrl url;
     if (const char* problem = detail::base_url_problem(host_url, url)) {
         detail::refuse_setting(
-            "SENDGRID_HOST_URL",
+            "Settings::host_url",
             detail::quote_for_error(detail::url_for_error(host_url)) + " " + problem);
     }
-    detail::require_positive("SENDGRID_TIMEOUT", timeout);
-    detail::require_at_most("SENDGRID_TIMEOUT", timeout, max_wait);
-    detail::require_positive("connect_timeout", connect_timeout);
-    detail::require_at_most("connect_timeout", connect_timeout, max_wait);
+    detail::require_positive("Settings::timeout", timeout);
+    detail::require_at_most("Settings::timeout", timeout, max_wait);
+    detail::require_positive("Settings::connect_timeout", connect_timeout);
+    detail::require_at_most("Settings::connect_timeout", connect_timeout, max_wait);
     if (max_idle_connection_age.count() < 0) {
-        detail::refuse_setting("max_idle_connection_age", "must not be negative");
+        detail::refuse_setting("Settings::max_idle_connection_age", "must not be negative");
     }
-    detail::require_at_most("max_idle_connection_age", max_idle_connection_age, max_wait);
+    detail::require_at_most("Settings::max_idle_connection_age", max_idle_connection_age, max_wait);
     if (max_in_flight < 1 || max_in_flight > 1000) {
+        detail::refuse_setting("Settings::max_in_flight", "is " + std::to_string(max_in_flight) +
+                                                              "; it must be from 1 to 1000");
+    }
+    if (retry.max_tries < 1 || retry.max_tries > 100) {
         detail::refuse_setting(
-            "max_in_flight", "is " + std::to_string(max_in_flight) + "; it must be from 1 to 1000");
+            "Settings::retry.max_tries",
+            "is " + std::to_string(retry.max_tries) + "; it must be from 1 (no retries) to 100");
     }
-    if (retry.max_attempts < 1 || retry.max_attempts > 100) {
-        detail::refuse_setting("retry.max_attempts", "is " + std::to_string(retry.max_attempts) +
-                                                         "; it must be from 1 (no retries) to 100");
-    }
-    for (const auto wait : {retry.initial_backoff, retry.max_backoff, retry.max_retry_after}) {
+    const std::pair<const char*, std::chrono::milliseconds> waits[] = {
+        {"Settings::retry.initial_backoff", retry.initial_backoff},
+        {"Settings::retry.max_backoff", retry.max_backoff},
+        {"Settings::retry.max_retry_after", retry.max_retry_after}};
+    for (const auto& [name, wait] : waits) {
         if (wait.count() < 0 || wait > max_wait) {
-            detail::refuse_setting("retry",
-                                   "initial_backoff, max_backoff and max_retry_after must be "
-                                   "from 0 to 24 hours");
+            detail::refuse_setting(
+                name, "is " + detail::describe_duration(wait) + "; it must be from 0 to 24 hours");
         }
     }
     if (!(retry.multiplier >= 1.0 && retry.multiplier <= 1000.0)) {
-        detail::refuse_setting("retry.multiplier", "must be a number from 1 to 1000");
+        detail::refuse_setting("Settings::retry.multiplier", "must be a number from 1 to 1000");
     }
     if (!(retry.jitter >= 0.0 && retry.jitter <= 1.0)) {
-        detail::refuse_setting("retry.jitter", "must be a number from 0 to 1");
+        detail::refuse_setting("Settings::retry.jitter", "must be a number from 0 to 1");
     }
     if (!ca_bundle.empty()) {
         std::FILE* file = std::fopen(ca_bundle.c_str(), "rb");
         if (file == nullptr) {
-            detail::refuse_setting("ca_bundle",
+            detail::refuse_setting("Settings::ca_bundle",
                                    detail::quote_for_error(ca_bundle) + " cannot be opened");
         }
         std::fclose(file);

@@ -31,8 +31,8 @@
 #include <boost/signals2/signal.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/signals/robust_combiner.hpp"
 #include "sendgrid_backend/detail/signals/observers.hpp"
+#include "sendgrid_backend/detail/signals/robust_combiner.hpp"
 #include "sendgrid_backend/fwd.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN

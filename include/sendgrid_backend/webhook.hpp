@@ -38,8 +38,8 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/text/base64.hpp"
 #include "sendgrid_backend/detail/signals/handler_errors.hpp"
+#include "sendgrid_backend/detail/text/base64.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/signals.hpp"
@@ -216,7 +216,7 @@ class EventWebhook {
         try {
             result.events = parse_webhook_events(body);
             if (options_.seen) drop_duplicates(result);
-        } catch (const InvalidMessage& invalid) {
+        } catch (const InvalidWebhookBody& invalid) {
             return refuse(WebhookRefusal::malformed_body, 400,
                           invalid.field() + " " + invalid.reason());
         }

@@ -27,9 +27,9 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/detail/json/parse.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
-#include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -339,18 +339,19 @@ class InMemorySeenEventIds : public SeenEventIds {
 };
 
 /// Parses the POSTed JSON array into events (no signature check).
-/// @throws InvalidMessage (field "body") when the body is not a JSON array of objects.
+/// @throws InvalidWebhookBody (field "body" or `body[i]`) when the body is not a JSON array of
+/// objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
     std::string problem;
     nlohmann::json json = detail::parse_json_text(body, &problem);
-    if (json.is_discarded()) throw InvalidMessage("body", problem);
-    if (!json.is_array()) throw InvalidMessage("body", "is not a JSON array of events");
+    if (json.is_discarded()) throw InvalidWebhookBody("body", problem);
+    if (!json.is_array()) throw InvalidWebhookBody("body", "is not a JSON array of events");
     auto& items = json.get_ref<nlohmann::json::array_t&>();
     std::vector<WebhookEvent> events;
     events.reserve(items.size());
     for (std::size_t i = 0; i < items.size(); ++i) {
         if (!items[i].is_object()) {
-            throw InvalidMessage("body[" + std::to_string(i) + "]", "is not an event object");
+            throw InvalidWebhookBody("body[" + std::to_string(i) + "]", "is not an event object");
         }
         events.push_back(detail::parse_event(std::move(items[i])));
     }

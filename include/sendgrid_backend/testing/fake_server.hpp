@@ -280,7 +280,7 @@ class FakeSendgridServer {
                                 std::size_t worker_threads = 32)
         : FakeSendgridServer(options_with(std::move(api_key), worker_threads)) {}
 
-    /// @throws std::runtime_error when the port cannot be bound.
+    /// @throws TestingSetupError when the port cannot be bound or the server does not start.
     explicit FakeSendgridServer(FakeServerOptions options)
         : api_key_(std::move(options.api_key)), on_request_(std::move(options.on_request)) {
         const std::size_t worker_threads = options.worker_threads;
@@ -312,7 +312,7 @@ class FakeSendgridServer {
             port_ = options.port;
         }
         if (port_ <= 0) {
-            throw std::runtime_error(
+            throw TestingSetupError(
                 "FakeSendgridServer: cannot bind 127.0.0.1" +
                 (options.port == 0 ? std::string() : ":" + std::to_string(options.port)));
         }
@@ -325,7 +325,7 @@ class FakeSendgridServer {
             if (std::chrono::steady_clock::now() > give_up) {
                 server_.stop();
                 thread_.join();
-                throw std::runtime_error("FakeSendgridServer: the server did not start");
+                throw TestingSetupError("FakeSendgridServer: the server did not start");
             }
             std::this_thread::sleep_for(std::chrono::microseconds(50));
         }

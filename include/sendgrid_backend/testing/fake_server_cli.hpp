@@ -253,7 +253,7 @@ class FakeServerCollectable : public prometheus::Collectable {
 };
 
 /// Serves FakeServerCollectable on `address` with prometheus-cpp's Exposer: the program's
-/// `--metrics`. @throws std::runtime_error naming the flag when it cannot listen.
+/// `--metrics`. @throws ImproperlyConfigured naming the flag when it cannot listen.
 inline detail::MetricsEndpoint serve_fake_server_metrics(const FakeSendgridServer& server,
                                                          const detail::MetricsAddress& address) {
     return sendgrid_backend::detail::expose_metrics(

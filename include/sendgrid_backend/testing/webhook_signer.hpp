@@ -26,7 +26,7 @@ namespace testing {
 class WebhookSigner {
   public:
     explicit WebhookSigner(const char* curve = "P-256") : key_(EVP_EC_gen(curve), EVP_PKEY_free) {
-        if (!key_) throw std::runtime_error("WebhookSigner: cannot make an EC key on that curve");
+        if (!key_) throw TestingSetupError("WebhookSigner: cannot make an EC key on that curve");
     }
 
     /// The public key as the SendGrid dashboard shows it: base64 of DER SubjectPublicKeyInfo.

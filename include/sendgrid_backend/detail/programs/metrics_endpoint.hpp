@@ -16,13 +16,14 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/programs/command_line.hpp"
+#include "sendgrid_backend/exceptions.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 /// Serves `collectables` at http://`address`/metrics until the endpoint is destroyed, which
 /// also keeps them and `owner` (what they count for, e.g. a PrometheusMetrics) alive.
-/// @throws std::runtime_error naming --metrics when it cannot listen there.
+/// @throws ImproperlyConfigured naming --metrics when it cannot listen there.
 inline MetricsEndpoint expose_metrics(
     const MetricsAddress& address,
     const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables,
@@ -39,10 +40,10 @@ inline MetricsEndpoint expose_metrics(
     try {
         serving->exposer = std::make_unique<prometheus::Exposer>(address.to_string());
     } catch (const std::exception& error) {
-        throw std::runtime_error(
-            "--metrics " + address.to_string() +
-            ": cannot listen there (is the port taken, or the address not one of this host's?): " +
-            error.what());
+        throw ImproperlyConfigured(
+            "--metrics " + address.to_string(),
+            "cannot listen there (is the port taken, or the address not one of this host's?): " +
+                std::string(error.what()));
     }
     for (const auto& collectable : collectables) serving->exposer->RegisterCollectable(collectable);
     // Port 0 has become a free one.

@@ -1,7 +1,8 @@
 #pragma once
 
 /// @file
-/// Small text helpers: UTF-8 and ASCII checks, case folding, trimming, decimal parsing, field paths.
+/// Small text helpers: UTF-8 and ASCII checks, case folding, trimming, decimal parsing, field
+/// paths.
 
 #include <cstddef>
 #include <cstdint>
