@@ -26,6 +26,9 @@
 #include "catch.hpp"
 #include "support/prometheus_text.hpp"
 
+// Its own namespace: the tests are compiled as unity builds (tests/CMakeLists.txt).
+namespace prometheus_test {
+
 using namespace std::chrono_literals;
 namespace sg = sendgrid_backend;
 using sg::testing::FakeSendgridServer;
@@ -387,3 +390,5 @@ TEST_CASE("one PrometheusMetrics at a time: a second would count every send twic
     const sg::PrometheusMetrics after;  // the first is gone: allowed again
     CHECK_FALSE(after.text().empty());
 }
+
+}  // namespace prometheus_test

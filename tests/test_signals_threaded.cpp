@@ -11,6 +11,9 @@
 
 #include "catch.hpp"
 
+// Its own namespace: the tests are compiled as unity builds (tests/CMakeLists.txt).
+namespace signals_threaded_test {
+
 namespace {
 
 struct Sender {};
@@ -189,3 +192,5 @@ TEST_CASE("observers come and go while 4 threads send: each counted send lands o
     CHECK(*transient_state <= kSenderThreads * kSendsPerThread);
     CHECK(transient_state.use_count() == 1);  // every list that held it is gone
 }
+
+}  // namespace signals_threaded_test
