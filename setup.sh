@@ -2,18 +2,22 @@
 # The two README commands on a fresh Debian 12 machine (as root, or with sudo available):
 #   ./setup.sh demo   install what is missing, build, run the demo
 #   ./setup.sh test   install what is missing, build with ASan + UBSan, run every test through ctest
+# (.ci/run also calls `./setup.sh ci-packages` for what its later steps need.)
 # Both are idempotent: a re-run installs nothing and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(build-essential cmake ninja-build pkg-config g++ clang libclang-rt-14-dev
+# What the demo and the test command need; .ci/run adds clang (its UBSan, TSan and fuzzing
+# steps) and valgrind (the callgrind scripts of benchmarks/).
+packages=(build-essential cmake ninja-build pkg-config g++
     libboost-dev nlohmann-json3-dev catch2 libcurl4-openssl-dev libssl-dev
-    libcpp-httplib-dev libbenchmark-dev libsqlite3-dev zlib1g-dev valgrind python3-jsonschema
+    libcpp-httplib-dev libbenchmark-dev libsqlite3-dev zlib1g-dev python3-jsonschema
     nginx-light openssl libspdlog-dev libhiredis-dev redis-server prometheus-cpp-dev prometheus)
+ci_packages=(clang libclang-rt-14-dev valgrind)
 
-install_missing() {
+install_missing() {  # PACKAGE...
     local missing=()
-    for package in "${packages[@]}"; do
+    for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
             missing+=("$package")
     done
@@ -29,16 +33,19 @@ install_missing() {
 jobs=$(nproc 2>/dev/null || echo 2)
 case "${1:-}" in
 demo)
-    install_missing
+    install_missing "${packages[@]}"
     cmake --preset dev >/dev/null
     cmake --build --preset dev --target 03_sendgrid_demo -- -j"$jobs"
     exec ./build/dev/examples/03_sendgrid_demo
     ;;
 test)
-    install_missing
+    install_missing "${packages[@]}"
     cmake --preset asan >/dev/null
     cmake --build --preset asan -- -j"$jobs"
     ctest --preset asan -j"$jobs"
+    ;;
+ci-packages)  # for .ci/run: what its steps after the test command need
+    install_missing "${packages[@]}" "${ci_packages[@]}"
     ;;
 *)
     echo "usage: $0 demo|test" >&2

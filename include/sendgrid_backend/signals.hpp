@@ -76,7 +76,8 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     /// (-Wuninitialized, a false positive) inside boost::function's copy when it is inlined into
     /// the caller of `connect`, which stopped users' -Werror builds.
     /// Spelled out rather than built with `boost::signals2::signal_type`, whose Boost.Parameter
-    /// machinery cost every including file a third of a second to compile; the type is the same.
+    /// machinery every including file would compile for nothing (docs/benchmarks.md, compile
+    /// cost); the type is the same.
     using boost_signal_type =
         boost::signals2::signal<void(Args...), detail::RobustAwareCombiner, int, std::less<int>,
                                 std::function<void(Args...)>,
@@ -222,9 +223,9 @@ class BasicSignal<void(Args...), ThreadingPolicy> {
     // The Boost signal and everything else a connected signal needs live in a Core made by the
     // first connect, and what sending and destroying do with it goes through function pointers
     // that the Core carries. So a file that sends, or only includes this header, compiles none of
-    // Boost's signal code: that is compiled where handlers are connected (the library's global
-    // signals cost every including file a quarter of a second otherwise). A signal that never
-    // had a handler costs a send one atomic load.
+    // Boost's signal code: that is compiled where handlers are connected (otherwise the library's
+    // global signals would put it in every including file). A signal that never had a handler
+    // costs a send one atomic load.
     struct CoreBase;
     struct Ops {
         void (*call)(CoreBase&, std::vector<std::exception_ptr>*, Args...);
