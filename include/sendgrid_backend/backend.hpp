@@ -18,7 +18,6 @@
 /// std::size_t sent = backend.send_messages(batch);  // throws SendError listing failures
 /// @endcode
 
-#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -200,13 +199,18 @@ class SendgridBackend {
         std::size_t accepted() const noexcept { return accepted_; }
         bool all_accepted() const noexcept { return failures_.empty(); }
 
-        /// Each failure, in batch order (they were recorded as outcomes became final).
+        /// Each failure, in batch order (they were recorded as outcomes became final). Placed
+        /// by index rather than with std::sort, whose code every sending file would compile
+        /// (benchmarks/compile_cost.sh).
         std::vector<SendError::Failure> failures() const {
-            std::vector<SendError::Failure> in_order = failures_;
-            std::sort(in_order.begin(), in_order.end(),
-                      [](const SendError::Failure& a, const SendError::Failure& b) {
-                          return a.index < b.index;
-                      });
+            constexpr std::size_t none = static_cast<std::size_t>(-1);
+            std::vector<std::size_t> failure_at(emitted_.size(), none);
+            for (std::size_t k = 0; k < failures_.size(); ++k) failure_at[failures_[k].index] = k;
+            std::vector<SendError::Failure> in_order;
+            in_order.reserve(failures_.size());
+            for (const std::size_t k : failure_at) {
+                if (k != none) in_order.push_back(failures_[k]);
+            }
             return in_order;
         }
 

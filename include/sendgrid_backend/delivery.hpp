@@ -21,7 +21,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -96,21 +95,7 @@ class Delivery {
         int tries = 0;
         Clock::time_point first_try{};
         Clock::time_point started{};
-    };
-
-    /// Request `index` waiting for its retry, due at `due`; `order` counts the retries scheduled
-    /// before it, so that equals leave in the order they began to wait.
-    struct Waiting {
-        Clock::time_point due;
-        std::size_t order;
-        std::size_t index;
-    };
-
-    /// The waiting retries' order: the one due first on top, then the one that waited longest.
-    struct DueLater {
-        bool operator()(const Waiting& a, const Waiting& b) const noexcept {
-            return a.due != b.due ? a.due > b.due : a.order > b.order;
-        }
+        Clock::time_point due{};  ///< when a retry is due
     };
 
     /// The state of one run. `go` is the loop: release the retries that fell due, start what is
@@ -122,12 +107,15 @@ class Delivery {
         const std::vector<SendOutcome*>& outcomes;
         const OnFinal& on_final;
         std::vector<Slot> slots;
-        std::size_t next_fresh = 0;         ///< requests [next_fresh, n) were never started
-        std::queue<std::size_t> due_again;  ///< retries whose wait is over, in order
-        /// Retries still waiting. A heap: a burst of 429s can leave many waiting at once, and
-        /// each step of the loop asks for the first due.
-        std::priority_queue<Waiting, std::vector<Waiting>, DueLater> waiting;
-        std::size_t waits = 0;  ///< retries scheduled so far (`Waiting::order`)
+        std::size_t next_fresh = 0;  ///< requests [next_fresh, n) were never started
+        /// Retries whose wait is over, in order: [due_front, size) are still to start. A vector
+        /// and an index, and below a scan rather than std::deque and a heap: their code would be
+        /// compiled in every file that sends (benchmarks/compile_cost.sh, docs/benchmarks.md),
+        /// and a scan is bounded by the batch, whose requests each wait on the network.
+        std::vector<std::size_t> due_again;
+        std::size_t due_front = 0;
+        /// Requests waiting for their retry, in the order they began to wait.
+        std::vector<std::size_t> waiting;
         /// In flight, oldest start first (started in order with a steady clock; landing keeps
         /// the order), so that the first is the one due to be given up first.
         std::vector<std::size_t> flying;
@@ -155,7 +143,7 @@ class Delivery {
                 if (!flying.empty()) {
                     if (!wait_and_collect(*batch, now)) return;
                 } else if (!waiting.empty()) {
-                    delivery.clock_.sleep_until(waiting.top().due);
+                    delivery.clock_.sleep_until(slots[waiting[first_due()]].due);
                 }
             }
         }
@@ -182,9 +170,11 @@ class Delivery {
 
         /// Moves the retries whose wait is over to `due_again`, earliest first.
         void release_due_retries(Clock::time_point now) {
-            while (!waiting.empty() && waiting.top().due <= now) {
-                due_again.push(waiting.top().index);
-                waiting.pop();
+            while (!waiting.empty()) {
+                const std::size_t first = first_due();
+                if (slots[waiting[first]].due > now) break;
+                due_again.push_back(waiting[first]);
+                waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(first));
             }
         }
 
@@ -218,13 +208,25 @@ class Delivery {
         /// Fresh requests first, in order, then retries as they fell due: the order a single
         /// queue of every request, retries pushed at the back, would give.
         bool has_ready() const noexcept {
-            return next_fresh < requests.size() || !due_again.empty();
+            return next_fresh < requests.size() || due_front < due_again.size();
         }
         std::size_t take_ready() {
             if (next_fresh < requests.size()) return next_fresh++;
-            const std::size_t i = due_again.front();
-            due_again.pop();
+            const std::size_t i = due_again[due_front++];
+            if (due_front == due_again.size()) {
+                due_again.clear();
+                due_front = 0;
+            }
             return i;
+        }
+        /// The position in `waiting` of the retry due first (of equals, the one that began to
+        /// wait first). It must not be empty.
+        std::size_t first_due() const noexcept {
+            std::size_t first = 0;
+            for (std::size_t k = 1; k < waiting.size(); ++k) {
+                if (slots[waiting[k]].due < slots[waiting[first]].due) first = k;
+            }
+            return first;
         }
 
         void start(std::size_t i, Clock::time_point now) {
@@ -240,7 +242,7 @@ class Delivery {
         /// 1 ms, so that a clock between two milliseconds cannot make this spin.
         std::chrono::milliseconds time_to_next_event(Clock::time_point now) const {
             Clock::time_point next = now + delivery.options_.give_up_after;
-            if (!waiting.empty()) next = std::min(next, waiting.top().due);
+            if (!waiting.empty()) next = std::min(next, slots[waiting[first_due()]].due);
             if (!flying.empty()) {
                 next =
                     std::min(next, slots[flying.front()].started + delivery.options_.give_up_after);
@@ -293,7 +295,8 @@ class Delivery {
         void wait_for_retry(std::size_t i, const HttpResponse& response, Clock::time_point due) {
             outcomes[i]->earlier_tries.push_back(EarlierTry{response.status, response.error});
             slots[i].state = SlotState::waiting;
-            waiting.push(Waiting{due, waits++, i});
+            slots[i].due = due;
+            waiting.push_back(i);
         }
 
         /// Gives up the requests in flight for longer than `give_up_after`.

@@ -137,6 +137,14 @@ constexpr Field<S, std::vector<T>> object_list(const char* name, std::vector<T> 
 
 }  // namespace fields
 
+/// Hands `visit` one table entry made at compile time: a constant, so that the makers below
+/// are not compiled into the program (every file that sends walks the table for the echo).
+#define SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, entry)     \
+    do {                                                      \
+        static constexpr auto sendgrid_backend_field = entry; \
+        visit(sendgrid_backend_field);                        \
+    } while (false)
+
 /// The table of a struct: `each(visit)` calls `visit(field)` for each of its fields, in the
 /// order the stored JSON checks them (the order of the members), with a `Field<T, Member>`.
 /// Only the structs below have one.
@@ -148,10 +156,10 @@ struct MessageFields<Attachment> {
     template <class Visit>
     static void each(Visit&& visit) {
         using namespace fields;
-        visit(text("filename", &Attachment::filename));
-        visit(bytes("content", &Attachment::content));
-        visit(text("mimetype", &Attachment::mimetype));
-        visit(text("content_id", &Attachment::content_id));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("filename", &Attachment::filename));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, bytes("content", &Attachment::content));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("mimetype", &Attachment::mimetype));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("content_id", &Attachment::content_id));
     }
 };
 
@@ -160,8 +168,10 @@ struct MessageFields<Alternative> {
     template <class Visit>
     static void each(Visit&& visit) {
         using namespace fields;
-        visit(text("content", &Alternative::content, FieldWrite::always));
-        visit(text("mimetype", &Alternative::mimetype, FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, text("content", &Alternative::content, FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, text("mimetype", &Alternative::mimetype, FieldWrite::always));
     }
 };
 
@@ -171,15 +181,16 @@ struct MessageFields<Personalization> {
     static void each(Visit&& visit) {
         using namespace fields;
         using P = Personalization;
-        visit(text_list("to", &P::to));
-        visit(text_list("cc", &P::cc));
-        visit(text_list("bcc", &P::bcc));
-        visit(text("subject", &P::subject));
-        visit(text_map("headers", &P::headers));
-        visit(text_map("substitutions", &P::substitutions));
-        visit(template_data("dynamic_template_data", &P::dynamic_template_data));
-        visit(text_map("custom_args", &P::custom_args));
-        visit(optional_integer("send_at", &P::send_at));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("to", &P::to));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("cc", &P::cc));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("bcc", &P::bcc));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("subject", &P::subject));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_map("headers", &P::headers));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_map("substitutions", &P::substitutions));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, template_data("dynamic_template_data", &P::dynamic_template_data));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_map("custom_args", &P::custom_args));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_integer("send_at", &P::send_at));
     }
 };
 
@@ -188,9 +199,11 @@ struct MessageFields<UnsubscribeGroup> {
     template <class Visit>
     static void each(Visit&& visit) {
         using namespace fields;
-        visit(optional_integer("group_id", &UnsubscribeGroup::group_id));
-        visit(integer_list("groups_to_display", &UnsubscribeGroup::groups_to_display,
-                           FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_integer("group_id", &UnsubscribeGroup::group_id));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, integer_list("groups_to_display", &UnsubscribeGroup::groups_to_display,
+                                FieldWrite::always));
     }
 };
 
@@ -199,9 +212,10 @@ struct MessageFields<Footer> {
     template <class Visit>
     static void each(Visit&& visit) {
         using namespace fields;
-        visit(boolean("enable", &Footer::enable, FieldWrite::always));
-        visit(text("text", &Footer::text));
-        visit(text("html", &Footer::html));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit,
+                                            boolean("enable", &Footer::enable, FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("text", &Footer::text));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("html", &Footer::html));
     }
 };
 
@@ -211,11 +225,16 @@ struct MessageFields<MailSettings> {
     static void each(Visit&& visit) {
         using namespace fields;
         using M = MailSettings;
-        visit(optional_boolean("bypass_list_management", &M::bypass_list_management));
-        visit(optional_boolean("bypass_spam_management", &M::bypass_spam_management));
-        visit(optional_boolean("bypass_bounce_management", &M::bypass_bounce_management));
-        visit(optional_boolean("bypass_unsubscribe_management", &M::bypass_unsubscribe_management));
-        visit(optional_object("footer", &M::footer));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_boolean("bypass_list_management", &M::bypass_list_management));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_boolean("bypass_spam_management", &M::bypass_spam_management));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_boolean("bypass_bounce_management", &M::bypass_bounce_management));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit,
+            optional_boolean("bypass_unsubscribe_management", &M::bypass_unsubscribe_management));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_object("footer", &M::footer));
     }
 };
 
@@ -225,10 +244,11 @@ struct MessageFields<SubscriptionTracking> {
     static void each(Visit&& visit) {
         using namespace fields;
         using S = SubscriptionTracking;
-        visit(boolean("enable", &S::enable, FieldWrite::always));
-        visit(text("text", &S::text));
-        visit(text("html", &S::html));
-        visit(text("substitution_tag", &S::substitution_tag));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit,
+                                            boolean("enable", &S::enable, FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("text", &S::text));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("html", &S::html));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("substitution_tag", &S::substitution_tag));
     }
 };
 
@@ -238,12 +258,13 @@ struct MessageFields<GoogleAnalytics> {
     static void each(Visit&& visit) {
         using namespace fields;
         using G = GoogleAnalytics;
-        visit(boolean("enable", &G::enable, FieldWrite::always));
-        visit(text("utm_source", &G::utm_source));
-        visit(text("utm_medium", &G::utm_medium));
-        visit(text("utm_term", &G::utm_term));
-        visit(text("utm_content", &G::utm_content));
-        visit(text("utm_campaign", &G::utm_campaign));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit,
+                                            boolean("enable", &G::enable, FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("utm_source", &G::utm_source));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("utm_medium", &G::utm_medium));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("utm_term", &G::utm_term));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("utm_content", &G::utm_content));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("utm_campaign", &G::utm_campaign));
     }
 };
 
@@ -253,12 +274,17 @@ struct MessageFields<TrackingSettings> {
     static void each(Visit&& visit) {
         using namespace fields;
         using T = TrackingSettings;
-        visit(optional_boolean("track_email_opens", &T::track_email_opens));
-        visit(text("open_tracking_substitution_tag", &T::open_tracking_substitution_tag));
-        visit(optional_boolean("track_clicks_html", &T::track_clicks_html));
-        visit(optional_boolean("track_clicks_plain", &T::track_clicks_plain));
-        visit(optional_object("subscription_tracking", &T::subscription_tracking));
-        visit(optional_object("ganalytics", &T::ganalytics));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_boolean("track_email_opens", &T::track_email_opens));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, text("open_tracking_substitution_tag", &T::open_tracking_substitution_tag));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_boolean("track_clicks_html", &T::track_clicks_html));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_boolean("track_clicks_plain", &T::track_clicks_plain));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_object("subscription_tracking", &T::subscription_tracking));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_object("ganalytics", &T::ganalytics));
     }
 };
 
@@ -270,31 +296,36 @@ struct MessageFields<EmailMessage> {
         using namespace fields;
         using E = EmailMessage;
         // Django's fields
-        visit(text("subject", &E::subject));
-        visit(text("body", &E::body));
-        visit(text("from_email", &E::from_email));
-        visit(text_list("to", &E::to));
-        visit(text_list("cc", &E::cc));
-        visit(text_list("bcc", &E::bcc));
-        visit(text_list("reply_to", &E::reply_to));
-        visit(text_map("extra_headers", &E::extra_headers));
-        visit(object_list("attachments", &E::attachments));
-        visit(object_list("alternatives", &E::alternatives));
-        visit(text("content_subtype", &E::content_subtype, FieldWrite::always));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("subject", &E::subject));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("body", &E::body));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("from_email", &E::from_email));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("to", &E::to));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("cc", &E::cc));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("bcc", &E::bcc));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("reply_to", &E::reply_to));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_map("extra_headers", &E::extra_headers));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, object_list("attachments", &E::attachments));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, object_list("alternatives", &E::alternatives));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, text("content_subtype", &E::content_subtype, FieldWrite::always));
         // SendGrid's extras
-        visit(text("template_id", &E::template_id));
-        visit(template_data("dynamic_template_data", &E::dynamic_template_data));
-        visit(text_map("substitutions", &E::substitutions));
-        visit(object_list("personalizations", &E::personalizations));
-        visit(boolean("make_private", &E::make_private));
-        visit(text_list("categories", &E::categories));
-        visit(text_map("custom_args", &E::custom_args));
-        visit(optional_object("unsubscribe_group", &E::unsubscribe_group));
-        visit(optional_text("ip_pool_name", &E::ip_pool_name));
-        visit(optional_integer("send_at", &E::send_at));
-        visit(text_list("reply_to_list", &E::reply_to_list));
-        visit(object("mail_settings", &E::mail_settings));
-        visit(object("tracking_settings", &E::tracking_settings));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("template_id", &E::template_id));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, template_data("dynamic_template_data", &E::dynamic_template_data));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_map("substitutions", &E::substitutions));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit,
+                                            object_list("personalizations", &E::personalizations));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, boolean("make_private", &E::make_private));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("categories", &E::categories));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_map("custom_args", &E::custom_args));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(
+            visit, optional_object("unsubscribe_group", &E::unsubscribe_group));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_text("ip_pool_name", &E::ip_pool_name));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_integer("send_at", &E::send_at));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("reply_to_list", &E::reply_to_list));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, object("mail_settings", &E::mail_settings));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit,
+                                            object("tracking_settings", &E::tracking_settings));
     }
 };
 

@@ -122,7 +122,8 @@ void append_echo_fields(std::string& out, const Struct& s, const std::string& pr
                         std::string_view parent) {
     MessageFields<Struct>::each([&](const auto& field) {
         const auto& value = s.*field.member;
-        if (echo_head_shows(parent, field.name) || !is_present(field, value)) return;
+        if (echo_head_shows(parent, field.name)) return;
+        if (field.write != FieldWrite::always && !holds_value(value)) return;
         append_echo_value(out, prefix + field.name, value, field.kind,
                           parent.empty() ? std::string_view(field.name) : parent);
     });
