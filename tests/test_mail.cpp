@@ -353,39 +353,6 @@ TEST_CASE("1000 messages with 8 in flight: exactly 1000 emissions, each message 
     CHECK(ids.size() == 1000);
 }
 
-TEST_CASE("4 threads share one backend", "[mail][http][threading]") {
-    FakeSendgridServer server;
-    Settings settings = settings_for(server);
-    settings.max_in_flight = 4;
-    const SendgridBackend backend(settings);
-    Emissions emissions;
-    std::vector<std::thread> threads;
-    std::atomic<std::size_t> accepted{0};
-    std::vector<std::thread::id> ids(4);
-    for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&, t] {
-            ids[static_cast<std::size_t>(t)] = std::this_thread::get_id();
-            std::vector<EmailMessage> batch;
-            for (int i = 0; i < 50; ++i) {
-                batch.push_back(make_message("t" + std::to_string(t) + "-" + std::to_string(i)));
-            }
-            accepted += backend.send_messages(batch);
-        });
-    }
-    for (auto& thread : threads) thread.join();
-    CHECK(accepted == 200);
-    REQUIRE(emissions.size() == 200);
-    std::set<std::string> subjects;
-    for (const auto& seen : emissions.seen) {
-        subjects.insert(seen.subject);
-        // Each emission happened on the thread that sent that message.
-        const auto thread_index = static_cast<std::size_t>(seen.subject[1] - '0');
-        CHECK(seen.thread == ids[thread_index]);
-    }
-    CHECK(subjects.size() == 200);
-    CHECK(server.received_count() == 200);
-}
-
 TEST_CASE("sandbox mode: validated by the server, answered 200, counted as sent", "[mail][http]") {
     FakeSendgridServer server;
     Settings settings = settings_for(server);

@@ -322,27 +322,6 @@ std::string echo(const sg::EmailMessage& message) {
     return text;
 }
 
-/// Checks that `output(message)` shows every field of `message` but those in `not_shown`:
-/// its texts appear, or, for a flag, flipping it changes the output.
-template <class Output>
-void check_every_field_shown(const sg::EmailMessage& message, Output output,
-                             const std::map<std::string, std::string>& not_shown) {
-    const std::string text = output(message);
-    INFO(text);
-    for (const Leaf& leaf : leaves_of(message)) {
-        INFO("field " << leaf.path);
-        bool skipped = false;
-        for (const auto& [field, reason] : not_shown) {
-            if (leaf.field == field || leaf.field.rfind(field + ".", 0) == 0) skipped = true;
-        }
-        if (skipped) continue;
-        if (leaf.texts.empty()) {
-            CHECK(output(flipped(message, leaf.path)) != text);
-        }
-        for (const std::string& part : leaf.texts) CHECK(contains(text, part));
-    }
-}
-
 /// Checks that `output(message)` shows every field of `message` but those `not_shown` lists:
 /// its texts appear (a bytes field as `spell_bytes` spells it), or, for a flag, flipping it
 /// changes the output.
