@@ -37,9 +37,8 @@ inline std::string_view bare_content_id(std::string_view id, const std::string& 
     return id;
 }
 
-/// attachments[index], checked. Without a type, one is guessed from the file name; without a
-/// file name, one is made from the content (the same content always gets the same name).
-inline CheckedAttachment check_attachment(const Attachment& attachment, std::size_t index) {
+/// Refuses attachments[index] as SendGrid would; returns its Content-ID without <>.
+inline std::string_view refuse_bad_attachment(const Attachment& attachment, std::size_t index) {
     const std::string field = indexed("attachments", index);
     if (attachment.content.empty()) {
         throw InvalidMessage(field + ".content", "is empty; SendGrid refuses empty files");
@@ -47,6 +46,13 @@ inline CheckedAttachment check_attachment(const Attachment& attachment, std::siz
     require_single_line(attachment.filename, field + ".filename");
     require_single_line(attachment.mimetype, field + ".mimetype");
     require_single_line(attachment.content_id, field + ".content_id");
+    return bare_content_id(attachment.content_id, field);
+}
+
+/// attachments[index], checked. Without a type, one is guessed from the file name; without a
+/// file name, one is made from the content (the same content always gets the same name).
+inline CheckedAttachment check_attachment(const Attachment& attachment, std::size_t index) {
+    const std::string_view id = refuse_bad_attachment(attachment, index);
     std::string type = attachment.mimetype.empty()
                            ? std::string(guess_mimetype(attachment.filename))
                            : attachment.mimetype;
@@ -54,7 +60,6 @@ inline CheckedAttachment check_attachment(const Attachment& attachment, std::siz
         attachment.filename.empty()
             ? "part-" + content_hex_id(attachment.content, index) + guess_extension(type)
             : attachment.filename;
-    const std::string_view id = bare_content_id(attachment.content_id, field);
     return CheckedAttachment{std::move(type), std::move(filename), id};
 }
 
@@ -80,17 +85,18 @@ void write_attachment(Sink& sink, const Attachment& attachment, const CheckedAtt
 /// base64 (for the size estimate of the request).
 template <class Sink>
 std::size_t write_attachments(Sink& sink, const std::vector<Attachment>& attachments) {
-    std::vector<CheckedAttachment> checked;
-    checked.reserve(attachments.size());
+    // Every one refused or not before the first is encoded; the names and types are made in
+    // the second pass (no list of them: its code would be compiled into every sending file).
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < attachments.size(); ++i) {
-        checked.push_back(check_attachment(attachments[i], i));
+        refuse_bad_attachment(attachments[i], i);
         bytes += base64_encoded_size(attachments[i].content.size());
     }
     sink.key("attachments");
     sink.begin_array();
-    for (std::size_t i = 0; i < checked.size(); ++i)
-        write_attachment(sink, attachments[i], checked[i]);
+    for (std::size_t i = 0; i < attachments.size(); ++i) {
+        write_attachment(sink, attachments[i], check_attachment(attachments[i], i));
+    }
     sink.end_array();
     return bytes;
 }
