@@ -151,6 +151,15 @@ inline std::string api_key_problem(
     return "";
 }
 
+/// Refuses `url` as a host URL, naming `setting` (where it came from) and the URL without its
+/// credentials or query.
+inline void refuse_bad_host_url(const char* setting, std::string_view url) {
+    BaseUrl parts;
+    if (const char* problem = base_url_problem(url, parts)) {
+        refuse_setting(setting, quote_for_error(url_for_error(url)) + " " + problem);
+    }
+}
+
 }  // namespace detail
 
 #if SENDGRID_BACKEND_DEFINE_COMPILED
@@ -165,14 +174,9 @@ SENDGRID_BACKEND_COMPILED Settings Settings::from_env() {
             detail::refuse_setting("SENDGRID_API_KEY", problem);
         }
     }
-    if (auto url = detail::env("SENDGRID_HOST_URL")) {
-        detail::BaseUrl parts;
-        if (const char* problem = url->empty() ? nullptr : detail::base_url_problem(*url, parts)) {
-            detail::refuse_setting(
-                "SENDGRID_HOST_URL",
-                detail::quote_for_error(detail::url_for_error(*url)) + " " + problem);
-        }
-        if (!url->empty()) settings.host_url = *url;
+    if (auto url = detail::env("SENDGRID_HOST_URL"); url && !url->empty()) {
+        detail::refuse_bad_host_url("SENDGRID_HOST_URL", *url);
+        settings.host_url = *url;
     }
     struct BoolSetting {
         const char* name;
@@ -203,12 +207,7 @@ SENDGRID_BACKEND_COMPILED void Settings::validate() const {
     if (const std::string problem = detail::api_key_problem(api_key); !problem.empty()) {
         detail::refuse_setting("Settings::api_key", problem);
     }
-    detail::BaseUrl url;
-    if (const char* problem = detail::base_url_problem(host_url, url)) {
-        detail::refuse_setting(
-            "Settings::host_url",
-            detail::quote_for_error(detail::url_for_error(host_url)) + " " + problem);
-    }
+    detail::refuse_bad_host_url("Settings::host_url", host_url);
     detail::require_positive("Settings::timeout", timeout);
     detail::require_at_most("Settings::timeout", timeout, max_wait);
     detail::require_positive("Settings::connect_timeout", connect_timeout);
