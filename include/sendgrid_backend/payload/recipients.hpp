@@ -12,7 +12,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -48,7 +47,7 @@ void write_addresses(Sink& sink, const AddressView* first, const AddressView* la
     sink.end_array();
 }
 
-/// Case-insensitive (ASCII) hashing and equality for addresses.
+/// Case-insensitive (ASCII) hashing for addresses.
 struct AddressKeyHash {
     // FNV-1a
     SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE std::size_t operator()(
@@ -58,9 +57,6 @@ struct AddressKeyHash {
             hash = (hash ^ static_cast<unsigned char>(to_lower_ascii(c))) * 1099511628211ULL;
         return hash;
     }
-};
-struct AddressKeyEqual {
-    bool operator()(std::string_view a, std::string_view b) const noexcept { return iequals(a, b); }
 };
 
 /// The recipients of one personalization, checked and de-duplicated as SendGrid wants them.
@@ -150,9 +146,12 @@ class PersonalizationRecipients {
 
     /// The fields_ index of the list that already holds `email`, or null.
     const std::uint8_t* find(std::string_view email) const {
-        if (!by_key_.empty()) {
-            auto found = by_key_.find(email);
-            return found == by_key_.end() ? nullptr : &found->second;
+        if (!slots_.empty()) {
+            for (std::size_t i = first_slot(email);; i = (i + 1) & (slots_.size() - 1)) {
+                const auto& [seen, field] = slots_[i];
+                if (seen.data() == nullptr) return nullptr;
+                if (iequals(seen, email)) return &field;
+            }
         }
         for (const auto& [seen, field] : small_) {
             if (iequals(seen, email)) return &field;
@@ -161,24 +160,51 @@ class PersonalizationRecipients {
     }
 
     void remember(std::string_view email, std::uint8_t field_index) {
-        // Most personalizations hold a handful of addresses: a vector beats a hash set there.
-        if (by_key_.empty() && small_.size() < small_limit) {
+        // Most personalizations hold a handful of addresses: a list beats a hash table there.
+        if (slots_.empty() && small_.size() < small_limit) {
             small_.emplace_back(email, field_index);
             return;
         }
-        if (by_key_.empty()) {
-            by_key_.insert(small_.begin(), small_.end());
+        if (slots_.empty()) {
+            rehash(small_limit * 4);
+            for (const auto& entry : small_) place(entry);
             small_.clear();
         }
-        by_key_.emplace(email, field_index);
+        if (stored_ * 2 >= slots_.size()) rehash(slots_.size() * 2);
+        place({email, field_index});
+    }
+
+    // The hash table: open addressing with linear probing in a vector of the same type as
+    // small_ (a std::unordered_map would add its own code to every file that sends); a slot
+    // whose view has no data is free (an address's view always points into its text).
+    using Entry = std::pair<std::string_view, std::uint8_t>;
+
+    std::size_t first_slot(std::string_view email) const noexcept {
+        return AddressKeyHash{}(email) & (slots_.size() - 1);
+    }
+    void place(const Entry& entry) {
+        std::size_t i = first_slot(entry.first);
+        while (slots_[i].first.data() != nullptr) i = (i + 1) & (slots_.size() - 1);
+        slots_[i] = entry;
+        ++stored_;
+    }
+    /// Moves the entries into `size` slots (a power of two, more than twice the entries).
+    void rehash(std::size_t size) {
+        std::vector<Entry> old(size);
+        old.swap(slots_);
+        stored_ = 0;
+        for (const auto& entry : old) {
+            if (entry.first.data() != nullptr) place(entry);
+        }
     }
 
     bool deduplicate_;
     bool single_;
     std::array<ListName, 3> fields_;  // the lists added so far: to, cc, bcc
     std::size_t field_count_ = 0;
-    std::vector<std::pair<std::string_view, std::uint8_t>> small_;  // email -> fields_ index
-    std::unordered_map<std::string_view, std::uint8_t, AddressKeyHash, AddressKeyEqual> by_key_;
+    std::vector<Entry> small_;  // email -> fields_ index, while there are few
+    std::vector<Entry> slots_;  // the same, as a hash table once there are more
+    std::size_t stored_ = 0;    // entries in slots_
     std::size_t count_ = 0;
 };
 
