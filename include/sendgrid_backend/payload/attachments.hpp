@@ -22,7 +22,7 @@ SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
 /// What an attachment is sent as, besides its content.
-struct CheckedAttachment {
+struct SentAttachment {
     std::string type;
     std::string filename;
     std::string_view content_id;  ///< without <>; empty for an ordinary attachment
@@ -30,15 +30,13 @@ struct CheckedAttachment {
 
 /// The Content-ID of an inline part as SendGrid wants it: without the angle brackets, which
 /// SendGrid adds itself.
-inline std::string_view bare_content_id(std::string_view id, const std::string& field) {
-    if (id.empty()) return id;
+inline std::string_view bare_content_id(std::string_view id) noexcept {
     if (id.size() >= 2 && id.front() == '<' && id.back() == '>') id = id.substr(1, id.size() - 2);
-    if (id.empty()) throw InvalidMessage(field + ".content_id", "is empty inside <>");
     return id;
 }
 
-/// Refuses attachments[index] as SendGrid would; returns its Content-ID without <>.
-inline std::string_view refuse_bad_attachment(const Attachment& attachment, std::size_t index) {
+/// Refuses attachments[index] as SendGrid would.
+inline void refuse_bad_attachment(const Attachment& attachment, std::size_t index) {
     const std::string field = indexed("attachments", index);
     if (attachment.content.empty()) {
         throw InvalidMessage(field + ".content", "is empty; SendGrid refuses empty files");
@@ -46,13 +44,15 @@ inline std::string_view refuse_bad_attachment(const Attachment& attachment, std:
     require_single_line(attachment.filename, field + ".filename");
     require_single_line(attachment.mimetype, field + ".mimetype");
     require_single_line(attachment.content_id, field + ".content_id");
-    return bare_content_id(attachment.content_id, field);
+    if (!attachment.content_id.empty() && bare_content_id(attachment.content_id).empty()) {
+        throw InvalidMessage(field + ".content_id", "is empty inside <>");
+    }
 }
 
-/// attachments[index], checked. Without a type, one is guessed from the file name; without a
-/// file name, one is made from the content (the same content always gets the same name).
-inline CheckedAttachment check_attachment(const Attachment& attachment, std::size_t index) {
-    const std::string_view id = refuse_bad_attachment(attachment, index);
+/// What attachments[index], already through refuse_bad_attachment, is sent as. Without a type,
+/// one is guessed from the file name; without a file name, one is made from the content (the
+/// same content always gets the same name).
+inline SentAttachment sent_attachment(const Attachment& attachment, std::size_t index) {
     std::string type = attachment.mimetype.empty()
                            ? std::string(guess_mimetype(attachment.filename))
                            : attachment.mimetype;
@@ -60,21 +60,22 @@ inline CheckedAttachment check_attachment(const Attachment& attachment, std::siz
         attachment.filename.empty()
             ? "part-" + content_hex_id(attachment.content, index) + guess_extension(type)
             : attachment.filename;
-    return CheckedAttachment{std::move(type), std::move(filename), id};
+    return SentAttachment{std::move(type), std::move(filename),
+                          bare_content_id(attachment.content_id)};
 }
 
 template <class Sink>
-void write_attachment(Sink& sink, const Attachment& attachment, const CheckedAttachment& checked) {
+void write_attachment(Sink& sink, const Attachment& attachment, const SentAttachment& sent) {
     sink.begin_object();
     sink.key("content");
     sink.base64_string(attachment.content);
     sink.key("filename");
-    sink.string(checked.filename);
+    sink.string(sent.filename);
     sink.key("type");
-    sink.string(checked.type);
-    if (!checked.content_id.empty()) {
+    sink.string(sent.type);
+    if (!sent.content_id.empty()) {
         sink.key("content_id");
-        sink.string(checked.content_id);
+        sink.string(sent.content_id);
         sink.key("disposition");
         sink.string("inline");
     }
@@ -85,8 +86,8 @@ void write_attachment(Sink& sink, const Attachment& attachment, const CheckedAtt
 /// base64 (for the size estimate of the request).
 template <class Sink>
 std::size_t write_attachments(Sink& sink, const std::vector<Attachment>& attachments) {
-    // Every one refused or not before the first is encoded; the names and types are made in
-    // the second pass (no list of them: its code would be compiled into every sending file).
+    // Refused in a first pass, named and typed in the second (no list of names and types in
+    // between: its code would be compiled into every sending file).
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < attachments.size(); ++i) {
         refuse_bad_attachment(attachments[i], i);
@@ -95,7 +96,7 @@ std::size_t write_attachments(Sink& sink, const std::vector<Attachment>& attachm
     sink.key("attachments");
     sink.begin_array();
     for (std::size_t i = 0; i < attachments.size(); ++i) {
-        write_attachment(sink, attachments[i], check_attachment(attachments[i], i));
+        write_attachment(sink, attachments[i], sent_attachment(attachments[i], i));
     }
     sink.end_array();
     return bytes;
