@@ -50,82 +50,126 @@ template <class Struct>
 void append_echo_fields(std::string& out, const Struct& s, const std::string& prefix,
                         std::string_view parent);
 
-inline void append_echo_value(std::string& out, const std::string& path, const std::string& value,
-                              FieldKind kind, std::string_view) {
+/// Where a field of the walk is: the text so far, the path of its struct ("" for the message,
+/// "personalizations[0]." ...) and the field of the message it lies under ("" for the message's
+/// own fields), which says what the head showed already.
+struct EchoPlace {
+    std::string& out;
+    const std::string& prefix;
+    std::string_view parent;
+};
+
+/// Whether the echo gets a line for field `name`, which `holds` something or not.
+inline bool echo_shows(const EchoPlace& place, const char* name, FieldWrite write, bool holds) {
+    return (write == FieldWrite::always || holds) && !echo_head_shows(place.parent, name);
+}
+inline void append_echo_line(const EchoPlace& place, const char* name, const std::string& text) {
+    place.out += place.prefix + name + ": " + text + '\n';
+}
+
+// One overload per kind of member: the walk below calls one per field, and only the nested
+// structs make templates (the code of every other kind is compiled once).
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind kind,
+                               FieldWrite write, const std::string& value) {
+    if (!echo_shows(place, name, write, !value.empty())) return;
     // Bytes are a file's content: its size says more than the bytes would.
-    out += path + ": " +
-           (kind == FieldKind::bytes ? std::to_string(value.size()) + " bytes" : value) + '\n';
+    append_echo_line(place, name,
+                     kind == FieldKind::bytes ? std::to_string(value.size()) + " bytes" : value);
 }
-inline void append_echo_value(std::string& out, const std::string& path,
-                              const std::vector<std::string>& values, FieldKind, std::string_view) {
-    out += path + ": " + echo_join(values) + '\n';
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, const std::optional<std::string>& value) {
+    if (echo_shows(place, name, write, value.has_value())) append_echo_line(place, name, *value);
 }
-inline void append_echo_value(std::string& out, const std::string& path,
-                              const std::map<std::string, std::string>& values, FieldKind,
-                              std::string_view) {
-    for (const auto& [key, value] : values) out += keyed(path, key) + ": " + value + '\n';
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, const std::vector<std::string>& values) {
+    if (echo_shows(place, name, write, !values.empty()))
+        append_echo_line(place, name, echo_join(values));
 }
-inline void append_echo_value(std::string& out, const std::string& path, bool value, FieldKind,
-                              std::string_view) {
-    out += path + (value ? ": true\n" : ": false\n");
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, const std::map<std::string, std::string>& values) {
+    if (!echo_shows(place, name, write, !values.empty())) return;
+    for (const auto& [key, value] : values)
+        place.out += keyed(place.prefix + name, key) + ": " + value + '\n';
 }
-inline void append_echo_value(std::string& out, const std::string& path, std::int64_t value,
-                              FieldKind, std::string_view) {
-    out += path + ": " + std::to_string(value) + '\n';
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, bool value) {
+    if (echo_shows(place, name, write, value))
+        append_echo_line(place, name, value ? "true" : "false");
 }
-inline void append_echo_value(std::string& out, const std::string& path,
-                              const std::vector<std::int64_t>& values, FieldKind,
-                              std::string_view) {
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, const std::optional<bool>& value) {
+    if (echo_shows(place, name, write, value.has_value()))
+        append_echo_line(place, name, *value ? "true" : "false");
+}
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, std::int64_t value) {
+    if (echo_shows(place, name, write, true)) append_echo_line(place, name, std::to_string(value));
+}
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, const std::optional<std::int64_t>& value) {
+    if (echo_shows(place, name, write, value.has_value()))
+        append_echo_line(place, name, std::to_string(*value));
+}
+inline void append_echo_member(const EchoPlace& place, const char* name, FieldKind,
+                               FieldWrite write, const std::vector<std::int64_t>& values) {
+    if (!echo_shows(place, name, write, !values.empty())) return;
     std::string joined;
     for (std::int64_t value : values)
         joined += (joined.empty() ? "" : ", ") + std::to_string(value);
-    out += path + ": " + joined + '\n';
+    append_echo_line(place, name, joined);
 }
-inline void append_echo_template_data(std::string& out, const std::string& path,
+inline void append_echo_template_data(const EchoPlace& place, const char* name,
                                       const TemplateData& data) {
-    out += path + ": ";
+    const std::string path = place.prefix + name;
+    std::string text;
     try {
         // Checked first: dumping a value nested too deep could overflow the stack.
         TemplateDataAccess::check(data, path);
-        out += TemplateDataAccess::dump(data, path);
+        text = TemplateDataAccess::dump(data, path);
     } catch (const InvalidMessage& invalid) {
-        out += "(" + invalid.reason() + ")";
+        text = "(" + invalid.reason() + ")";
     }
-    out += '\n';
+    append_echo_line(place, name, text);
 }
-template <class T>
-void append_echo_value(std::string& out, const std::string& path, const std::optional<T>& value,
-                       FieldKind kind, std::string_view parent) {
-    append_echo_value(out, path, *value, kind, parent);
+/// The field of the message that a nested struct's fields lie under.
+inline std::string_view echo_parent(const EchoPlace& place, const char* name) noexcept {
+    return place.parent.empty() ? std::string_view(name) : place.parent;
 }
 template <class Struct>
-void append_echo_value(std::string& out, const std::string& path, const std::vector<Struct>& items,
-                       FieldKind, std::string_view parent) {
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        append_echo_fields(out, items[i], indexed(path, i) + ".", parent);
-    }
-}
-template <class Struct>
-void append_echo_value(std::string& out, const std::string& path, const Struct& value, FieldKind,
-                       std::string_view parent) {
+void append_echo_member(const EchoPlace& place, const char* name, FieldKind, FieldWrite write,
+                        const Struct& value) {
     // TemplateData here, not as an overload of its own: trying every value against its
     // converting constructor needs nlohmann/json.hpp, which the echo does without.
     if constexpr (std::is_same_v<Struct, TemplateData>) {
-        append_echo_template_data(out, path, value);
+        if (echo_shows(place, name, write, value.has_value()))
+            append_echo_template_data(place, name, value);
     } else {
-        append_echo_fields(out, value, path + ".", parent);
+        if (echo_shows(place, name, write, true))
+            append_echo_fields(place.out, value, place.prefix + name + ".",
+                               echo_parent(place, name));
     }
+}
+template <class Struct>
+void append_echo_member(const EchoPlace& place, const char* name, FieldKind, FieldWrite write,
+                        const std::optional<Struct>& value) {
+    if (echo_shows(place, name, write, value.has_value()))
+        append_echo_fields(place.out, *value, place.prefix + name + ".", echo_parent(place, name));
+}
+template <class Struct>
+void append_echo_member(const EchoPlace& place, const char* name, FieldKind, FieldWrite write,
+                        const std::vector<Struct>& items) {
+    if (!echo_shows(place, name, write, !items.empty())) return;
+    const std::string path = place.prefix + name;
+    for (std::size_t i = 0; i < items.size(); ++i)
+        append_echo_fields(place.out, items[i], indexed(path, i) + ".", echo_parent(place, name));
 }
 
 template <class Struct>
 void append_echo_fields(std::string& out, const Struct& s, const std::string& prefix,
                         std::string_view parent) {
+    const EchoPlace place{out, prefix, parent};
     MessageFields<Struct>::each([&](const auto& field) {
-        const auto& value = s.*field.member;
-        if (echo_head_shows(parent, field.name)) return;
-        if (field.write != FieldWrite::always && !holds_value(value)) return;
-        append_echo_value(out, prefix + field.name, value, field.kind,
-                          parent.empty() ? std::string_view(field.name) : parent);
+        append_echo_member(place, field.name, field.kind, field.write, s.*field.member);
     });
 }
 
