@@ -14,6 +14,8 @@ packages=(build-essential cmake ninja-build pkg-config g++
     libcpp-httplib-dev libbenchmark-dev libsqlite3-dev zlib1g-dev python3-jsonschema
     nginx-light openssl libspdlog-dev libhiredis-dev redis-server prometheus-cpp-dev prometheus)
 ci_packages=(clang libclang-rt-14-dev valgrind)
+# The test command's browser test of the fake server's mail viewer page (headless Chromium).
+test_packages=(chromium chromium-driver python3-selenium)
 
 install_missing() {  # PACKAGE...
     local missing=()
@@ -39,7 +41,7 @@ demo)
     exec ./build/dev/examples/03_sendgrid_demo
     ;;
 test)
-    install_missing "${packages[@]}"
+    install_missing "${packages[@]}" "${test_packages[@]}"
     cmake --preset asan >/dev/null
     cmake --build --preset asan -- -j"$jobs"
     ctest --preset asan -j"$jobs"

@@ -824,6 +824,21 @@ TEST_CASE("ip_pool_name: 2 to 64 characters", "[payload][invalid]") {
     CHECK(invalid_field(message) == "ip_pool_name");
 }
 
+TEST_CASE("batch_id: sent at the top level; SendGrid's characters only", "[payload][invalid]") {
+    EmailMessage message = simple_message();
+    CHECK_FALSE(build_payload(message).contains("batch_id"));  // empty: none
+    message.batch_id = "HkJ5yLYULb7Rj8GKSx7u025ouWVlMgAi-_9";
+    CHECK(invalid_field(message) == "<no error>");
+    CHECK(build_payload(message)["batch_id"] == "HkJ5yLYULb7Rj8GKSx7u025ouWVlMgAi-_9");
+    for (const std::string& bad :
+         std::vector<std::string>{"a/b", "a b", "../x", "id?x=1", std::string(257, 'b')}) {
+        message.batch_id = bad;
+        CHECK(invalid_field(message) == "batch_id");
+    }
+    message.batch_id = std::string(256, 'b');
+    CHECK(invalid_field(message) == "<no error>");
+}
+
 TEST_CASE("content: empty without a template, empty alternatives, repeated types",
           "[payload][invalid]") {
     EmailMessage message = simple_message();

@@ -5,6 +5,7 @@
 // values they accept.
 #include <sendgrid_backend/redis/worker_cli.hpp>
 #include <sendgrid_backend/testing/fake_server_cli.hpp>
+#include <sendgrid_backend/webhook.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -364,6 +365,44 @@ TEST_CASE("sendgrid-fake-server --metrics: a value that is no IP:PORT is refused
     CHECK(fake_server_line({"--metrics=localhost:0"}).metrics->to_string() == "localhost:0");
     CHECK(fake_server_line({"--metrics=100.10.0.1:0"}).metrics->host == "100.10.0.1");
     CHECK_FALSE(fake_server_line({}).metrics);
+}
+
+TEST_CASE("sendgrid-fake-server --webhook-key-out: the URL alone first, then where the key went",
+          "[cli][fake_server][webhook]") {
+    const std::string key_file =
+        "/tmp/sendgrid-test-programs-webhook-key-" + std::to_string(::getpid());
+    // Nothing listens on port 9 (discard); no mail is sent, so nothing is posted there.
+    Running program(fake_server,
+                    {"--webhook", "http://127.0.0.1:9/events", "--webhook-key-out", key_file});
+    const std::vector<std::string> lines = program.stdout_lines(2);
+    INFO(program.err());
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0].rfind("http://127.0.0.1:", 0) == 0);
+    CHECK(lines[0].find(' ') == std::string::npos);
+    CHECK(lines[1] == "webhook key: " + key_file);
+    const std::string key = read_file(key_file);
+    REQUIRE(key.size() > 1);
+    CHECK(key.back() == '\n');
+    CHECK_NOTHROW(sg::EventWebhookVerifier(key.substr(0, key.size() - 1)));
+    CHECK(program.stop() == 0);
+    std::remove(key_file.c_str());
+}
+
+TEST_CASE("sendgrid-fake-server's event flags are checked before it starts, each by name",
+          "[cli][fake_server][webhook]") {
+    check_refused(fake_server, {"--webhook", "ftp://127.0.0.1/"},
+                  "sendgrid-fake-server: --webhook 'ftp://127.0.0.1/': must start with http://",
+                  {});
+    check_refused(fake_server, {"--webhook-key-out", "/tmp/key"},
+                  "--webhook-key-out: the key verifies what --webhook sends; give --webhook", {});
+    check_refused(fake_server, {"--event-rule", "jane@example.com=explode"},
+                  "--event-rule 'jane@example.com=explode': 'explode' is not an event", {});
+    check_refused(fake_server, {"--webhook-duplicates", "2"},
+                  "--webhook-duplicates: '2' is not a probability 0-1 (e.g. 0.2)", {});
+    check_refused(fake_server, {"--max-messages", "0"},
+                  "--max-messages: '0' is out of range; give a count 1-1000000", {});
+    const Run help = run(fake_server, {"--help"});
+    CHECK(help.out.find("--webhook-key-out FILE") != std::string::npos);
 }
 
 #if SENDGRID_BACKEND_FAKE_SERVER_HAS_METRICS

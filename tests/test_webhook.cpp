@@ -138,6 +138,10 @@ TEST_CASE("keys: PEM and DER both work; the key's own curve is used", "[webhook]
     const std::string signature = p256.sign("body", "7");
     CHECK(EventWebhookVerifier(p256.public_key_pem()).verify("body", signature, "7"));
     CHECK(EventWebhookVerifier(p256.public_key_base64()).verify("body", signature, "7"));
+    // As read from a file or pasted: line ends around the key are not part of it.
+    CHECK(EventWebhookVerifier("\r\n " + p256.public_key_base64() + "\n")
+              .verify("body", signature, "7"));
+    CHECK(EventWebhookVerifier(p256.public_key_pem() + "\r\n").verify("body", signature, "7"));
 
     const WebhookSigner k256("secp256k1");  // the official libraries accept it too
     CHECK(

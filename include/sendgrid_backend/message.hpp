@@ -143,6 +143,9 @@ class EmailMessage {
     std::optional<UnsubscribeGroup> unsubscribe_group;  ///< SendGrid's `asm`
     std::optional<std::string> ip_pool_name;
     std::optional<std::int64_t> send_at;
+    /// Empty: none. A batch id from `ScheduledSends::create_batch_id()`, so that a message sent
+    /// with send_at can be paused or cancelled with the others of its batch.
+    std::string batch_id;
     std::vector<std::string> reply_to_list;
     MailSettings mail_settings;
     TrackingSettings tracking_settings;

@@ -322,6 +322,7 @@ struct MessageFields<EmailMessage> {
             visit, optional_object("unsubscribe_group", &E::unsubscribe_group));
         SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_text("ip_pool_name", &E::ip_pool_name));
         SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, optional_integer("send_at", &E::send_at));
+        SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text("batch_id", &E::batch_id));
         SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, text_list("reply_to_list", &E::reply_to_list));
         SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit, object("mail_settings", &E::mail_settings));
         SENDGRID_BACKEND_DETAIL_VISIT_FIELD(visit,

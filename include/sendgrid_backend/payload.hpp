@@ -84,6 +84,7 @@ void write_payload(Sink& sink, const EmailMessage& message, const PayloadOptions
     if (!message.categories.empty()) write_categories(sink, message.categories);
     if (message.unsubscribe_group) write_unsubscribe_group(sink, *message.unsubscribe_group);
     if (message.ip_pool_name) write_ip_pool_name(sink, *message.ip_pool_name);
+    if (!message.batch_id.empty()) write_batch_id(sink, message.batch_id);
     write_mail_settings(sink, message.mail_settings, options.sandbox_mode);
     write_tracking_settings(sink, message.tracking_settings,
                             TrackingDefaults{options.track_email_opens, options.track_clicks_html,

@@ -70,7 +70,14 @@ struct BioFree {
 /// PEM; null when it is neither, or not an elliptic-curve key.
 inline std::shared_ptr<EVP_PKEY> load_ec_public_key(std::string_view text) {
     EVP_PKEY* key = nullptr;
-    const std::string_view trimmed = trim(text);
+    // Line ends too: a key read from a file (or pasted) usually ends with one.
+    std::string_view trimmed = text;
+    while (!trimmed.empty() &&
+           std::string_view(" \t\r\n").find(trimmed.front()) != std::string_view::npos)
+        trimmed.remove_prefix(1);
+    while (!trimmed.empty() &&
+           std::string_view(" \t\r\n").find(trimmed.back()) != std::string_view::npos)
+        trimmed.remove_suffix(1);
     if (trimmed.find("-----BEGIN") != std::string_view::npos) {
         if (trimmed.size() > 1 << 16) return nullptr;
         std::unique_ptr<BIO, BioFree> bio(

@@ -96,6 +96,7 @@ sg::EmailMessage message_from(fuzz::Input& in) {
         m.unsubscribe_group = group;
     }
     if (in.flag()) m.ip_pool_name = in.pick(words);
+    if (in.flag()) m.batch_id = in.pick(words);
     if (in.flag()) m.send_at = in.integer();
     if (in.flag()) m.mail_settings.bypass_list_management = in.flag();
     if (in.flag()) m.mail_settings.footer = sg::Footer{in.flag(), in.pick(words), in.pick(words)};

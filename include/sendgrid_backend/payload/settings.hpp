@@ -2,7 +2,7 @@
 
 /// @file
 /// The payload's settings beside its addresses and content: headers, custom_args and
-/// substitutions, categories, asm, ip_pool_name, mail_settings and tracking_settings.
+/// substitutions, categories, asm, ip_pool_name, batch_id, mail_settings and tracking_settings.
 
 #include <array>
 #include <cstddef>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/checks/batch_id.hpp"
 #include "sendgrid_backend/detail/checks/fields.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -191,6 +192,14 @@ void write_ip_pool_name(Sink& sink, const std::string& name) {
     check_ip_pool_name(name);
     sink.key("ip_pool_name");
     sink.string(name);
+}
+
+template <class Sink>
+void write_batch_id(Sink& sink, const std::string& batch_id) {
+    const std::string problem = batch_id_problem(batch_id);
+    if (!problem.empty()) throw InvalidMessage("batch_id", problem);
+    sink.key("batch_id");
+    sink.string(batch_id);
 }
 
 // ---- mail_settings, tracking_settings ----

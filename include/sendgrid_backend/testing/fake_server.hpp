@@ -14,12 +14,28 @@
 /// or for the requests to one recipient (a batch sends several at once, so "the next request"
 /// is whichever arrives first).
 ///
+/// After a 202 it plays SendGrid's part (an independent implementation of SendGrid's side: it
+/// shares the signer with the library, never its status rules). Each recipient gets the
+/// events of the first matching `EventRule` (fake_events.hpp; built in: bounce@… bounces, else
+/// processed + delivered), fired when send_at has come and the message's batch is neither
+/// paused nor cancelled (`FakeScheduledSends`, whose API it serves), recorded for
+/// `GET /__messages[?q=]`, `GET /__messages/{id}` and the mail viewer page at `GET /`, and,
+/// with `FakeServerOptions::webhook_url`, POSTed there in batches signed like SendGrid's
+/// (`WebhookClient`; verify with `webhook_public_key()`). `POST /__events` fires one on demand
+/// (an open, a click). send_at more than 72 hours ahead and an unknown batch_id are refused
+/// with 400, as SendGrid does.
+///
 /// @code
 /// sendgrid_backend::testing::FakeSendgridServer server;          // listening on return
 /// SendgridBackend backend(server.settings());                  // its URL and key, defaults else
 /// server.push_fault(Fault(429));                                 // the next request gets 429
 /// server.push_fault(Fault(400).for_recipient("bounce@example.com"));
 /// server.sent().assert_sent_to("jane@example.com");
+///
+/// FakeServerOptions options;                                     // events to a receiver
+/// options.webhook_url = "http://127.0.0.1:8080/events";
+/// sendgrid_backend::testing::FakeSendgridServer events(options);
+/// receiver_options.public_key = events.webhook_public_key();
 /// @endcode
 
 #include <httplib.h>
@@ -27,16 +43,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -48,7 +67,13 @@
 #include "sendgrid_backend/detail/json/parse.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/settings.hpp"
+#include "sendgrid_backend/testing/fake_events.hpp"
+#include "sendgrid_backend/testing/fake_messages.hpp"
+#include "sendgrid_backend/testing/fake_scheduled_sends.hpp"
+#include "sendgrid_backend/testing/mail_viewer_page.hpp"
 #include "sendgrid_backend/testing/sent_mail.hpp"
+#include "sendgrid_backend/testing/webhook_client.hpp"
+#include "sendgrid_backend/testing/webhook_signer.hpp"
 #include "sendgrid_backend/transport.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -112,6 +137,16 @@ struct FakeServerOptions {
     std::size_t worker_threads = 32;
     /// Called for each request once it was answered (e.g. to log it); on a server thread.
     std::function<void(const ReceivedRequest&)> on_request;
+    /// Where to POST the signed Event Webhook batches (http://HOST:PORT/PATH); empty: events
+    /// are only recorded (`GET /__messages/{id}`).
+    std::string webhook_url;
+    /// How the webhook client batches, retries and misbehaves (its `url` is webhook_url).
+    WebhookClientOptions webhook;
+    /// Which events each recipient gets; the first matching rule wins, then the built-in ones
+    /// (bounce@, blocked@, dropped@, deferred@, spamreport@; else processed + delivered).
+    std::vector<EventRule> event_rules;
+    /// Keep at most this many accepted messages (the oldest go first); none: all of them.
+    std::optional<std::size_t> max_messages;
 };
 
 namespace detail {
@@ -282,7 +317,15 @@ class FakeSendgridServer {
 
     /// @throws TestingSetupError when the port cannot be bound or the server does not start.
     explicit FakeSendgridServer(FakeServerOptions options)
-        : api_key_(std::move(options.api_key)), on_request_(std::move(options.on_request)) {
+        : api_key_(std::move(options.api_key)),
+          on_request_(std::move(options.on_request)),
+          event_rules_(std::move(options.event_rules)),
+          signer_(std::make_shared<const WebhookSigner>()),
+          store_(options.max_messages) {
+        if (!options.webhook_url.empty()) {
+            options.webhook.url = options.webhook_url;
+            webhook_ = std::make_unique<WebhookClient>(options.webhook, signer_);
+        }
         const std::size_t worker_threads = options.worker_threads;
         server_.new_task_queue = [worker_threads] {
             return new httplib::ThreadPool(worker_threads);
@@ -300,6 +343,22 @@ class FakeSendgridServer {
             clear_received();
             response.status = 204;
         });
+        add_event_routes();
+        scheduled_.on_change([this](const std::string&, ScheduledState) {
+            {
+                std::lock_guard<std::mutex> lock(events_mutex_);
+                work_arrived_ = true;
+            }
+            events_changed_.notify_all();
+        });
+        scheduled_.register_routes(
+            server_, [this](const httplib::Request& request, httplib::Response& response) {
+                if (request.get_header_value("Authorization") == "Bearer " + api_key_) return true;
+                answer_json(response, 401,
+                            detail::error_body("The provided authorization grant is invalid, "
+                                               "expired, or revoked"));
+                return false;
+            });
         // cpp-httplib listens with a backlog of 5: a burst of new connections (a batch opening
         // 16 at once) would lose SYNs and stall a second each. Keep the socket, widen it below.
         server_.set_socket_options([this](socket_t socket) {
@@ -329,6 +388,8 @@ class FakeSendgridServer {
             }
             std::this_thread::sleep_for(std::chrono::microseconds(50));
         }
+        // Started last: a constructor that throws leaves no thread of its own running.
+        dispatcher_ = std::thread([this] { dispatch_events(); });
     }
 
     ~FakeSendgridServer() { stop(); }
@@ -336,10 +397,18 @@ class FakeSendgridServer {
     FakeSendgridServer(const FakeSendgridServer&) = delete;
     FakeSendgridServer& operator=(const FakeSendgridServer&) = delete;
 
-    /// Stops listening and joins the server thread (idempotent).
+    /// Stops listening, then firing events, then the webhook client (which gives what it
+    /// still holds a bounded time, WebhookClientOptions::stop_budget); idempotent.
     void stop() {
         server_.stop();
         if (thread_.joinable()) thread_.join();
+        {
+            std::lock_guard<std::mutex> lock(events_mutex_);
+            stopping_events_ = true;
+        }
+        events_changed_.notify_all();
+        if (dispatcher_.joinable()) dispatcher_.join();
+        if (webhook_) webhook_->stop();
     }
 
     /// "http://127.0.0.1:<port>": the value for Settings::host_url.
@@ -422,13 +491,318 @@ class FakeSendgridServer {
         return totals_;
     }
 
-    /// Forget recorded requests (queued faults stay; totals() too).
+    /// Forget recorded requests, the accepted messages and their events (queued faults stay;
+    /// totals() too).
     void clear_received() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        received_.clear();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            received_.clear();
+        }
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        store_.clear();
+    }
+
+    /// The key that verifies the webhook's signatures, as SendGrid's settings page shows it
+    /// (base64 of DER SubjectPublicKeyInfo): WebhookOptions::public_key of a receiver.
+    std::string webhook_public_key() const { return signer_->public_key_base64(); }
+    /// What the webhook client did (all zero without a webhook).
+    WebhookClientTotals webhook_totals() const {
+        return webhook_ ? webhook_->totals() : WebhookClientTotals{};
+    }
+    /// Waits until the webhook client holds nothing (queued, retried or on the wire), or
+    /// `timeout` passed; true at once without a webhook.
+    bool wait_for_webhook_idle(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const {
+        return !webhook_ || webhook_->wait_until_idle(timeout);
+    }
+    /// The scheduled sends API's state (batches, paused and cancelled sends).
+    FakeScheduledSends& scheduled_sends() noexcept { return scheduled_; }
+
+    /// What `GET /__messages?q=` answers (see the contract in the file comment).
+    nlohmann::json messages_json(std::string_view query = {}) const {
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        return store_.list_json(query, cancelled_batch());
+    }
+    /// What `GET /__messages/{id}` answers; null for an unknown id.
+    nlohmann::json message_json(std::string_view message_id) const {
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        const StoredMessage* message = store_.find(message_id);
+        return message ? detail::MessageStore::detail_json(*message, cancelled_batch())
+                       : nlohmann::json();
+    }
+    /// Waits until the message `message_id` recorded at least `count` events, or `timeout`
+    /// passed; returns whether it did.
+    bool wait_for_events(const std::string& message_id, std::size_t count,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(5)) const {
+        std::unique_lock<std::mutex> lock(events_mutex_);
+        return events_changed_.wait_for(lock, timeout, [&] {
+            const StoredMessage* message = store_.find(message_id);
+            return message && message->events.size() >= count;
+        });
     }
 
   private:
+    detail::MessageStore::CancelledBatch cancelled_batch() const {
+        return [this](const std::string& batch_id) {
+            return scheduled_.state(batch_id) == ScheduledState::cancel;
+        };
+    }
+
+    static std::int64_t unix_now() {
+        return std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+
+    void add_event_routes() {
+        server_.Get("/", [](const httplib::Request&, httplib::Response& response) {
+            response.set_content(std::string(detail::mail_viewer_html()),
+                                 "text/html; charset=utf-8");
+            // Only the page's own script runs; the mail's HTML (in a sandboxed frame) cannot
+            // load or run anything.
+            response.set_header("Content-Security-Policy",
+                                std::string(detail::mail_viewer_content_security_policy()));
+        });
+        server_.Get("/__messages",
+                    [this](const httplib::Request& request, httplib::Response& response) {
+                        answer_json(response, 200, messages_json(request.get_param_value("q")));
+                    });
+        server_.Get(R"(/__messages/([^/]+))",
+                    [this](const httplib::Request& request, httplib::Response& response) {
+                        const nlohmann::json message = message_json(request.matches[1].str());
+                        if (message.is_null()) {
+                            answer_json(response, 404, detail::error_body("no such message"));
+                        } else {
+                            answer_json(response, 200, message);
+                        }
+                    });
+        server_.Get(R"(/__messages/([^/]+)/attachments/(\d+))",
+                    [this](const httplib::Request& request, httplib::Response& response) {
+                        serve_attachment(request.matches[1].str(), request.matches[2].str(),
+                                         response);
+                    });
+        server_.Post("/__events",
+                     [this](const httplib::Request& request, httplib::Response& response) {
+                         fire_on_demand(request.body, response);
+                     });
+    }
+
+    void serve_attachment(const std::string& message_id, const std::string& index_text,
+                          httplib::Response& response) {
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        const StoredMessage* message = store_.find(message_id);
+        if (!message) {
+            answer_json(response, 404, detail::error_body("no such message"));
+            return;
+        }
+        const auto& attachments = message->payload.value("attachments", nlohmann::json::array());
+        const std::size_t index =
+            index_text.size() > 6 ? attachments.size() : std::stoul(index_text);
+        if (!attachments.is_array() || index >= attachments.size()) {
+            answer_json(response, 404, detail::error_body("no such attachment"));
+            return;
+        }
+        const auto& attachment = attachments[index];
+        std::string filename = attachment.value("filename", "attachment");
+        for (char& c : filename) {
+            if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = '_';
+        }
+        response.set_header("Content-Disposition", "attachment; filename=\"" + filename + "\"");
+        response.set_content(detail::attachment_bytes(attachment),
+                             attachment.value("type", "application/octet-stream"));
+    }
+
+    /// POST /__events: fires one event for one recipient now (an open or a click, say).
+    void fire_on_demand(const std::string& body, httplib::Response& response) {
+        const nlohmann::json request = sendgrid_backend::detail::parse_json_text(body);
+        if (request.is_discarded() || !request.is_object() ||
+            !request.value("message_id", nlohmann::json()).is_string() ||
+            !request.value("email", nlohmann::json()).is_string() ||
+            !request.value("event", nlohmann::json()).is_string()) {
+            answer_json(response, 400,
+                        detail::error_body("expected a JSON object with the strings "
+                                           "message_id, email and event"));
+            return;
+        }
+        const std::string name = request["event"].get<std::string>();
+        if (!is_fake_event_name(name)) {
+            answer_json(response, 400,
+                        detail::error_body("unknown event '" + name +
+                                               "' (processed, delivered, deferred, bounce, "
+                                               "blocked, dropped, open, click, spamreport, "
+                                               "unsubscribe, group_unsubscribe)",
+                                           "event"));
+            return;
+        }
+        const std::string url = request.value("url", nlohmann::json()).is_string()
+                                    ? request["url"].get<std::string>()
+                                    : std::string();
+        nlohmann::json fired = nlohmann::json::array();
+        {
+            std::lock_guard<std::mutex> lock(events_mutex_);
+            StoredMessage* message = store_.find(request["message_id"].get<std::string>());
+            if (!message) {
+                answer_json(response, 404, detail::error_body("no such message", "message_id"));
+                return;
+            }
+            StoredRecipient* recipient = nullptr;
+            for (auto& candidate : message->recipients) {
+                if (sendgrid_backend::detail::iequals(candidate.subject.email,
+                                                      request["email"].get<std::string>())) {
+                    recipient = &candidate;
+                }
+            }
+            if (!recipient) {
+                answer_json(response, 404,
+                            detail::error_body("no such recipient of that message", "email"));
+                return;
+            }
+            fired.push_back(fire(*message, *recipient, name, url));
+        }
+        events_changed_.notify_all();
+        answer_json(response, 202, {{"events", fired}});
+    }
+
+    /// Fires `name` for `recipient` now: recorded, and posted when there is a webhook. Called
+    /// with events_mutex_ held, so that events leave in the order they were fired.
+    nlohmann::json fire(StoredMessage& message, StoredRecipient& recipient, std::string_view name,
+                        const std::string& url = {}) {
+        nlohmann::json event = detail::make_event(name, recipient.subject, unix_now(), url);
+        message.events.push_back(event);
+        recipient.status = detail::status_after(event);
+        if (webhook_) webhook_->post(event);
+        return event;
+    }
+
+    /// Fires the planned events of every message that is due: its send_at passed and its
+    /// batch is neither paused nor cancelled (a cancelled batch's are discarded). Step by step
+    /// across recipients (every "processed" before any "delivered"). Whether any waits still.
+    bool fire_due_events() {
+        bool still_waiting = false;
+        const std::int64_t now = unix_now();
+        for (auto& message : store_.messages()) {
+            if (!message.waiting()) continue;
+            const ScheduledState state = message.batch_id.empty()
+                                             ? ScheduledState::none
+                                             : scheduled_.state(message.batch_id);
+            if (state == ScheduledState::cancel) {
+                message.cancelled = true;
+                for (auto& recipient : message.recipients) recipient.planned.clear();
+                continue;
+            }
+            if (state == ScheduledState::pause) {
+                still_waiting = true;
+                continue;
+            }
+            // A recipient's events wait for its own send_at (its personalization's, or the
+            // mail's).
+            auto due = [now](const StoredRecipient& recipient) {
+                return !recipient.send_at || *recipient.send_at <= now;
+            };
+            for (std::size_t step = 0;; ++step) {
+                bool fired = false;
+                for (auto& recipient : message.recipients) {
+                    if (step >= recipient.planned.size() || !due(recipient)) continue;
+                    fire(message, recipient, recipient.planned[step]);
+                    fired = true;
+                }
+                if (!fired) break;
+            }
+            for (auto& recipient : message.recipients) {
+                if (due(recipient)) {
+                    recipient.planned.clear();
+                } else {
+                    still_waiting = true;
+                }
+            }
+        }
+        return still_waiting;
+    }
+
+    /// The timer thread: fires what is due, then sleeps until something is accepted, or
+    /// briefly while a message waits (for its send_at, or for its batch to be resumed, which
+    /// the scheduled sends API does without telling this thread).
+    void dispatch_events() {
+        std::unique_lock<std::mutex> lock(events_mutex_);
+        while (!stopping_events_) {
+            const bool waiting = fire_due_events();
+            events_changed_.notify_all();
+            if (waiting) {
+                events_changed_.wait_for(lock, std::chrono::milliseconds(100));
+            } else {
+                events_changed_.wait(lock, [this] { return stopping_events_ || work_arrived_; });
+            }
+            work_arrived_ = false;
+        }
+    }
+
+    /// The checks of send_at and batch_id SendGrid makes; the error body, or null when valid.
+    nlohmann::json check_schedule(const nlohmann::json& payload) const {
+        // SendGrid takes send_at on the mail and on each personalization (which wins).
+        auto check_send_at = [this](const nlohmann::json& holder,
+                                    const std::string& field) -> nlohmann::json {
+            if (!holder.is_object() || !holder.contains("send_at")) return nullptr;
+            const auto& send_at = holder["send_at"];
+            if (!send_at.is_number_integer() || send_at.get<std::int64_t>() < 0) {
+                return detail::error_body(
+                    "The send_at parameter must be a unix timestamp "
+                    "(seconds, an integer).",
+                    field);
+            }
+            if (send_at.get<std::int64_t>() > unix_now() + max_schedule_ahead_seconds) {
+                return detail::error_body(
+                    "The send_at parameter cannot be more than 72 hours "
+                    "in the future.",
+                    field);
+            }
+            return nullptr;
+        };
+        nlohmann::json error = check_send_at(payload, "send_at");
+        if (!error.is_null()) return error;
+        const auto& personalizations = payload.value("personalizations", nlohmann::json());
+        for (std::size_t i = 0; personalizations.is_array() && i < personalizations.size(); ++i) {
+            error = check_send_at(personalizations[i],
+                                  "personalizations." + std::to_string(i) + ".send_at");
+            if (!error.is_null()) return error;
+        }
+        if (payload.contains("batch_id")) {
+            const auto& batch = payload["batch_id"];
+            if (!batch.is_string() || !scheduled_.known(batch.get<std::string>())) {
+                return detail::error_body("The batch_id is not valid.", "batch_id");
+            }
+        }
+        return nullptr;
+    }
+
+    /// Keeps an accepted message and plans its recipients' events.
+    void accept(const ReceivedRequest& received) {
+        StoredMessage message;
+        message.message_id = received.message_id;
+        message.received_at = unix_now();
+        message.payload = received.payload;
+        message.headers = received.headers;
+        if (received.payload.contains("send_at")) {
+            message.send_at = received.payload["send_at"].get<std::int64_t>();
+        }
+        if (received.payload.contains("batch_id")) {
+            message.batch_id = received.payload["batch_id"].get<std::string>();
+        }
+        message.recipients =
+            detail::recipients_of(received.payload, received.message_id, event_rules_);
+        if (!message.send_at) {  // the earliest of its personalizations' (the library's way)
+            for (const auto& recipient : message.recipients) {
+                if (recipient.send_at &&
+                    (!message.send_at || *recipient.send_at < *message.send_at))
+                    message.send_at = recipient.send_at;
+            }
+        }
+        {
+            std::lock_guard<std::mutex> lock(events_mutex_);
+            store_.add(std::move(message));
+            work_arrived_ = true;
+        }
+        events_changed_.notify_all();
+    }
+
     static FakeServerOptions options_with(std::string api_key, std::size_t worker_threads) {
         FakeServerOptions options;
         options.api_key = std::move(api_key);
@@ -547,7 +921,13 @@ class FakeSendgridServer {
             response.status = 200;  // sandbox: validated, not delivered, no message id
             return;
         }
+        const nlohmann::json schedule_error = check_schedule(received.payload);
+        if (!schedule_error.is_null()) {
+            answer_json(response, 400, schedule_error);
+            return;
+        }
         received.message_id = next_message_id();
+        accept(received);
         response.status = 202;
         response.set_header("X-Message-Id", received.message_id);
     }
@@ -594,8 +974,21 @@ class FakeSendgridServer {
         answer_json(response, fault.status, detail::error_body(message));
     }
 
+    /// SendGrid schedules at most 72 hours ahead.
+    static constexpr std::int64_t max_schedule_ahead_seconds = 72 * 60 * 60;
+
     std::string api_key_;
     std::function<void(const ReceivedRequest&)> on_request_;
+    std::vector<EventRule> event_rules_;
+    std::shared_ptr<const WebhookSigner> signer_;
+    std::unique_ptr<WebhookClient> webhook_;
+    FakeScheduledSends scheduled_;
+    mutable std::mutex events_mutex_;  ///< guards store_, work_arrived_ and stopping_events_
+    mutable std::condition_variable events_changed_;
+    detail::MessageStore store_;
+    bool work_arrived_ = false;
+    bool stopping_events_ = false;
+    std::thread dispatcher_;
     httplib::Server server_;
     std::thread thread_;
     int port_ = 0;

@@ -6,10 +6,18 @@
 /// `sendgrid_backend::testing`; CMake builds and installs it as `sendgrid-fake-server`.
 ///
 ///   sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]... [--metrics IP:PORT]
+///                        [--webhook URL] [--webhook-key-out FILE] [--event-rule RULE]...
+///                        [--webhook-duplicates P] [--webhook-shuffle] [--webhook-retry-for S]
+///                        [--max-messages N]
 ///
 /// Prints its base URL alone on the first line of stdout, logs each request on stderr, answers
 /// `GET /__requests` with what it received (JSON), forgets it on `DELETE /__requests`, and
-/// stops cleanly on SIGINT or SIGTERM. A fault SPEC is a comma-separated list: an HTTP status
+/// stops cleanly on SIGINT or SIGTERM. After a 202 it plays SendGrid's part: each recipient
+/// gets the events of the first `--event-rule ADDRESS=EVENT+EVENT...` naming it (else the
+/// built-in rules: bounce@… bounces, …; else processed + delivered), recorded for
+/// `GET /__messages` and the page at `GET /`, and, with `--webhook`, POSTed there in signed
+/// batches (the key goes to `--webhook-key-out`, whose path is printed on stdout after the
+/// URLs). A fault SPEC is a comma-separated list: an HTTP status
 /// to answer with, then any of `times=N`, `delay=MS`, `retry-after=S`, `to=ADDRESS` (only
 /// requests to that recipient), `drop` (close the connection mid-answer); e.g.
 /// `--fault 429,retry-after=1,times=2` or `--fault 400,to=bounce@example.com`. Every number
@@ -39,7 +47,9 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/programs/command_line.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
+#include "sendgrid_backend/testing/fake_events.hpp"
 #include "sendgrid_backend/testing/fake_server.hpp"
+#include "sendgrid_backend/testing/webhook_client.hpp"
 
 #if defined(SENDGRID_BACKEND_FAKE_SERVER_PROMETHEUS)
 #include <prometheus/client_metric.h>
@@ -58,6 +68,9 @@ namespace detail {
 inline constexpr const char* fake_server_usage =
     "usage: sendgrid-fake-server [--port N] [--api-key KEY] [--fault SPEC]..."
     " [--metrics IP:PORT]\n"
+    "       [--webhook URL] [--webhook-key-out FILE] [--event-rule RULE]...\n"
+    "       [--webhook-duplicates P] [--webhook-shuffle] [--webhook-retry-for S]"
+    " [--max-messages N]\n"
     "  --port N       listen on 127.0.0.1:N, 0-65535 (0, the default: any free port)\n"
     "  --api-key KEY  the bearer key requests must carry (default SG.fake-test-key.0123456789)\n"
     "  --fault SPEC   STATUS[,times=N][,delay=MS][,retry-after=S][,to=ADDRESS][,drop]\n"
@@ -66,6 +79,20 @@ inline constexpr const char* fake_server_usage =
     "  --metrics IP:PORT  serve Prometheus metrics at http://IP:PORT/metrics; IP an IPv4\n"
     "                 address or localhost, PORT 0-65535 (0: any free port), e.g.\n"
     "                 127.0.0.1:9464; the URL is printed on the second line of stdout\n"
+    "  --webhook URL  POST signed Event Webhook batches to URL (http://HOST:PORT/PATH)\n"
+    "  --webhook-key-out FILE  write the key that verifies them there (base64, as SendGrid's\n"
+    "                 settings page shows it); stdout's next line says 'webhook key: FILE'\n"
+    "  --event-rule ADDRESS=EVENT[+EVENT]...  the events ADDRESS (or *@DOMAIN) gets, e.g.\n"
+    "                 jane@example.com=processed+deferred+delivered; EVENT one of processed,\n"
+    "                 delivered, deferred, bounce, blocked, dropped, open, click, spamreport,\n"
+    "                 unsubscribe, group_unsubscribe; repeatable, the first match wins; then\n"
+    "                 bounce@, blocked@, dropped@, deferred@, spamreport@; else\n"
+    "                 processed+delivered\n"
+    "  --webhook-duplicates P  deliver each batch once more with probability P, 0-1\n"
+    "  --webhook-shuffle  post each batch's events in a random order\n"
+    "  --webhook-retry-for S  retry a batch answered non-2xx for 1-86400 s (default 86400,\n"
+    "                 as SendGrid)\n"
+    "  --max-messages N  keep the newest N accepted messages, 1-1000000 (default all)\n"
     "Flags also take the form --flag=VALUE. The base URL is printed alone on the first line\n"
     "of stdout; requests are logged on stderr; GET /__requests lists what was received.\n"
     "SIGINT or SIGTERM stops the server. Exit status: 0 stopped, 2 a bad flag, 1 any other\n"
@@ -144,12 +171,52 @@ inline bool parse_fault_spec(std::string_view spec, Fault& fault, std::string& e
     return true;
 }
 
+/// An EventRule from an --event-rule RULE (ADDRESS=EVENT[+EVENT]...); the error text on
+/// failure.
+inline bool parse_event_rule(std::string_view spec, EventRule& rule, std::string& error) {
+    const std::size_t equals = spec.find('=');
+    const std::string_view address =
+        equals == std::string_view::npos ? std::string_view() : spec.substr(0, equals);
+    if (address.find('@') == std::string_view::npos) {
+        error = "needs ADDRESS=EVENT[+EVENT]..., e.g. jane@example.com=processed+bounce";
+        return false;
+    }
+    std::string_view events = spec.substr(equals + 1);
+    while (true) {
+        const std::size_t plus = events.find('+');
+        const std::string_view name = events.substr(0, plus);
+        if (!is_fake_event_name(name)) {
+            error = quote_for_error(name) +
+                    " is not an event (processed, delivered, deferred, bounce, blocked, dropped, "
+                    "open, click, spamreport, unsubscribe, group_unsubscribe)";
+            return false;
+        }
+        rule.events.emplace_back(name);
+        if (plus == std::string_view::npos) break;
+        events = events.substr(plus + 1);
+    }
+    rule.for_recipient(std::string(address));
+    return true;
+}
+
+/// A probability from "0" to "1" (a decimal); empty when it is not one.
+inline std::optional<double> parse_probability(const std::string& text) {
+    if (text.empty() || text.find_first_not_of("0123456789.") != std::string::npos) {
+        return std::nullopt;
+    }
+    char* end = nullptr;
+    const double value = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size() || !(value >= 0 && value <= 1)) return std::nullopt;
+    return value;
+}
+
 /// What the program's command line asked for.
 struct FakeServerCommandLine {
     bool help = false;
     FakeServerOptions options;
     std::vector<Fault> faults;
     std::optional<MetricsAddress> metrics;  ///< --metrics, when given
+    std::string webhook_key_out;            ///< --webhook-key-out, when given
 };
 
 /// Parses the program's command line: `--flag VALUE` or `--flag=VALUE`.
@@ -179,12 +246,49 @@ inline FakeServerCommandLine parse_fake_server_command_line(int argc, const char
             if (!line.metrics) {
                 throw UsageError("--metrics " + quote_for_error(address) + ": " + why);
             }
+        } else if (flag == "--webhook") {
+            const std::string url = args.value("an http URL to POST events to");
+            std::string why;
+            if (!parse_webhook_url(url, why)) {
+                throw UsageError("--webhook " + quote_for_error(url) + ": " + why);
+            }
+            line.options.webhook_url = url;
+        } else if (flag == "--webhook-key-out") {
+            line.webhook_key_out = args.value("a file to write the webhook's public key to");
+        } else if (flag == "--event-rule") {
+            const std::string spec = args.value("ADDRESS=EVENT[+EVENT]...");
+            EventRule rule;
+            std::string why;
+            if (!parse_event_rule(spec, rule, why)) {
+                throw UsageError("--event-rule " + quote_for_error(spec) + ": " + why);
+            }
+            line.options.event_rules.push_back(std::move(rule));
+        } else if (flag == "--webhook-duplicates") {
+            const std::string text = args.value("a probability 0-1");
+            const auto probability = parse_probability(text);
+            if (!probability) {
+                throw UsageError("--webhook-duplicates: " + quote_for_error(text) +
+                                 " is not a probability 0-1 (e.g. 0.2)");
+            }
+            line.options.webhook.duplicate_probability = *probability;
+        } else if (flag == "--webhook-shuffle") {
+            args.no_value();
+            line.options.webhook.shuffle = true;
+        } else if (flag == "--webhook-retry-for") {
+            line.options.webhook.retry_for =
+                std::chrono::seconds(args.number("seconds", 1, 24 * 60 * 60));
+        } else if (flag == "--max-messages") {
+            line.options.max_messages =
+                static_cast<std::size_t>(args.number("a count", 1, 1'000'000));
         } else {
             throw unknown_argument(flag);
         }
     }
     line.help = args.help();
-    return line;
+    if (line.help || !line.options.webhook_url.empty() || line.webhook_key_out.empty()) {
+        return line;
+    }
+    throw UsageError("--webhook-key-out: the key verifies what --webhook sends; give --webhook");
 }
 
 /// Starts serving /metrics about a server (which outlives the endpoint).
@@ -303,12 +407,29 @@ inline int run_fake_server_cli(int argc, char** argv,
         // Destroyed before the server it reads.
         const detail::MetricsEndpoint metrics =
             line.metrics ? serve_metrics(server, *line.metrics) : detail::MetricsEndpoint{};
+        if (!line.webhook_key_out.empty()) {
+            const std::string key = server.webhook_public_key() + "\n";
+            std::FILE* file = std::fopen(line.webhook_key_out.c_str(), "w");
+            const bool written = file && std::fputs(key.c_str(), file) >= 0;
+            if (!(file && std::fclose(file) == 0 && written)) {
+                std::fprintf(stderr, "sendgrid-fake-server: --webhook-key-out %s: cannot write\n",
+                             line.webhook_key_out.c_str());
+                return 1;
+            }
+        }
         std::printf("%s\n", server.url().c_str());
         if (line.metrics) std::printf("%s\n", metrics.url.c_str());
+        if (!line.webhook_key_out.empty()) {
+            std::printf("webhook key: %s\n", line.webhook_key_out.c_str());
+        }
         std::fflush(stdout);
         std::fprintf(stderr, "sendgrid-fake-server: listening on %s\n", server.url().c_str());
         if (line.metrics) {
             std::fprintf(stderr, "sendgrid-fake-server: metrics on %s\n", metrics.url.c_str());
+        }
+        if (!line.options.webhook_url.empty()) {
+            std::fprintf(stderr, "sendgrid-fake-server: events to %s\n",
+                         line.options.webhook_url.c_str());
         }
         int received = 0;
         sigwait(&stop_signals, &received);

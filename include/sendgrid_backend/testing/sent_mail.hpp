@@ -72,7 +72,7 @@ struct SentMail {
     }
     static bool payload_is_for(const nlohmann::json& payload, std::string_view address) {
         return for_each_recipient(payload, [address](const std::string& email) {
-            return detail::iequals(email, address);
+            return sendgrid_backend::detail::iequals(email, address);
         });
     }
 
