@@ -8,8 +8,19 @@
 # SENDGRID_BACKEND_SEPARATE_COMPILATION (per sending unit, and the one unit that compiles the path),
 # and last where the library's header-only time goes: files that stop at each step of the program.
 #   benchmarks/compile_cost.sh [runs] [compiler]
+#   benchmarks/compile_cost.sh --instructions [compiler]
+# --instructions counts the instructions the compiler executes for each of the two programs
+# under valgrind's callgrind instead (minutes per program, but the same count on every run: on a
+# machine whose speed drifts, CPU seconds cannot tell a few per cent apart). Its ratio runs
+# higher than the CPU time's, so compare versions by it, and the goal by the seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+instructions=false
+if [ "${1:-}" = --instructions ]; then
+    instructions=true
+    shift
+    set -- 1 "$@"
+fi
 runs=${1:-3}
 compiler=${2:-g++}
 dir=$(mktemp -d)
@@ -59,6 +70,20 @@ measure() {  # FILE [FLAGS...] -> "seconds kilobytes" per run, one line each
             awk '{printf "%.2f %d\n", $1 + $2, $3}'
     done
 }
+count() {  # FILE -> instructions executed by the compiler and its children (cc1plus, as)
+    valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$dir/cg.%p" \
+        "$compiler" -std=c++17 -O0 -I"$here/../include" -c "$dir/$1.cpp" -o /dev/null \
+        2>"$dir/valgrind.log"
+    cat "$dir"/cg.* | awk '/^summary:/ {total += $2} END {printf "%d\n", total}'
+    rm -f "$dir"/cg.*
+}
+if $instructions; then
+    library=$(count library)
+    direct=$(count direct)
+    echo "$compiler -O0, instructions: the library $library, the dependencies used directly" \
+        "$direct, ratio $(awk -v a="$library" -v b="$direct" 'BEGIN { printf "%.3f", a / b }')"
+    exit 0
+fi
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 seconds() { cut -d' ' -f1 "$dir/$1.txt" | median; }               # NAME -> median CPU seconds
 mib() { echo $(($(cut -d' ' -f2 "$dir/$1.txt" | median) / 1024)); }  # NAME -> median peak MiB
