@@ -362,6 +362,36 @@ TEST_CASE("batches are cut at max_batch_events and max_batch_bytes", "[fake_even
     CHECK(receiver.posts().size() >= 4);
 }
 
+namespace {
+
+/// A server whose webhook at 127.0.0.1:`port` gets each event at once and whose stop gives the
+/// webhook 200 ms.
+FakeServerOptions stopping_options(int port) {
+    FakeServerOptions options;
+    options.webhook_url = "http://127.0.0.1:" + std::to_string(port) + "/events";
+    options.webhook.max_batch_wait = std::chrono::milliseconds(1);
+    options.webhook.stop_budget = std::chrono::milliseconds(200);
+    return options;
+}
+
+/// How long a server made with `options` takes to accept a message, fire its events, run
+/// `then` and be destroyed.
+template <class Then>
+std::chrono::steady_clock::duration time_to_send_and_stop(const FakeServerOptions& options,
+                                                          Then then) {
+    const auto started = std::chrono::steady_clock::now();
+    {
+        FakeSendgridServer server(options);
+        sg::EmailMessage message = mail("Nobody answers", {"jane@example.com"});
+        const std::string id = send(server, message);
+        REQUIRE(server.wait_for_events(id, 2));
+        then(server);
+    }
+    return std::chrono::steady_clock::now() - started;
+}
+
+}  // namespace
+
 TEST_CASE("stopping the server does not wait long for a dead webhook", "[fake_events][webhook]") {
     // A port bound but never listening: every connection is refused, and no other socket
     // of this process can take the port while the test runs.
@@ -373,20 +403,10 @@ TEST_CASE("stopping the server does not wait long for a dead webhook", "[fake_ev
     REQUIRE(::bind(bound, reinterpret_cast<sockaddr*>(&address), size) == 0);
     REQUIRE(::getsockname(bound, reinterpret_cast<sockaddr*>(&address), &size) == 0);
     const int dead_port = ntohs(address.sin_port);
-    FakeServerOptions options;
-    options.webhook_url = "http://127.0.0.1:" + std::to_string(dead_port) + "/events";
-    options.webhook.max_batch_wait = std::chrono::milliseconds(1);
+    FakeServerOptions options = stopping_options(dead_port);
     options.webhook.first_retry = std::chrono::milliseconds(10);
-    options.webhook.stop_budget = std::chrono::milliseconds(200);
-    const auto started = std::chrono::steady_clock::now();
-    {
-        FakeSendgridServer server(options);
-        sg::EmailMessage message = mail("Nobody listens", {"jane@example.com"});
-        const std::string id = send(server, message);
-        REQUIRE(server.wait_for_events(id, 2));
-    }
     // Bounded by stop_budget plus one connection attempt, far below the 24 h of retrying.
-    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(3));
+    CHECK(time_to_send_and_stop(options, [](FakeSendgridServer&) {}) < std::chrono::seconds(3));
     ::close(bound);
 }
 
@@ -402,20 +422,11 @@ TEST_CASE("stopping the server cuts off a webhook that never answers", "[fake_ev
     });
     const int port = hanging.bind_to_any_port("127.0.0.1");
     std::thread serving([&] { hanging.listen_after_bind(); });
-    FakeServerOptions options;
-    options.webhook_url = "http://127.0.0.1:" + std::to_string(port) + "/events";
-    options.webhook.max_batch_wait = std::chrono::milliseconds(1);
+    FakeServerOptions options = stopping_options(port);
     options.webhook.request_timeout = std::chrono::minutes(1);
-    options.webhook.stop_budget = std::chrono::milliseconds(200);
-    const auto started = std::chrono::steady_clock::now();
-    {
-        FakeSendgridServer server(options);
-        sg::EmailMessage message = mail("Nobody answers", {"jane@example.com"});
-        const std::string id = send(server, message);
-        REQUIRE(server.wait_for_events(id, 2));
-        CHECK_FALSE(server.wait_for_webhook_idle(std::chrono::milliseconds(100)));
-    }
-    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(3));
+    CHECK(time_to_send_and_stop(options, [](FakeSendgridServer& server) {
+              CHECK_FALSE(server.wait_for_webhook_idle(std::chrono::milliseconds(100)));
+          }) < std::chrono::seconds(3));
     {
         std::lock_guard<std::mutex> lock(mutex);
         release = true;
