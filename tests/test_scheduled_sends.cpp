@@ -501,14 +501,23 @@ TEST_CASE("a cancelled batch gets no events; a paused one gets them after its re
     const sg::ScheduledSends scheduled = scheduled_sends_for(server);
     const std::string cancelled_batch = scheduled.create_batch_id();
     const std::string paused_batch = scheduled.create_batch_id();
-    const std::int64_t send_at = scheduled_unix_now() + 2;
+    const std::string taken_back_batch = scheduled.create_batch_id();
+    // Set before the mail is sent, so that no race with send_at decides the test.
+    scheduled.cancel_scheduled(cancelled_batch);
+    scheduled.pause_scheduled(paused_batch);
+    scheduled.cancel_scheduled(taken_back_batch);
+    const std::int64_t send_at = scheduled_unix_now() + 3;
     const std::string cancelled =
         send_scheduled_mail(server, "cancelled@example.com", send_at, cancelled_batch);
     const std::string paused =
         send_scheduled_mail(server, "paused@example.com", send_at, paused_batch);
-    scheduled.cancel_scheduled(cancelled_batch);
-    scheduled.pause_scheduled(paused_batch);
+    const std::string taken_back =
+        send_scheduled_mail(server, "taken-back@example.com", send_at, taken_back_batch);
+    // A cancel counts at send_at (as SendGrid's): until then it can be taken back.
+    scheduled.resume_scheduled(taken_back_batch);
+    REQUIRE(scheduled_unix_now() < send_at);
     CHECK(server.message_json(paused)["recipients"][0]["status"] == "scheduled");
+    CHECK(server.message_json(cancelled)["recipients"][0]["status"] == "cancelled");
 
     // Until a second past send_at: neither may get an event (waiting on the server's own
     // signal, which wakes on every event fired).
@@ -516,6 +525,7 @@ TEST_CASE("a cancelled batch gets no events; a paused one gets them after its re
     CHECK_FALSE(server.wait_for_events(cancelled, 1, past_send_at));
     CHECK_FALSE(server.wait_for_events(paused, 1, std::chrono::milliseconds(1)));
     REQUIRE(scheduled_unix_now() > send_at);
+    REQUIRE(server.wait_for_events(taken_back, 2, std::chrono::seconds(5)));
 
     scheduled.resume_scheduled(paused_batch);
     REQUIRE(server.wait_for_events(paused, 2, std::chrono::seconds(5)));

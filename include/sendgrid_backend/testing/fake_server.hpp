@@ -607,6 +607,9 @@ class FakeSendgridServer {
             if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = '_';
         }
         response.set_header("Content-Disposition", "attachment; filename=\"" + filename + "\"");
+        // Served beside the page: never sniffed or rendered as anything but a download.
+        response.set_header("X-Content-Type-Options", "nosniff");
+        response.set_header("Content-Security-Policy", "sandbox; default-src 'none'");
         response.set_content(detail::attachment_bytes(attachment),
                              attachment.value("type", "application/octet-stream"));
     }
@@ -649,6 +652,7 @@ class FakeSendgridServer {
                 if (sendgrid_backend::detail::iequals(candidate.subject.email,
                                                       request["email"].get<std::string>())) {
                     recipient = &candidate;
+                    break;  // the first, as the page lists them
                 }
             }
             if (!recipient) {
@@ -674,30 +678,36 @@ class FakeSendgridServer {
     }
 
     /// Fires the planned events of every message that is due: its send_at passed and its
-    /// batch is neither paused nor cancelled (a cancelled batch's are discarded). Step by step
-    /// across recipients (every "processed" before any "delivered"). Whether any waits still.
+    /// batch is neither paused nor cancelled (a cancelled batch's are discarded at send_at, as
+    /// SendGrid does: until then the cancel can be taken back). Step by step across recipients
+    /// (every "processed" before any "delivered"). Whether any waits still.
     bool fire_due_events() {
         bool still_waiting = false;
         const std::int64_t now = unix_now();
+        // A recipient's events wait for its own send_at (its personalization's, or the mail's).
+        auto due = [now](const StoredRecipient& recipient) {
+            return !recipient.send_at || *recipient.send_at <= now;
+        };
         for (auto& message : store_.messages()) {
             if (!message.waiting()) continue;
             const ScheduledState state = message.batch_id.empty()
                                              ? ScheduledState::none
                                              : scheduled_.state(message.batch_id);
             if (state == ScheduledState::cancel) {
-                message.cancelled = true;
-                for (auto& recipient : message.recipients) recipient.planned.clear();
+                for (auto& recipient : message.recipients) {
+                    if (due(recipient)) {
+                        message.cancelled = true;
+                        recipient.planned.clear();
+                    } else {
+                        still_waiting = true;
+                    }
+                }
                 continue;
             }
             if (state == ScheduledState::pause) {
                 still_waiting = true;
                 continue;
             }
-            // A recipient's events wait for its own send_at (its personalization's, or the
-            // mail's).
-            auto due = [now](const StoredRecipient& recipient) {
-                return !recipient.send_at || *recipient.send_at <= now;
-            };
             for (std::size_t step = 0;; ++step) {
                 bool fired = false;
                 for (auto& recipient : message.recipients) {
