@@ -748,8 +748,8 @@ class FakeSendgridServer {
     /// The checks of send_at and batch_id SendGrid makes; the error body, or null when valid.
     nlohmann::json check_schedule(const nlohmann::json& payload) const {
         // SendGrid takes send_at on the mail and on each personalization (which wins).
-        auto check_send_at = [this](const nlohmann::json& holder,
-                                    const std::string& field) -> nlohmann::json {
+        auto check_send_at = [](const nlohmann::json& holder,
+                                const std::string& field) -> nlohmann::json {
             if (!holder.is_object() || !holder.contains("send_at")) return nullptr;
             const auto& send_at = holder["send_at"];
             if (!send_at.is_number_integer() || send_at.get<std::int64_t>() < 0) {
