@@ -10,7 +10,8 @@
 #   benchmarks/compile_cost.sh [runs] [compiler]
 #   benchmarks/compile_cost.sh --instructions [compiler]
 # --instructions counts the instructions the compiler executes for each of the two programs
-# under valgrind's callgrind instead (minutes per program, but the same count on every run: on a
+# under valgrind's callgrind instead (minutes per program, but within a tenth of a per cent from
+# run to run: on a
 # machine whose speed drifts, CPU seconds cannot tell a few per cent apart). Its ratio runs
 # higher than the CPU time's, so compare versions by it, and the goal by the seconds.
 set -euo pipefail
@@ -74,7 +75,7 @@ count() {  # FILE -> instructions executed by the compiler and its children (cc1
     valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$dir/cg.%p" \
         "$compiler" -std=c++17 -O0 -I"$here/../include" -c "$dir/$1.cpp" -o /dev/null \
         2>"$dir/valgrind.log"
-    cat "$dir"/cg.* | awk '/^summary:/ {total += $2} END {printf "%d\n", total}'
+    cat "$dir"/cg.* | awk '/^summary:/ {total += $2} END {printf "%.0f\n", total}'
     rm -f "$dir"/cg.*
 }
 if $instructions; then
