@@ -11,9 +11,8 @@
 #   benchmarks/compile_cost.sh --instructions [compiler]
 # --instructions counts the instructions the compiler executes for each of the two programs
 # under valgrind's callgrind instead (minutes per program, but within a tenth of a per cent from
-# run to run: on a
-# machine whose speed drifts, CPU seconds cannot tell a few per cent apart). Its ratio runs
-# higher than the CPU time's, so compare versions by it, and the goal by the seconds.
+# run to run: on a machine whose speed drifts, CPU seconds cannot tell a few per cent apart). Its
+# ratio runs higher than the CPU time's, so compare versions by it, and the goal by the seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 instructions=false
