@@ -534,6 +534,21 @@ TEST_CASE("the JSON endpoints: messages, search, one message, attachments, event
     const auto all = client.Get("/__messages");
     REQUIRE(all);
     CHECK(all->status == 200);
+    // Only by a loopback name (no DNS rebinding), and events only from a JSON post (no
+    // cross-site form).
+    const auto rebound = client.Get("/__messages", {{"Host", "attacker.example"}});
+    REQUIRE(rebound);
+    CHECK(rebound->status == 403);
+    const auto foreign_page = client.Get("/", {{"Host", "attacker.example:80"}});
+    REQUIRE(foreign_page);
+    CHECK(foreign_page->status == 403);
+    CHECK(client.Get("/", {{"Host", "localhost:" + std::to_string(server.port())}})->status == 200);
+    const auto form = client.Post(
+        "/__events",
+        nlohmann::json{{"message_id", id}, {"email", "jane@example.com"}, {"event", "open"}}.dump(),
+        "text/plain");
+    REQUIRE(form);
+    CHECK(form->status == 415);
     const auto listed = nlohmann::json::parse(all->body);
     REQUIRE(listed["messages"].size() == 2);  // max_messages: the oldest went
     CHECK(listed["dropped"] == 1);

@@ -344,6 +344,20 @@ class FakeSendgridServer {
             response.status = 204;
         });
         add_event_routes();
+        // The page and the /__ endpoints answer only requests addressed to this server by a
+        // loopback name: a web page elsewhere could otherwise reach them by DNS rebinding.
+        server_.set_pre_routing_handler(
+            [this](const httplib::Request& request, httplib::Response& response) {
+                const bool local = request.path == "/" || request.path.rfind("/__", 0) == 0;
+                if (!local || addressed_to_loopback(request.get_header_value("Host"))) {
+                    return httplib::Server::HandlerResponse::Unhandled;
+                }
+                answer_json(response, 403,
+                            detail::error_body("the page and /__ endpoints answer only Host "
+                                               "127.0.0.1:<port> or localhost:<port>",
+                                               "Host"));
+                return httplib::Server::HandlerResponse::Handled;
+            });
         scheduled_.on_change([this](const std::string&, ScheduledState) {
             {
                 std::lock_guard<std::mutex> lock(events_mutex_);
@@ -553,6 +567,16 @@ class FakeSendgridServer {
             .count();
     }
 
+    /// Whether `host` (a Host header) names this server by a loopback name.
+    bool addressed_to_loopback(const std::string& host) const {
+        for (const char* name : {"127.0.0.1", "localhost"}) {
+            if (host == name || host == std::string(name) + ":" + std::to_string(port_)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     void add_event_routes() {
         server_.Get("/", [](const httplib::Request&, httplib::Response& response) {
             response.set_content(std::string(detail::mail_viewer_html()),
@@ -580,10 +604,17 @@ class FakeSendgridServer {
                         serve_attachment(request.matches[1].str(), request.matches[2].str(),
                                          response);
                     });
-        server_.Post("/__events",
-                     [this](const httplib::Request& request, httplib::Response& response) {
-                         fire_on_demand(request.body, response);
-                     });
+        server_.Post(
+            "/__events", [this](const httplib::Request& request, httplib::Response& response) {
+                // JSON only: a form or text/plain post from another site's page
+                // (which a browser sends without asking) is not taken.
+                if (request.get_header_value("Content-Type").rfind("application/json", 0) != 0) {
+                    answer_json(response, 415,
+                                detail::error_body("Content-Type should be application/json."));
+                    return;
+                }
+                fire_on_demand(request.body, response);
+            });
     }
 
     void serve_attachment(const std::string& message_id, const std::string& index_text,
