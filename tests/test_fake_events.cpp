@@ -150,7 +150,13 @@ std::string send(const FakeSendgridServer& server, sg::EmailMessage& message) {
     return message.outcome.message_id;
 }
 
-std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+// The fake server's clock: time() reads a coarser clock that can still say the last second
+// for a moment after system_clock has moved on (a flaky send_at check once).
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 httplib::Headers bearer(const FakeSendgridServer& server) {
     return {{"Authorization", "Bearer " + server.api_key()}};
