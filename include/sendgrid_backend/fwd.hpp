@@ -12,6 +12,9 @@ class EmailMessage;
 class SendgridBackend;
 class EventWebhook;
 struct WebhookEvent;
+class StatusRecorder;
+class StatusTracker;
+class StatusStore;
 
 /// Threading policy: connect, disconnect and send from any thread (the default).
 struct ThreadSafe;

@@ -1,0 +1,87 @@
+#pragma once
+
+/// @file
+/// Applying a fact's `FieldOp`s to a record held in memory: the in-process store does it under
+/// its lock, the SQLite store inside a transaction. Redis' store does the same in Lua
+/// (status/redis_store.hpp); the conformance test holds the two to the same results.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
+#include "sendgrid_backend/status/store.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+namespace detail {
+
+/// A stored integer field; nullopt when it is missing (or, written by something else, not one).
+inline std::optional<std::int64_t> record_integer(const StatusRecord& record,
+                                                  const std::string& field) {
+    auto found = record.find(field);
+    if (found == record.end()) return std::nullopt;
+    const std::string& text = found->second;
+    if (!text.empty() && text[0] == '-') {
+        auto magnitude = parse_decimal(std::string_view(text).substr(1));
+        if (!magnitude) return std::nullopt;
+        return -*magnitude;
+    }
+    return parse_decimal(text);
+}
+
+/// Applies every op of `fact` to `record` (the fact is known to be new) and reads its watched
+/// fields before and after.
+inline AppliedFact apply_ops(StatusRecord& record, const PreparedFact& fact) {
+    AppliedFact result;
+    result.applied = true;
+    result.before.reserve(fact.watch.size());
+    for (const std::string& field : fact.watch) {
+        result.before.push_back(record_integer(record, field).value_or(0));
+    }
+    for (const FieldOp& op : fact.ops) {
+        switch (op.kind) {
+            case FieldOp::Kind::max: {
+                auto stored = record_integer(record, op.field);
+                if (!stored || op.value > *stored) record[op.field] = std::to_string(op.value);
+                break;
+            }
+            case FieldOp::Kind::min: {
+                auto stored = record_integer(record, op.field);
+                if (!stored || op.value < *stored) record[op.field] = std::to_string(op.value);
+                break;
+            }
+            case FieldOp::Kind::add:
+                record[op.field] =
+                    std::to_string(record_integer(record, op.field).value_or(0) + op.value);
+                break;
+            case FieldOp::Kind::pick: {
+                static const char* const parts[] = {".rank", ".time", ".tie"};
+                bool greater = false;
+                for (std::size_t i = 0; i < 3; ++i) {
+                    auto stored = record_integer(record, op.field + parts[i]);
+                    if (!stored || op.order[i] > *stored) {
+                        greater = true;
+                        break;
+                    }
+                    if (op.order[i] < *stored) break;
+                }
+                if (!greater) break;
+                for (std::size_t i = 0; i < 3; ++i) {
+                    record[op.field + parts[i]] = std::to_string(op.order[i]);
+                }
+                for (const auto& [field, value] : op.payload) record[field] = value;
+                break;
+            }
+        }
+    }
+    result.after.reserve(fact.watch.size());
+    for (const std::string& field : fact.watch) {
+        result.after.push_back(record_integer(record, field).value_or(0));
+    }
+    return result;
+}
+
+}  // namespace detail
+SENDGRID_BACKEND_NAMESPACE_END

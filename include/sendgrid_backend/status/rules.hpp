@@ -1,0 +1,388 @@
+#pragma once
+
+/// @file
+/// The status rules, in one place: how a send's outcome, a queue move and each Event Webhook
+/// event become a `PreparedFact` for a store, and how a stored record reads back as a
+/// `MessageStatus`. Every rule is a join, so the status is a function of the set of facts seen:
+///
+/// - Each recipient's state is the greatest `DeliveryState` any of its facts implies
+///   (`event_rules` says which state each event implies). Hence: delivered beats deferred
+///   whatever the order; bounced and dropped are final; an open, a click, a spam report or an
+///   unsubscribe implies delivered; a later soft bounce ("blocked") does not undo delivered.
+///   Between facts implying the same state, the later one (then a hash) gives the reason.
+/// - Every event is also counted per kind, with its first and last time: opens and clicks.
+/// - A fact is applied once per message, identified by its content without `sg_event_id`: so
+///   SendGrid's copies of an event, with the same id or a fresh one, change nothing twice.
+///   (Two real opens in the same second from the same address and agent count once.)
+/// - The send: the greatest of queued < sending < failed < unknown < accepted its facts imply;
+///   any event of the message implies accepted (an "unknown" send that SendGrid did take).
+/// - An event for a key that has no send recorded yet is kept; the send merges in when it comes.
+/// - Events without the tracking argument are not about a tracked message and are left out.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "sendgrid_backend/address.hpp"
+#include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/status/record_ops.hpp"
+#include "sendgrid_backend/message.hpp"
+#include "sendgrid_backend/outcome.hpp"
+#include "sendgrid_backend/status/state.hpp"
+#include "sendgrid_backend/status/store.hpp"
+#include "sendgrid_backend/webhook_events.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+
+/// The custom_arg that carries a message's tracking key unless told otherwise.
+inline constexpr const char* default_tracking_arg = "sendgrid_backend_key";
+
+/// What one kind of event means for its recipient: the state it implies and the count it adds
+/// to. The table is the rules; tests/test_status_rules.cpp checks it row by row.
+struct EventRule {
+    EventType type;
+    DeliveryState implies;
+    const char* count;  ///< the record's count field, e.g. "open"
+    EventCount RecipientStatus::*counted;
+};
+
+inline constexpr EventRule event_rules[] = {
+    {EventType::processed, DeliveryState::processed, "processed", &RecipientStatus::processed},
+    {EventType::deferred, DeliveryState::deferred, "deferred", &RecipientStatus::deferred},
+    {EventType::delivered, DeliveryState::delivered, "delivered", &RecipientStatus::delivered},
+    // A bounce of type "blocked" implies DeliveryState::blocked instead (see rule_for).
+    {EventType::bounce, DeliveryState::bounced, "bounce", &RecipientStatus::bounce},
+    {EventType::dropped, DeliveryState::dropped, "dropped", &RecipientStatus::dropped},
+    {EventType::open, DeliveryState::delivered, "open", &RecipientStatus::open},
+    {EventType::click, DeliveryState::delivered, "click", &RecipientStatus::click},
+    {EventType::spamreport, DeliveryState::delivered, "spamreport", &RecipientStatus::spamreport},
+    {EventType::unsubscribe, DeliveryState::delivered, "unsubscribe",
+     &RecipientStatus::unsubscribe},
+    {EventType::group_unsubscribe, DeliveryState::delivered, "group_unsubscribe",
+     &RecipientStatus::group_unsubscribe},
+    {EventType::group_resubscribe, DeliveryState::delivered, "group_resubscribe",
+     &RecipientStatus::group_resubscribe},
+};
+
+/// The rule for `event`, with a "blocked" bounce's state; null for an unknown kind.
+inline std::optional<EventRule> rule_for(const WebhookEvent& event) noexcept {
+    for (const EventRule& rule : event_rules) {
+        if (rule.type != event.type) continue;
+        EventRule result = rule;
+        if (event.type == EventType::bounce && event.bounce_type == "blocked") {
+            result.implies = DeliveryState::blocked;
+        }
+        return result;
+    }
+    return std::nullopt;
+}
+
+/// The state a send's outcome implies for the message and each of its recipients.
+constexpr DeliveryState state_of(SendStatus status) noexcept {
+    switch (status) {
+        case SendStatus::accepted:
+            return DeliveryState::accepted;
+        case SendStatus::unknown:
+            return DeliveryState::unknown;
+        case SendStatus::not_attempted:
+            return DeliveryState::none;
+        case SendStatus::rejected:
+        case SendStatus::transport_failed:
+        case SendStatus::invalid:
+        case SendStatus::cancelled:
+            return DeliveryState::failed;
+    }
+    return DeliveryState::none;
+}
+
+namespace detail {
+
+/// The fields a record holds for a recipient (or, `target` empty, the send), as
+/// "<target>|<name>": an address holds no '|' that matters, since names are split at the last.
+inline std::string status_field(std::string_view target, std::string_view name) {
+    std::string field;
+    field.reserve(target.size() + 1 + name.size());
+    field.append(target).append(1, '|').append(name);
+    return field;
+}
+
+/// The counts a change is judged by (RecipientStatus::summary), after the state's rank.
+inline constexpr const char* engagement_counts[] = {
+    "open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"};
+inline constexpr std::size_t watched_per_target = 1 + std::size(engagement_counts);
+
+inline void watch_target(PreparedFact& fact, std::string_view target) {
+    fact.watch.push_back(status_field(target, "s.rank"));
+    for (const char* count : engagement_counts) {
+        fact.watch.push_back(status_field(target, std::string("n.") + count));
+    }
+}
+
+/// 64-bit FNV-1a: a fingerprint, not a secret (a collision merges two facts of one message).
+inline std::uint64_t fnv1a(std::string_view text, std::uint64_t hash = 14695981039346656037ull) {
+    for (unsigned char c : text) {
+        hash ^= c;
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+
+/// Hashes `value`'s content (for an object, leaving out the member `skip`): equal JSON, equal
+/// hash. Walks the tree in place; a copy and a dump of each event cost more than the rest of
+/// its fact.
+inline std::uint64_t content_hash(const nlohmann::json& value, std::uint64_t hash,
+                                  std::string_view skip = {}) {
+    const auto tag = [&hash](char kind) { return hash = fnv1a(std::string_view(&kind, 1), hash); };
+    switch (value.type()) {
+        case nlohmann::json::value_t::object:
+            tag('{');
+            for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>()) {
+                if (key == skip) continue;
+                hash = fnv1a(key, tag('k'));
+                hash = content_hash(member, hash);
+            }
+            return tag('}');
+        case nlohmann::json::value_t::array:
+            tag('[');
+            for (const auto& item : value) hash = content_hash(item, hash);
+            return tag(']');
+        case nlohmann::json::value_t::string:
+            return fnv1a(value.get_ref<const std::string&>(), tag('s'));
+        case nlohmann::json::value_t::number_integer:
+            return fnv1a(std::to_string(value.get<std::int64_t>()), tag('n'));
+        case nlohmann::json::value_t::number_unsigned:
+            return fnv1a(std::to_string(value.get<std::uint64_t>()), tag('n'));
+        case nlohmann::json::value_t::number_float:
+            return fnv1a(value.dump(), tag('f'));
+        case nlohmann::json::value_t::boolean:
+            return tag(value.get<bool>() ? 't' : 'F');
+        default:  // null, binary, discarded
+            return tag('0');
+    }
+}
+
+inline std::string hex64(std::uint64_t value) {
+    static const char digits[] = "0123456789abcdef";
+    std::string text(16, '0');
+    for (int i = 15; i >= 0; --i, value >>= 4)
+        text[static_cast<std::size_t>(i)] = digits[value & 15];
+    return text;
+}
+
+/// Lower case, as events and sends are matched by address.
+inline std::string lower_email(std::string_view email) {
+    std::string text(email);
+    for (char& c : text) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return text;
+}
+
+/// A pick of `state` for `target`, ordered by (state, time, tie).
+inline FieldOp pick_state(std::string_view target, DeliveryState state, std::int64_t time,
+                          std::uint64_t hash,
+                          std::vector<std::pair<std::string, std::string>> payload) {
+    FieldOp op;
+    op.kind = FieldOp::Kind::pick;
+    op.field = status_field(target, "s");
+    op.order = {static_cast<std::int64_t>(state), time,
+                static_cast<std::int64_t>(hash & ((std::uint64_t{1} << 48) - 1))};
+    op.payload = std::move(payload);
+    return op;
+}
+
+inline void count_event(PreparedFact& fact, std::string_view target, const char* count,
+                        std::int64_t time) {
+    const std::string name(count);
+    fact.ops.push_back({FieldOp::Kind::add, status_field(target, "n." + name), 1, {}, {}});
+    fact.ops.push_back({FieldOp::Kind::min, status_field(target, "first." + name), time, {}, {}});
+    fact.ops.push_back({FieldOp::Kind::max, status_field(target, "last." + name), time, {}, {}});
+}
+
+/// Unix seconds as a store keeps them: within ±2^53, so negative or absurd times become 0.
+inline std::int64_t storable_time(std::int64_t time) noexcept {
+    return time > 0 && time < (std::int64_t{1} << 53) ? time : 0;
+}
+
+}  // namespace detail
+
+/// The tracking key `event` carries in `tracking_arg`; empty when it carries none (or not text).
+inline std::string tracking_key_of(const WebhookEvent& event, const std::string& tracking_arg) {
+    auto found = event.custom_args.find(tracking_arg);
+    if (found == event.custom_args.end() || !found->is_string()) return "";
+    return found->get<std::string>();
+}
+
+/// The fact `event` is, or nullopt when it is not about a tracked message (no tracking key, no
+/// address, or a kind of event the rules do not know).
+inline std::optional<PreparedFact> fact_from_event(const WebhookEvent& event,
+                                                   const std::string& tracking_arg) {
+    std::string key = tracking_key_of(event, tracking_arg);
+    const std::optional<EventRule> rule = rule_for(event);
+    if (key.empty() || event.email.empty() || !rule) return std::nullopt;
+    PreparedFact fact;
+    fact.key = std::move(key);
+    const std::string recipient = detail::lower_email(event.email);
+    // The event as SendGrid sent it, less the id its retries may change.
+    const std::uint64_t hash =
+        detail::content_hash(event.raw, detail::fnv1a(fact.key + '\n'), "sg_event_id");
+    fact.fingerprint = "e" + detail::hex64(hash);
+    const std::int64_t time = detail::storable_time(event.timestamp);
+    std::vector<std::pair<std::string, std::string>> why;
+    if (rule->implies != DeliveryState::delivered || rule->type == EventType::delivered) {
+        why = {{detail::status_field(recipient, "reason"), event.reason},
+               {detail::status_field(recipient, "smtp"), event.status},
+               {detail::status_field(recipient, "class"),
+                detail::json_text(event.raw, "bounce_classification")}};
+    } else {  // implied by an engagement: no reason of its own
+        why = {{detail::status_field(recipient, "reason"), ""},
+               {detail::status_field(recipient, "smtp"), ""},
+               {detail::status_field(recipient, "class"), ""}};
+    }
+    fact.ops.push_back(detail::pick_state(recipient, rule->implies, time, hash, std::move(why)));
+    detail::count_event(fact, recipient, rule->count, time);
+    // Any event says SendGrid took the message; a recorded send (time > 0) tells it better.
+    const std::string_view message_id =
+        std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
+    fact.ops.push_back(
+        detail::pick_state("", DeliveryState::accepted, 0, 0,
+                           {{detail::status_field("", "msgid"), std::string(message_id)},
+                            {detail::status_field("", "http"), ""},
+                            {detail::status_field("", "reason"), ""}}));
+    detail::watch_target(fact, recipient);
+    detail::watch_target(fact, "");
+    return fact;
+}
+
+/// The fact a send's outcome is, for the message with tracking key `key`, at `time` (unix
+/// seconds). Its recipients (their addresses, any form) each get the send's state.
+inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome& outcome,
+                                      const std::vector<std::string>& recipients,
+                                      std::int64_t time) {
+    PreparedFact fact;
+    fact.key = key;
+    const DeliveryState state = state_of(outcome.status);
+    const std::string identity = std::string("send\n") + to_string(outcome.status) + "\n" +
+                                 std::to_string(outcome.http_status) + "\n" + outcome.message_id +
+                                 "\n" + outcome.failure_reason;
+    const std::uint64_t hash = detail::fnv1a(identity, detail::fnv1a(key + '\n'));
+    fact.fingerprint = "s" + detail::hex64(hash);
+    time = detail::storable_time(time);
+    fact.ops.push_back(
+        detail::pick_state("", state, time, hash,
+                           {{detail::status_field("", "msgid"), outcome.message_id},
+                            {detail::status_field("", "http"), std::to_string(outcome.http_status)},
+                            {detail::status_field("", "reason"), outcome.failure_reason}}));
+    detail::watch_target(fact, "");
+    for (const std::string& text : recipients) {
+        std::string recipient;
+        try {
+            recipient = detail::lower_email(detail::parse_address_view(text, "").email);
+        } catch (const InvalidMessage&) {
+            continue;  // an invalid message's bad address: nothing to track for it
+        }
+        if (recipient.empty()) continue;
+        fact.ops.push_back(detail::pick_state(
+            recipient, state, time, hash,
+            {{detail::status_field(recipient, "reason"),
+              state == DeliveryState::accepted ? std::string() : outcome.failure_reason},
+             {detail::status_field(recipient, "smtp"), ""},
+             {detail::status_field(recipient, "class"), ""}}));
+        detail::watch_target(fact, recipient);
+    }
+    return fact;
+}
+
+/// The fact that the queue moved the message with key `key` to `state` (queued or sending).
+inline PreparedFact fact_from_queue(const std::string& key, DeliveryState state,
+                                    std::int64_t time) {
+    PreparedFact fact;
+    fact.key = key;
+    const std::uint64_t hash =
+        detail::fnv1a(std::string("queue\n") + to_string(state), detail::fnv1a(key + '\n'));
+    fact.fingerprint = "q" + detail::hex64(hash);
+    fact.ops.push_back(detail::pick_state("", state, detail::storable_time(time), hash, {}));
+    detail::watch_target(fact, "");
+    return fact;
+}
+
+namespace detail {
+
+inline EventCount* count_named(RecipientStatus& status, std::string_view name) {
+    for (const EventRule& rule : event_rules) {
+        if (name == rule.count) return &(status.*rule.counted);
+    }
+    return nullptr;
+}
+
+inline std::int64_t integer_text(const std::string& text) {
+    StatusRecord one{{"", text}};
+    return record_integer(one, "").value_or(0);
+}
+
+/// Reads one "<name>" of a target's fields into `status`.
+inline void read_status_field(RecipientStatus& status, std::string_view name,
+                              const std::string& value) {
+    if (name == "s.rank") {
+        const std::int64_t rank = integer_text(value);
+        if (rank >= 0 && rank <= static_cast<std::int64_t>(DeliveryState::dropped)) {
+            status.state = static_cast<DeliveryState>(rank);
+        }
+    } else if (name == "s.time") {
+        status.state_time = integer_text(value);
+    } else if (name == "reason") {
+        status.reason = value;
+    } else if (name == "smtp") {
+        status.smtp_status = value;
+    } else if (name == "class") {
+        status.classification = value;
+    } else if (name == "msgid") {
+        status.message_id = value;
+    } else if (name == "http") {
+        status.http_status = static_cast<int>(integer_text(value) % 1000);
+    } else {
+        for (const auto& [prefix, member] :
+             {std::pair<std::string_view, std::int64_t EventCount::*>{"n.", &EventCount::count},
+              {"first.", &EventCount::first},
+              {"last.", &EventCount::last}}) {
+            if (name.substr(0, prefix.size()) != prefix) continue;
+            if (EventCount* count = count_named(status, name.substr(prefix.size()))) {
+                (*count).*member = integer_text(value);
+            }
+        }
+    }
+}
+
+}  // namespace detail
+
+/// Reads a stored record back: the send, then each recipient sorted by address.
+inline MessageStatus status_from_record(const std::string& key, const StatusRecord& record) {
+    MessageStatus status;
+    status.key = key;
+    // The record is sorted by field, so one recipient's fields are together.
+    for (const auto& [field, value] : record) {
+        const std::size_t bar = field.rfind('|');
+        if (bar == std::string::npos) continue;
+        const std::string_view target = std::string_view(field).substr(0, bar);
+        const std::string_view name = std::string_view(field).substr(bar + 1);
+        RecipientStatus* into = &status.send;
+        if (!target.empty()) {
+            if (status.recipients.empty() || status.recipients.back().email != target) {
+                status.recipients.emplace_back();
+                status.recipients.back().email = std::string(target);
+            }
+            into = &status.recipients.back();
+        }
+        detail::read_status_field(*into, name, value);
+    }
+    std::sort(status.recipients.begin(), status.recipients.end(),
+              [](const RecipientStatus& a, const RecipientStatus& b) { return a.email < b.email; });
+    return status;
+}
+
+SENDGRID_BACKEND_NAMESPACE_END

@@ -1,0 +1,298 @@
+// The status rules (status/rules.hpp) as a table and as scenarios, the in-process store, the
+// tracker's signal, and the property: any order and number of copies gives one status.
+#include <sendgrid_backend/status/memory_store.hpp>
+#include <sendgrid_backend/status/rules.hpp>
+#include <sendgrid_backend/status/tracker.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "catch.hpp"
+#include "support/status_property.hpp"
+
+namespace sg = sendgrid_backend;
+using sg::DeliveryState;
+using status_property::event_json;
+using status_property::parse;
+
+namespace {
+
+sg::WebhookEvent one(const nlohmann::json& event) { return parse({event}).at(0); }
+
+struct Tracked {
+    std::shared_ptr<sg::MemoryStatusStore> store = std::make_shared<sg::MemoryStatusStore>();
+    sg::StatusTracker tracker{options()};
+
+    sg::StatusTrackerOptions options() {
+        sg::StatusTrackerOptions result;
+        result.store = store;
+        result.now = [] { return std::int64_t{1'700'000'000}; };
+        return result;
+    }
+
+    /// Applies `events` one batch each, in order; returns the recipient's final status.
+    sg::RecipientStatus after(const std::vector<nlohmann::json>& events,
+                              const std::string& email = "a@example.com") {
+        for (const auto& event : events) tracker.record(parse({event}));
+        auto status = tracker.status("k");
+        REQUIRE(status);
+        const sg::RecipientStatus* recipient = status->recipient(email);
+        REQUIRE(recipient);
+        return *recipient;
+    }
+};
+
+nlohmann::json ev(const std::string& type, std::int64_t t, const std::string& id,
+                  nlohmann::json extra = nlohmann::json::object()) {
+    return event_json("k", "a@example.com", type, t, id, std::move(extra));
+}
+
+}  // namespace
+
+TEST_CASE("the rules table: the state each kind of event implies", "[status][rules]") {
+    struct Row {
+        const char* event;
+        const char* bounce_type;
+        DeliveryState implies;
+        const char* counted;
+    };
+    const Row rows[] = {
+        {"processed", "", DeliveryState::processed, "processed"},
+        {"deferred", "", DeliveryState::deferred, "deferred"},
+        {"delivered", "", DeliveryState::delivered, "delivered"},
+        {"bounce", "bounce", DeliveryState::bounced, "bounce"},
+        {"bounce", "blocked", DeliveryState::blocked, "bounce"},
+        {"dropped", "", DeliveryState::dropped, "dropped"},
+        {"open", "", DeliveryState::delivered, "open"},
+        {"click", "", DeliveryState::delivered, "click"},
+        {"spamreport", "", DeliveryState::delivered, "spamreport"},
+        {"unsubscribe", "", DeliveryState::delivered, "unsubscribe"},
+        {"group_unsubscribe", "", DeliveryState::delivered, "group_unsubscribe"},
+        {"group_resubscribe", "", DeliveryState::delivered, "group_resubscribe"},
+    };
+    for (const Row& row : rows) {
+        INFO(row.event << " " << row.bounce_type);
+        const auto event = one(ev(row.event, 1, "x", {{"type", row.bounce_type}}));
+        const auto rule = sg::rule_for(event);
+        REQUIRE(rule);
+        CHECK(rule->implies == row.implies);
+        CHECK(std::string(rule->count) == row.counted);
+        Tracked tracked;
+        const auto status = tracked.after({ev(row.event, 5, "x", {{"type", row.bounce_type}})});
+        CHECK(status.state == row.implies);
+        const sg::EventCount* count =
+            sg::detail::count_named(const_cast<sg::RecipientStatus&>(status), row.counted);
+        REQUIRE(count);
+        CHECK(count->count == 1);
+        CHECK(count->first == 5);
+        CHECK(count->last == 5);
+    }
+    CHECK(std::size(sg::event_rules) == 11);  // every EventType but group_resubscribe's twin
+    // An unknown kind, an event without the key or without an address: not a fact.
+    CHECK_FALSE(sg::fact_from_event(one(ev("machine_open", 1, "x")), "sendgrid_backend_key"));
+    nlohmann::json keyless = ev("delivered", 1, "x");
+    keyless.erase("sendgrid_backend_key");
+    CHECK_FALSE(sg::fact_from_event(one(keyless), "sendgrid_backend_key"));
+    nlohmann::json numeric_key = ev("delivered", 1, "x");
+    numeric_key["sendgrid_backend_key"] = 42;
+    CHECK_FALSE(sg::fact_from_event(one(numeric_key), "sendgrid_backend_key"));
+    CHECK_FALSE(sg::fact_from_event(one(ev("delivered", 1, "x")), "other_arg"));
+    CHECK(sg::fact_from_event(one(ev("delivered", 1, "x")), "sendgrid_backend_key"));
+}
+
+TEST_CASE("the rules, both ways round", "[status][rules]") {
+    struct Case {
+        const char* name;
+        std::vector<nlohmann::json> events;
+        DeliveryState state;
+        const char* reason;
+    };
+    const std::vector<Case> cases = {
+        {"delivered after deferred",
+         {ev("deferred", 10, "1", {{"reason", "421 later"}}), ev("delivered", 20, "2")},
+         DeliveryState::delivered,
+         ""},
+        {"bounce is final",
+         {ev("bounce", 10, "1", {{"reason", "550 gone"}, {"type", "bounce"}}),
+          ev("deferred", 20, "2", {{"reason", "421"}}), ev("processed", 30, "3")},
+         DeliveryState::bounced,
+         "550 gone"},
+        {"dropped is final",
+         {ev("dropped", 10, "1", {{"reason", "Bounced Address"}}), ev("delivered", 20, "2")},
+         DeliveryState::dropped,
+         "Bounced Address"},
+        {"an open implies delivered",
+         {ev("processed", 10, "1"), ev("open", 20, "2")},
+         DeliveryState::delivered,
+         ""},
+        {"a later soft bounce does not undo delivered",
+         {ev("delivered", 10, "1"),
+          ev("bounce", 20, "2", {{"reason", "busy"}, {"type", "blocked"}})},
+         DeliveryState::delivered,
+         ""},
+        {"blocked beats deferred",
+         {ev("deferred", 10, "1", {{"reason", "421"}}),
+          ev("bounce", 20, "2", {{"reason", "blocked"}, {"type", "blocked"}})},
+         DeliveryState::blocked,
+         "blocked"},
+        {"the later of two deferrals gives the reason",
+         {ev("deferred", 10, "1", {{"reason", "first"}}),
+          ev("deferred", 20, "2", {{"reason", "second"}})},
+         DeliveryState::deferred,
+         "second"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.name);
+        Tracked forward;
+        const auto one_way = forward.after(c.events);
+        CHECK(one_way.state == c.state);
+        CHECK(one_way.reason == c.reason);
+        std::vector<nlohmann::json> reversed(c.events.rbegin(), c.events.rend());
+        Tracked backward;
+        const auto other_way = backward.after(reversed);
+        CHECK(other_way.state == c.state);
+        CHECK(other_way.reason == c.reason);
+        CHECK(other_way.state_time == one_way.state_time);
+    }
+}
+
+TEST_CASE("copies change nothing twice, a fresh sg_event_id included; counts count events",
+          "[status][rules]") {
+    Tracked tracked;
+    auto open = ev("open", 100, "o1", {{"useragent", "Mail/1"}});
+    CHECK(tracked.tracker.record(parse({open})) == 1);
+    CHECK(tracked.tracker.record(parse({open})) == 0);
+    open["sg_event_id"] = "a-new-id-for-the-same-open";
+    CHECK(tracked.tracker.record(parse({open})) == 0);
+    CHECK(tracked.tracker.record(parse({ev("open", 50, "o2", {{"useragent", "Mail/1"}})})) == 1);
+    CHECK(tracked.tracker.record(parse({ev("open", 200, "o3", {{"useragent", "Phone/2"}})})) == 1);
+    const auto status = tracked.after({});
+    CHECK(status.open.count == 3);
+    CHECK(status.open.first == 50);
+    CHECK(status.open.last == 200);
+    CHECK(status.state == DeliveryState::delivered);
+    CHECK(status.summary().has(sg::engaged_open));
+    CHECK_FALSE(status.summary().has(sg::engaged_click));
+    CHECK(tracked.store->applied_facts() == 3);
+}
+
+TEST_CASE("sends and events meet in one record, in either order", "[status][rules]") {
+    sg::EmailMessage message;
+    message.to = {"Ann <A@example.com>", "b@example.com"};
+    message.outcome.status = sg::SendStatus::accepted;
+    message.outcome.http_status = 202;
+    message.outcome.message_id = "MSGID123";
+    message.outcome.tracking_key = "k";
+    const auto delivered = ev("delivered", 1'700'000'100, "d1");
+
+    for (bool send_first : {true, false}) {
+        INFO("send first: " << send_first);
+        Tracked tracked;
+        if (send_first) tracked.tracker.record(message);
+        tracked.tracker.record(parse({delivered}));  // before the send: kept, merged later
+        if (!send_first) tracked.tracker.record(message);
+        const auto status = tracked.tracker.status("k");
+        REQUIRE(status);
+        CHECK(status->send.state == DeliveryState::accepted);
+        CHECK(status->send.message_id == "MSGID123");
+        CHECK(status->send.http_status == 202);
+        REQUIRE(status->recipients.size() == 2);
+        CHECK(status->recipient("a@example.com")->state == DeliveryState::delivered);
+        CHECK(status->recipient("B@example.com")->state == DeliveryState::accepted);
+        CHECK(status->summary() == "accepted; delivered to 1 of 2; accepted: b@example.com");
+    }
+
+    // An unknown send that SendGrid did take: its events say so.
+    sg::EmailMessage unsure = message;
+    unsure.outcome = {};
+    unsure.outcome.status = sg::SendStatus::unknown;
+    unsure.outcome.failure_reason = "outcome unknown: timeout";
+    unsure.outcome.tracking_key = "k";
+    Tracked tracked;
+    tracked.tracker.record(unsure);
+    CHECK(tracked.tracker.status("k")->send.state == DeliveryState::unknown);
+    tracked.tracker.record(parse({delivered}));
+    const auto resolved = tracked.tracker.status("k");
+    CHECK(resolved->send.state == DeliveryState::accepted);
+    CHECK(resolved->send.message_id == "MSGID123");
+    CHECK(resolved->send.reason.empty());
+
+    // A failed send: its recipients say why too.
+    sg::EmailMessage refused = message;
+    refused.outcome = {};
+    refused.outcome.status = sg::SendStatus::rejected;
+    refused.outcome.http_status = 400;
+    refused.outcome.failure_reason = "HTTP 400; bad from (from.email)";
+    refused.outcome.tracking_key = "f";
+    tracked.tracker.record(refused);
+    const auto failed = tracked.tracker.status("f");
+    REQUIRE(failed);
+    CHECK(failed->send.state == DeliveryState::failed);
+    CHECK(failed->send.http_status == 400);
+    CHECK(failed->count(DeliveryState::failed) == 2);
+    CHECK(failed->summary().rfind("failed (HTTP 400; bad from (from.email)); delivered to 0 of 2",
+                                  0) == 0);
+}
+
+TEST_CASE("sendgrid_status_changed: once per real change, with the event", "[status][signal]") {
+    Tracked tracked;
+    std::vector<std::string> seen;
+    sg::ScopedConnection connection = sg::sendgrid_status_changed.connect(
+        [&](const std::string& key, const std::string& recipient, const sg::RecipientState& before,
+            const sg::RecipientState& after, const sg::StatusEvent& event) {
+            seen.push_back(key + " " + recipient + " " + sg::to_string(before.state) + ">" +
+                           sg::to_string(after.state) + " " + std::to_string(after.engagement) +
+                           " " + (event.event != nullptr ? event.event->event : "-"));
+        });
+    tracked.tracker.record(parse({ev("delivered", 10, "1")}));
+    tracked.tracker.record(parse({ev("delivered", 10, "1")}));  // a copy
+    tracked.tracker.record(parse({ev("deferred", 5, "2")}));    // late, and below delivered
+    tracked.tracker.record(parse({ev("open", 20, "3")}));
+    tracked.tracker.record(parse({ev("open", 30, "4")}));  // a second open: no change
+    const std::vector<std::string> expected = {"k a@example.com none>delivered 0 delivered",
+                                               "k  none>accepted 0 delivered",
+                                               "k a@example.com delivered>delivered 1 open"};
+    CHECK(seen == expected);
+
+    // A handler that throws is reported, and the others still run.
+    std::vector<std::string> errors;
+    sg::StatusTrackerOptions options;
+    options.on_handler_error = [&](const std::string& key, std::exception_ptr) {
+        errors.push_back(key);
+    };
+    sg::StatusTracker tracker(options);
+    sg::ScopedConnection thrower = sg::sendgrid_status_changed.connect(
+        [](const std::string&, const std::string&, const sg::RecipientState&,
+           const sg::RecipientState&, const sg::StatusEvent&) { throw std::runtime_error("no"); });
+    seen.clear();
+    CHECK(tracker.record(parse({event_json("k2", "z@example.com", "processed", 1, "p")})) == 1);
+    CHECK(errors.size() == 2);  // the recipient's change and the send's
+    CHECK(seen.size() == 2);
+}
+
+TEST_CASE("MemoryStatusStore is bounded: the least recently changed message goes first",
+          "[status][store]") {
+    CHECK_THROWS_AS(sg::MemoryStatusStore(0), sg::ImproperlyConfigured);
+    auto store = std::make_shared<sg::MemoryStatusStore>(2);
+    sg::StatusTrackerOptions options;
+    options.store = store;
+    sg::StatusTracker tracker(options);
+    for (const char* key : {"one", "two"}) {
+        tracker.record(parse({event_json(key, "a@example.com", "processed", 1, key)}));
+    }
+    tracker.record(
+        parse({event_json("one", "a@example.com", "delivered", 2, "d")}));  // one is newer
+    tracker.record(parse({event_json("three", "a@example.com", "processed", 1, "3")}));
+    CHECK(store->size() == 2);
+    CHECK(tracker.status("one"));
+    CHECK_FALSE(tracker.status("two"));
+    CHECK(tracker.status("three"));
+}
+
+TEST_CASE("the property: any order, any copies, one status (memory store)", "[status][property]") {
+    status_property::check([] { return std::make_shared<sg::MemoryStatusStore>(); }, 200, 20261206);
+}
