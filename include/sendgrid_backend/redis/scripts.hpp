@@ -87,7 +87,7 @@ class StoredScript {
         if (sha_.empty() || again) {
             const RedisValue answer = redis.command({"SCRIPT", "LOAD", text_});
             if (answer.is_error())
-                throw RedisError("Redis refused the queue's script: " + answer.text);
+                throw RedisError("Redis refused a script of sendgrid_backend: " + answer.text);
             sha_ = answer.text;
         }
         return sha_;
