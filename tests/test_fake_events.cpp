@@ -26,6 +26,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -87,9 +88,11 @@ class Receiver {
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/events"; }
 
     /// Verify with `public_key` from now on (base64 DER, as the fake server gives it).
-    void trust(const std::string& public_key) {
+    void trust(const std::string& public_key,
+               std::shared_ptr<sg::StatusTracker> statuses = nullptr) {
         sg::WebhookOptions options;
         options.public_key = public_key;
+        options.statuses = std::move(statuses);
         std::lock_guard<std::mutex> lock(mutex_);
         webhook_ = std::make_unique<sg::EventWebhook>(options);
     }
@@ -205,7 +208,10 @@ TEST_CASE("a sent message's events arrive signed, verified with the key the serv
         CHECK(sg::belongs_to(event, message_id));  // sg_message_id starts with the X-Message-Id
         CHECK(event.email == "jane@example.com");
         CHECK(event.categories == std::vector<std::string>{"welcome"});
-        CHECK(event.custom_args == nlohmann::json{{"order_id", "42"}});
+        // The message's custom_args, and the tracking key the backend added.
+        CHECK(event.custom_args ==
+              nlohmann::json{{"order_id", "42"},
+                             {"sendgrid_backend_key", message.outcome.tracking_key}});
         CHECK(event.raw["order_id"] == "42");  // at the top level, as SendGrid puts it
         CHECK(event.raw["category"] == "welcome");
         CHECK(event.raw["smtp-id"].get<std::string>().find(message_id) != std::string::npos);
@@ -691,4 +697,73 @@ TEST_CASE("the fake server's event flags: rules, misbehaviour, bounds, each refu
           "--webhook-shuffle", "--webhook-retry-for S", "--max-messages N"}) {
         CHECK(usage.find(flag) != std::string::npos);
     }
+}
+
+TEST_CASE("the whole loop: a send, its events (copied, shuffled), one status, real changes only",
+          "[fake_events][status]") {
+    Receiver receiver;
+    FakeServerOptions options = posting_to(receiver);
+    options.webhook.duplicate_probability = 1;
+    options.webhook.shuffle = true;
+    options.webhook.seed = 11;
+    options.event_rules.push_back(EventRule({"processed", "deferred", "delivered", "open", "click"})
+                                      .for_recipient("reader@example.com"));
+    FakeSendgridServer server(options);  // bounce@ bounces
+    auto tracker = std::make_shared<sg::StatusTracker>();
+    receiver.trust(server.webhook_public_key(), tracker);
+
+    std::mutex mutex;
+    std::vector<std::tuple<std::string, sg::RecipientState, sg::RecipientState>> changes;
+    sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
+        [&](const std::string&, const std::string& recipient, const sg::RecipientState& before,
+            const sg::RecipientState& after, const sg::StatusEvent&) {
+            std::lock_guard<std::mutex> lock(mutex);
+            changes.emplace_back(recipient, before, after);
+        });
+    sg::BackendOptions backend_options;
+    backend_options.statuses = tracker;
+    const sg::SendgridBackend backend(server.settings(), backend_options);
+    sg::EmailMessage message =
+        mail("Loop", {"jane@example.com", "Reader <reader@example.com>", "bounce@example.com"});
+    REQUIRE(backend.send_message(message));
+    const std::string key = message.outcome.tracking_key;
+    CHECK(key.size() == 32);
+    CHECK(server.received_count() == 1);  // one request reached the server
+    CHECK(server.message_json(
+              message.outcome.message_id)["request"]["payload"]["personalizations"][0]
+                                         ["custom_args"]["sendgrid_backend_key"] == key);
+
+    REQUIRE(receiver.wait_for_events(2 + 5 + 2));
+    REQUIRE(server.wait_for_webhook_idle());
+    CHECK(receiver.duplicates() == 9);  // every event came twice
+
+    const auto status = tracker->status(key);
+    REQUIRE(status);
+    CHECK(status->send.state == sg::DeliveryState::accepted);
+    CHECK(status->send.message_id == message.outcome.message_id);
+    CHECK(status->send.http_status == 202);
+    REQUIRE(status->recipients.size() == 3);
+    CHECK(status->recipient("jane@example.com")->state == sg::DeliveryState::delivered);
+    const sg::RecipientStatus& reader = *status->recipient("reader@example.com");
+    CHECK(reader.state == sg::DeliveryState::delivered);
+    CHECK(reader.open.count == 1);
+    CHECK(reader.click.count == 1);
+    CHECK(reader.deferred.count == 1);
+    const sg::RecipientStatus& bounced = *status->recipient("bounce@example.com");
+    CHECK(bounced.state == sg::DeliveryState::bounced);
+    CHECK_FALSE(bounced.reason.empty());
+    CHECK(status->summary().rfind("accepted; delivered to 2 of 3; bounced: bounce@example.com (",
+                                  0) == 0);
+    CHECK(tracker->store().applied_facts() == 1 + 9);  // the send and each event, once
+
+    // Each signal was a real change, and each recipient's last one is where it ended.
+    std::lock_guard<std::mutex> lock(mutex);
+    std::map<std::string, std::set<sg::DeliveryState>> reached;
+    for (const auto& [recipient, before, after] : changes) {
+        CHECK(before != after);
+        reached[recipient].insert(after.state);
+    }
+    CHECK(reached["reader@example.com"].count(sg::DeliveryState::delivered) == 1);
+    CHECK(reached["bounce@example.com"].count(sg::DeliveryState::bounced) == 1);
+    CHECK(reached[""] == std::set<sg::DeliveryState>{sg::DeliveryState::accepted});
 }

@@ -34,6 +34,12 @@ using sendgrid_backend::testing::Fault;
 
 namespace {
 
+/// build_payload's JSON for `message` as its send posted it: with its tracking key.
+nlohmann::json as_sent(const SendgridBackend& backend, EmailMessage message) {
+    message.custom_args[backend.settings().tracking_arg] = message.outcome.tracking_key;
+    return backend.build_payload(message);
+}
+
 EmailMessage make_message(const std::string& subject, const std::string& to = "jane@example.com") {
     return EmailMessage(subject, "Body of " + subject, "Shop <shop@example.com>", {to});
 }
@@ -119,8 +125,10 @@ TEST_CASE("a send is accepted: id and status recorded, one emission, fail_flag f
     CHECK(sendgrid_backend::find_header(headers, "Content-Type") == "application/json");
     CHECK(std::string(sendgrid_backend::find_header(headers, "User-Agent")) ==
           "sendgrid_backend-cpp/" SENDGRID_BACKEND_VERSION_STRING);
-    // What went over the wire is exactly build_payload's JSON.
-    CHECK(received[0].payload == backend.build_payload(message));
+    // What went over the wire is exactly build_payload's JSON, with the tracking key added.
+    CHECK(received[0].payload["personalizations"][0]["custom_args"]["sendgrid_backend_key"] ==
+          message.outcome.tracking_key);
+    CHECK(received[0].payload == as_sent(backend, message));
     test_support::record_payload("backend_sent", received[0].payload);
 }
 
@@ -383,7 +391,7 @@ send_small_large_small(FakeSendgridServer& server, std::size_t gzip_min_bytes,
     CHECK(backend.send_message(small));
     CHECK(backend.send_message(large));
     CHECK(backend.send_message(small));
-    return {server.received(), backend.build_payload(large)};
+    return {server.received(), as_sent(backend, large)};
 }
 
 }  // namespace

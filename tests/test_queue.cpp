@@ -9,6 +9,7 @@
 //  - a Redis restart while a producer enqueues loses nothing that was acknowledged; a worker
 //    running when Redis loses its data sends what is queued after.
 #include <sendgrid_backend/redis/queue.hpp>
+#include <sendgrid_backend/status/redis_store.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
@@ -151,6 +152,61 @@ TEST_CASE("a queued message travels whole and its status says how it ended", "[q
           sg::detail::base64_encode(std::string("%PDF\x00\xff", 6)));
     CHECK(client->command({"XLEN", names.stream}).integer == 0);  // acknowledged and deleted
     CHECK(worker.run_once() == 0);
+}
+
+TEST_CASE("with a status tracker, one record runs from queued to accepted, under the queue key",
+          "[queue][redis][status]") {
+    Sender sender;
+    auto client = redis();
+    auto names = fresh_queue("tracked");
+    sg::RedisStatusStoreOptions store_options;
+    store_options.prefix = names.stream + ":statuses:";
+    sg::StatusTrackerOptions tracker_options;
+    tracker_options.store = std::make_shared<sg::RedisStatusStore>(client, store_options);
+    auto tracker = std::make_shared<sg::StatusTracker>(tracker_options);
+    names.statuses = tracker;
+    sg::BackendOptions backend_options = silent();
+    backend_options.statuses = tracker;
+    auto backend =
+        std::make_shared<sg::SendgridBackend>(sender.backend->settings(), backend_options);
+
+    std::vector<std::string> changes;
+    sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
+        [&](const std::string&, const std::string& recipient, const sg::RecipientState& before,
+            const sg::RecipientState& after, const sg::StatusEvent&) {
+            changes.push_back(recipient + ":" + sg::to_string(before.state) + ">" +
+                              sg::to_string(after.state));
+        });
+    sg::RedisMailQueue queue(client, names);
+    const std::string key = queue.enqueue(mail(1));
+    CHECK(tracker->status(key)->send.state == sg::DeliveryState::queued);
+    sg::RedisMailWorker worker(backend, client, names, quick_worker("tracked"));
+    CHECK(worker.run_once() == 1);
+
+    const auto status = tracker->status(key);
+    REQUIRE(status);
+    CHECK(status->send.state == sg::DeliveryState::accepted);
+    CHECK(status->send.message_id == sender.server.received().at(0).message_id);
+    REQUIRE(status->recipients.size() == 1);
+    CHECK(status->recipients[0].email == "user1@example.com");
+    CHECK(status->recipients[0].state == sg::DeliveryState::accepted);
+    CHECK(changes == std::vector<std::string>{":none>queued", ":queued>sending",
+                                              ":sending>accepted",
+                                              "user1@example.com:none>accepted"});
+    // The request carried the queue key as the tracking key too.
+    const auto payload = sender.server.received().at(0).payload;
+    CHECK(payload["personalizations"][0]["custom_args"]["sendgrid_backend_key"] == key);
+
+    // A message a dead worker may have sent is recorded unknown under its key.
+    const std::string started = queue.enqueue(mail(2));
+    auto claimed_names = names;
+    worker_died_after_taking(*client, claimed_names, started);
+    auto quick_settings = quick_backend(sender)->settings();
+    auto quick = std::make_shared<sg::SendgridBackend>(quick_settings, backend_options);
+    sg::RedisMailWorker heir(quick, client, names, heir_options("tracked-heir"));
+    CHECK(heir.run_once() == 1);
+    CHECK(tracker->status(started)->send.state == sg::DeliveryState::unknown);
+    CHECK(sender.reached().count(started) == 0);
 }
 
 TEST_CASE("scripts Redis forgot (as after a restart) are loaded again", "[queue][redis]") {

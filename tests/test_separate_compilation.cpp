@@ -64,8 +64,13 @@ TEST_CASE(
     REQUIRE(received.size() == 2);
     REQUIRE(received.count(batch[0].outcome.message_id) == 1);
     REQUIRE(received.count(batch[2].outcome.message_id) == 1);
-    CHECK(received[batch[0].outcome.message_id] == backend.build_payload(batch[0]));
-    CHECK(received[batch[2].outcome.message_id] == backend.build_payload(batch[2]));
+    // What went out is build_payload's JSON with the message's tracking key in its custom_args.
+    auto as_sent = [&](sg::EmailMessage message) {
+        message.custom_args[backend.settings().tracking_arg] = message.outcome.tracking_key;
+        return backend.build_payload(message);
+    };
+    CHECK(received[batch[0].outcome.message_id] == as_sent(batch[0]));
+    CHECK(received[batch[2].outcome.message_id] == as_sent(batch[2]));
     CHECK(batch[1].outcome.status == sg::SendStatus::invalid);
     CHECK(batch[1].outcome.failure_reason.find("to[0]") != std::string::npos);
     REQUIRE(emitted.size() == 3);

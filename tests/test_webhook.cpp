@@ -391,3 +391,53 @@ TEST_CASE("events are matched to sent messages by X-Message-Id", "[webhook]") {
     message.outcome.message_id = "14c5d75ce93";
     CHECK(sendgrid_backend::belongs_to(event, message));
 }
+
+TEST_CASE(
+    "WebhookOptions::statuses: each batch applied once; a failing store answers 503 and "
+    "the batch can come again",
+    "[webhook][status]") {
+    struct FlakyStore : sendgrid_backend::MemoryStatusStore {
+        bool down = true;
+        std::vector<sendgrid_backend::AppliedFact> apply(
+            const std::vector<sendgrid_backend::PreparedFact>& facts) override {
+            if (down) throw std::runtime_error("store down");
+            return MemoryStatusStore::apply(facts);
+        }
+    };
+    auto store = std::make_shared<FlakyStore>();
+    sendgrid_backend::StatusTrackerOptions tracker_options;
+    tracker_options.store = store;
+    auto tracker = std::make_shared<sendgrid_backend::StatusTracker>(tracker_options);
+    WebhookOptions options;
+    options.allow_unsigned = true;
+    options.statuses = tracker;
+    const EventWebhook webhook(options);
+    int received = 0;
+    sendgrid_backend::ScopedConnection connection =
+        sendgrid_backend::sendgrid_event_received.connect(
+            [&](const EventWebhook&, const WebhookEvent&) { ++received; });
+    const std::string body =
+        R"([{"email":"a@example.com","event":"delivered","timestamp":1700000000,)"
+        R"("sg_event_id":"e1","sendgrid_backend_key":"k"},)"
+        R"({"email":"b@example.com","event":"open","timestamp":1700000000,"sg_event_id":"e2"}])";
+
+    const auto refused = webhook.handle({}, body);
+    CHECK(refused.http_status == 503);
+    CHECK(refused.refusal == WebhookRefusal::status_store_failed);
+    CHECK(refused.refusal_reason.find("store down") != std::string::npos);
+    CHECK(received == 0);
+
+    store->down = false;  // SendGrid sends the batch again: nothing of it was taken as seen
+    const auto accepted = webhook.handle({}, body);
+    CHECK(accepted.http_status == 200);
+    CHECK(accepted.statuses_applied == 1);  // the second event has no tracking key
+    CHECK(accepted.events.size() == 2);
+    CHECK(received == 2);
+    CHECK(tracker->status("k")->recipient("a@example.com")->state ==
+          sendgrid_backend::DeliveryState::delivered);
+
+    const auto again = webhook.handle({}, body);
+    CHECK(again.statuses_applied == 0);
+    CHECK(again.duplicates == 2);
+    CHECK(store->applied_facts() == 1);
+}

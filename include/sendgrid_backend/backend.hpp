@@ -39,12 +39,14 @@
 #include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/message_echo.hpp"
 #include "sendgrid_backend/detail/signals/handler_errors.hpp"
+#include "sendgrid_backend/detail/text/random_key.hpp"
 #include "sendgrid_backend/detail/text/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/payload.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/signals.hpp"
+#include "sendgrid_backend/status/recorder.hpp"
 #include "sendgrid_backend/transport.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -68,6 +70,10 @@ struct BackendOptions {
     HandlerErrorHandler on_handler_error;
     /// The clock retries wait on; null: the real one. A fake one lets tests skip the waiting.
     Clock* clock = nullptr;
+    /// Receives each message once its outcome is final, just before `sendgrid_email_sent`
+    /// (a `StatusTracker`, status/tracker.hpp); null: none. What it throws goes to
+    /// `on_handler_error`.
+    std::shared_ptr<StatusRecorder> statuses;
 };
 
 /// Sends email through SendGrid's v3 Web API. See the file comment for an example.
@@ -128,7 +134,9 @@ class SendgridBackend {
     /// Sends one message; returns whether SendGrid accepted it.
     bool send_message(EmailMessage& message) const { return send_messages(&message, 1) == 1; }
 
-    /// The exact JSON this backend would POST for `message` (Django's `_build_sg_mail`).
+    /// The exact JSON this backend would POST for `message` (Django's `_build_sg_mail`), but for
+    /// the tracking key a send adds when `message` has none (`Settings::tracking_keys`): a
+    /// message carrying `custom_args[tracking_arg]` is posted exactly as this says.
     /// Pure: no I/O, no signal. Returns an nlohmann::json: include <nlohmann/json.hpp> to call it.
     /// @throws InvalidMessage naming the offending field.
     template <class Json = nlohmann::json>  // a template: compiled only where called
@@ -244,7 +252,11 @@ class SendgridBackend {
         }
         HttpRequest request;
         try {
-            request.body = serialize_payload(message);
+            if (settings_.tracking_keys) {
+                request.body = serialize_with_tracking_key(message);
+            } else {
+                request.body = serialize_payload(message);
+            }
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
             return std::nullopt;
@@ -259,6 +271,30 @@ class SendgridBackend {
         request.url = send_url_;
         request.headers = request_headers_;
         return request;
+    }
+
+    /// The payload with the message's tracking key in its custom_args, recorded on the outcome:
+    /// the message's own, or a new one, added for the request only (a message object sent
+    /// again, or used as a template, gets a new key each time).
+    std::string serialize_with_tracking_key(EmailMessage& message) const {
+        const std::string& arg = settings_.tracking_arg;
+        auto found = message.custom_args.find(arg);
+        if (found != message.custom_args.end()) {
+            if (found->second.empty()) {
+                throw InvalidMessage(detail::keyed("custom_args", arg),
+                                     "is empty; a tracking key needs at least one character");
+            }
+            message.outcome.tracking_key = found->second;
+            return serialize_payload(message);
+        }
+        message.outcome.tracking_key = detail::random_key();
+        auto added = message.custom_args.emplace(arg, message.outcome.tracking_key).first;
+        struct RemoveAdded {
+            EmailMessage& message;
+            decltype(added) at;
+            ~RemoveAdded() { message.custom_args.erase(at); }
+        } remove_added{message, added};
+        return serialize_payload(message);
     }
 
     /// Writes each message about to be sent to the echo stream, as the original's
@@ -364,6 +400,13 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
 }
 
 SENDGRID_BACKEND_COMPILED void SendgridBackend::emit_outcome(const EmailMessage& message) const {
+    if (options_.statuses) {
+        try {
+            options_.statuses->record(message);
+        } catch (...) {
+            report_handler_error(message, std::current_exception(), "BackendOptions::statuses");
+        }
+    }
     const bool fail_flag = !message.outcome.accepted();
     for (const auto& error : sendgrid_email_sent.send_robust(*this, message, fail_flag)) {
         report_handler_error(message, error, "sendgrid_email_sent handler");

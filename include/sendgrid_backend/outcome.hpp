@@ -106,8 +106,12 @@ struct EarlierTry {
 /// The outcome of the last `send_messages` call that handled a message.
 struct SendOutcome {
     SendStatus status = SendStatus::not_attempted;
-    int http_status = 0;           ///< status of the final answer; 0 when none arrived
-    std::string message_id;        ///< SendGrid's X-Message-Id; empty unless accepted
+    int http_status = 0;     ///< status of the final answer; 0 when none arrived
+    std::string message_id;  ///< SendGrid's X-Message-Id; empty unless accepted
+    /// The key the message's status is tracked by (`Settings::tracking_keys`): the one in its
+    /// `custom_args[Settings::tracking_arg]`, or a generated one. Empty when tracking is off or
+    /// the message was cancelled before it had one.
+    std::string tracking_key;
     std::vector<ApiError> errors;  ///< SendGrid's `errors[]` from the final answer
     TransportError transport_error = TransportError::none;
     std::string failure_reason;  ///< one line saying why, empty when accepted

@@ -178,7 +178,7 @@ inline constexpr std::array<SendStatus, 6> counted_outcomes{
 /// replayed (every event a duplicate), refused ones by their WebhookRefusal.
 struct WebhookRequestLabels {
     static constexpr std::size_t verified = 0, unsigned_ = 1, replayed = 2;
-    static constexpr std::size_t refusals = 8;  ///< WebhookRefusal without none
+    static constexpr std::size_t refusals = 9;  ///< WebhookRefusal without none
     static constexpr std::size_t count = 3 + refusals;
 
     static std::size_t of(const WebhookResult& result) noexcept {
@@ -261,7 +261,7 @@ inline prometheus::MetricFamily& add_family(std::vector<prometheus::MetricFamily
 }
 
 inline constexpr std::size_t event_type_count = static_cast<std::size_t>(EventType::unknown) + 1;
-static_assert(static_cast<std::size_t>(WebhookRefusal::malformed_body) ==
+static_assert(static_cast<std::size_t>(WebhookRefusal::status_store_failed) ==
                   WebhookRequestLabels::refusals,
               "a WebhookRefusal was added: WebhookRequestLabels counts them");
 

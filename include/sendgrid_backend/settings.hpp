@@ -58,6 +58,12 @@ struct Settings {
     /// is not written into a connection the server is closing (its outcome would be unknown).
     /// From 0 to `max_wait`.
     std::chrono::milliseconds max_idle_connection_age{3'000};
+    /// Give every message a tracking key (SendgridBackend): the one the message carries in
+    /// `custom_args[tracking_arg]`, or a fresh random one added to the request's custom_args,
+    /// which SendGrid echoes in every Event Webhook event. It is on `outcome.tracking_key`.
+    bool tracking_keys = true;
+    /// The custom_arg that carries the tracking key (1 to 100 bytes).
+    std::string tracking_arg = "sendgrid_backend_key";
     /// Drop repeated addresses within a personalization instead of refusing the message.
     bool deduplicate_recipients = false;
     /// A CA bundle file for TLS verification; empty: the system's.
@@ -240,6 +246,11 @@ SENDGRID_BACKEND_COMPILED void Settings::validate() const {
     }
     if (!(retry.jitter >= 0.0 && retry.jitter <= 1.0)) {
         detail::refuse_setting("Settings::retry.jitter", "must be a number from 0 to 1");
+    }
+    if (tracking_keys && (tracking_arg.empty() || tracking_arg.size() > 100)) {
+        detail::refuse_setting("Settings::tracking_arg",
+                               "is " + std::to_string(tracking_arg.size()) +
+                                   " bytes long; name the custom_arg in 1 to 100 bytes");
     }
     if (!ca_bundle.empty()) {
         std::FILE* file = std::fopen(ca_bundle.c_str(), "rb");

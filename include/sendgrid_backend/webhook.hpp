@@ -43,6 +43,7 @@
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/signals.hpp"
+#include "sendgrid_backend/status/tracker.hpp"
 #include "sendgrid_backend/transport.hpp"
 #include "sendgrid_backend/webhook_events.hpp"
 
@@ -178,6 +179,10 @@ struct WebhookOptions {
     };
     /// Larger bodies are refused (413) before anything else is done with them.
     std::size_t max_body_bytes = 4 * 1024 * 1024;
+    /// Where each event is applied to its message's status (status/tracker.hpp), before
+    /// duplicates by id are removed: the tracker has its own, order- and copy-proof. When its
+    /// store fails the request is answered 503 (SendGrid retries it). Null: none.
+    std::shared_ptr<StatusTracker> statuses;
     /// Where event ids are remembered; null: duplicates are not removed.
     std::shared_ptr<SeenEventIds> seen = std::make_shared<InMemorySeenEventIds>();
     /// Receives exceptions thrown by sendgrid_event_received handlers; null: one line on stderr.
@@ -222,11 +227,20 @@ class EventWebhook {
         result.verified = verifier_.has_value();
         try {
             result.events = parse_webhook_events(body);
-            if (options_.seen) drop_duplicates(result);
         } catch (const InvalidWebhookBody& invalid) {
             return refuse(WebhookRefusal::malformed_body, 400,
                           invalid.field() + " " + invalid.reason());
         }
+        if (options_.statuses) {
+            try {
+                result.statuses_applied = options_.statuses->record(result.events);
+            } catch (...) {
+                return refuse(WebhookRefusal::status_store_failed, 503,
+                              "the status store failed: " +
+                                  detail::describe_exception(std::current_exception()));
+            }
+        }
+        if (options_.seen) drop_duplicates(result);
         for (const auto& event : result.events) {
             for (const auto& error : sendgrid_event_received.send_robust(*this, event)) {
                 detail::report_handler_error(options_.on_handler_error, event, error,

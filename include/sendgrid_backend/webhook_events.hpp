@@ -369,6 +369,9 @@ enum class WebhookRefusal {
     bad_signature_encoding,
     signature_mismatch,
     malformed_body,
+    /// The status store (`WebhookOptions::statuses`) failed: answered 503, so that SendGrid
+    /// sends the batch again; nothing of it was applied or signalled.
+    status_store_failed,
 };
 
 /// A short name for a WebhookRefusal, e.g. "stale_timestamp"; "none" for none.
@@ -392,17 +395,22 @@ constexpr const char* to_string(WebhookRefusal refusal) noexcept {
             return "signature_mismatch";
         case WebhookRefusal::malformed_body:
             return "malformed_body";
+        case WebhookRefusal::status_store_failed:
+            return "status_store_failed";
     }
     return "none";
 }
 
 /// What to answer and what was received.
 struct WebhookResult {
-    int http_status = 200;  ///< 200, or 400 / 401 / 413 when refused
+    int http_status = 200;  ///< 200, or 400 / 401 / 413 / 503 when refused
     WebhookRefusal refusal = WebhookRefusal::none;
     std::string refusal_reason;        ///< one line, empty when accepted
     std::vector<WebhookEvent> events;  ///< the new events, in the order received
     std::size_t duplicates = 0;        ///< events dropped because their sg_event_id was seen before
+    /// Events that changed a tracked message's record (`WebhookOptions::statuses`): new facts,
+    /// copies and untracked events left out.
+    std::size_t statuses_applied = 0;
     /// The signature was checked and matched (false when accepted with `allow_unsigned`).
     bool verified = false;
 

@@ -32,12 +32,12 @@
 #include <ctime>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <utility>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/text/random_key.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -45,6 +45,7 @@
 #include "sendgrid_backend/payload.hpp"
 #include "sendgrid_backend/redis/client.hpp"
 #include "sendgrid_backend/redis/scripts.hpp"
+#include "sendgrid_backend/status/tracker.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 
@@ -59,6 +60,11 @@ struct RedisQueueOptions {
     /// 0: unbounded. Otherwise enqueue refuses (QueueFull) while the stream holds this many
     /// entries; the stream is never trimmed, which could drop entries not yet sent.
     std::size_t max_length = 0;
+    /// Where each message's status is also recorded (queued by `enqueue`, sending by a worker);
+    /// null: only the queue's own status hash. Give the worker's backend the same tracker
+    /// (`BackendOptions::statuses`), and the statuses read as one record, from queued to
+    /// delivered, under the queue key.
+    std::shared_ptr<StatusTracker> statuses;
 
     static constexpr std::chrono::seconds max_status_ttl{366 * 24 * 3600};
 
@@ -199,6 +205,15 @@ class RedisMailQueue {
             throw QueueFull(std::to_string(options_.max_length) +
                             " messages are queued already (RedisQueueOptions::max_length)");
         }
+        if (answer.integer == 1 && options_.statuses) {
+            try {  // the message is queued: a missing "queued" in the record is no reason to fail
+                // Tracked under the message's own key if it brings one, as a worker sends it.
+                auto own = message.custom_args.find(options_.statuses->tracking_arg());
+                const bool has_own = own != message.custom_args.end() && !own->second.empty();
+                options_.statuses->record_queue(has_own ? own->second : key, DeliveryState::queued);
+            } catch (...) {
+            }
+        }
         return {key, answer.integer == 1};
     }
 
@@ -247,16 +262,7 @@ class RedisMailQueue {
         }
     }
 
-    static std::string random_key() {
-        thread_local std::mt19937_64 random{std::random_device{}()};
-        static constexpr char hex[] = "0123456789abcdef";
-        std::string key(32, '0');
-        for (std::size_t i = 0; i < key.size(); i += 16) {
-            std::uint64_t bits = random();
-            for (std::size_t k = 0; k < 16; ++k, bits >>= 4) key[i + k] = hex[bits & 15];
-        }
-        return key;
-    }
+    static std::string random_key() { return detail::random_key(); }
 
     std::shared_ptr<RedisClient> redis_;
     RedisQueueOptions options_;

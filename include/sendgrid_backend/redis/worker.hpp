@@ -329,11 +329,20 @@ class RedisMailWorker {
                 if (!options_.key_custom_arg.empty()) {
                     message.custom_args[options_.key_custom_arg] = move.entry->key;
                 }
+                // The queue key is the tracking key, unless the message brought its own.
+                const Settings& settings = backend_->settings();
+                if (settings.tracking_keys) {
+                    message.custom_args.emplace(settings.tracking_arg, move.entry->key);
+                }
+                record_sending(message, move.entry->key);
                 batch.messages.push_back(std::move(message));
                 batch.entries.push_back(move.entry);
                 continue;
             }
-            if (moved[i] && move.to == QueuedState::unknown) report_unknown(message);
+            if (moved[i] && move.to == QueuedState::unknown) {
+                message.outcome.tracking_key = tracking_key_of(message, move.entry->key);
+                report_unknown(message);
+            }
             plan.done.push_back(move.entry);
         }
         return batch;
@@ -411,6 +420,27 @@ class RedisMailWorker {
     static QueuedState state_after(const SendOutcome& outcome) noexcept {
         if (outcome.accepted()) return QueuedState::accepted;
         return outcome.maybe_delivered() ? QueuedState::unknown : QueuedState::failed;
+    }
+
+    /// The key a message's status is tracked by: its own tracking_arg, or its queue key.
+    std::string tracking_key_of(const EmailMessage& message, const std::string& queue_key) const {
+        const Settings& settings = backend_->settings();
+        if (!settings.tracking_keys) return "";
+        auto found = message.custom_args.find(settings.tracking_arg);
+        return found != message.custom_args.end() && !found->second.empty() ? found->second
+                                                                            : queue_key;
+    }
+
+    /// Records "sending" in the queue's status tracker, if it has one: best effort, as the move
+    /// itself is what keeps other workers off the message.
+    void record_sending(const EmailMessage& message, const std::string& queue_key) const {
+        if (!queue_.statuses) return;
+        const std::string key = tracking_key_of(message, queue_key);
+        if (key.empty()) return;
+        try {
+            queue_.statuses->record_queue(key, DeliveryState::sending);
+        } catch (...) {
+        }
     }
 
     /// Emits `sendgrid_email_sent` for a message a dead worker may have sent: its one emission.
