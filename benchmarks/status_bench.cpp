@@ -1,0 +1,317 @@
+// Statuses in Redis from the Event Webhook, each comparison in the same run (status_bench.sh
+// starts its own redis-server; the ctest smoke run uses the tests' one):
+//  - status/handle_redis: a signed 1,000-event POST body through EventWebhook::handle with
+//    `statuses` = StatusTracker over RedisStatusStore: verified, parsed, turned into facts and
+//    applied to Redis in one script call (one round trip) per batch;
+//  - status/raw_hset (the baseline): the same 1,000 events, already parsed, written the plainest
+//    way: one HSET per event (field "<email>|<event>|<sg_event_id>", value its timestamp) into
+//    a hash per tracking key, all 1,000 pipelined in one round trip with RedisClient::pipeline;
+//  - status/handle_no_statuses and status/handle_raw_hset, to tell where the time goes:
+//    handle without statuses (verify + parse), and a naive receiver (handle, then the raw
+//    pipelined HSETs of its events).
+// Every benchmark counts events (items_per_second is events per second). Ratios are printed
+// after the table (ratio_reporter.hpp).
+//
+// The work is never all duplicates: kBatches distinct batches (distinct tracking keys and
+// event ids) are cycled through, and each pass over them writes under a prefix of its own, the
+// previous pass's keys deleted (SCAN + UNLINK, outside the timing) when the next begins. So
+// every fact applied is new to its store, as a receiver's steady state has it. A batch holds
+// 250 messages x 4 events (processed, delivered, then open, click, deferred or bounce).
+//
+//   benchmarks/status_bench.sh [path/to/status_bench]
+#include <sendgrid_backend/redis/client.hpp>
+#include <sendgrid_backend/status/redis_store.hpp>
+#include <sendgrid_backend/status/tracker.hpp>
+#include <sendgrid_backend/testing/webhook_signer.hpp>
+#include <sendgrid_backend/webhook.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ratio_reporter.hpp"
+
+namespace {
+
+namespace sg = sendgrid_backend;
+
+constexpr int kEventsPerBatch = 1000;
+constexpr int kEventsPerMessage = 4;
+constexpr int kBatches = 32;
+constexpr std::int64_t kTimestamp = 1'800'000'000;
+
+/// SENDGRID_BACKEND_REDIS_URL, or the url file in SENDGRID_BACKEND_REDIS_DIR (the tests' fixture).
+std::string redis_url() {
+    if (const char* url = std::getenv("SENDGRID_BACKEND_REDIS_URL")) return url;
+    if (const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR")) {
+        std::ifstream file(std::string(dir) + "/url");
+        std::string url;
+        if (std::getline(file, url)) return url;
+    }
+    return "";
+}
+
+bool redis_missing(benchmark::State& state) {
+    if (!redis_url().empty()) return false;
+    state.SkipWithError("SENDGRID_BACKEND_REDIS_URL is not set (run benchmarks/status_bench.sh)");
+    return true;
+}
+
+/// One event as SendGrid posts it, with the tracking key as a custom arg.
+void append_event(std::string& out, int batch, int i) {
+    const int message = i / kEventsPerMessage;
+    const std::string key = "b" + std::to_string(batch) + "-m" + std::to_string(message);
+    const std::string message_id =
+        "14c5d75ce93.dfd." + std::to_string(batch) + "." + std::to_string(message);
+    const std::int64_t time = kTimestamp - 600 + (i % kEventsPerMessage) * 60 + message % 60;
+    out += R"({"email":"user)" + std::to_string(message) + R"(@example.com","timestamp":)" +
+           std::to_string(time) + R"(,"smtp-id":"<)" + message_id + R"(@ismtpd-555>",)";
+    switch (i % kEventsPerMessage) {
+        case 0:
+            out += R"("event":"processed","category":"receipts",)";
+            break;
+        case 1:
+            out += R"("event":"delivered","response":"250 OK",)";
+            break;
+        case 2:
+            out += R"("event":"open","useragent":"Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko )"
+                   R"(Firefox/11.0","ip":"255.255.255.255",)";
+            break;
+        default:
+            switch (message % 3) {
+                case 0:
+                    out += R"("event":"click","url":"https://shop.example.com/orders/)" +
+                           std::to_string(message) + R"(",)";
+                    break;
+                case 1:
+                    out += R"("event":"deferred","response":"421 try again later",)"
+                           R"("attempt":"1",)";
+                    break;
+                default:
+                    out += R"("event":"bounce","type":"bounce","status":"5.1.1",)"
+                           R"("reason":"550 5.1.1 The email account does not exist",)";
+                    break;
+            }
+            break;
+    }
+    out += R"("sg_event_id":"ev-)" + std::to_string(batch) + "-" + std::to_string(i) +
+           R"(","sg_message_id":")" + message_id + R"(.filter0001.16648.5515E0B88.0",)" +
+           R"("sendgrid_backend_key":")" + key + R"(","order_id":"ord-)" + std::to_string(message) +
+           R"("})";
+}
+
+struct SignedBatch {
+    std::string body;
+    sg::HttpHeaders headers;
+    /// The baseline's HSETs: key (without the prefix), field, value.
+    std::vector<std::vector<std::string>> hsets;
+};
+
+struct Batches {
+    sg::testing::WebhookSigner signer;
+    std::vector<SignedBatch> batches;
+
+    Batches() {
+        for (int b = 0; b < kBatches; ++b) {
+            SignedBatch batch;
+            batch.body = "[";
+            for (int i = 0; i < kEventsPerBatch; ++i) {
+                if (i > 0) batch.body += ',';
+                append_event(batch.body, b, i);
+            }
+            batch.body += ']';
+            batch.headers = signer.headers(batch.body, kTimestamp);
+            for (const sg::WebhookEvent& event : sg::parse_webhook_events(batch.body)) {
+                batch.hsets.push_back({"HSET", sg::tracking_key_of(event, sg::default_tracking_arg),
+                                       event.email + "|" + std::string(sg::to_string(event.type)) +
+                                           "|" + event.sg_event_id,
+                                       std::to_string(event.timestamp)});
+            }
+            batches.push_back(std::move(batch));
+        }
+        const auto events = sg::parse_webhook_events(batches[0].body);
+        if (events.size() != kEventsPerBatch || events[3].type != sg::EventType::click ||
+            events[7].type != sg::EventType::deferred || events[11].type != sg::EventType::bounce ||
+            sg::tracking_key_of(events[999], sg::default_tracking_arg) != "b0-m249") {
+            throw std::logic_error("status_bench: the batch is not what it should be");
+        }
+    }
+};
+
+const Batches& batches() {
+    static const Batches made;
+    return made;
+}
+
+/// Deletes every key under `prefix` (a pass's keys, once the next pass has begun).
+void delete_prefix(sg::RedisClient& redis, const std::string& prefix) {
+    std::string cursor = "0";
+    do {
+        const sg::RedisValue page =
+            redis.command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "10000"});
+        if (page.type != sg::RedisValue::Type::array || page.elements.size() != 2) return;
+        cursor = page.elements[0].text;
+        std::vector<std::string> unlink{"UNLINK"};
+        for (const sg::RedisValue& key : page.elements[1].elements) unlink.push_back(key.text);
+        if (unlink.size() > 1) redis.command(unlink);
+    } while (cursor != "0");
+}
+
+/// Calls of `command` Redis has run (INFO commandstats), to count round trips.
+std::int64_t command_calls(sg::RedisClient& redis, const std::string& command) {
+    const sg::RedisValue info = redis.command({"INFO", "commandstats"});
+    const std::string marker = "cmdstat_" + command + ":calls=";
+    const auto at = info.text.find(marker);
+    if (at == std::string::npos) return 0;
+    return std::strtoll(info.text.c_str() + at + marker.size(), nullptr, 10);
+}
+
+/// A pass over the batches: a prefix of its own, and (for handle_redis) the objects using it.
+struct Pass {
+    std::shared_ptr<sg::RedisClient> redis =
+        std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(redis_url()));
+    std::string name;
+    int number = 0;
+    std::string prefix;
+    std::size_t next = kBatches;  // starts a pass at the first batch
+
+    explicit Pass(std::string which) : name(std::move(which)) {}
+    ~Pass() { delete_prefix(*redis, prefix); }
+
+    /// The next batch; at the end of a pass (outside the timing) a new prefix, the old deleted.
+    template <class OnNewPass>
+    const SignedBatch& advance(benchmark::State& state, OnNewPass&& on_new_pass) {
+        if (next == kBatches) {
+            state.PauseTiming();
+            if (!prefix.empty()) delete_prefix(*redis, prefix);
+            prefix = "bench:status:" + name + ":" + std::to_string(++number) + ":";
+            on_new_pass();
+            next = 0;
+            state.ResumeTiming();
+        }
+        return batches().batches[next++];
+    }
+};
+
+sg::WebhookOptions webhook_options() {
+    sg::WebhookOptions options;
+    options.public_key = batches().signer.public_key_base64();
+    options.now = [] { return kTimestamp; };
+    return options;
+}
+
+/// Ours: verify, parse, facts, one script call per batch.
+void BM_handle_redis(benchmark::State& state) {
+    if (redis_missing(state)) return;
+    batches();
+    Pass pass("ours");
+    std::unique_ptr<sg::EventWebhook> webhook;
+    std::shared_ptr<sg::RedisStatusStore> store;
+    const std::int64_t scripts_before = command_calls(*pass.redis, "evalsha");
+    std::size_t applied = 0;
+    for (auto _ : state) {
+        const SignedBatch& batch = pass.advance(state, [&] {
+            sg::RedisStatusStoreOptions store_options;
+            store_options.prefix = pass.prefix;
+            store = std::make_shared<sg::RedisStatusStore>(pass.redis, store_options);
+            sg::StatusTrackerOptions tracker_options;
+            tracker_options.store = store;
+            sg::WebhookOptions options = webhook_options();
+            options.statuses = std::make_shared<sg::StatusTracker>(tracker_options);
+            webhook = std::make_unique<sg::EventWebhook>(options);
+        });
+        const sg::WebhookResult result = webhook->handle(batch.headers, batch.body);
+        if (!result.accepted() || result.statuses_applied != kEventsPerBatch) {
+            state.SkipWithError(("handle: " + std::to_string(result.statuses_applied) +
+                                 " applied, " + result.refusal_reason)
+                                    .c_str());
+            break;
+        }
+        applied += result.statuses_applied;
+    }
+    const double iterations = static_cast<double>(state.iterations());
+    state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
+    state.counters["applied/event"] = static_cast<double>(applied) / (iterations * kEventsPerBatch);
+    state.counters["evalsha/batch"] =
+        static_cast<double>(command_calls(*pass.redis, "evalsha") - scripts_before) / iterations;
+}
+BENCHMARK(BM_handle_redis)->Name("status/handle_redis")->UseRealTime();
+
+/// The baseline: the parsed events as pipelined HSETs, one round trip per batch. Its commands
+/// (with the pass's prefix) are made outside the timing.
+void BM_raw_hset(benchmark::State& state) {
+    if (redis_missing(state)) return;
+    batches();
+    Pass pass("raw");
+    std::vector<std::vector<std::vector<std::string>>> prefixed;
+    for (auto _ : state) {
+        const SignedBatch& batch = pass.advance(state, [&] {
+            prefixed.clear();
+            for (const SignedBatch& each : batches().batches) {
+                prefixed.push_back(each.hsets);
+                for (auto& command : prefixed.back()) command[1] = pass.prefix + command[1];
+            }
+        });
+        const auto& commands = prefixed[static_cast<std::size_t>(&batch - &batches().batches[0])];
+        const std::vector<sg::RedisValue> answers = pass.redis->pipeline(commands);
+        if (answers.size() != commands.size() || answers.back().is_error()) {
+            state.SkipWithError("HSET refused");
+            break;
+        }
+    }
+    state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
+}
+BENCHMARK(BM_raw_hset)->Name("status/raw_hset")->UseRealTime();
+
+/// EventWebhook::handle without statuses (verify, parse, de-duplication, emission), then, with
+/// `write`, a naive receiver's raw pipelined HSET of the events it returned.
+void run_handle(benchmark::State& state, bool write) {
+    if (redis_missing(state)) return;
+    batches();
+    Pass pass(write ? "handle_raw" : "handle_only");
+    std::unique_ptr<sg::EventWebhook> webhook;
+    std::vector<std::vector<std::string>> commands;
+    for (auto _ : state) {
+        const SignedBatch& batch = pass.advance(
+            state, [&] { webhook = std::make_unique<sg::EventWebhook>(webhook_options()); });
+        const sg::WebhookResult result = webhook->handle(batch.headers, batch.body);
+        if (result.events.size() != kEventsPerBatch) {
+            state.SkipWithError(("handle: " + result.refusal_reason).c_str());
+            break;
+        }
+        if (!write) continue;
+        commands.clear();
+        for (const sg::WebhookEvent& event : result.events) {
+            commands.push_back({"HSET",
+                                pass.prefix + sg::tracking_key_of(event, sg::default_tracking_arg),
+                                event.email + "|" + std::string(sg::to_string(event.type)) + "|" +
+                                    event.sg_event_id,
+                                std::to_string(event.timestamp)});
+        }
+        const std::vector<sg::RedisValue> answers = pass.redis->pipeline(commands);
+        if (answers.size() != commands.size() || answers.back().is_error()) {
+            state.SkipWithError("HSET refused");
+            break;
+        }
+    }
+    state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
+}
+void BM_handle_no_statuses(benchmark::State& state) { run_handle(state, false); }
+void BM_handle_raw_hset(benchmark::State& state) { run_handle(state, true); }
+BENCHMARK(BM_handle_no_statuses)->Name("status/handle_no_statuses")->UseRealTime();
+BENCHMARK(BM_handle_raw_hset)->Name("status/handle_raw_hset")->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return sendgrid_backend_bench::run_with_ratios(argc, argv, [](const std::string& name) {
+        if (name.rfind("status/raw_hset", 0) == 0) return std::string();
+        return std::string("status/raw_hset");
+    });
+}
