@@ -209,6 +209,26 @@ TEST_CASE("with a status tracker, one record runs from queued to accepted, under
     CHECK(sender.reached().count(started) == 0);
 }
 
+TEST_CASE("a worker refuses a tracker and a backend that name different tracking args",
+          "[queue][redis][status]") {
+    Sender sender;
+    auto names = fresh_queue("mismatch");
+    sg::StatusTrackerOptions tracker_options;
+    tracker_options.tracking_arg = "their_key";
+    names.statuses = std::make_shared<sg::StatusTracker>(tracker_options);
+    try {
+        sg::RedisMailWorker worker(sender.backend, redis(), names, quick_worker("mismatch"));
+        FAIL("a mismatched tracking arg was accepted");
+    } catch (const sg::ImproperlyConfigured& error) {
+        CHECK(error.setting() == "RedisQueueOptions::statuses");
+    }
+    // An empty tracking key is refused at enqueue, before it is durable.
+    sg::RedisMailQueue queue(redis(), fresh_queue("empty-key"));
+    sg::EmailMessage message = mail(1);
+    message.custom_args["sendgrid_backend_key"] = "";
+    CHECK_THROWS_AS(queue.enqueue(message), sg::InvalidMessage);
+}
+
 TEST_CASE("scripts Redis forgot (as after a restart) are loaded again", "[queue][redis]") {
     Sender sender;
     auto client = redis();

@@ -294,5 +294,32 @@ TEST_CASE("MemoryStatusStore is bounded: the least recently changed message goes
 }
 
 TEST_CASE("the property: any order, any copies, one status (memory store)", "[status][property]") {
-    status_property::check([] { return std::make_shared<sg::MemoryStatusStore>(); }, 200, 20261206);
+    status_property::check([] { return std::make_shared<sg::MemoryStatusStore>(); }, 60, 20261206);
+}
+
+TEST_CASE("events naming different message ids give one record in either order",
+          "[status][rules]") {
+    auto with_id = [](nlohmann::json event, const std::string& id) {
+        event["sg_message_id"] = id;
+        return event;
+    };
+    const auto a = with_id(ev("delivered", 10, "1"), "AAA.filter1");
+    const auto b = with_id(ev("open", 20, "2"), "BBB.filter1");
+    nlohmann::json c = ev("click", 30, "3");
+    c.erase("sg_message_id");
+    Tracked one;
+    Tracked other;
+    one.after({a, b, c});
+    other.after({c, b, a});
+    CHECK(one.tracker.status("k")->send.message_id == other.tracker.status("k")->send.message_id);
+    CHECK(*one.store->read("k") == *other.store->read("k"));
+}
+
+TEST_CASE("a fingerprint tells texts apart by their lengths", "[status][rules]") {
+    Tracked tracked;
+    auto first = ev("open", 100, "o1", {{"useragent", "Mail/1kzsy"}});
+    auto second = ev("open", 100, "o2", {{"useragent", "Mail/1"}, {"z", "y"}});
+    CHECK(tracked.tracker.record(parse({first})) == 1);
+    CHECK(tracked.tracker.record(parse({second})) == 1);
+    CHECK(tracked.after({}).open.count == 2);
 }

@@ -592,7 +592,7 @@ TEST_CASE("the SQLite store: any order, copies and batches give the same records
 TEST_CASE("the SQLite store: recorded events in any order and copies give one status",
           "[status][store][sqlite][property]") {
     TempDir dir;
-    status_property::check([&] { return std::make_shared<SqliteStatusStore>(dir.fresh()); }, 20,
+    status_property::check([&] { return std::make_shared<SqliteStatusStore>(dir.fresh()); }, 10,
                            20261207);
 }
 
@@ -788,7 +788,7 @@ TEST_CASE("the Redis store: recorded events in any order and copies give one sta
     if (!have_redis()) return;
     auto redis = fixture_client();
     status_property::check(
-        [&] { return std::make_shared<RedisStatusStore>(redis, fresh_options()); }, 50, 20261208);
+        [&] { return std::make_shared<RedisStatusStore>(redis, fresh_options()); }, 25, 20261208);
 }
 
 TEST_CASE("the Redis store: two clients apply the same facts at once, each fact once",

@@ -4,6 +4,10 @@
 #include <sendgrid_backend/status/tracker.hpp>
 #include <sendgrid_backend/testing/outbox.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -189,4 +193,81 @@ TEST_CASE("a status store that throws is reported; the message is still emitted 
     CHECK(emitted == 1);
     CHECK(outbox->size() == 1);
     CHECK(errors == std::vector<std::string>{"store down"});
+}
+
+TEST_CASE("the tracking key reaches personalizations with custom_args of their own",
+          "[status][tracking]") {
+    Sending sending;
+    const auto backend = sending.backend();
+    sg::EmailMessage message = sg::EmailMessage("Hi", "Body", "shop@example.com", {});
+    message.custom_args["campaign"] = "c1";
+    sg::Personalization own;
+    own.to = {"ann@example.com"};
+    own.custom_args["user_id"] = "7";
+    sg::Personalization plain;
+    plain.to = {"bob@example.com"};
+    message.personalizations = {own, plain};
+    REQUIRE(backend.send_message(message));
+    const std::string key = message.outcome.tracking_key;
+    const auto sent = sending.outbox->outbox().at(0);
+    CHECK(sent["personalizations"][0]["custom_args"] ==
+          nlohmann::json{{"user_id", "7"}, {"sendgrid_backend_key", key}});
+    CHECK(sent["personalizations"][1]["custom_args"] ==
+          nlohmann::json{{"campaign", "c1"}, {"sendgrid_backend_key", key}});
+    // Added for the request only.
+    CHECK(message.personalizations[0].custom_args.size() == 1);
+    CHECK(message.custom_args.size() == 1);
+
+    // A personalization's own key must be the message's.
+    message.personalizations[0].custom_args["sendgrid_backend_key"] = "other";
+    CHECK_FALSE(backend.send_message(message));
+    CHECK(message.outcome.failure_reason.rfind(
+              "personalizations[0].custom_args[\"sendgrid_backend_key\"]: differs", 0) == 0);
+    message.custom_args["sendgrid_backend_key"] = "other";
+    CHECK(backend.send_message(message));
+    CHECK(message.outcome.tracking_key == "other");
+}
+
+TEST_CASE("an address in several personalizations is one recipient, signalled once",
+          "[status][tracking]") {
+    Sending sending;
+    const auto backend = sending.backend();
+    sg::EmailMessage message = sg::EmailMessage("Hi", "Body", "shop@example.com", {});
+    message.cc = {"Boss@example.com"};
+    sg::Personalization a;
+    a.to = {"a@example.com"};
+    sg::Personalization b;
+    b.to = {"b@example.com"};
+    message.personalizations = {a, b};
+    std::vector<std::string> changed;
+    sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
+        [&](const std::string&, const std::string& recipient, const sg::RecipientState&,
+            const sg::RecipientState&, const sg::StatusEvent&) { changed.push_back(recipient); });
+    REQUIRE(backend.send_message(message));
+    std::sort(changed.begin(), changed.end());
+    CHECK(changed ==
+          std::vector<std::string>{"", "a@example.com", "b@example.com", "boss@example.com"});
+    CHECK(sending.tracker->status(message.outcome.tracking_key)->recipients.size() == 3);
+}
+
+TEST_CASE("keys are fresh in a forked child", "[status][tracking]") {
+    const std::string before = sg::detail::random_key();  // fills this thread's pool
+    int pipe_ends[2];
+    REQUIRE(::pipe(pipe_ends) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        const std::string key = sg::detail::random_key();
+        const ssize_t written = ::write(pipe_ends[1], key.data(), key.size());
+        ::_exit(written == static_cast<ssize_t>(key.size()) ? 0 : 1);
+    }
+    const std::string mine = sg::detail::random_key();
+    std::string theirs(32, '\0');
+    CHECK(::read(pipe_ends[0], theirs.data(), theirs.size()) == 32);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ::close(pipe_ends[0]);
+    ::close(pipe_ends[1]);
+    CHECK(mine != theirs);
+    CHECK(before != mine);
 }

@@ -24,6 +24,7 @@
 #include <exception>
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -238,7 +239,6 @@ class SendgridBackend {
     /// Runs the pre-send hook and builds the request; nullopt (outcome recorded) when the
     /// message is not to be sent.
     std::optional<HttpRequest> prepare(EmailMessage& message) const {
-        message.outcome = SendOutcome{};
         try {
             sendgrid_pre_send.send(*this, message);
         } catch (const CancelSend& cancel) {
@@ -275,25 +275,45 @@ class SendgridBackend {
 
     /// The payload with the message's tracking key in its custom_args, recorded on the outcome:
     /// the message's own, or a new one, added for the request only (a message object sent
-    /// again, or used as a template, gets a new key each time).
+    /// again, or used as a template, gets a new key each time). A personalization with
+    /// custom_args of its own gets the key too: SendGrid echoes a personalization's custom_args
+    /// instead of the message's, and its recipients' events must carry the key.
+    /// @throws InvalidMessage for an empty key, or a personalization's that differs.
     std::string serialize_with_tracking_key(EmailMessage& message) const {
+        using Args = std::map<std::string, std::string>;
         const std::string& arg = settings_.tracking_arg;
         auto found = message.custom_args.find(arg);
-        if (found != message.custom_args.end()) {
-            if (found->second.empty()) {
-                throw InvalidMessage(detail::keyed("custom_args", arg),
-                                     "is empty; a tracking key needs at least one character");
-            }
-            message.outcome.tracking_key = found->second;
-            return serialize_payload(message);
+        if (found != message.custom_args.end() && found->second.empty()) {
+            throw InvalidMessage(detail::keyed("custom_args", arg),
+                                 "is empty; a tracking key needs at least one character");
         }
-        message.outcome.tracking_key = detail::random_key();
-        auto added = message.custom_args.emplace(arg, message.outcome.tracking_key).first;
-        struct RemoveAdded {
-            EmailMessage& message;
-            decltype(added) at;
-            ~RemoveAdded() { message.custom_args.erase(at); }
-        } remove_added{message, added};
+        const std::string key =
+            found != message.custom_args.end() ? found->second : detail::random_key();
+        // Each map the key is added to, and where: taken out again whatever happens.
+        struct Added {
+            std::vector<std::pair<Args*, Args::iterator>> entries;
+            ~Added() {
+                for (auto& [args, at] : entries) args->erase(at);
+            }
+        } added;
+        added.entries.reserve(1 + message.personalizations.size());
+        auto add = [&](Args& args) {
+            added.entries.emplace_back(&args, args.emplace(arg, key).first);
+        };
+        for (std::size_t i = 0; i < message.personalizations.size(); ++i) {
+            Args& own = message.personalizations[i].custom_args;
+            if (own.empty()) continue;  // the message's custom_args go there
+            auto theirs = own.find(arg);
+            if (theirs == own.end()) {
+                add(own);
+            } else if (theirs->second != key) {
+                throw InvalidMessage(
+                    detail::keyed("personalizations[" + std::to_string(i) + "].custom_args", arg),
+                    "differs from the message's tracking key; set it on the message only");
+            }
+        }
+        if (found == message.custom_args.end()) add(message.custom_args);
+        message.outcome.tracking_key = key;
         return serialize_payload(message);
     }
 
@@ -370,6 +390,9 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
         requests.reserve(count);
         outcomes.reserve(count);
         positions.reserve(count);
+        // Every outcome starts afresh before any is prepared: an error part-way must not leave
+        // a later message with its previous send's outcome (and tracking key) to record.
+        for (std::size_t i = 0; i < count; ++i) messages[i].outcome = SendOutcome{};
         for (std::size_t i = 0; i < count; ++i) {
             if (auto request = prepare(messages[i])) {
                 requests.push_back(std::move(*request));

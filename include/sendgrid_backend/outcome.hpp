@@ -55,6 +55,10 @@ constexpr const char* to_string(TransportError error) noexcept {
     return "other";
 }
 
+/// The custom_arg that carries a message's tracking key unless told otherwise
+/// (`Settings::tracking_arg`, `StatusTrackerOptions::tracking_arg`).
+inline constexpr const char* default_tracking_arg = "sendgrid_backend_key";
+
 /// One entry of SendGrid's `{"errors": [...]}` answer.
 struct ApiError {
     std::string message;

@@ -21,6 +21,7 @@
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/detail/text/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
+#include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -63,7 +64,7 @@ struct Settings {
     /// which SendGrid echoes in every Event Webhook event. It is on `outcome.tracking_key`.
     bool tracking_keys = true;
     /// The custom_arg that carries the tracking key (1 to 100 bytes).
-    std::string tracking_arg = "sendgrid_backend_key";
+    std::string tracking_arg = default_tracking_arg;
     /// Drop repeated addresses within a personalization instead of refusing the message.
     bool deduplicate_recipients = false;
     /// A CA bundle file for TLS verification; empty: the system's.

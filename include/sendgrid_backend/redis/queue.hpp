@@ -253,6 +253,20 @@ class RedisMailQueue {
     static void check_sendable(const EmailMessage& message, const std::string& key) {
         EmailMessage as_sent = message;  // a copy: the producer's message stays as it gave it
         as_sent.custom_args[detail::default_queue_key_arg] = key;
+        // The tracking key a worker's backend adds (by default), where it adds it: it counts
+        // toward each personalization's custom_args limit. An empty one the backend refuses.
+        auto own = as_sent.custom_args.find(default_tracking_arg);
+        if (own != as_sent.custom_args.end() && own->second.empty()) {
+            throw InvalidMessage(detail::keyed("custom_args", default_tracking_arg),
+                                 "is empty; a tracking key needs at least one character");
+        }
+        const std::string tracking_key = own != as_sent.custom_args.end() ? own->second : key;
+        as_sent.custom_args.emplace(default_tracking_arg, tracking_key);
+        for (auto& personalization : as_sent.personalizations) {
+            if (!personalization.custom_args.empty()) {
+                personalization.custom_args.emplace(default_tracking_arg, tracking_key);
+            }
+        }
         PayloadOptions lenient;
         lenient.deduplicate_recipients = true;  // a worker's backend may be set to drop repeats
         const std::size_t bytes = serialize_payload(as_sent, lenient).size();

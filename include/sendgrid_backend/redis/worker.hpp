@@ -76,6 +76,17 @@ class RedisMailWorker {
         if (!backend_) throw ImproperlyConfigured("backend", "is null; pass a SendgridBackend");
         if (!redis_) throw ImproperlyConfigured("redis", "is null; pass a RedisClient");
         queue_.validate();
+        const Settings& settings = backend_->settings();
+        if (queue_.statuses && settings.tracking_keys &&
+            queue_.statuses->tracking_arg() != settings.tracking_arg) {
+            // Else sends would carry one argument and the tracker look for another.
+            throw ImproperlyConfigured(
+                "RedisQueueOptions::statuses",
+                "tracks the custom_arg " +
+                    detail::quote_for_error(queue_.statuses->tracking_arg()) +
+                    ", the backend's Settings::tracking_arg is " +
+                    detail::quote_for_error(settings.tracking_arg) + "; make them the same");
+        }
         detail::require_at_most("WorkerOptions::batch", options_.batch, WorkerOptions::max_batch);
         detail::require_within("WorkerOptions::block", options_.block, std::chrono::milliseconds(1),
                                WorkerOptions::max_block, " (Redis reads 0 as forever)");

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,9 +39,6 @@
 #include "sendgrid_backend/webhook_events.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
-
-/// The custom_arg that carries a message's tracking key unless told otherwise.
-inline constexpr const char* default_tracking_arg = "sendgrid_backend_key";
 
 /// What one kind of event means for its recipient: the state it implies and the count it adds
 /// to. The table is the rules; tests/test_status_rules.cpp checks it row by row.
@@ -138,12 +136,19 @@ inline std::uint64_t fnv1a(std::string_view text, std::uint64_t hash = 146959810
 inline std::uint64_t content_hash(const nlohmann::json& value, std::uint64_t hash,
                                   std::string_view skip = {}) {
     const auto tag = [&hash](char kind) { return hash = fnv1a(std::string_view(&kind, 1), hash); };
+    // A text goes in after its length, so that no two different trees give one stream.
+    const auto text = [&hash](std::string_view bytes) {
+        const std::uint64_t size = bytes.size();
+        hash = fnv1a(std::string_view(reinterpret_cast<const char*>(&size), sizeof size), hash);
+        return hash = fnv1a(bytes, hash);
+    };
     switch (value.type()) {
         case nlohmann::json::value_t::object:
             tag('{');
             for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>()) {
                 if (key == skip) continue;
-                hash = fnv1a(key, tag('k'));
+                tag('k');
+                text(key);
                 hash = content_hash(member, hash);
             }
             return tag('}');
@@ -152,13 +157,17 @@ inline std::uint64_t content_hash(const nlohmann::json& value, std::uint64_t has
             for (const auto& item : value) hash = content_hash(item, hash);
             return tag(']');
         case nlohmann::json::value_t::string:
-            return fnv1a(value.get_ref<const std::string&>(), tag('s'));
+            tag('s');
+            return text(value.get_ref<const std::string&>());
         case nlohmann::json::value_t::number_integer:
-            return fnv1a(std::to_string(value.get<std::int64_t>()), tag('n'));
+            tag('n');
+            return text(std::to_string(value.get<std::int64_t>()));
         case nlohmann::json::value_t::number_unsigned:
-            return fnv1a(std::to_string(value.get<std::uint64_t>()), tag('n'));
+            tag('n');
+            return text(std::to_string(value.get<std::uint64_t>()));
         case nlohmann::json::value_t::number_float:
-            return fnv1a(value.dump(), tag('f'));
+            tag('f');
+            return text(value.dump());
         case nlohmann::json::value_t::boolean:
             return tag(value.get<bool>() ? 't' : 'F');
         default:  // null, binary, discarded
@@ -249,8 +258,10 @@ inline std::optional<PreparedFact> fact_from_event(const WebhookEvent& event,
     // Any event says SendGrid took the message; a recorded send (time > 0) tells it better.
     const std::string_view message_id =
         std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
+    // Ties between events naming different ids (one key on two sends) go by the id's hash, not
+    // by which event came first.
     fact.ops.push_back(
-        detail::pick_state("", DeliveryState::accepted, 0, 0,
+        detail::pick_state("", DeliveryState::accepted, 0, detail::fnv1a(message_id),
                            {{detail::status_field("", "msgid"), std::string(message_id)},
                             {detail::status_field("", "http"), ""},
                             {detail::status_field("", "reason"), ""}}));
@@ -279,6 +290,7 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
                             {detail::status_field("", "http"), std::to_string(outcome.http_status)},
                             {detail::status_field("", "reason"), outcome.failure_reason}}));
     detail::watch_target(fact, "");
+    std::vector<std::string> done;  // an address in several personalizations counts once
     for (const std::string& text : recipients) {
         std::string recipient;
         try {
@@ -286,7 +298,10 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
         } catch (const InvalidMessage&) {
             continue;  // an invalid message's bad address: nothing to track for it
         }
-        if (recipient.empty()) continue;
+        if (recipient.empty() || std::find(done.begin(), done.end(), recipient) != done.end()) {
+            continue;
+        }
+        done.push_back(recipient);
         fact.ops.push_back(detail::pick_state(
             recipient, state, time, hash,
             {{detail::status_field(recipient, "reason"),
@@ -364,7 +379,7 @@ inline void read_status_field(RecipientStatus& status, std::string_view name,
 inline MessageStatus status_from_record(const std::string& key, const StatusRecord& record) {
     MessageStatus status;
     status.key = key;
-    // The record is sorted by field, so one recipient's fields are together.
+    std::map<std::string_view, RecipientStatus> recipients;  // by address: sorted, each once
     for (const auto& [field, value] : record) {
         const std::size_t bar = field.rfind('|');
         if (bar == std::string::npos) continue;
@@ -372,16 +387,13 @@ inline MessageStatus status_from_record(const std::string& key, const StatusReco
         const std::string_view name = std::string_view(field).substr(bar + 1);
         RecipientStatus* into = &status.send;
         if (!target.empty()) {
-            if (status.recipients.empty() || status.recipients.back().email != target) {
-                status.recipients.emplace_back();
-                status.recipients.back().email = std::string(target);
-            }
-            into = &status.recipients.back();
+            into = &recipients[target];
+            if (into->email.empty()) into->email = std::string(target);
         }
         detail::read_status_field(*into, name, value);
     }
-    std::sort(status.recipients.begin(), status.recipients.end(),
-              [](const RecipientStatus& a, const RecipientStatus& b) { return a.email < b.email; });
+    status.recipients.reserve(recipients.size());
+    for (auto& entry : recipients) status.recipients.push_back(std::move(entry.second));
     return status;
 }
 

@@ -6,6 +6,8 @@
 /// enough threads and hosts, and two messages under one key would merge (or one not be queued).
 
 #include <sys/random.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -44,7 +46,11 @@ inline std::string random_key() {
     constexpr std::size_t batch = 16 * key_bytes;
     thread_local unsigned char pool[batch];
     thread_local std::size_t used = batch;
-    if (used == batch) {
+    thread_local pid_t owner = 0;
+    // A forked child inherits the pool: it draws anew, or parent and child would repeat keys.
+    const pid_t pid = getpid();
+    if (used == batch || owner != pid) {
+        owner = pid;
         if (!kernel_random(pool, batch)) {
             throw std::runtime_error(
                 "no randomness for a message key: getrandom and /dev/urandom failed");
