@@ -335,8 +335,14 @@ TEST_CASE("sendgrid-worker --metrics serves its sends and its queue", "[queue_me
          std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(20ms)) {
         text = scrape(port);
         const auto samples = samples_of(text);
+        // Both counts: a scrape reads the process's counters and the queue's (from Redis) one
+        // after the other, so one scrape can fall between the last send and its state's move.
         const auto accepted = samples.find("sendgrid_queue_messages_total{state=\"accepted\"}");
-        if (accepted != samples.end() && accepted->second == 3) break;
+        const auto sent = samples.find("sendgrid_messages_total{outcome=\"accepted\"}");
+        if (accepted != samples.end() && accepted->second == 3 && sent != samples.end() &&
+            sent->second == 3) {
+            break;
+        }
     }
     INFO(text);
     const auto samples = samples_of(text);
