@@ -31,6 +31,7 @@
 
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/status/record_ops.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
@@ -122,7 +123,8 @@ inline void watch_target(PreparedFact& fact, std::string_view target) {
 }
 
 /// 64-bit FNV-1a: a fingerprint, not a secret (a collision merges two facts of one message).
-inline std::uint64_t fnv1a(std::string_view text, std::uint64_t hash = 14695981039346656037ull) {
+SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
+    std::string_view text, std::uint64_t hash = 14695981039346656037ull) {
     for (unsigned char c : text) {
         hash ^= c;
         hash *= 1099511628211ull;
