@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ratio_reporter.hpp"
+#include "redis_server.hpp"
 #include "simple_message.hpp"
 
 namespace {
@@ -35,21 +36,8 @@ using namespace std::chrono_literals;
 constexpr std::size_t in_flight = 8;
 constexpr int end_to_end_messages = 480;  // per iteration
 
-/// SENDGRID_BACKEND_REDIS_URL, or the url file in SENDGRID_BACKEND_REDIS_DIR (the tests' fixture).
-std::string redis_url() {
-    if (const char* url = std::getenv("SENDGRID_BACKEND_REDIS_URL")) return url;
-    if (const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR")) {
-        std::ifstream file(std::string(dir) + "/url");
-        std::string url;
-        if (std::getline(file, url)) return url;
-    }
-    return "";
-}
-
 bool redis_missing(benchmark::State& state) {
-    if (!redis_url().empty()) return false;
-    state.SkipWithError("SENDGRID_BACKEND_REDIS_URL is not set (run benchmarks/queue_bench.sh)");
-    return true;
+    return ::redis_missing(state, "benchmarks/queue_bench.sh");
 }
 
 std::shared_ptr<sg::RedisClient> redis() {

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "ratio_reporter.hpp"
+#include "redis_server.hpp"
 
 namespace {
 
@@ -46,21 +47,8 @@ constexpr int kEventsPerMessage = 4;
 constexpr int kBatches = 32;
 constexpr std::int64_t kTimestamp = 1'800'000'000;
 
-/// SENDGRID_BACKEND_REDIS_URL, or the url file in SENDGRID_BACKEND_REDIS_DIR (the tests' fixture).
-std::string redis_url() {
-    if (const char* url = std::getenv("SENDGRID_BACKEND_REDIS_URL")) return url;
-    if (const char* dir = std::getenv("SENDGRID_BACKEND_REDIS_DIR")) {
-        std::ifstream file(std::string(dir) + "/url");
-        std::string url;
-        if (std::getline(file, url)) return url;
-    }
-    return "";
-}
-
 bool redis_missing(benchmark::State& state) {
-    if (!redis_url().empty()) return false;
-    state.SkipWithError("SENDGRID_BACKEND_REDIS_URL is not set (run benchmarks/status_bench.sh)");
-    return true;
+    return ::redis_missing(state, "benchmarks/status_bench.sh");
 }
 
 /// One event as SendGrid posts it, with the tracking key as a custom arg.
