@@ -313,6 +313,38 @@ void check_contract(const MakeStore& make_store) {
         CHECK_FALSE(store.read("empty").has_value());
     }
 
+    SECTION("one message with thousands of facts and fields in one batch, and a copy of each") {
+        // Past the sizes a store may split into several calls (Redis' Lua: 1,000 arguments).
+        constexpr int facts = 2600;
+        std::vector<PreparedFact> batch;
+        for (int copy = 0; copy < 2; ++copy) {
+            for (int i = 0; i < facts; ++i) {
+                const std::string n = std::to_string(i);
+                batch.push_back(fact("big", "f" + n,
+                                     {add_op("n" + n, i), pick_op("g" + n, 1, i, 0, {{"v" + n, n}}),
+                                      add_op("total", 1)},
+                                     {"n" + n, "total"}));
+            }
+        }
+        const std::vector<AppliedFact> results = store.apply(batch);
+        REQUIRE(results.size() == batch.size());
+        for (int i = 0; i < facts; ++i) {
+            INFO("fact " << i);
+            CHECK(results[i].applied);
+            CHECK(results[i].before == Values{0, i});
+            CHECK(results[i].after == Values{i, i + 1});
+            CHECK_FALSE(results[facts + i].applied);
+        }
+        CHECK(store.applied_facts() == static_cast<std::uint64_t>(facts));
+        const StatusRecord record = store.read("big").value();
+        CHECK(record.size() == 1 + 5 * static_cast<std::size_t>(facts));
+        CHECK(record.at("total") == std::to_string(facts));
+        CHECK(record.at("n2599") == "2599");
+        CHECK(record.at("g2599.time") == "2599");
+        CHECK(record.at("v2599") == "2599");
+        CHECK_FALSE(apply_one(store, batch[facts - 1]).applied);
+    }
+
     SECTION("facts for several keys in one batch; unknown keys; an empty batch") {
         const std::string odd_key = "order 42/\xc3\xbc:rec:x";  // spaces, UTF-8, the separator
         const std::string nul_field("n\0l", 3);

@@ -21,22 +21,29 @@
 /// `apply` sends its whole batch in one script call (one round trip): the script is atomic, so
 /// processes applying the same facts at once apply each one once. KEYS[1] is the counter,
 /// KEYS[2p] and KEYS[2p+1] message p's hash and set (p = 1, 2, ...); ARGV[1] is the batch in
-/// MessagePack (one argument: Redis and Lua read it in C, not 50 arguments per fact), texts
-/// given once in a table and named by their 1-based index:
+/// MessagePack (one argument: Redis and Lua read it in C, not 50 arguments per fact), grouped
+/// by message, each message's texts given once and named by their 1-based index:
 ///
-///     batch = [ttl, [text...], [fact...]]
-///     fact  = [p, fingerprint, [watched field...], [op...]]
-///     op    = [1 (max) | 2 (min) | 3 (add), field, value]
-///           | [4 (pick), rank field, time field, tie field, rank, time, tie, [name, value...]]
+///     batch   = [ttl, [message...]]
+///     message = [[text...], reads, [fingerprint...], [op word...]]
 ///
-/// The script answers one MessagePack array of integers: per fact, 0 (applied before), or 1
-/// followed by the watched values before, then after (one string: a reply of thousands of
-/// small arrays cost the client more than the script did).
+/// texts[1..reads] are the fields the facts read (their ops' fields, picks' order fields, and
+/// watched fields); the rest are written-only fields and payload values. The op words are, per
+/// fact (one per fingerprint, in order): its number of ops, then each op as
+///
+///     1 (max) | 2 (min) | 3 (add), field, value
+///     4 (pick), rank field, time field, tie field, rank, time, tie, pairs, (name, value)...
+///
+/// The script answers one MessagePack array: per message, the read fields' texts as they were
+/// before the batch (false when missing), then per fact 1 (applied) or 0 (applied before). The
+/// client replays the applied facts on those texts (detail::apply_ops, the in-process store's
+/// code) for the watched values: the script does a fact's ops, and nothing per watched field.
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +54,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/status/record_ops.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/redis/client.hpp"
@@ -80,11 +88,13 @@ namespace detail {
 
 /// Applies a batch of facts (the format is in the file comment). Integers are compared as
 /// numbers (Lua's doubles hold the ±2^53 the contract allows exactly); a stored text that is not
-/// an integer reads as missing, as `record_integer` has it. Each message's hash and set are
-/// read once, the facts applied in Lua, and each written back once (a variadic HSET and SADD):
-/// a few commands per message rather than a dozen per fact, which is what Redis spent its time
-/// on, and what its append-only file records. A script stopped by an error keeps what it wrote,
-/// so every read (where a key of the wrong type fails) comes before the first write.
+/// an integer reads as missing, as `record_integer` has it. Each message's hash is read once
+/// (HMGET of the fields its facts read) and its set asked once (SMISMEMBER of its
+/// fingerprints); the ops run on Lua arrays indexed as the texts are; each key is written back
+/// once (a variadic HSET and SADD): a few commands per message rather than a dozen per fact,
+/// which is what Redis spent its time on, and what its append-only file records. A script
+/// stopped by an error keeps what it wrote, so every read (where a key of the wrong type fails)
+/// comes before the first write.
 inline constexpr const char* status_apply_script = R"lua(
 local function int(text)
     if not text or not string.find(text, '^%-?%d+$') then return nil end
@@ -93,123 +103,113 @@ local function int(text)
     if digits > 18 then return nil end
     return tonumber(text)
 end
--- Reads first, writes last: a read of a key of the wrong type stops the script before it wrote
--- anything, so a batch is applied whole or not at all.
 local counter = redis.call('GET', KEYS[1])
 if counter and not int(counter) then
     return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter')
 end
-local function read(command, key, kind)
-    local answer = redis.pcall(command, key)
-    if type(answer) == 'table' and answer.err then
-        error({err = 'WRONGTYPE ' .. key .. ' is not a ' .. kind .. ': ' .. answer.err})
+-- list[1..count] as arguments, in calls of 1000 (unpack() is limited to a few thousand
+-- values); the answers joined. A key of the wrong type is an error naming it.
+local function read(command, key, kind, list, count)
+    local answer = {}
+    for first = 1, count, 1000 do
+        local part = redis.pcall(command, key, unpack(list, first, math.min(first + 999, count)))
+        if type(part) == 'table' and part.err then
+            error({err = 'WRONGTYPE ' .. key .. ' is not a ' .. kind .. ': ' .. part.err})
+        end
+        for i = 1, #part do answer[#answer + 1] = part[i] end
     end
     return answer
 end
-local records, numbers, seen, changed, added = {}, {}, {}, {}, {}
-for p = 1, (#KEYS - 1) / 2 do
-    local record, flat = {}, read('HGETALL', KEYS[2 * p], 'hash')
-    for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
-    local prints = {}
-    for _, print in ipairs(read('SMEMBERS', KEYS[2 * p + 1], 'set')) do prints[print] = true end
-    records[p], numbers[p], seen[p], changed[p], added[p] = record, {}, prints, {}, {}
-end
--- unpack() is limited to a few thousand values: a long list goes in several calls.
-local function call_in_chunks(command, key, list)
+local function write(command, key, list)
     for first = 1, #list, 1000 do
         redis.call(command, key, unpack(list, first, math.min(first + 999, #list)))
     end
 end
--- A field's integer, read from its text once per batch (false: not an integer).
-local function number(p, field)
-    local value = numbers[p][field]
-    if value == nil then
-        value = int(records[p][field]) or false
-        numbers[p][field] = value
-    end
-    return value or nil
-end
--- A changed field is written as text once, at the end: 1, a number; 2, a text.
-local function set(p, field, value)
-    numbers[p][field] = value
-    changed[p][field] = 1
-end
-local function set_text(p, field, text)
-    records[p][field] = text
-    numbers[p][field] = nil
-    changed[p][field] = 2
-end
-local function watched(p, fields)
-    local values = {}
-    for i = 1, #fields do values[i] = number(p, fields[i]) or 0 end
-    return values
-end
 local batch = cmsgpack.unpack(ARGV[1])
-local strings, results, applied = batch[2], {}, 0  -- results: one flat list, packed
-for f, fact in ipairs(batch[3]) do
-    local p, print, watch, ops = fact[1], fact[2], fact[3], fact[4]
-    local new = not seen[p][print]
-    if new then
-        seen[p][print] = true
-        table.insert(added[p], print)
-        local fields = {}
-        for i, w in ipairs(watch) do fields[i] = strings[w] end
-        local before = watched(p, fields)
-        for _, op in ipairs(ops) do
-            local kind = op[1]
-            if kind == 4 then  -- pick: op = {4, rank, time, tie fields, rank, time, tie, payload}
-                local greater = false
-                for i = 2, 4 do
-                    local stored = number(p, strings[op[i]])
-                    local mine = op[i + 3]
-                    if not stored or mine > stored then
-                        greater = true
-                        break
+local ttl, messages, answer, applied, writes = batch[1], batch[2], {}, 0, {}
+for p, message in ipairs(messages) do
+    local texts, reads, prints, ops = message[1], message[2], message[3], message[4]
+    local stored = read('HMGET', KEYS[2 * p], 'hash', texts, reads)
+    local known = read('SMISMEMBER', KEYS[2 * p + 1], 'set', prints, #prints)
+    -- numbers[i]: field i's integer (false: none); kinds[i]: how a changed field is written
+    -- (1, the number; 2, the text in written[i]).
+    local numbers, kinds, written, seen, added = {}, {}, {}, {}, {}
+    for i = 1, reads do
+        answer[#answer + 1] = stored[i]
+        numbers[i] = int(stored[i]) or false
+    end
+    local at = 1
+    for f = 1, #prints do
+        local print = prints[f]
+        local new = known[f] == 0 and not seen[print]
+        if new then
+            seen[print] = true
+            added[#added + 1] = print
+            applied = applied + 1
+        end
+        answer[#answer + 1] = new and 1 or 0
+        local count = ops[at]
+        at = at + 1
+        for _ = 1, count do
+            local kind = ops[at]
+            if kind == 4 then
+                local pairs_end = at + 7 + 2 * ops[at + 7]
+                if new then
+                    local greater = false
+                    for i = 1, 3 do
+                        local mine, theirs = ops[at + 3 + i], numbers[ops[at + i]]
+                        if not theirs or mine > theirs then
+                            greater = true
+                            break
+                        end
+                        if mine < theirs then break end
                     end
-                    if mine < stored then break end
+                    if greater then
+                        for i = 1, 3 do
+                            local field = ops[at + i]
+                            numbers[field], kinds[field] = ops[at + 3 + i], 1
+                        end
+                        for j = at + 8, pairs_end, 2 do
+                            local field, text = ops[j], texts[ops[j + 1]]
+                            numbers[field], kinds[field], written[field] = int(text) or false, 2, text
+                        end
+                    end
                 end
-                if greater then
-                    for i = 2, 4 do set(p, strings[op[i]], op[i + 3]) end
-                    local payload = op[8]
-                    for i = 1, #payload, 2 do set_text(p, strings[payload[i]], strings[payload[i + 1]]) end
+                at = pairs_end + 1
+            else
+                if new then
+                    local field, value = ops[at + 1], ops[at + 2]
+                    local theirs = numbers[field]
+                    if kind == 3 then
+                        numbers[field], kinds[field] = (theirs or 0) + value, 1
+                    elseif not theirs or (kind == 1 and value > theirs) or
+                           (kind == 2 and value < theirs) then
+                        numbers[field], kinds[field] = value, 1
+                    end
                 end
-            else  -- max (1), min (2), add (3): op = {kind, field, value}
-                local field, value = strings[op[2]], op[3]
-                local stored = number(p, field)
-                if kind == 3 then
-                    set(p, field, (stored or 0) + value)
-                elseif not stored or (kind == 1 and value > stored) or
-                       (kind == 2 and value < stored) then
-                    set(p, field, value)
-                end
+                at = at + 3
             end
         end
-        local after = watched(p, fields)
-        results[#results + 1] = 1
-        for i = 1, #fields do results[#results + 1] = before[i] end
-        for i = 1, #fields do results[#results + 1] = after[i] end
-        applied = applied + 1
-    else
-        results[#results + 1] = 0
+    end
+    if #added > 0 then
+        local flat = {}
+        for field, kind in pairs(kinds) do
+            flat[#flat + 1] = texts[field]
+            flat[#flat + 1] = kind == 1 and string.format('%d', numbers[field]) or written[field]
+        end
+        writes[#writes + 1] = {p, flat, added}
     end
 end
--- One write per key: the record's changed fields, the new fingerprints, the time to live.
-local ttl = batch[1]
-for p = 1, (#KEYS - 1) / 2 do
-    if #added[p] > 0 then
-        local flat = {}
-        for field, kind in pairs(changed[p]) do
-            flat[#flat + 1] = field
-            flat[#flat + 1] = kind == 1 and string.format('%d', numbers[p][field]) or records[p][field]
-        end
-        call_in_chunks('HSET', KEYS[2 * p], flat)  -- 1000: even, so pairs stay whole
-        call_in_chunks('SADD', KEYS[2 * p + 1], added[p])
-        redis.call('EXPIRE', KEYS[2 * p], ttl)
-        redis.call('EXPIRE', KEYS[2 * p + 1], ttl)
-    end
+-- Writes last, one per key: the changed fields, the new fingerprints, the time to live.
+for _, w in ipairs(writes) do
+    local p = w[1]
+    write('HSET', KEYS[2 * p], w[2])  -- in 1000s: even, so pairs stay whole
+    write('SADD', KEYS[2 * p + 1], w[3])
+    redis.call('EXPIRE', KEYS[2 * p], ttl)
+    redis.call('EXPIRE', KEYS[2 * p + 1], ttl)
 end
 if applied > 0 then redis.call('INCRBY', KEYS[1], applied) end
-return cmsgpack.pack(results)
+return cmsgpack.pack(answer)
 )lua";
 
 inline StoredScript& stored_status_apply_script() {
@@ -232,9 +232,18 @@ class PackWriter {
             big_endian(size, 4);
         }
     }
+    /// The shortest form: most are field indices below 128, times fit in 32 bits.
     void integer(std::int64_t value) {
         if (value >= 0 && value < 128) {
             out_.push_back(static_cast<char>(value));
+        } else if (value >= -32 && value < 0) {
+            out_.push_back(static_cast<char>(0xe0 | (value + 32)));
+        } else if (value >= 0 && value <= 0xffff) {
+            out_.push_back(static_cast<char>(value <= 0xff ? 0xcc : 0xcd));
+            big_endian(static_cast<std::uint64_t>(value), value <= 0xff ? 1 : 2);
+        } else if (value >= 0 && value <= 0xffffffff) {
+            out_.push_back(static_cast<char>(0xce));
+            big_endian(static_cast<std::uint64_t>(value), 4);
         } else {
             out_.push_back(static_cast<char>(0xd3));
             big_endian(static_cast<std::uint64_t>(value), 8);
@@ -263,8 +272,8 @@ class PackWriter {
     std::string out_;
 };
 
-/// Reads what the script answers: one MessagePack array of integers (cmsgpack writes an
-/// integral Lua number as an integer, or as a float64 when it is large).
+/// Reads what the script answers: one MessagePack array of integers, texts and false (cmsgpack
+/// writes an integral Lua number as an integer, or as a float64 when it is large).
 class PackReader {
   public:
     explicit PackReader(std::string_view bytes) : bytes_(bytes) {}
@@ -315,6 +324,26 @@ class PackReader {
                 return std::nullopt;
         }
     }
+    /// A text, or nullopt for false or nil; Malformed for anything else.
+    struct Malformed {};
+    std::optional<std::string_view> text_or_none() {
+        const int code = byte();
+        if (code == 0xc2 || code == 0xc0) return std::nullopt;
+        std::optional<std::uint64_t> size;
+        if (code >= 0xa0 && code <= 0xbf) {
+            size = static_cast<std::uint64_t>(code & 0x1f);
+        } else if (code == 0xd9) {
+            size = unsigned_of(1);
+        } else if (code == 0xda) {
+            size = unsigned_of(2);
+        } else if (code == 0xdb) {
+            size = unsigned_of(4);
+        }
+        if (!size || bytes_.size() - at_ < *size) throw Malformed{};
+        const std::string_view text = bytes_.substr(at_, static_cast<std::size_t>(*size));
+        at_ += static_cast<std::size_t>(*size);
+        return text;
+    }
     bool at_end() const noexcept { return at_ == bytes_.size(); }
 
   private:
@@ -339,82 +368,133 @@ class PackReader {
     std::size_t at_ = 0;
 };
 
-/// The texts of a batch, each once (field names repeat from fact to fact): 1-based indices,
-/// as Lua counts.
+/// One message's texts, each once, by 1-based index (as Lua counts). The texts are views: of
+/// the facts' strings, or of names this table made (a pick's "<group>.rank", ...).
 class TextTable {
   public:
-    std::int64_t index(const std::string& text) {
-        auto found = indices_.find(text);  // first: emplace would copy the text every time
+    std::int64_t index(std::string_view text) {
+        auto found = indices_.find(text);
         if (found != indices_.end()) return found->second;
-        found = indices_.emplace(text, static_cast<std::int64_t>(texts_.size()) + 1).first;
-        texts_.push_back(&found->first);
-        return found->second;
+        texts_.push_back(text);
+        indices_.emplace(text, static_cast<std::int64_t>(texts_.size()));
+        return static_cast<std::int64_t>(texts_.size());
     }
-    const std::vector<const std::string*>& texts() const noexcept { return texts_; }
+    /// The index of `group` + `part`, made once per message.
+    std::int64_t index(const std::string& group, const char* part) {
+        scratch_.assign(group).append(part);
+        auto found = indices_.find(scratch_);
+        if (found != indices_.end()) return found->second;
+        return index(std::string_view(made_.emplace_back(scratch_)));
+    }
+    void clear() {
+        indices_.clear();
+        texts_.clear();
+        made_.clear();
+    }
+    const std::vector<std::string_view>& texts() const noexcept { return texts_; }
 
   private:
-    std::unordered_map<std::string, std::int64_t> indices_;
-    std::vector<const std::string*> texts_;
+    std::unordered_map<std::string_view, std::int64_t> indices_;
+    std::vector<std::string_view> texts_;
+    std::deque<std::string> made_;  // stays while the batch is encoded and answered
+    std::string scratch_;
 };
 
-/// The script's call for `facts`: numkeys, KEYS, and the batch as one MessagePack argument
-/// (see the file comment).
-inline std::vector<std::string> encode_status_batch(const RedisStatusStoreOptions& options,
-                                                    const std::vector<PreparedFact>& facts) {
-    std::vector<std::string> call{"", options.applied_key()};
-    std::unordered_map<std::string, std::int64_t> positions;  // message key -> p
-    TextTable texts;
-    PackWriter packed_facts;
-    packed_facts.array(facts.size());
-    for (const PreparedFact& fact : facts) {
-        auto [position, added] =
-            positions.emplace(fact.key, static_cast<std::int64_t>(positions.size()) + 1);
-        if (added) {
-            call.push_back(options.record_key(fact.key));
-            call.push_back(options.fingerprints_key(fact.key));
-        }
-        packed_facts.array(4);
-        packed_facts.integer(position->second);
-        packed_facts.text(fact.fingerprint);
-        packed_facts.array(fact.watch.size());
-        for (const std::string& field : fact.watch) packed_facts.integer(texts.index(field));
-        packed_facts.array(fact.ops.size());
-        for (const FieldOp& op : fact.ops) {
-            if (op.kind != FieldOp::Kind::pick) {
-                packed_facts.array(3);
-                packed_facts.integer(op.kind == FieldOp::Kind::max   ? 1
-                                     : op.kind == FieldOp::Kind::min ? 2
-                                                                     : 3);
-                packed_facts.integer(texts.index(op.field));
-                packed_facts.integer(op.value);
-                continue;
-            }
-            packed_facts.array(8);
-            packed_facts.integer(4);
-            for (const char* part : {".rank", ".time", ".tie"}) {
-                packed_facts.integer(texts.index(op.field + part));
-            }
-            for (std::int64_t value : op.order) packed_facts.integer(value);
-            packed_facts.array(2 * op.payload.size());
-            for (const auto& [name, value] : op.payload) {
-                packed_facts.integer(texts.index(name));
-                packed_facts.integer(texts.index(value));
-            }
-        }
-    }
-    call[0] = std::to_string(call.size() - 1);
-    PackWriter batch;
-    batch.array(3);
-    batch.integer(options.ttl.count());
-    batch.array(texts.texts().size());
-    for (const std::string* text : texts.texts()) batch.text(*text);
-    batch.bytes() += packed_facts.bytes();
-    call.push_back(std::move(batch.bytes()));
-    return call;
+/// A batch as the script gets it (see the file comment), and what reading its answer needs.
+struct StatusBatch {
+    struct Message {
+        std::vector<std::size_t> facts;  ///< indices into the batch's facts, in order
+        std::vector<std::string> reads;  ///< texts[1..reads]: the fields its facts read
+    };
+    std::vector<std::string> call;  ///< numkeys, KEYS, ARGV[1]
+    std::vector<Message> messages;
+};
+
+inline std::int64_t pack_kind(FieldOp::Kind kind) {
+    return kind == FieldOp::Kind::max ? 1 : kind == FieldOp::Kind::min ? 2 : 3;
 }
 
-/// The script's answer, checked against the batch it was given.
+inline constexpr const char* pick_parts[] = {".rank", ".time", ".tie"};
+
+inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
+                                       const std::vector<PreparedFact>& facts) {
+    StatusBatch batch;
+    std::unordered_map<std::string_view, std::size_t> positions;  // message key -> its index
+    for (std::size_t i = 0; i < facts.size(); ++i) {
+        auto [position, added] = positions.emplace(facts[i].key, batch.messages.size());
+        if (added) batch.messages.emplace_back();
+        batch.messages[position->second].facts.push_back(i);
+    }
+    batch.call.reserve(2 + 2 * batch.messages.size() + 1);
+    batch.call.push_back(std::to_string(1 + 2 * batch.messages.size()));
+    batch.call.push_back(options.applied_key());
+    PackWriter packed;
+    packed.array(2);
+    packed.integer(options.ttl.count());
+    packed.array(batch.messages.size());
+    TextTable texts;
+    PackWriter words;
+    for (StatusBatch::Message& message : batch.messages) {
+        const std::string& key = facts[message.facts.front()].key;
+        batch.call.push_back(options.record_key(key));
+        batch.call.push_back(options.fingerprints_key(key));
+        texts.clear();
+        // The fields read come first: ops' fields and order fields, then the watched ones.
+        for (std::size_t i : message.facts) {
+            for (const FieldOp& op : facts[i].ops) {
+                if (op.kind != FieldOp::Kind::pick) {
+                    texts.index(op.field);
+                    continue;
+                }
+                for (const char* part : pick_parts) texts.index(op.field, part);
+            }
+            for (const std::string& field : facts[i].watch) texts.index(field);
+        }
+        const std::size_t reads = texts.texts().size();
+        words.bytes().clear();
+        std::size_t word_count = 0;
+        const auto word = [&](std::int64_t value) {
+            words.integer(value);
+            ++word_count;
+        };
+        for (std::size_t i : message.facts) {
+            word(static_cast<std::int64_t>(facts[i].ops.size()));
+            for (const FieldOp& op : facts[i].ops) {
+                if (op.kind != FieldOp::Kind::pick) {
+                    word(pack_kind(op.kind));
+                    word(texts.index(op.field));
+                    word(op.value);
+                    continue;
+                }
+                word(4);
+                for (const char* part : pick_parts) word(texts.index(op.field, part));
+                for (std::int64_t value : op.order) word(value);
+                word(static_cast<std::int64_t>(op.payload.size()));
+                for (const auto& [name, value] : op.payload) {
+                    word(texts.index(name));
+                    word(texts.index(value));
+                }
+            }
+        }
+        message.reads.assign(texts.texts().begin(),
+                             texts.texts().begin() + static_cast<std::ptrdiff_t>(reads));
+        packed.array(4);
+        packed.array(texts.texts().size());
+        for (std::string_view text : texts.texts()) packed.text(text);
+        packed.integer(static_cast<std::int64_t>(reads));
+        packed.array(message.facts.size());
+        for (std::size_t i : message.facts) packed.text(facts[i].fingerprint);
+        packed.array(word_count);
+        packed.bytes() += words.bytes();
+    }
+    batch.call.push_back(std::move(packed.bytes()));
+    return batch;
+}
+
+/// The script's answer, checked against the batch it was given; the applied facts replayed on
+/// the texts read before the batch, for their watched values.
 inline std::vector<AppliedFact> decode_status_answer(const RedisValue& answer,
+                                                     const StatusBatch& batch,
                                                      const std::vector<PreparedFact>& facts) {
     if (answer.is_error()) {
         throw RedisError("Redis did not apply the status facts: " + answer.text);
@@ -427,25 +507,28 @@ inline std::vector<AppliedFact> decode_status_answer(const RedisValue& answer,
     if (answer.type != RedisValue::Type::string) unexpected();
     PackReader reader(answer.text);
     std::size_t left = reader.array().value_or(0);
-    auto next = [&] {
+    const auto take = [&] {
         if (left == 0) unexpected();
         --left;
-        const std::optional<std::int64_t> value = reader.integer();
-        if (!value) unexpected();
-        return *value;
     };
     std::vector<AppliedFact> results(facts.size());
-    for (std::size_t i = 0; i < facts.size(); ++i) {
-        const std::int64_t applied = next();
-        if (applied == 0) continue;
-        if (applied != 1) unexpected();
-        const std::size_t watched = facts[i].watch.size();
-        AppliedFact& result = results[i];
-        result.applied = true;
-        result.before.reserve(watched);
-        result.after.reserve(watched);
-        for (std::size_t j = 0; j < watched; ++j) result.before.push_back(next());
-        for (std::size_t j = 0; j < watched; ++j) result.after.push_back(next());
+    StatusRecord record;
+    try {
+        for (const StatusBatch::Message& message : batch.messages) {
+            record.clear();
+            for (const std::string& field : message.reads) {
+                take();
+                if (const auto text = reader.text_or_none()) record.emplace(field, *text);
+            }
+            for (std::size_t i : message.facts) {
+                take();
+                const std::optional<std::int64_t> applied = reader.integer();
+                if (!applied || (*applied != 0 && *applied != 1)) unexpected();
+                if (*applied == 1) results[i] = apply_ops(record, facts[i]);
+            }
+        }
+    } catch (const PackReader::Malformed&) {
+        unexpected();
     }
     if (left != 0 || !reader.at_end()) unexpected();
     return results;
@@ -473,10 +556,10 @@ class RedisStatusStore : public StatusStore {
     ///         type under the prefix: nothing is written then).
     std::vector<AppliedFact> apply(const std::vector<PreparedFact>& facts) override {
         if (facts.empty()) return {};
-        const RedisValue answer = detail::stored_status_apply_script()
-                                      .run(*redis_, {detail::encode_status_batch(options_, facts)})
-                                      .at(0);
-        return detail::decode_status_answer(answer, facts);
+        const detail::StatusBatch batch = detail::encode_status_batch(options_, facts);
+        const RedisValue answer =
+            detail::stored_status_apply_script().run(*redis_, {batch.call}).at(0);
+        return detail::decode_status_answer(answer, batch, facts);
     }
 
     /// @throws RedisError.
