@@ -6,6 +6,9 @@
 //  - status/raw_hset (the baseline): the same 1,000 events, already parsed, written the plainest
 //    way: one HSET per event (field "<email>|<event>|<sg_event_id>", value its timestamp) into
 //    a hash per tracking key, all 1,000 pipelined in one round trip with RedisClient::pipeline;
+//  - status/raw_hset_lua: the same 1,000 HSETs run by one Lua script (one EVALSHA, the keys as
+//    KEYS, fields and values as ARGV): what one script per batch costs before it does anything
+//    of its own, the floor of the design the statuses use;
 //  - status/handle_no_statuses and status/handle_raw_hset, to tell where the time goes:
 //    handle without statuses (verify + parse), and a naive receiver (handle, then the raw
 //    pipelined HSETs of its events).
@@ -20,6 +23,7 @@
 //
 //   benchmarks/status_bench.sh [path/to/status_bench]
 #include <sendgrid_backend/redis/client.hpp>
+#include <sendgrid_backend/redis/scripts.hpp>
 #include <sendgrid_backend/status/redis_store.hpp>
 #include <sendgrid_backend/status/tracker.hpp>
 #include <sendgrid_backend/testing/webhook_signer.hpp>
@@ -256,6 +260,39 @@ void BM_raw_hset(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
 }
 BENCHMARK(BM_raw_hset)->Name("status/raw_hset")->UseRealTime();
+
+/// The same HSETs from one script call. Its arguments are made outside the timing.
+void BM_raw_hset_lua(benchmark::State& state) {
+    if (redis_missing(state)) return;
+    batches();
+    Pass pass("raw_lua");
+    sg::detail::StoredScript script(
+        "for i = 1, #KEYS do redis.call('HSET', KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]) end "
+        "return #KEYS");
+    std::vector<std::vector<std::string>> calls;
+    for (auto _ : state) {
+        const SignedBatch& batch = pass.advance(state, [&] {
+            calls.clear();
+            for (const SignedBatch& each : batches().batches) {
+                std::vector<std::string> call{std::to_string(each.hsets.size())};
+                for (const auto& command : each.hsets) call.push_back(pass.prefix + command[1]);
+                for (const auto& command : each.hsets) {
+                    call.push_back(command[2]);
+                    call.push_back(command[3]);
+                }
+                calls.push_back(std::move(call));
+            }
+        });
+        const auto& call = calls[static_cast<std::size_t>(&batch - &batches().batches[0])];
+        const std::vector<sg::RedisValue> answers = script.run(*pass.redis, {call});
+        if (answers.size() != 1 || answers[0].integer != kEventsPerBatch) {
+            state.SkipWithError(("script: " + answers.at(0).text).c_str());
+            break;
+        }
+    }
+    state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
+}
+BENCHMARK(BM_raw_hset_lua)->Name("status/raw_hset_lua")->UseRealTime();
 
 /// EventWebhook::handle without statuses (verify, parse, de-duplication, emission), then, with
 /// `write`, a naive receiver's raw pipelined HSET of the events it returned.
