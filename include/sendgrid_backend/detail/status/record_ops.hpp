@@ -3,7 +3,8 @@
 /// @file
 /// Applying a fact's `FieldOp`s to a record held in memory: the in-process store does it under
 /// its lock, the SQLite store inside a transaction. Redis' store does the same in Lua
-/// (status/redis_store.hpp); the conformance test holds the two to the same results.
+/// (status/redis_store.hpp), and its client replays the facts Redis applied with this code for
+/// their watched values; the conformance test holds the stores to the same results.
 
 #include <cstddef>
 #include <cstdint>
