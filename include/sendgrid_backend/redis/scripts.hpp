@@ -52,8 +52,10 @@ return 1
 )lua";
 
 /// A Lua script called by its SHA1 (EVALSHA), so that its text crosses the network once, not
-/// with every call. Loaded on first use, and again when Redis answers NOSCRIPT (a restarted
-/// Redis starts with an empty script cache); NOSCRIPT means nothing ran.
+/// with every call. Loaded on first use; when Redis answers NOSCRIPT (a restarted Redis, or
+/// SCRIPT FLUSH, empties its script cache; NOSCRIPT means nothing ran) the round is sent again
+/// with EVAL and the text, which cannot be refused so and caches the script under the same SHA1
+/// for the next round (a second flush between a reload and its EVALSHA cannot fail a call).
 class StoredScript {
   public:
     explicit StoredScript(const char* text) : text_(text) {}
@@ -62,29 +64,32 @@ class StoredScript {
     /// must be safe to run twice: after a NOSCRIPT the whole round is sent again.
     std::vector<RedisValue> run(RedisClient& redis,
                                 const std::vector<std::vector<std::string>>& calls) {
-        for (bool reload = false;; reload = true) {
-            const std::string sha = load(redis, reload);
-            std::vector<std::vector<std::string>> commands;
-            commands.reserve(calls.size());
-            for (const auto& call : calls) {
-                std::vector<std::string> command{"EVALSHA", sha};
-                command.insert(command.end(), call.begin(), call.end());
-                commands.push_back(std::move(command));
+        std::vector<RedisValue> answers = run_as(redis, calls, {"EVALSHA", sha(redis)});
+        for (const RedisValue& answer : answers) {
+            if (answer.is_error() && answer.text.rfind("NOSCRIPT", 0) == 0) {
+                return run_as(redis, calls, {"EVAL", text_});
             }
-            std::vector<RedisValue> answers = redis.pipeline(commands);
-            bool forgotten = false;
-            for (const RedisValue& answer : answers) {
-                forgotten =
-                    forgotten || (answer.is_error() && answer.text.rfind("NOSCRIPT", 0) == 0);
-            }
-            if (!forgotten || reload) return answers;
         }
+        return answers;
     }
 
   private:
-    std::string load(RedisClient& redis, bool again) {
+    static std::vector<RedisValue> run_as(RedisClient& redis,
+                                          const std::vector<std::vector<std::string>>& calls,
+                                          const std::vector<std::string>& head) {
+        std::vector<std::vector<std::string>> commands;
+        commands.reserve(calls.size());
+        for (const auto& call : calls) {
+            std::vector<std::string> command = head;
+            command.insert(command.end(), call.begin(), call.end());
+            commands.push_back(std::move(command));
+        }
+        return redis.pipeline(commands);
+    }
+
+    std::string sha(RedisClient& redis) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (sha_.empty() || again) {
+        if (sha_.empty()) {
             const RedisValue answer = redis.command({"SCRIPT", "LOAD", text_});
             if (answer.is_error())
                 throw RedisError("Redis refused a script of sendgrid_backend: " + answer.text);
