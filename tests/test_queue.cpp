@@ -227,6 +227,23 @@ TEST_CASE("a worker refuses a tracker and a backend that name different tracking
     sg::EmailMessage message = mail(1);
     message.custom_args["sendgrid_backend_key"] = "";
     CHECK_THROWS_AS(queue.enqueue(message), sg::InvalidMessage);
+    // So is a personalization's that differs from the message's (a worker's backend refuses
+    // it), naming where it is; nothing is queued.
+    message = mail(2);
+    message.custom_args["sendgrid_backend_key"] = "order-7";
+    sg::Personalization own;
+    own.to = {"a@example.com"};
+    own.custom_args = {{"sendgrid_backend_key", "order-8"}};
+    message.personalizations = {own};
+    try {
+        queue.enqueue(message);
+        FAIL("a differing personalization tracking key was queued");
+    } catch (const sg::InvalidMessage& error) {
+        CHECK(error.field() == "personalizations[0].custom_args[\"sendgrid_backend_key\"]");
+    }
+    message.personalizations[0].custom_args["sendgrid_backend_key"] = "order-7";  // the same
+    CHECK_FALSE(queue.enqueue(message).empty());
+    CHECK(redis()->command({"XLEN", queue.options().stream}).integer == 1);
 }
 
 TEST_CASE("scripts Redis forgot (as after a restart) are loaded again", "[queue][redis]") {

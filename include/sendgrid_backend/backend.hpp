@@ -40,6 +40,7 @@
 #include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/message_echo.hpp"
 #include "sendgrid_backend/detail/signals/handler_errors.hpp"
+#include "sendgrid_backend/detail/status/tracking_key.hpp"
 #include "sendgrid_backend/detail/text/random_key.hpp"
 #include "sendgrid_backend/detail/text/url.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -282,13 +283,8 @@ class SendgridBackend {
     std::string serialize_with_tracking_key(EmailMessage& message) const {
         using Args = std::map<std::string, std::string>;
         const std::string& arg = settings_.tracking_arg;
-        auto found = message.custom_args.find(arg);
-        if (found != message.custom_args.end() && found->second.empty()) {
-            throw InvalidMessage(detail::keyed("custom_args", arg),
-                                 "is empty; a tracking key needs at least one character");
-        }
-        const std::string key =
-            found != message.custom_args.end() ? found->second : detail::random_key();
+        const std::string* own = detail::own_tracking_key(message, arg);
+        const std::string key = own != nullptr ? *own : detail::random_key();
         // Each map the key is added to, and where: taken out again whatever happens.
         struct Added {
             std::vector<std::pair<Args*, Args::iterator>> entries;
@@ -297,22 +293,9 @@ class SendgridBackend {
             }
         } added;
         added.entries.reserve(1 + message.personalizations.size());
-        auto add = [&](Args& args) {
+        detail::place_tracking_key(message, arg, key, [&](Args& args) {
             added.entries.emplace_back(&args, args.emplace(arg, key).first);
-        };
-        for (std::size_t i = 0; i < message.personalizations.size(); ++i) {
-            Args& own = message.personalizations[i].custom_args;
-            if (own.empty()) continue;  // the message's custom_args go there
-            auto theirs = own.find(arg);
-            if (theirs == own.end()) {
-                add(own);
-            } else if (theirs->second != key) {
-                throw InvalidMessage(
-                    detail::keyed("personalizations[" + std::to_string(i) + "].custom_args", arg),
-                    "differs from the message's tracking key; set it on the message only");
-            }
-        }
-        if (found == message.custom_args.end()) add(message.custom_args);
+        });
         message.outcome.tracking_key = key;
         return serialize_payload(message);
     }

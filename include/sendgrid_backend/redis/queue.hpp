@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/status/tracking_key.hpp"
 #include "sendgrid_backend/detail/text/random_key.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -254,19 +256,14 @@ class RedisMailQueue {
         EmailMessage as_sent = message;  // a copy: the producer's message stays as it gave it
         as_sent.custom_args[detail::default_queue_key_arg] = key;
         // The tracking key a worker's backend adds (by default), where it adds it: it counts
-        // toward each personalization's custom_args limit. An empty one the backend refuses.
-        auto own = as_sent.custom_args.find(default_tracking_arg);
-        if (own != as_sent.custom_args.end() && own->second.empty()) {
-            throw InvalidMessage(detail::keyed("custom_args", default_tracking_arg),
-                                 "is empty; a tracking key needs at least one character");
-        }
-        const std::string tracking_key = own != as_sent.custom_args.end() ? own->second : key;
-        as_sent.custom_args.emplace(default_tracking_arg, tracking_key);
-        for (auto& personalization : as_sent.personalizations) {
-            if (!personalization.custom_args.empty()) {
-                personalization.custom_args.emplace(default_tracking_arg, tracking_key);
-            }
-        }
+        // toward each personalization's custom_args limit. An empty one, or a personalization's
+        // that differs, the backend refuses.
+        const std::string* own = detail::own_tracking_key(as_sent, default_tracking_arg);
+        const std::string tracking_key = own != nullptr ? *own : key;
+        detail::place_tracking_key(as_sent, default_tracking_arg, tracking_key,
+                                   [&](std::map<std::string, std::string>& args) {
+                                       args.emplace(default_tracking_arg, tracking_key);
+                                   });
         PayloadOptions lenient;
         lenient.deduplicate_recipients = true;  // a worker's backend may be set to drop repeats
         const std::size_t bytes = serialize_payload(as_sent, lenient).size();
