@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -180,6 +181,49 @@ void check_contract(const MakeStore& make_store) {
         CHECK(apply_one(store, fact("k", "f7", {min_op("c", -big)}, {"c"})).after == Values{-big});
         CHECK(store.read("k")->at("b") == std::to_string(big));
         CHECK(store.read("k")->at("c") == std::to_string(-big));
+    }
+
+    SECTION("values past ±2^53 are taken as ±2^53, sums held within it; such texts no integer") {
+        const std::int64_t limit = std::int64_t{1} << 53;
+        const std::int64_t huge = std::numeric_limits<std::int64_t>::max();
+        const std::int64_t tiny = std::numeric_limits<std::int64_t>::min();
+        CHECK(apply_one(store, fact("k", "f1", {add_op("a", huge)}, {"a"})).after == Values{limit});
+        CHECK(apply_one(store, fact("k", "f2", {add_op("a", huge)}, {"a"})).after == Values{limit});
+        CHECK(apply_one(store, fact("k", "f3", {add_op("a", -3)}, {"a"})).after ==
+              Values{limit - 3});
+        CHECK(apply_one(store, fact("k", "f4", {add_op("s", tiny), add_op("s", tiny)}, {"s"}))
+                  .after == Values{-limit});
+        CHECK(apply_one(store, fact("k", "f5", {max_op("m", huge)}, {"m"})).after == Values{limit});
+        CHECK(apply_one(store, fact("k", "f6", {min_op("n", tiny)}, {"n"})).after ==
+              Values{-limit});
+        apply_one(store, fact("k", "f7", {pick_op("p", huge, tiny, 1)}));
+        // 18 digits: a text past 2^53 reads as none, so max writes its value over it.
+        apply_one(store, fact("k", "f8",
+                              {pick_op("t", 1, 1, 1,
+                                       {{"t.big", "123456789012345678"},
+                                        {"t.edge", "9007199254740993"},
+                                        {"t.fits", "-9007199254740992"}})}));
+        const AppliedFact result = apply_one(
+            store, fact("k", "f9", {max_op("t.big", 1), add_op("t.edge", 1), min_op("t.fits", 0)},
+                        {"t.big", "t.edge", "t.fits"}));
+        CHECK(result.before == Values{0, 0, -limit});
+        CHECK(result.after == Values{1, 1, -limit});
+        const StatusRecord record = store.read("k").value();
+        CHECK(record.at("a") == std::to_string(limit - 3));
+        CHECK(record.at("p.rank") == std::to_string(limit));
+        CHECK(record.at("p.time") == std::to_string(-limit));
+        CHECK(record.at("t.fits") == "-9007199254740992");
+        CHECK(record.at("t.big") == "1");
+        CHECK(record.at("t.edge") == "1");  // 2^53 + 1: no integer, though a double rounds it
+        // Leading zeros count toward the 18 digits, not toward the magnitude.
+        apply_one(store,
+                  fact("k", "f10",
+                       {pick_op("u", 1, 1, 1,
+                                {{"u.z", "0009007199254740992"}, {"u.y", "009007199254740992"}})}));
+        const AppliedFact zeros = apply_one(
+            store, fact("k", "f11", {add_op("u.z", 1), add_op("u.y", -1)}, {"u.z", "u.y"}));
+        CHECK(zeros.before == Values{0, limit});
+        CHECK(zeros.after == Values{1, limit - 1});
     }
 
     SECTION("pick: the greatest order wins, by rank, then time, then tie; ties keep the first") {
@@ -895,6 +939,15 @@ TEST_CASE("the Redis store: options checked; a key of another type refused, noth
     CHECK(redis->command({"EXISTS", options.fingerprints_key("free")}).integer == 0);
     CHECK(redis->command({"EXISTS", options.fingerprints_key("taken")}).integer == 0);
     CHECK_FALSE(store.read("free").has_value());
+    CHECK(store.applied_facts() == 0);
+    // A fact that reads no field: the record's type is checked all the same, and its time to
+    // live left alone.
+    REQUIRE(redis->command({"EXPIRE", options.record_key("taken"), "5000"}).integer == 1);
+    CHECK_THROWS_WITH(store.apply({fact("taken", "f2", {})}),
+                      Catch::Contains("WRONGTYPE") && Catch::Contains("taken"));
+    const std::int64_t ttl = redis->command({"TTL", options.record_key("taken")}).integer;
+    CHECK(ttl > 4000);
+    CHECK(ttl <= 5000);
     CHECK(store.applied_facts() == 0);
 }
 

@@ -98,9 +98,14 @@ namespace detail {
 inline constexpr const char* status_apply_script = R"lua(
 local function int(text)
     if not text or not string.find(text, '^%-?%d+$') then return nil end
-    local digits = #text
-    if string.byte(text, 1) == 45 then digits = digits - 1 end
-    if digits > 18 then return nil end
+    local digits = text
+    if string.byte(text, 1) == 45 then digits = string.sub(text, 2) end
+    if #digits > 18 then return nil end
+    -- Within ±2^53, compared as text (past it a double rounds), as record_integer has it.
+    local significant = string.match(digits, '^0*(%d-)$')
+    if #significant > 16 or (#significant == 16 and significant > '9007199254740992') then
+        return nil
+    end
     return tonumber(text)
 end
 local counter = redis.call('GET', KEYS[1])
@@ -130,6 +135,12 @@ local ttl, messages, answer, applied, writes = batch[1], batch[2], {}, 0, {}
 for p, message in ipairs(messages) do
     local texts, reads, prints, ops = message[1], message[2], message[3], message[4]
     local stored = read('HMGET', KEYS[2 * p], 'hash', texts, reads)
+    if reads == 0 then  -- no HMGET to find a key of another type before EXPIRE touches it
+        local kind = redis.call('TYPE', KEYS[2 * p]).ok
+        if kind ~= 'hash' and kind ~= 'none' then
+            error({err = 'WRONGTYPE ' .. KEYS[2 * p] .. ' is not a hash: it is a ' .. kind})
+        end
+    end
     local known = read('SMISMEMBER', KEYS[2 * p + 1], 'set', prints, #prints)
     -- numbers[i]: field i's integer (false: none); kinds[i]: how a changed field is written
     -- (1, the number; 2, the text in written[i]).
@@ -181,7 +192,10 @@ for p, message in ipairs(messages) do
                     local field, value = ops[at + 1], ops[at + 2]
                     local theirs = numbers[field]
                     if kind == 3 then
-                        numbers[field], kinds[field] = (theirs or 0) + value, 1
+                        -- Held within ±2^53, as detail::apply_ops holds it.
+                        local sum = math.max(-9007199254740992,
+                                             math.min(9007199254740992, (theirs or 0) + value))
+                        numbers[field], kinds[field] = sum, 1
                     elseif not theirs or (kind == 1 and value > theirs) or
                            (kind == 2 and value < theirs) then
                         numbers[field], kinds[field] = value, 1
@@ -463,12 +477,12 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
                 if (op.kind != FieldOp::Kind::pick) {
                     word(pack_kind(op.kind));
                     word(texts.index(op.field));
-                    word(op.value);
+                    word(bounded(op.value));
                     continue;
                 }
                 word(4);
                 for (const char* part : pick_parts) word(texts.index(op.field, part));
-                for (std::int64_t value : op.order) word(value);
+                for (std::int64_t value : op.order) word(bounded(value));
                 word(static_cast<std::int64_t>(op.payload.size()));
                 for (const auto& [name, value] : op.payload) {
                     word(texts.index(name));

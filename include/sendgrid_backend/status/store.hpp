@@ -22,8 +22,9 @@
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 
-/// One change a fact makes to a record's fields. Integers are kept as decimal text and stay
-/// within ±2^53, so that Redis' Lua (doubles) holds them exactly.
+/// One change a fact makes to a record's fields. Integers are kept as decimal text within ±2^53,
+/// so that Redis' Lua (doubles) holds them exactly: a value past that is taken as ±2^53, a sum
+/// is held within it, and a stored text past it reads as no integer.
 struct FieldOp {
     enum class Kind {
         max,   ///< field = max(field, value); a missing field is taken as smaller than any value

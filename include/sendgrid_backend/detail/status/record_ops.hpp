@@ -18,18 +18,27 @@
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
-/// A stored integer field; nullopt when it is missing (or, written by something else, not one).
+/// The integers a record holds: ±2^53, what Redis' Lua (doubles) holds exactly.
+inline constexpr std::int64_t max_record_integer = std::int64_t{1} << 53;
+
+/// A stored integer field; nullopt when it is missing or (written by something else) not an
+/// integer within ±2^53.
 inline std::optional<std::int64_t> record_integer(const StatusRecord& record,
                                                   const std::string& field) {
     auto found = record.find(field);
     if (found == record.end()) return std::nullopt;
     const std::string& text = found->second;
-    if (!text.empty() && text[0] == '-') {
-        auto magnitude = parse_decimal(std::string_view(text).substr(1));
-        if (!magnitude) return std::nullopt;
-        return -*magnitude;
-    }
-    return parse_decimal(text);
+    const bool negative = !text.empty() && text[0] == '-';
+    const auto magnitude = parse_decimal(std::string_view(text).substr(negative ? 1 : 0));
+    if (!magnitude || *magnitude > max_record_integer) return std::nullopt;
+    return negative ? -*magnitude : *magnitude;
+}
+
+/// `value` held within ±2^53: what a store takes an op's value past that range as.
+constexpr std::int64_t bounded(std::int64_t value) noexcept {
+    return value < -max_record_integer  ? -max_record_integer
+           : value > max_record_integer ? max_record_integer
+                                        : value;
 }
 
 /// Applies every op of `fact` to `record` (the fact is known to be new) and reads its watched
@@ -45,32 +54,35 @@ inline AppliedFact apply_ops(StatusRecord& record, const PreparedFact& fact) {
         switch (op.kind) {
             case FieldOp::Kind::max: {
                 auto stored = record_integer(record, op.field);
-                if (!stored || op.value > *stored) record[op.field] = std::to_string(op.value);
+                const std::int64_t value = bounded(op.value);
+                if (!stored || value > *stored) record[op.field] = std::to_string(value);
                 break;
             }
             case FieldOp::Kind::min: {
                 auto stored = record_integer(record, op.field);
-                if (!stored || op.value < *stored) record[op.field] = std::to_string(op.value);
+                const std::int64_t value = bounded(op.value);
+                if (!stored || value < *stored) record[op.field] = std::to_string(value);
                 break;
             }
             case FieldOp::Kind::add:
-                record[op.field] =
-                    std::to_string(record_integer(record, op.field).value_or(0) + op.value);
+                // Both within ±2^53: the sum cannot overflow, and is held within it again.
+                record[op.field] = std::to_string(
+                    bounded(record_integer(record, op.field).value_or(0) + bounded(op.value)));
                 break;
             case FieldOp::Kind::pick: {
                 static const char* const parts[] = {".rank", ".time", ".tie"};
                 bool greater = false;
                 for (std::size_t i = 0; i < 3; ++i) {
                     auto stored = record_integer(record, op.field + parts[i]);
-                    if (!stored || op.order[i] > *stored) {
+                    if (!stored || bounded(op.order[i]) > *stored) {
                         greater = true;
                         break;
                     }
-                    if (op.order[i] < *stored) break;
+                    if (bounded(op.order[i]) < *stored) break;
                 }
                 if (!greater) break;
                 for (std::size_t i = 0; i < 3; ++i) {
-                    record[op.field + parts[i]] = std::to_string(op.order[i]);
+                    record[op.field + parts[i]] = std::to_string(bounded(op.order[i]));
                 }
                 for (const auto& [field, value] : op.payload) record[field] = value;
                 break;
