@@ -428,8 +428,6 @@ inline std::int64_t pack_kind(FieldOp::Kind kind) {
     return kind == FieldOp::Kind::max ? 1 : kind == FieldOp::Kind::min ? 2 : 3;
 }
 
-inline constexpr const char* pick_parts[] = {".rank", ".time", ".tie"};
-
 inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
                                        const std::vector<PreparedFact>& facts) {
     StatusBatch batch;

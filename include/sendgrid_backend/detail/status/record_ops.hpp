@@ -41,6 +41,9 @@ constexpr std::int64_t bounded(std::int64_t value) noexcept {
                                         : value;
 }
 
+/// The fields a pick's order lives in, after its group's name (FieldOp::Kind::pick).
+inline constexpr const char* pick_parts[] = {".rank", ".time", ".tie"};
+
 /// Applies every op of `fact` to `record` (the fact is known to be new) and reads its watched
 /// fields before and after.
 inline AppliedFact apply_ops(StatusRecord& record, const PreparedFact& fact) {
@@ -70,10 +73,9 @@ inline AppliedFact apply_ops(StatusRecord& record, const PreparedFact& fact) {
                     bounded(record_integer(record, op.field).value_or(0) + bounded(op.value)));
                 break;
             case FieldOp::Kind::pick: {
-                static const char* const parts[] = {".rank", ".time", ".tie"};
                 bool greater = false;
                 for (std::size_t i = 0; i < 3; ++i) {
-                    auto stored = record_integer(record, op.field + parts[i]);
+                    auto stored = record_integer(record, op.field + pick_parts[i]);
                     if (!stored || bounded(op.order[i]) > *stored) {
                         greater = true;
                         break;
@@ -82,7 +84,7 @@ inline AppliedFact apply_ops(StatusRecord& record, const PreparedFact& fact) {
                 }
                 if (!greater) break;
                 for (std::size_t i = 0; i < 3; ++i) {
-                    record[op.field + parts[i]] = std::to_string(bounded(op.order[i]));
+                    record[op.field + pick_parts[i]] = std::to_string(bounded(op.order[i]));
                 }
                 for (const auto& [field, value] : op.payload) record[field] = value;
                 break;
