@@ -410,7 +410,7 @@ class TextTable {
   private:
     std::unordered_map<std::string_view, std::int64_t> indices_;
     std::vector<std::string_view> texts_;
-    std::deque<std::string> made_;  // stays while the batch is encoded and answered
+    std::deque<std::string> made_;  // names made for this message (clear() forgets them)
     std::string scratch_;
 };
 
