@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # The two README commands on a fresh Debian 12 machine (as root, or with sudo available):
 #   ./setup.sh demo   install what is missing, build, run the demo
-#   ./setup.sh test   install what is missing, build with ASan + UBSan, run every test through ctest
+#   ./setup.sh test   install what is missing, build with clang's ASan + UBSan, run every test through ctest
 # (.ci/run also calls `./setup.sh ci-packages` for what its later steps need.)
 # Both are idempotent: a re-run installs nothing and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# What the demo and the test command need; .ci/run adds clang (its UBSan, TSan and fuzzing
-# steps) and valgrind (the callgrind scripts of benchmarks/).
+# What the demo and the test command need; .ci/run adds valgrind (the callgrind scripts of
+# benchmarks/).
 packages=(build-essential cmake ninja-build pkg-config g++
     libboost-dev nlohmann-json3-dev catch2 libcurl4-openssl-dev libssl-dev
     libcpp-httplib-dev libbenchmark-dev libsqlite3-dev zlib1g-dev python3-jsonschema
     nginx-light openssl libspdlog-dev libhiredis-dev redis-server prometheus-cpp-dev prometheus)
-ci_packages=(clang libclang-rt-14-dev valgrind)
-# The test command's browser test of the fake server's mail viewer page (headless Chromium).
-test_packages=(chromium chromium-driver python3-selenium)
+ci_packages=(valgrind)
+# The test command's compiler (clang: its sanitizers in one build, and it compiles the tests
+# faster than g++) and its browser test of the fake server's mail viewer page (headless Chromium).
+test_packages=(clang libclang-rt-14-dev chromium chromium-driver python3-selenium)
 
 install_missing() {  # PACKAGE...
     local missing=()
