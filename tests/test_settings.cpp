@@ -325,7 +325,7 @@ TEST_CASE("every duration and count has an upper bound, checked before any arith
 }
 
 TEST_CASE("a backend at every bound sends without overflow", "[settings][validate]") {
-    // Run under UBSan (CI's clang and GCC builds): the arithmetic on the largest accepted values
+    // Run under UBSan (the test command's build): the arithmetic on the largest accepted values
     // (timeout plus margin, backoff growth, the queue's longest send) stays in range.
     Settings settings = valid_settings();
     at_every_bound(settings);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -226,6 +227,43 @@ TEST_CASE("the tracking key reaches personalizations with custom_args of their o
     message.custom_args["sendgrid_backend_key"] = "other";
     CHECK(backend.send_message(message));
     CHECK(message.outcome.tracking_key == "other");
+}
+
+TEST_CASE("a refused message keeps the custom_args it had, whichever check refuses it",
+          "[status][tracking]") {
+    Sending sending;
+    const auto backend = sending.backend();
+    sg::EmailMessage message = sg::EmailMessage("Hi", "Body", "shop@example.com", {});
+    message.custom_args["campaign"] = "c1";
+    sg::Personalization first;  // would get the key, had the second not refused it
+    first.to = {"ann@example.com"};
+    first.custom_args["user_id"] = "7";
+    sg::Personalization second;
+    second.to = {"bob@example.com"};
+    second.custom_args["sendgrid_backend_key"] = "other";
+    message.personalizations = {first, second};
+    const auto before = [&] {
+        return std::vector<std::map<std::string, std::string>>{
+            message.custom_args, message.personalizations[0].custom_args,
+            message.personalizations[1].custom_args};
+    };
+    const auto as_given = before();
+
+    CHECK_FALSE(backend.send_message(message));
+    CHECK(message.outcome.failure_reason.rfind(
+              "personalizations[1].custom_args[\"sendgrid_backend_key\"]: differs", 0) == 0);
+    CHECK(before() == as_given);
+
+    // Placed, then refused by the payload's own checks: taken out again.
+    message.personalizations[1].custom_args.clear();
+    message.personalizations[0].custom_args["big"] = std::string(10'000, 'x');
+    const auto with_big = before();
+    CHECK_FALSE(backend.send_message(message));
+    CHECK(message.outcome.status == sg::SendStatus::invalid);
+    CHECK(message.outcome.failure_reason.find("personalizations[0].custom_args") !=
+          std::string::npos);
+    CHECK(before() == with_big);
+    CHECK(sending.outbox->outbox().empty());
 }
 
 TEST_CASE("an address in several personalizations is one recipient, signalled once",

@@ -281,21 +281,10 @@ class SendgridBackend {
     /// instead of the message's, and its recipients' events must carry the key.
     /// @throws InvalidMessage for an empty key, or a personalization's that differs.
     std::string serialize_with_tracking_key(EmailMessage& message) const {
-        using Args = std::map<std::string, std::string>;
         const std::string& arg = settings_.tracking_arg;
         const std::string* own = detail::own_tracking_key(message, arg);
         const std::string key = own != nullptr ? *own : detail::random_key();
-        // Each map the key is added to, and where: taken out again whatever happens.
-        struct Added {
-            std::vector<std::pair<Args*, Args::iterator>> entries;
-            ~Added() {
-                for (auto& [args, at] : entries) args->erase(at);
-            }
-        } added;
-        added.entries.reserve(1 + message.personalizations.size());
-        detail::place_tracking_key(message, arg, key, [&](Args& args) {
-            added.entries.emplace_back(&args, args.emplace(arg, key).first);
-        });
+        const detail::PlacedTrackingKey placed(message, arg, key);
         message.outcome.tracking_key = key;
         return serialize_payload(message);
     }

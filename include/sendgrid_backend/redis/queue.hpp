@@ -258,12 +258,10 @@ class RedisMailQueue {
         // The tracking key a worker's backend adds (by default), where it adds it: it counts
         // toward each personalization's custom_args limit. An empty one, or a personalization's
         // that differs, the backend refuses.
-        const std::string* own = detail::own_tracking_key(as_sent, default_tracking_arg);
+        const std::string arg = default_tracking_arg;
+        const std::string* own = detail::own_tracking_key(as_sent, arg);
         const std::string tracking_key = own != nullptr ? *own : key;
-        detail::place_tracking_key(as_sent, default_tracking_arg, tracking_key,
-                                   [&](std::map<std::string, std::string>& args) {
-                                       args.emplace(default_tracking_arg, tracking_key);
-                                   });
+        const detail::PlacedTrackingKey placed(as_sent, arg, tracking_key);
         PayloadOptions lenient;
         lenient.deduplicate_recipients = true;  // a worker's backend may be set to drop repeats
         const std::size_t bytes = serialize_payload(as_sent, lenient).size();

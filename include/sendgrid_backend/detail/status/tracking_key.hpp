@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
@@ -28,27 +29,59 @@ inline const std::string* own_tracking_key(const EmailMessage& message, const st
     return &found->second;
 }
 
-/// Calls `add(args)` for each custom_args map that lacks `arg` and must hold `key` for every
-/// recipient's events to carry it: each personalization's own (SendGrid echoes those instead of
-/// the message's), then the message's.
-/// @throws InvalidMessage naming the field when a personalization holds another key.
-template <class Add>
-void place_tracking_key(EmailMessage& message, const std::string& arg, const std::string& key,
-                        Add&& add) {
-    for (std::size_t i = 0; i < message.personalizations.size(); ++i) {
-        std::map<std::string, std::string>& own = message.personalizations[i].custom_args;
-        if (own.empty()) continue;  // the message's custom_args go there
-        auto theirs = own.find(arg);
-        if (theirs == own.end()) {
-            add(own);
-        } else if (theirs->second != key) {
-            throw InvalidMessage(
-                keyed("personalizations[" + std::to_string(i) + "].custom_args", arg),
-                "differs from the message's tracking key; set it on the message only");
+/// The tracking key `key` in `custom_args[arg]` of each map that lacks it and must hold it for
+/// every recipient's events to carry it: each personalization's own (SendGrid echoes those
+/// instead of the message's), then the message's. Taken out again when this goes: the key is
+/// for one request, and the caller's message is left as it was.
+class PlacedTrackingKey {
+  public:
+    using Args = std::map<std::string, std::string>;
+
+    /// `arg` is kept: it must outlive this object and must not be a text inside `message`.
+    /// @throws InvalidMessage naming the field when a personalization holds another key (the
+    ///         message is then unchanged).
+    PlacedTrackingKey(EmailMessage& message, const std::string& arg, const std::string& key)
+        : arg_(arg) {
+        // Checked before anything is placed, so that a refusal leaves nothing behind.
+        for (std::size_t i = 0; i < message.personalizations.size(); ++i) {
+            const Args& own = message.personalizations[i].custom_args;
+            auto theirs = own.find(arg);
+            if (theirs != own.end() && theirs->second != key) {
+                throw InvalidMessage(
+                    keyed("personalizations[" + std::to_string(i) + "].custom_args", arg),
+                    "differs from the message's tracking key; set it on the message only");
+            }
+        }
+        try {
+            placed_.reserve(1 + message.personalizations.size());
+            for (Personalization& personalization : message.personalizations) {
+                // An empty map: the message's custom_args go there instead.
+                if (!personalization.custom_args.empty()) place(personalization.custom_args, key);
+            }
+            place(message.custom_args, key);
+        } catch (...) {  // out of memory: the destructor will not run, so take them out here
+            take_out();
+            throw;
         }
     }
-    if (message.custom_args.find(arg) == message.custom_args.end()) add(message.custom_args);
-}
+    /// A temporary `arg` would be gone before this object.
+    PlacedTrackingKey(EmailMessage&, std::string&&, const std::string&) = delete;
+    PlacedTrackingKey(const PlacedTrackingKey&) = delete;
+    PlacedTrackingKey& operator=(const PlacedTrackingKey&) = delete;
+    ~PlacedTrackingKey() { take_out(); }
+
+  private:
+    void take_out() noexcept {
+        for (Args* args : placed_) args->erase(arg_);
+    }
+
+    void place(Args& args, const std::string& key) {
+        if (args.emplace(arg_, key).second) placed_.push_back(&args);
+    }
+
+    const std::string& arg_;
+    std::vector<Args*> placed_;
+};
 
 }  // namespace detail
 SENDGRID_BACKEND_NAMESPACE_END
