@@ -7,7 +7,6 @@
 #include <cstddef>
 #include <map>
 #include <string>
-#include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
@@ -41,7 +40,7 @@ class PlacedTrackingKey {
     /// @throws InvalidMessage naming the field when a personalization holds another key (the
     ///         message is then unchanged).
     PlacedTrackingKey(EmailMessage& message, const std::string& arg, const std::string& key)
-        : arg_(arg) {
+        : message_(message), arg_(arg) {
         // Checked before anything is placed, so that a refusal leaves nothing behind.
         for (std::size_t i = 0; i < message.personalizations.size(); ++i) {
             const Args& own = message.personalizations[i].custom_args;
@@ -52,13 +51,17 @@ class PlacedTrackingKey {
                     "differs from the message's tracking key; set it on the message only");
             }
         }
+        // '1' at i: personalizations[i] got the key; the last: the message's own map. A string,
+        // not a container of flags or pointers: every file that sends compiles this class, and
+        // std::string's code is compiled there already.
+        placed_.assign(message.personalizations.size() + 1, '0');
         try {
-            placed_.reserve(1 + message.personalizations.size());
-            for (Personalization& personalization : message.personalizations) {
+            for (std::size_t i = 0; i < message.personalizations.size(); ++i) {
+                Args& own = message.personalizations[i].custom_args;
                 // An empty map: the message's custom_args go there instead.
-                if (!personalization.custom_args.empty()) place(personalization.custom_args, key);
+                if (!own.empty()) place(own, key, i);
             }
-            place(message.custom_args, key);
+            place(message.custom_args, key, message.personalizations.size());
         } catch (...) {  // out of memory: the destructor will not run, so take them out here
             take_out();
             throw;
@@ -71,16 +74,25 @@ class PlacedTrackingKey {
     ~PlacedTrackingKey() { take_out(); }
 
   private:
+    void place(Args& args, const std::string& key, std::size_t at) {
+        if (args.find(arg_) != args.end()) return;
+        args[arg_] = key;
+        placed_[at] = '1';
+    }
+
     void take_out() noexcept {
-        for (Args* args : placed_) args->erase(arg_);
+        const std::size_t count = message_.personalizations.size();
+        for (std::size_t i = 0; i < placed_.size(); ++i) {
+            if (placed_[i] != '1') continue;
+            Args& args =
+                i < count ? message_.personalizations[i].custom_args : message_.custom_args;
+            args.erase(args.find(arg_));
+        }
     }
 
-    void place(Args& args, const std::string& key) {
-        if (args.emplace(arg_, key).second) placed_.push_back(&args);
-    }
-
+    EmailMessage& message_;
     const std::string& arg_;
-    std::vector<Args*> placed_;
+    std::string placed_;
 };
 
 }  // namespace detail
