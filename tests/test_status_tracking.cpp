@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +46,18 @@ nlohmann::json args_of(const nlohmann::json& payload) {
 
 sg::EmailMessage message(const std::string& subject) {
     return sg::EmailMessage(subject, "Body", "shop@example.com", {"jane@example.com"});
+}
+
+/// A message with custom_args of its own, whose first personalization (ann) has its own too;
+/// `second` follows it.
+sg::EmailMessage with_own_args(sg::Personalization second) {
+    sg::EmailMessage message("Hi", "Body", "shop@example.com", {});
+    message.custom_args["campaign"] = "c1";
+    sg::Personalization first;
+    first.to = {"ann@example.com"};
+    first.custom_args["user_id"] = "7";
+    message.personalizations = {first, std::move(second)};
+    return message;
 }
 
 }  // namespace
@@ -200,14 +213,9 @@ TEST_CASE("the tracking key reaches personalizations with custom_args of their o
           "[status][tracking]") {
     Sending sending;
     const auto backend = sending.backend();
-    sg::EmailMessage message = sg::EmailMessage("Hi", "Body", "shop@example.com", {});
-    message.custom_args["campaign"] = "c1";
-    sg::Personalization own;
-    own.to = {"ann@example.com"};
-    own.custom_args["user_id"] = "7";
     sg::Personalization plain;
     plain.to = {"bob@example.com"};
-    message.personalizations = {own, plain};
+    sg::EmailMessage message = with_own_args(plain);
     REQUIRE(backend.send_message(message));
     const std::string key = message.outcome.tracking_key;
     const auto sent = sending.outbox->outbox().at(0);
@@ -233,15 +241,11 @@ TEST_CASE("a refused message keeps the custom_args it had, whichever check refus
           "[status][tracking]") {
     Sending sending;
     const auto backend = sending.backend();
-    sg::EmailMessage message = sg::EmailMessage("Hi", "Body", "shop@example.com", {});
-    message.custom_args["campaign"] = "c1";
-    sg::Personalization first;  // would get the key, had the second not refused it
-    first.to = {"ann@example.com"};
-    first.custom_args["user_id"] = "7";
     sg::Personalization second;
     second.to = {"bob@example.com"};
     second.custom_args["sendgrid_backend_key"] = "other";
-    message.personalizations = {first, second};
+    // The first personalization would get the key, had the second not refused it.
+    sg::EmailMessage message = with_own_args(second);
     const auto before = [&] {
         return std::vector<std::map<std::string, std::string>>{
             message.custom_args, message.personalizations[0].custom_args,
