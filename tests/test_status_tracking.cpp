@@ -48,15 +48,18 @@ sg::EmailMessage message(const std::string& subject) {
     return sg::EmailMessage(subject, "Body", "shop@example.com", {"jane@example.com"});
 }
 
-/// A message with custom_args of its own, whose first personalization (ann) has its own too;
-/// `second` follows it.
-sg::EmailMessage with_own_args(sg::Personalization second) {
+/// A message with custom_args of its own and two personalizations: ann's with custom_args of
+/// its own too, then bob's with `bobs_args`.
+sg::EmailMessage with_own_args(std::map<std::string, std::string> bobs_args) {
     sg::EmailMessage message("Hi", "Body", "shop@example.com", {});
     message.custom_args["campaign"] = "c1";
-    sg::Personalization first;
-    first.to = {"ann@example.com"};
-    first.custom_args["user_id"] = "7";
-    message.personalizations = {first, std::move(second)};
+    sg::Personalization ann;
+    ann.to = {"ann@example.com"};
+    ann.custom_args["user_id"] = "7";
+    sg::Personalization bob;
+    bob.to = {"bob@example.com"};
+    bob.custom_args = std::move(bobs_args);
+    message.personalizations = {ann, bob};
     return message;
 }
 
@@ -213,9 +216,7 @@ TEST_CASE("the tracking key reaches personalizations with custom_args of their o
           "[status][tracking]") {
     Sending sending;
     const auto backend = sending.backend();
-    sg::Personalization plain;
-    plain.to = {"bob@example.com"};
-    sg::EmailMessage message = with_own_args(plain);
+    sg::EmailMessage message = with_own_args({});
     REQUIRE(backend.send_message(message));
     const std::string key = message.outcome.tracking_key;
     const auto sent = sending.outbox->outbox().at(0);
@@ -241,11 +242,8 @@ TEST_CASE("a refused message keeps the custom_args it had, whichever check refus
           "[status][tracking]") {
     Sending sending;
     const auto backend = sending.backend();
-    sg::Personalization second;
-    second.to = {"bob@example.com"};
-    second.custom_args["sendgrid_backend_key"] = "other";
-    // The first personalization would get the key, had the second not refused it.
-    sg::EmailMessage message = with_own_args(second);
+    // Ann's personalization would get the key, had bob's not refused it.
+    sg::EmailMessage message = with_own_args({{"sendgrid_backend_key", "other"}});
     const auto before = [&] {
         return std::vector<std::map<std::string, std::string>>{
             message.custom_args, message.personalizations[0].custom_args,
