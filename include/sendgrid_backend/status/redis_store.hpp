@@ -96,6 +96,8 @@ namespace detail {
 /// stopped by an error keeps what it wrote, so every read (where a key of the wrong type fails)
 /// comes before the first write.
 inline constexpr const char* status_apply_script = R"lua(
+-- ±2^53, what a double holds exactly (detail::max_record_integer); as text for comparing texts.
+local limit, limit_text = 9007199254740992, '9007199254740992'
 local function int(text)
     if not text or not string.find(text, '^%-?%d+$') then return nil end
     local digits = text
@@ -103,7 +105,8 @@ local function int(text)
     if #digits > 18 then return nil end
     -- Within ±2^53, compared as text (past it a double rounds), as record_integer has it.
     local significant = string.match(digits, '^0*(%d-)$')
-    if #significant > 16 or (#significant == 16 and significant > '9007199254740992') then
+    if #significant > #limit_text or
+       (#significant == #limit_text and significant > limit_text) then
         return nil
     end
     return tonumber(text)
@@ -193,8 +196,7 @@ for p, message in ipairs(messages) do
                     local theirs = numbers[field]
                     if kind == 3 then
                         -- Held within ±2^53, as detail::apply_ops holds it.
-                        local sum = math.max(-9007199254740992,
-                                             math.min(9007199254740992, (theirs or 0) + value))
+                        local sum = math.max(-limit, math.min(limit, (theirs or 0) + value))
                         numbers[field], kinds[field] = sum, 1
                     elseif not theirs or (kind == 1 and value > theirs) or
                            (kind == 2 and value < theirs) then
@@ -329,7 +331,8 @@ class PackReader {
                 if (!bits) return std::nullopt;
                 double value = 0;
                 std::memcpy(&value, &*bits, sizeof value);
-                if (!(value >= -9007199254740992.0 && value <= 9007199254740992.0)) {
+                const auto limit = static_cast<double>(max_record_integer);  // 2^53: exact
+                if (!(value >= -limit && value <= limit)) {
                     return std::nullopt;
                 }
                 return static_cast<std::int64_t>(value);
