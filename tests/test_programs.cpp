@@ -152,6 +152,9 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
         {"--max-tries", "a number of tries 1-100"},
         {"--max-wait", "milliseconds 0-86400000"},
         {"--metrics", "an IP:PORT to serve /metrics on, e.g. 127.0.0.1:9465"},
+        {"--rate-limit", "a number of requests a second 1-1000000"},
+        {"--burst", "a number of requests 1-1000000"},
+        {"--rate-limit-key", "a Redis key"},
     };
     for (const auto& [flag, what] : needs) {
         INFO(flag);
@@ -182,6 +185,21 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
     // A visibility timeout a send can outlast, in the flags' words.
     check_refused(worker, {"--visibility-timeout", "1000"},
                   "--visibility-timeout 1000 is too short: a send may take up to");
+    check_refused(worker, {"--rate-limit", "0"}, "--rate-limit: '0' is out of range");
+    check_refused(worker, {"--rate-limit", "1000001"}, "--rate-limit: '1000001' is out of range");
+    check_refused(worker, {"--burst", "0"}, "--burst: '0' is out of range");
+    check_refused(worker, {"--burst", "5"}, "--burst and --rate-limit-key need --rate-limit N");
+    check_refused(worker, {"--rate-limit-key", "k"},
+                  "--burst and --rate-limit-key need --rate-limit N");
+    // With a rate limit, each try may also wait for its permit: the visibility timeout that
+    // covers a send without one does not cover it with one.
+    const std::vector<std::string> enough{"--visibility-timeout", "200000", "--max-tries", "2",
+                                          "--max-wait",           "60000"};
+    std::vector<std::string> limited = enough;
+    limited.insert(limited.end(), {"--rate-limit", "50"});
+    check_refused(worker, limited,
+                  "a send may take up to 240000 ms (2 tries of SENDGRID_TIMEOUT 30000 ms, waits "
+                  "of up to 60000 ms between them and before each for --rate-limit)");
 }
 
 TEST_CASE("sendgrid-worker --metrics: a bad address or port is refused naming the flag",
@@ -275,6 +293,13 @@ TEST_CASE("sendgrid-worker's parser: both flag forms, the bounds inclusive", "[c
     CHECK(from_env.redis_url_from == "SENDGRID_REDIS_URL");
     CHECK(worker_line({}).redis_url_from.empty());
     CHECK(worker_line({"-h"}).help);
+
+    const auto limited = worker_line(
+        {"--rate-limit", "1000000", "--burst=1000000", "--rate-limit-key", "app:limit"});
+    CHECK(limited.rate_limit.rate.per_second == 1'000'000);
+    CHECK(limited.rate_limit.rate.burst == 1'000'000);
+    CHECK(limited.rate_limit.key == "app:limit");
+    CHECK(worker_line({}).rate_limit.rate.per_second == 0);  // none unless asked for
 }
 
 TEST_CASE("sendgrid-fake-server: a flag without its value, a value that is no number, bounds",

@@ -18,6 +18,7 @@
 /// std::size_t sent = backend.send_messages(batch);  // throws SendError listing failures
 /// @endcode
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -76,6 +77,10 @@ struct BackendOptions {
     /// (a `StatusTracker`, status/tracker.hpp); null: none. What it throws goes to
     /// `on_handler_error`.
     std::shared_ptr<StatusRecorder> statuses;
+    /// Null: none. Otherwise every try takes a permit from it first, and a 429 that says how
+    /// long to wait pauses it for everyone sharing it (rate_limit.hpp; `RedisRateLimit` shares
+    /// one among hosts).
+    std::shared_ptr<RateLimit> rate_limit;
 };
 
 /// Sends email through SendGrid's v3 Web API. See the file comment for an example.
@@ -160,6 +165,8 @@ class SendgridBackend {
     /// The endpoint requests go to, e.g. "https://api.sendgrid.com/v3/mail/send".
     const std::string& send_url() const noexcept { return send_url_; }
     Transport& transport() const noexcept { return *options_.transport; }
+    /// BackendOptions::rate_limit (null: none).
+    const std::shared_ptr<RateLimit>& rate_limit() const noexcept { return options_.rate_limit; }
 
   private:
     /// The emissions of one send_messages call: each message exactly once, and the tally.
@@ -344,6 +351,9 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
     // The transport answers within `timeout`; this only catches one that never does.
     delivery_options_.give_up_after = settings_.timeout + std::chrono::seconds(10);
     delivery_options_.secret = settings_.api_key;
+    delivery_options_.rate_limit = options_.rate_limit;
+    delivery_options_.max_permit_wait =
+        std::max(settings_.retry.max_backoff, settings_.retry.max_retry_after);
     payload_options_.sandbox_mode = settings_.effective_sandbox_mode();
     payload_options_.track_email_opens = settings_.track_email_opens;
     payload_options_.track_clicks_html = settings_.track_clicks_html;

@@ -12,6 +12,9 @@
 /// `retry_unknown_outcome`, both off by default). The rules are retry_policy.hpp's; what an
 /// answer means for the outcome is outcome_recording.hpp's.
 ///
+/// With a `RateLimit` (rate_limit.hpp), every try waits for a permit first, and a 429 that says
+/// how long to wait pauses the limit for everyone sharing it.
+///
 /// Time comes from a `Clock` (clock.hpp), so schedules are tested without sockets or sleeping.
 
 #include <algorithm>
@@ -31,6 +34,7 @@
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/outcome_recording.hpp"
+#include "sendgrid_backend/rate_limit.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
 #include "sendgrid_backend/transport.hpp"
 
@@ -46,6 +50,10 @@ struct DeliveryOptions {
     std::chrono::milliseconds give_up_after{40'000};
     /// Never recorded in an outcome: replaced by "[redacted]" should a server echo it back.
     std::string secret;
+    /// Null: no limit. Otherwise each try takes a permit first; one that waited
+    /// `max_permit_wait` for it goes without (rate_limit.hpp says why).
+    std::shared_ptr<RateLimit> rate_limit;
+    std::chrono::milliseconds max_permit_wait{60'000};
 };
 
 /// What went wrong with the transport in one `Delivery::run`; empty `problem` when nothing did.
@@ -121,6 +129,12 @@ class Delivery {
         std::vector<std::size_t> flying;
         std::size_t unfinished;
         DeliveryReport report;
+        /// Permits taken and not used yet; when none are left and the limit gave none, the next
+        /// request waits until `no_permit_until` (and since `permit_wait_began`).
+        std::size_t permits = 0;
+        bool short_of_permits = false;
+        Clock::time_point no_permit_until{};
+        Clock::time_point permit_wait_began{};
 
         Run(Delivery& d, const std::vector<HttpRequest>& r, const std::vector<SendOutcome*>& o,
             const OnFinal& f)
@@ -142,8 +156,8 @@ class Delivery {
                 if (!start_ready(*batch, limit, now)) return;
                 if (!flying.empty()) {
                     if (!wait_and_collect(*batch, now)) return;
-                } else if (!waiting.empty()) {
-                    delivery.clock_.sleep_until(slots[waiting[first_due()]].due);
+                } else if (!waiting.empty() || short_of_permits) {
+                    delivery.clock_.sleep_until(next_wake());
                 }
             }
         }
@@ -181,7 +195,7 @@ class Delivery {
         /// Starts ready requests while fewer than `limit` are in flight; false when the
         /// transport threw (the run is then abandoned).
         bool start_ready(TransportBatch& batch, std::size_t limit, Clock::time_point now) {
-            while (flying.size() < limit && has_ready()) {
+            while (flying.size() < limit && has_ready() && take_permit(limit, now)) {
                 const std::size_t i = take_ready();
                 start(i, now);
                 if (!call_transport("start", [&] { batch.start(i, requests[i]); })) return false;
@@ -203,12 +217,63 @@ class Delivery {
             return true;
         }
 
+        // --- permits ---
+
+        /// Whether the next ready request may start now, taking a permit for it when there is
+        /// a limit. Permits are asked for as many as could start, in one call.
+        bool take_permit(std::size_t limit, Clock::time_point now) {
+            RateLimit* rate_limit = delivery.options_.rate_limit.get();
+            if (rate_limit == nullptr) return true;
+            if (permits == 0) {
+                if (short_of_permits && now < no_permit_until) return waited_long_enough(now);
+                const std::size_t wanted = std::min(limit - flying.size(), ready_count());
+                RatePermits taken;
+                try {
+                    taken = rate_limit->take(wanted);
+                } catch (...) {
+                    taken.granted = wanted;  // a limit that fails holds no request back
+                }
+                permits = std::min(taken.granted, wanted);
+                if (permits == 0) {
+                    if (!short_of_permits) permit_wait_began = now;
+                    short_of_permits = true;
+                    no_permit_until = now + std::max(taken.retry_in, std::chrono::milliseconds(1));
+                    return waited_long_enough(now);
+                }
+            }
+            --permits;
+            short_of_permits = false;
+            return true;
+        }
+
+        /// A request that waited `max_permit_wait` for a permit goes without one.
+        bool waited_long_enough(Clock::time_point now) {
+            if (now - permit_wait_began < delivery.options_.max_permit_wait) return false;
+            short_of_permits = false;
+            return true;
+        }
+
+        /// SendGrid said how long to wait: so does everyone sharing the limit.
+        void pause_rate_limit(const HttpResponse& response) {
+            RateLimit* rate_limit = delivery.options_.rate_limit.get();
+            if (rate_limit == nullptr || response.status != 429) return;
+            const auto asked = rate_limit_wait(response, delivery.clock_.unix_now());
+            if (!asked) return;
+            try {
+                rate_limit->pause(std::min(*asked, delivery.options_.retry.max_retry_after));
+            } catch (...) {  // this request waits its own wait all the same
+            }
+        }
+
         // --- what is ready, and when the next thing happens ---
 
         /// Fresh requests first, in order, then retries as they fell due: the order a single
         /// queue of every request, retries pushed at the back, would give.
         bool has_ready() const noexcept {
             return next_fresh < requests.size() || due_front < due_again.size();
+        }
+        std::size_t ready_count() const noexcept {
+            return (requests.size() - next_fresh) + (due_again.size() - due_front);
         }
         std::size_t take_ready() {
             if (next_fresh < requests.size()) return next_fresh++;
@@ -238,11 +303,21 @@ class Delivery {
             flying.push_back(i);
         }
 
-        /// Until the next retry is due or the oldest request in flight is overdue; at least
-        /// 1 ms, so that a clock between two milliseconds cannot make this spin.
+        /// With nothing in flight: when the next retry is due, or a permit may be had.
+        Clock::time_point next_wake() const {
+            Clock::time_point next = Clock::time_point::max();
+            if (!waiting.empty()) next = slots[waiting[first_due()]].due;
+            if (short_of_permits && has_ready()) next = std::min(next, no_permit_until);
+            return next;
+        }
+
+        /// Until the next retry is due, a permit may be had, or the oldest request in flight is
+        /// overdue; at least 1 ms, so that a clock between two milliseconds cannot make this
+        /// spin.
         std::chrono::milliseconds time_to_next_event(Clock::time_point now) const {
             Clock::time_point next = now + delivery.options_.give_up_after;
             if (!waiting.empty()) next = std::min(next, slots[waiting[first_due()]].due);
+            if (short_of_permits && has_ready()) next = std::min(next, no_permit_until);
             if (!flying.empty()) {
                 next =
                     std::min(next, slots[flying.front()].started + delivery.options_.give_up_after);
@@ -262,6 +337,7 @@ class Delivery {
             land(i);
             const HttpResponse& response = completion.response;
             record(i, response, now);
+            pause_rate_limit(response);
             if (const auto delay = retry_delay_for(i, response)) {
                 wait_for_retry(i, response, now + *delay);
             } else {

@@ -15,6 +15,7 @@ struct WebhookEvent;
 class StatusRecorder;
 class StatusTracker;
 class StatusStore;
+class RateLimit;
 
 /// Threading policy: connect, disconnect and send from any thread (the default).
 struct ThreadSafe;

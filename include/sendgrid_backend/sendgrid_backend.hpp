@@ -19,6 +19,7 @@
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/outcome_recording.hpp"
 #include "sendgrid_backend/payload.hpp"
+#include "sendgrid_backend/rate_limit.hpp"
 #include "sendgrid_backend/retry_policy.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/signals.hpp"

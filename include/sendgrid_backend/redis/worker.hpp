@@ -107,7 +107,7 @@ class RedisMailWorker {
                                " (0: the longest send plus a minute)");
         if (options_.consumer.empty()) options_.consumer = default_consumer();
         if (options_.batch == 0) options_.batch = backend_->settings().max_in_flight;
-        const auto longest = longest_send(backend_->settings());
+        const auto longest = longest_send(backend_->settings(), backend_->rate_limit() != nullptr);
         if (options_.visibility_timeout.count() == 0) {
             options_.visibility_timeout = longest + std::chrono::minutes(1);
         }
@@ -151,11 +151,14 @@ class RedisMailWorker {
     }
 
     /// How long a send can take with `settings` (validated: their bounds keep this product far
-    /// from overflow): every try at the full timeout, and the longest waits between them.
-    static std::chrono::milliseconds longest_send(const Settings& settings) {
+    /// from overflow): every try at the full timeout, and the longest waits between them; with
+    /// a rate limit, each try may first wait as long again for its permit (rate_limit.hpp).
+    static std::chrono::milliseconds longest_send(const Settings& settings,
+                                                  bool rate_limited = false) {
         const auto tries = std::max(1, settings.retry.max_tries);
         const auto wait = std::max(settings.retry.max_backoff, settings.retry.max_retry_after);
-        return settings.timeout * tries + wait * (tries - 1);
+        return settings.timeout * tries + wait * (tries - 1) +
+               (rate_limited ? wait * tries : std::chrono::milliseconds(0));
     }
 
   private:

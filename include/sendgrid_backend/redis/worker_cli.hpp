@@ -8,6 +8,7 @@
 ///   sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]
 ///                   [--consumer NAME] [--batch N] [--visibility-timeout MS] [--resend-unknown]
 ///                   [--max-tries N] [--max-wait MS] [--metrics IP:PORT]
+///                   [--rate-limit N [--burst N] [--rate-limit-key K]]
 ///
 /// SendGrid's settings come from the environment, as Settings::from_env() reads them
 /// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
@@ -17,6 +18,10 @@
 /// anything starts: a mistyped one is an error naming the flag and its range, never a value
 /// that overflows later. Exit status: 0 stopped by a signal, 2 a bad flag or setting, 1 any
 /// other failure (Redis unreachable at start, say).
+///
+/// `--rate-limit` shares one limit on requests per second, and every 429's pause, among all the
+/// workers (and other senders) given the same `--rate-limit-key` (RedisRateLimit,
+/// redis/rate_limit.hpp).
 ///
 /// `--metrics` serves Prometheus metrics at http://IP:PORT/metrics: this worker's sends
 /// (PrometheusMetrics, prometheus.hpp) and its queue's backlog and states (RedisQueueMetrics,
@@ -49,6 +54,7 @@
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/redis/client.hpp"
 #include "sendgrid_backend/redis/queue.hpp"
+#include "sendgrid_backend/redis/rate_limit.hpp"
 #include "sendgrid_backend/redis/worker.hpp"
 
 #if defined(SENDGRID_BACKEND_WORKER_METRICS)
@@ -65,6 +71,7 @@ inline constexpr const char* worker_usage =
     "                       [--consumer NAME] [--batch N] [--visibility-timeout MS]\n"
     "                       [--resend-unknown] [--max-tries N] [--max-wait MS]\n"
     "                       [--metrics IP:PORT]\n"
+    "                       [--rate-limit N [--burst N] [--rate-limit-key K]]\n"
     "  --redis URL              redis://[[user]:password@]host[:port][/db]\n"
     "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
     "  --stream S, --group G, --status-prefix P, --consumer NAME\n"
@@ -80,6 +87,11 @@ inline constexpr const char* worker_usage =
     "                           http://IP:PORT/metrics; IP an IPv4 address or localhost, PORT\n"
     "                           0-65535 (0: any free port); the URL is printed on stderr\n"
     "                           (needs a build with prometheus-cpp)\n"
+    "  --rate-limit N           at most N requests a second, 1-1000000, shared through Redis\n"
+    "                           by every worker with the same --rate-limit-key; a 429 pauses\n"
+    "                           them all\n"
+    "  --burst N                requests at once, 1-1000000 (default: N/10, at least 1)\n"
+    "  --rate-limit-key K       the shared bucket's key (default sendgrid_backend:rate_limit)\n"
     "Flags also take the form --flag=VALUE. SendGrid's settings come from the environment\n"
     "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s, ...).\n"
     "SIGINT or SIGTERM stops after the round. Exit status: 0 stopped, 2 a bad flag or\n"
@@ -91,6 +103,9 @@ inline constexpr std::int64_t worker_max_batch = 10'000;
 inline constexpr std::int64_t worker_max_visibility_timeout_ms = 31'622'400'000;  // 366 days
 inline constexpr std::int64_t worker_max_tries = 100;           // Settings::validate's limit
 inline constexpr std::int64_t worker_max_wait_ms = 86'400'000;  // 24 hours
+inline constexpr std::int64_t worker_max_rate = 1'000'000;
+static_assert(worker_max_rate == static_cast<std::int64_t>(RateLimitOptions::max_per_second));
+static_assert(worker_max_rate == static_cast<std::int64_t>(RateLimitOptions::max_burst));
 static_assert(worker_max_batch == static_cast<std::int64_t>(WorkerOptions::max_batch));
 static_assert(worker_max_visibility_timeout_ms == WorkerOptions::max_visibility_timeout.count());
 static_assert(worker_max_wait_ms == Settings::max_wait.count());
@@ -107,6 +122,8 @@ struct WorkerCommandLine {
     std::optional<int> max_tries;
     std::optional<std::chrono::milliseconds> max_wait;
     std::optional<MetricsAddress> metrics;  ///< --metrics, when given
+    /// --rate-limit (rate.per_second 0: none), --burst, --rate-limit-key.
+    RedisRateLimitOptions rate_limit;
 };
 
 /// Parses the worker's command line; `env_redis_url` is SENDGRID_REDIS_URL (null when unset).
@@ -153,6 +170,14 @@ inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* 
             if (!line.metrics) {
                 throw UsageError("--metrics " + quote_for_error(address) + ": " + why);
             }
+        } else if (flag == "--rate-limit") {
+            line.rate_limit.rate.per_second = static_cast<double>(
+                args.number("a number of requests a second", 1, worker_max_rate));
+        } else if (flag == "--burst") {
+            line.rate_limit.rate.burst =
+                static_cast<std::size_t>(args.number("a number of requests", 1, worker_max_rate));
+        } else if (flag == "--rate-limit-key") {
+            line.rate_limit.key = args.value("a Redis key");
         } else if (flag == "--resend-unknown") {
             args.no_value();
             line.options.resend_unknown = true;
@@ -161,6 +186,10 @@ inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* 
         }
     }
     line.help = args.help();
+    if (line.rate_limit.rate.per_second == 0 &&
+        (line.rate_limit.rate.burst != 0 || line.rate_limit.key != RedisRateLimitOptions{}.key)) {
+        throw UsageError("--burst and --rate-limit-key need --rate-limit N");
+    }
     return line;
 }
 
@@ -227,7 +256,8 @@ inline Settings worker_settings(const WorkerCommandLine& line) {
     }
     if (line.visibility_timeout_given) {
         // Checked here, in the flags' words, before the worker's constructor would refuse it.
-        const auto longest = RedisMailWorker::longest_send(settings).count();
+        const bool rate_limited = line.rate_limit.rate.per_second > 0;
+        const auto longest = RedisMailWorker::longest_send(settings, rate_limited).count();
         if (line.options.visibility_timeout.count() <= longest) {
             const auto& retry = settings.retry;
             const auto wait = std::max(retry.max_backoff, retry.max_retry_after).count();
@@ -236,8 +266,9 @@ inline Settings worker_settings(const WorkerCommandLine& line) {
                 " is too short: a send may take up to " + std::to_string(longest) + " ms (" +
                 std::to_string(retry.max_tries) + " tries of SENDGRID_TIMEOUT " +
                 std::to_string(settings.timeout.count()) + " ms, waits of up to " +
-                std::to_string(wait) +
-                " ms between them), and another worker would claim a message this one still "
+                std::to_string(wait) + " ms between them" +
+                (rate_limited ? " and before each for --rate-limit" : "") +
+                "), and another worker would claim a message this one still "
                 "sends; give more than " +
                 std::to_string(longest) + ", leave it out (" + std::to_string(longest + 60'000) +
                 "), or lower --max-tries or --max-wait");
@@ -330,8 +361,12 @@ inline int run_worker_cli(int argc, char** argv,
     const detail::WorkerStopSignals signals;
     const std::atomic<bool>& stop = signals.stop();
     try {
-        const auto backend = std::make_shared<const SendgridBackend>(settings);
         auto redis = std::make_shared<RedisClient>(redis_options);
+        BackendOptions backend_options;
+        if (line.rate_limit.rate.per_second > 0) {
+            backend_options.rate_limit = std::make_shared<RedisRateLimit>(redis, line.rate_limit);
+        }
+        const auto backend = std::make_shared<const SendgridBackend>(settings, backend_options);
         RedisMailWorker worker(backend, redis, line.queue, line.options);
         // Counting before the first round; served until the worker has stopped.
         const detail::MetricsEndpoint metrics =
