@@ -47,6 +47,7 @@
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/payload.hpp"
+#include "sendgrid_backend/payload/parts.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/signals.hpp"
 #include "sendgrid_backend/status/recorder.hpp"
@@ -199,6 +200,7 @@ class SendgridBackend {
                 if (emitted_[i]) continue;
                 try {
                     SendOutcome& outcome = messages_[i].outcome;
+                    record_parts(outcome);  // sent in parts: their tries so far
                     const std::string what = detail::describe_exception(error);
                     outcome.status =
                         outcome.tries > 0 ? SendStatus::unknown : SendStatus::transport_failed;
@@ -244,63 +246,112 @@ class SendgridBackend {
         message.outcome.failure_reason = std::move(reason);
     }
 
-    /// Runs the pre-send hook and builds the request; nullopt (outcome recorded) when the
-    /// message is not to be sent.
-    std::optional<HttpRequest> prepare(EmailMessage& message) const {
+    /// Runs the pre-send hook and appends the message's requests to `requests`: one, or one per
+    /// part (recorded in `outcome.parts`) when it is sent in parts. False (outcome recorded,
+    /// nothing appended) when it is not to be sent.
+    bool prepare(EmailMessage& message, std::vector<HttpRequest>& requests) const {
         try {
             sendgrid_pre_send.send(*this, message);
         } catch (const CancelSend& cancel) {
             fail(message, SendStatus::cancelled, "cancelled: " + cancel.reason());
-            return std::nullopt;
+            return false;
         } catch (...) {
             fail(message, SendStatus::cancelled,
                  "cancelled: a sendgrid_pre_send handler threw: " +
                      detail::describe_exception(std::current_exception()));
-            return std::nullopt;
+            return false;
         }
-        HttpRequest request;
+        std::string key;
         try {
-            if (settings_.tracking_keys) {
-                request.body = serialize_with_tracking_key(message);
-            } else {
-                request.body = serialize_payload(message);
-            }
+            if (settings_.tracking_keys) key = tracking_key_for(message);
+            if (!settings_.split_large_messages)
+                return add_request(message, payload_options_, key, requests);
+            const std::vector<detail::PartWindow> parts = detail::plan_parts(message);
+            if (parts.size() == 1) return add_request(message, payload_options_, key, requests);
+            return add_parts(message, parts, key, requests);
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
-            return std::nullopt;
+            return false;
+        }
+    }
+
+    /// Appends the request for `message` (the part of it `options` window, if any) to
+    /// `requests`; false when it is refused (outcome recorded).
+    /// @throws InvalidMessage naming the field.
+    bool add_request(EmailMessage& message, const PayloadOptions& options, const std::string& key,
+                     std::vector<HttpRequest>& requests) const {
+        HttpRequest request;
+        if (settings_.tracking_keys) {
+            // A personalization with custom_args of its own gets the key too: SendGrid echoes
+            // a personalization's custom_args instead of the message's, and its recipients'
+            // events must carry it. Taken out again once the body is written.
+            const detail::PlacedTrackingKey placed(message, settings_.tracking_arg, key);
+            message.outcome.tracking_key = key;
+            request.body = sendgrid_backend::serialize_payload(message, options);
+        } else {
+            request.body = sendgrid_backend::serialize_payload(message, options);
         }
         if (request.body.size() > limits::max_payload_bytes) {
             fail(message, SendStatus::invalid,
                  "payload: the request is " + std::to_string(request.body.size()) +
                      " bytes; SendGrid accepts at most 30 MB");
             message.outcome.transport_error = TransportError::payload_too_large;
-            return std::nullopt;
+            return false;
         }
         request.url = send_url_;
         request.headers = request_headers_;
-        return request;
+        requests.push_back(std::move(request));
+        return true;
     }
 
-    /// The payload with the message's tracking key in its custom_args, recorded on the outcome:
-    /// the message's own, or a new one, added for the request only (a message object sent
-    /// again, or used as a template, gets a new key each time). A personalization with
-    /// custom_args of its own gets the key too: SendGrid echoes a personalization's custom_args
-    /// instead of the message's, and its recipients' events must carry the key.
-    /// @throws InvalidMessage for an empty key, or a personalization's that differs.
-    std::string serialize_with_tracking_key(EmailMessage& message) const {
-        const std::string& arg = settings_.tracking_arg;
-        const std::string* own = detail::own_tracking_key(message, arg);
-        const std::string key = own != nullptr ? *own : detail::random_key();
-        const detail::PlacedTrackingKey placed(message, arg, key);
-        message.outcome.tracking_key = key;
-        return serialize_payload(message);
+    /// Appends one request per part (all or none) and records each part's recipients.
+    /// @throws InvalidMessage naming the field, and the part.
+    bool add_parts(EmailMessage& message, const std::vector<detail::PartWindow>& parts,
+                   const std::string& key, std::vector<HttpRequest>& requests) const {
+        const std::size_t before = requests.size();
+        for (std::size_t j = 0; j < parts.size(); ++j) {
+            PayloadOptions options = payload_options_;
+            options.first_personalization = parts[j].first;
+            options.personalization_count = parts[j].count;
+            bool added = false;
+            try {
+                added = add_request(message, options, key, requests);
+            } catch (const InvalidMessage& invalid) {
+                fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
+            }
+            if (!added) {
+                message.outcome.failure_reason = "part " + std::to_string(j + 1) + " of " +
+                                                 std::to_string(parts.size()) + ": " +
+                                                 message.outcome.failure_reason;
+                requests.erase(requests.begin() + static_cast<std::ptrdiff_t>(before),
+                               requests.end());
+                message.outcome.parts.clear();
+                return false;
+            }
+            message.outcome.parts.push_back(
+                SendPart{detail::part_recipients(message, parts[j]), {}});
+        }
+        return true;
+    }
+
+    /// The message's tracking key: its own, or a new one for this send only (a message object
+    /// sent again, or used as a template, gets a new key each time).
+    /// @throws InvalidMessage for an empty own key.
+    std::string tracking_key_for(const EmailMessage& message) const {
+        const std::string* own = detail::own_tracking_key(message, settings_.tracking_arg);
+        return own != nullptr ? *own : detail::random_key();
     }
 
     /// Writes each message about to be sent to the echo stream, as the original's
     /// SENDGRID_ECHO_TO_STDOUT does (a readable rendering, not the raw MIME).
     void echo(const EmailMessage* messages, const std::vector<std::size_t>& positions) const {
         std::string text;
-        for (std::size_t i : positions) detail::append_echo(text, messages[i]);
+        for (std::size_t k = 0; k < positions.size(); ++k) {
+            // A message sent in parts is at several positions in a row: echoed once.
+            if (k == 0 || positions[k] != positions[k - 1]) {
+                detail::append_echo(text, messages[positions[k]]);
+            }
+        }
         std::lock_guard<std::mutex> lock(echo_mutex_);
         if (options_.stream != nullptr) {
             options_.stream->write(text.data(), static_cast<std::streamsize>(text.size()));
@@ -368,7 +419,8 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
     try {
         std::vector<HttpRequest> requests;
         std::vector<SendOutcome*> outcomes;
-        std::vector<std::size_t> positions;  // request k is messages[positions[k]]
+        std::vector<std::size_t> positions;   // request k is (a part of) messages[positions[k]]
+        std::vector<std::size_t> parts_left;  // per message, once one is sent in parts
         requests.reserve(count);
         outcomes.reserve(count);
         positions.reserve(count);
@@ -376,20 +428,36 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
         // a later message with its previous send's outcome (and tracking key) to record.
         for (std::size_t i = 0; i < count; ++i) messages[i].outcome = SendOutcome{};
         for (std::size_t i = 0; i < count; ++i) {
-            if (auto request = prepare(messages[i])) {
-                requests.push_back(std::move(*request));
-                outcomes.push_back(&messages[i].outcome);
-                positions.push_back(i);
-            } else {
+            SendOutcome& outcome = messages[i].outcome;
+            if (!prepare(messages[i], requests)) {
                 ledger.emit(i);  // refused before sending: final already
+                continue;
+            }
+            if (outcome.parts.empty()) {
+                outcomes.push_back(&outcome);
+                positions.push_back(i);
+                continue;
+            }
+            parts_left.resize(count);
+            parts_left[i] = outcome.parts.size();
+            for (SendPart& part : outcome.parts) {
+                outcomes.push_back(&part.outcome);
+                positions.push_back(i);
             }
         }
         if (settings_.echo_to_stdout) echo(messages, positions);
         if (!requests.empty()) {
             Delivery delivery(*options_.transport, delivery_options_,
                               options_.clock != nullptr ? *options_.clock : system_clock());
-            report =
-                delivery.run(requests, outcomes, [&](std::size_t k) { ledger.emit(positions[k]); });
+            report = delivery.run(requests, outcomes, [&](std::size_t k) {
+                const std::size_t i = positions[k];
+                SendOutcome& outcome = messages[i].outcome;
+                if (!outcome.parts.empty()) {
+                    if (--parts_left[i] > 0) return;  // one emission, once every part is final
+                    record_parts(outcome);
+                }
+                ledger.emit(i);
+            });
         }
     } catch (...) {
         ledger.emit_rest(std::current_exception());

@@ -107,6 +107,8 @@ struct EarlierTry {
     TransportError transport_error = TransportError::none;
 };
 
+struct SendPart;
+
 /// The outcome of the last `send_messages` call that handled a message.
 struct SendOutcome {
     SendStatus status = SendStatus::not_attempted;
@@ -130,11 +132,36 @@ struct SendOutcome {
     /// final answer above, what every request of this message got. Empty when the first try was
     /// final, so that a send without retries allocates nothing for it.
     std::vector<EarlierTry> earlier_tries;
+    /// Empty unless the message went as several requests (`Settings::split_large_messages`):
+    /// each part's recipients and outcome, in order. The fields above then sum the parts up:
+    /// accepted only when every part was (`message_id` is then the first part's), else the
+    /// first failed part's status (`unknown` when any part's is), answer and errors, and a
+    /// `failure_reason` naming each failed part; attempts and tries add up, duration is the
+    /// longest, earlier_tries are every part's.
+    std::vector<SendPart> parts;
 
     bool accepted() const noexcept { return status == SendStatus::accepted; }
     /// Whether SendGrid may have accepted the message although no answer said so: retrying it
     /// may deliver it twice.
     bool maybe_delivered() const noexcept { return status == SendStatus::unknown; }
+    /// The recipients of every part that was not accepted (sent in parts), in order; empty
+    /// without parts (then the message's status says it for everyone).
+    std::vector<std::string> recipients_not_accepted() const;
 };
+
+/// One request of a message sent in parts: who it was for, and how it ended.
+struct SendPart {
+    std::vector<std::string> recipients;  ///< to, cc and bcc of its personalizations, as given
+    SendOutcome outcome;                  ///< `parts` always empty
+};
+
+inline std::vector<std::string> SendOutcome::recipients_not_accepted() const {
+    std::vector<std::string> recipients;
+    for (const SendPart& part : parts) {
+        if (part.outcome.accepted()) continue;
+        recipients.insert(recipients.end(), part.recipients.begin(), part.recipients.end());
+    }
+    return recipients;
+}
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -25,23 +25,13 @@
 #include "sendgrid_backend/payload/attachments.hpp"
 #include "sendgrid_backend/payload/content.hpp"
 #include "sendgrid_backend/payload/limits.hpp"
+#include "sendgrid_backend/payload/options.hpp"
 #include "sendgrid_backend/payload/personalizations.hpp"
 #include "sendgrid_backend/payload/recipients.hpp"
 #include "sendgrid_backend/payload/settings.hpp"
 #include "sendgrid_backend/template_data.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
-
-/// The settings that shape a payload (a subset of `SendgridBackend::Settings`).
-struct PayloadOptions {
-    bool sandbox_mode = false;
-    bool track_email_opens = true;
-    bool track_clicks_html = true;
-    bool track_clicks_plain = true;
-    /// Drop an address that already appears in the same personalization (to before cc before
-    /// bcc) instead of refusing the message. Off by default: a duplicate is often a bug.
-    bool deduplicate_recipients = false;
-};
 
 namespace detail {
 
@@ -76,7 +66,7 @@ void write_payload(Sink& sink, const EmailMessage& message, const PayloadOptions
     write_reply_to(sink, message);
     const std::map<std::string, std::string> headers = collect_headers(message.extra_headers);
     sink.key("personalizations");
-    PersonalizationsWriter<Sink>(message, headers, options.deduplicate_recipients, sink).write();
+    PersonalizationsWriter<Sink>(message, headers, options, sink).write();
     std::size_t estimated_bytes = 0;
     if (message.template_id.empty()) estimated_bytes += write_content(sink, message);
     if (!message.attachments.empty())

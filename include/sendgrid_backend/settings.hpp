@@ -67,6 +67,11 @@ struct Settings {
     std::string tracking_arg = default_tracking_arg;
     /// Drop repeated addresses within a personalization instead of refusing the message.
     bool deduplicate_recipients = false;
+    /// Send a message whose personalizations (explicit ones, or make_private's) hold more than
+    /// SendGrid's 1000 recipients a request as several requests of whole personalizations
+    /// (payload/parts.hpp), with one `sendgrid_email_sent` for the message and each part on
+    /// `outcome.parts`. Off: such a message is refused as invalid.
+    bool split_large_messages = false;
     /// A CA bundle file for TLS verification; empty: the system's.
     std::string ca_bundle;
     /// Request bodies at least this large are sent gzip-compressed; 0 turns compression off.

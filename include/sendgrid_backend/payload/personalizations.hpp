@@ -4,6 +4,7 @@
 /// The payload's personalizations: the message's own, one per `to` address (make_private) or
 /// one from to/cc/bcc; each with its recipients and the fields it takes from the message.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -20,6 +21,7 @@
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/payload/content.hpp"
 #include "sendgrid_backend/payload/limits.hpp"
+#include "sendgrid_backend/payload/options.hpp"
 #include "sendgrid_backend/payload/recipients.hpp"
 #include "sendgrid_backend/payload/settings.hpp"
 
@@ -45,17 +47,27 @@ inline bool has_own_envelope(const Personalization& p) {
 template <class Sink>
 class PersonalizationsWriter {
   public:
-    /// `headers`: the message's extra_headers, checked (collect_headers).
+    /// `headers`: the message's extra_headers, checked (collect_headers). `options` must outlive
+    /// this object (its window and deduplicate_recipients are read).
     PersonalizationsWriter(const EmailMessage& message,
-                           const std::map<std::string, std::string>& headers, bool deduplicate,
-                           Sink& sink)
-        : message_(message), headers_(headers), deduplicate_(deduplicate), sink_(sink) {}
+                           const std::map<std::string, std::string>& headers,
+                           const PayloadOptions& options, Sink& sink)
+        : message_(message),
+          headers_(headers),
+          deduplicate_(options.deduplicate_recipients),
+          sink_(sink) {
+        const std::size_t all =
+            message.personalizations.empty() ? message.to.size() : message.personalizations.size();
+        first_ = std::min(options.first_personalization, all);
+        end_ = first_ + std::min(options.personalization_count, all - first_);
+    }
 
     void write() {
         const auto& explicit_ones = message_.personalizations;
-        if (explicit_ones.size() > limits::max_personalizations) {
-            throw InvalidMessage("personalizations", "has " + std::to_string(explicit_ones.size()) +
-                                                         " entries; SendGrid allows at most 1000");
+        if (!explicit_ones.empty() && end_ - first_ > limits::max_personalizations) {
+            throw InvalidMessage("personalizations", "has " + std::to_string(end_ - first_) +
+                                                         " entries; SendGrid allows at most 1000" +
+                                                         split_hint);
         }
         sink_.begin_array();
         if (!explicit_ones.empty()) {
@@ -68,9 +80,13 @@ class PersonalizationsWriter {
         }
         sink_.end_array();
         if (recipients_ > limits::max_recipients) {
-            throw InvalidMessage("to", "the message has " + std::to_string(recipients_) +
-                                           " recipients in to, cc and bcc; SendGrid allows at "
-                                           "most 1000 per request");
+            throw InvalidMessage("to",
+                                 "the message has " + std::to_string(recipients_) +
+                                     " recipients in to, cc and bcc; SendGrid allows at "
+                                     "most 1000 per request" +
+                                     (message_.personalizations.empty() && !message_.make_private
+                                          ? std::string()
+                                          : std::string(split_hint)));
         }
     }
 
@@ -78,7 +94,7 @@ class PersonalizationsWriter {
     /// The message's own personalizations; each needs a `to`.
     void write_explicit() {
         const auto& explicit_ones = message_.personalizations;
-        for (std::size_t i = 0; i < explicit_ones.size(); ++i) {
+        for (std::size_t i = first_; i < end_; ++i) {
             const std::string prefix = indexed("personalizations", i) + ".";
             const Personalization& p = explicit_ones[i];
             if (p.to.empty()) {
@@ -93,15 +109,15 @@ class PersonalizationsWriter {
     /// make_private: one personalization per `to` address, so no one sees the others.
     void write_private() {
         if (message_.to.empty()) throw InvalidMessage("to", "is empty; nobody to send to");
-        const std::size_t to_count = message_.to.size();
+        const std::size_t to_count = end_ - first_;
         if (to_count > limits::max_personalizations) {
             throw InvalidMessage("to",
                                  "make_private gives one personalization per address; "
                                  "SendGrid allows at most 1000, got " +
-                                     std::to_string(to_count));
+                                     std::to_string(to_count) + split_hint);
         }
         const Personalization from_message;
-        for (std::size_t i = 0; i < to_count; ++i) {
+        for (std::size_t i = first_; i < end_; ++i) {
             personalization(from_message, &message_.to[i], 1, "", i);
         }
     }
@@ -254,6 +270,11 @@ class PersonalizationsWriter {
     bool deduplicate_;
     Sink& sink_;
     std::size_t recipients_ = 0;
+    std::size_t first_ = 0;  ///< the personalizations (or make_private addresses) written
+    std::size_t end_ = 0;
+
+    static constexpr const char* split_hint =
+        " (Settings::split_large_messages sends it as several requests)";
     std::optional<typename Sink::Members> message_envelope_;
 };
 
