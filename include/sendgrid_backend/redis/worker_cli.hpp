@@ -8,6 +8,8 @@
 ///   sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]
 ///                   [--consumer NAME] [--batch N] [--visibility-timeout MS] [--resend-unknown]
 ///                   [--max-tries N] [--max-wait MS] [--metrics IP:PORT]
+///                   [--dead-letter-ttl S] [--no-dead-letters]
+///   sendgrid-worker dead list|show KEY|retry KEY|drop KEY ...   (redis/dead_letters_cli.hpp)
 ///
 /// SendGrid's settings come from the environment, as Settings::from_env() reads them
 /// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
@@ -64,7 +66,8 @@ inline constexpr const char* worker_usage =
     "usage: sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]\n"
     "                       [--consumer NAME] [--batch N] [--visibility-timeout MS]\n"
     "                       [--resend-unknown] [--max-tries N] [--max-wait MS]\n"
-    "                       [--metrics IP:PORT]\n"
+    "                       [--metrics IP:PORT] [--dead-letter-ttl S] [--no-dead-letters]\n"
+    "       sendgrid-worker dead list|show KEY|retry KEY|drop KEY (see: dead --help)\n"
     "  --redis URL              redis://[[user]:password@]host[:port][/db]\n"
     "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
     "  --stream S, --group G, --status-prefix P, --consumer NAME\n"
@@ -80,6 +83,9 @@ inline constexpr const char* worker_usage =
     "                           http://IP:PORT/metrics; IP an IPv4 address or localhost, PORT\n"
     "                           0-65535 (0: any free port); the URL is printed on stderr\n"
     "                           (needs a build with prometheus-cpp)\n"
+    "  --dead-letter-ttl S      keep the messages that ended failed or unknown (dead letters)\n"
+    "                           this many seconds, 1-31622400 (366 days; default 30 days)\n"
+    "  --no-dead-letters        keep no dead letters\n"
     "Flags also take the form --flag=VALUE. SendGrid's settings come from the environment\n"
     "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s, ...).\n"
     "SIGINT or SIGTERM stops after the round. Exit status: 0 stopped, 2 a bad flag or\n"
@@ -94,6 +100,8 @@ inline constexpr std::int64_t worker_max_wait_ms = 86'400'000;  // 24 hours
 static_assert(worker_max_batch == static_cast<std::int64_t>(WorkerOptions::max_batch));
 static_assert(worker_max_visibility_timeout_ms == WorkerOptions::max_visibility_timeout.count());
 static_assert(worker_max_wait_ms == Settings::max_wait.count());
+inline constexpr std::int64_t worker_max_dead_letter_ttl_s = 31'622'400;  // 366 days
+static_assert(worker_max_dead_letter_ttl_s == RedisQueueOptions::max_status_ttl.count());
 
 /// What the worker's command line (and SENDGRID_REDIS_URL) asked for.
 struct WorkerCommandLine {
@@ -153,6 +161,12 @@ inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* 
             if (!line.metrics) {
                 throw UsageError("--metrics " + quote_for_error(address) + ": " + why);
             }
+        } else if (flag == "--dead-letter-ttl") {
+            line.queue.dead_letter_ttl =
+                std::chrono::seconds(args.number("seconds", 1, worker_max_dead_letter_ttl_s));
+        } else if (flag == "--no-dead-letters") {
+            args.no_value();
+            line.queue.dead_letters = false;
         } else if (flag == "--resend-unknown") {
             args.no_value();
             line.options.resend_unknown = true;
@@ -276,6 +290,9 @@ class WorkerStopSignals {
     std::thread waiter_;
 };
 
+/// `sendgrid-worker dead ...` (redis/dead_letters_cli.hpp, included at the end of this file).
+inline int run_dead_letters_cli(int argc, char** argv);
+
 /// Starts serving /metrics for a worker of `queue` on `redis`.
 /// @throws std::exception when it cannot (Redis out of reach, the port taken).
 using ServeWorkerMetrics = std::function<MetricsEndpoint(
@@ -307,6 +324,9 @@ inline detail::MetricsEndpoint serve_worker_metrics(const RedisOptions& redis,
 /// refused.
 inline int run_worker_cli(int argc, char** argv,
                           const detail::ServeWorkerMetrics& serve_metrics = nullptr) {
+    if (argc > 1 && std::string_view(argv[1]) == "dead") {
+        return detail::run_dead_letters_cli(argc - 1, argv + 1);
+    }
     detail::WorkerCommandLine line;
     Settings settings;
     RedisOptions redis_options;
@@ -361,3 +381,6 @@ inline int run_worker_cli(int argc, char** argv,
 }
 
 SENDGRID_BACKEND_NAMESPACE_END
+
+// The `dead` commands, which use this file's Redis URL and flag handling.
+#include "sendgrid_backend/redis/dead_letters_cli.hpp"
