@@ -238,9 +238,9 @@ class RedisQueueMetrics : public prometheus::Collectable {
             static_cast<double>(snapshot->oldest_pending_idle_ms) / 1000;
         auto& entered = detail::add_family(
             families, "sendgrid_queue_messages_total",
-            "Messages that entered each state of the queue: queued once, a final state once, "
-            "sending before each send (again when a worker resends a claimed message, "
-            "WorkerOptions::resend_unknown).",
+            "Messages that entered each state of the queue: queued once, a final state once "
+            "(both again when a dead letter is retried), sending before each send (again when a "
+            "worker resends a claimed message, WorkerOptions::resend_unknown).",
             prometheus::MetricType::Counter);
         for (std::size_t i = 0; i < detail::queued_states.size(); ++i) {
             detail::add_series(entered, constant_labels_, "state",

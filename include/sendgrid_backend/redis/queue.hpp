@@ -14,7 +14,9 @@
 /// says otherwise. Nothing acknowledged to a producer is lost, and nothing is queued twice: its
 /// XADD and status go in together in one script that first checks the key is new, so a producer
 /// whose connection broke mid-enqueue just runs it again; the stream is never trimmed
-/// (`max_length` refuses new entries instead). The scripts are in redis/scripts.hpp.
+/// (`max_length` refuses new entries instead). The scripts are in redis/scripts.hpp. A message
+/// that ends `failed` or `unknown` is kept as a dead letter in the same step (`dead_letters`;
+/// redis/dead_letters.hpp), to be retried or dropped by key.
 ///
 /// @code
 /// auto redis = std::make_shared<sendgrid_backend::RedisClient>(
@@ -67,6 +69,14 @@ struct RedisQueueOptions {
     /// (`BackendOptions::statuses`), and the statuses read as one record, from queued to
     /// delivered, under the queue key.
     std::shared_ptr<StatusTracker> statuses;
+    /// Workers keep each message that ends `failed` or `unknown` as a dead letter (its entry as
+    /// queued, its key, state and reason), in the same step as that status change; see
+    /// redis/dead_letters.hpp (RedisDeadLetters, `sendgrid-worker dead`). Off: none are kept.
+    bool dead_letters = true;
+    /// A dead letter older than this is removed when a later one is recorded (at most 1000 per
+    /// recording), and the store expires whole when none was recorded for this long:
+    /// 1 second to `max_status_ttl`.
+    std::chrono::seconds dead_letter_ttl = std::chrono::hours(24 * 30);
 
     static constexpr std::chrono::seconds max_status_ttl{366 * 24 * 3600};
 
@@ -74,6 +84,12 @@ struct RedisQueueOptions {
     /// it as they move a status; `RedisQueueMetrics` reads it): `<stream>:state_counts`. It
     /// never expires, unlike the statuses, so the counts only grow.
     std::string state_counts_key() const { return stream + ":state_counts"; }
+
+    /// The dead letters' stream, `<stream>:dead` (redis/dead_letters.hpp).
+    std::string dead_letter_key() const { return stream + ":dead"; }
+    /// The hash from a dead letter's queue key to its entry in dead_letter_key():
+    /// `<stream>:dead:index`.
+    std::string dead_letter_index_key() const { return stream + ":dead:index"; }
 
     /// @throws ImproperlyConfigured naming the option that is out of range.
     void validate() const {
@@ -89,6 +105,18 @@ struct RedisQueueOptions {
                                        " (the stream's name + \":state_counts\"), which a "
                                        "message's status could then overwrite; give the "
                                        "statuses a prefix of their own");
+        }
+        detail::require_within("RedisQueueOptions::dead_letter_ttl", dead_letter_ttl,
+                               std::chrono::seconds(1), max_status_ttl);
+        // Otherwise a message queued under the right key would overwrite the dead letters.
+        for (const std::string& key : {dead_letter_key(), dead_letter_index_key()}) {
+            if (key.rfind(status_prefix, 0) != 0) continue;
+            detail::refuse_setting("RedisQueueOptions::status_prefix",
+                                   detail::quote_for_error(status_prefix) +
+                                       " starts the queue's dead-letter key " +
+                                       detail::quote_for_error(key) +
+                                       ", which a message's status could then overwrite; give "
+                                       "the statuses a prefix of their own");
         }
     }
 };

@@ -25,6 +25,7 @@
 #include "sendgrid_backend/message_json.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/redis/client.hpp"
+#include "sendgrid_backend/redis/dead_letter_scripts.hpp"
 #include "sendgrid_backend/redis/queue.hpp"
 #include "sendgrid_backend/redis/scripts.hpp"
 
@@ -403,15 +404,32 @@ class RedisMailWorker {
                                              to_string(move.to),
                                              options_.consumer};
             for (auto& field : move.fields) command.push_back(std::move(field));
+            if (queue_.dead_letters) command = dead_letter_call(std::move(command), *move.entry);
             commands.push_back(std::move(command));
         }
-        const auto answers = detail::retry_idempotent(
-            [&] { return detail::stored_transition_script().run(*redis_, commands); });
+        detail::StoredScript& script = queue_.dead_letters
+                                           ? detail::stored_dead_letter_transition_script()
+                                           : detail::stored_transition_script();
+        const auto answers =
+            detail::retry_idempotent([&] { return script.run(*redis_, commands); });
         for (const RedisValue& answer : answers) {
             if (answer.is_error()) throw RedisError("a status transition failed: " + answer.text);
             moved.push_back(answer.integer == 1);
         }
         return moved;
+    }
+
+    /// `transition` as the same move that also keeps the message as a dead letter, should it
+    /// move to "failed" or "unknown" (redis/dead_letter_scripts.hpp).
+    std::vector<std::string> dead_letter_call(std::vector<std::string> transition,
+                                              const Entry& entry) const {
+        const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch());
+        const auto ttl =
+            std::chrono::duration_cast<std::chrono::milliseconds>(queue_.dead_letter_ttl);
+        return detail::dead_letter_transition_call(
+            std::move(transition), queue_.stream, queue_.dead_letter_key(),
+            queue_.dead_letter_index_key(), entry.key, entry.id, now.count(), ttl.count());
     }
 
     void finish_entries(const std::vector<const Entry*>& done) {

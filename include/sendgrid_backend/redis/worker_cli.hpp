@@ -9,6 +9,8 @@
 ///                   [--consumer NAME] [--batch N] [--visibility-timeout MS] [--resend-unknown]
 ///                   [--max-tries N] [--max-wait MS] [--metrics IP:PORT]
 ///                   [--rate-limit N [--burst N] [--rate-limit-key K]]
+///                   [--dead-letter-ttl S] [--no-dead-letters]
+///   sendgrid-worker dead list|show KEY|retry KEY|drop KEY ...   (redis/dead_letters_cli.hpp)
 ///
 /// SendGrid's settings come from the environment, as Settings::from_env() reads them
 /// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
@@ -70,8 +72,9 @@ inline constexpr const char* worker_usage =
     "usage: sendgrid-worker [--redis URL] [--stream S] [--group G] [--status-prefix P]\n"
     "                       [--consumer NAME] [--batch N] [--visibility-timeout MS]\n"
     "                       [--resend-unknown] [--max-tries N] [--max-wait MS]\n"
-    "                       [--metrics IP:PORT]\n"
+    "                       [--metrics IP:PORT] [--dead-letter-ttl S] [--no-dead-letters]\n"
     "                       [--rate-limit N [--burst N] [--rate-limit-key K]]\n"
+    "       sendgrid-worker dead list|show KEY|retry KEY|drop KEY (see: dead --help)\n"
     "  --redis URL              redis://[[user]:password@]host[:port][/db]\n"
     "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
     "  --stream S, --group G, --status-prefix P, --consumer NAME\n"
@@ -92,6 +95,9 @@ inline constexpr const char* worker_usage =
     "                           them all\n"
     "  --burst N                requests at once, 1-1000000 (default: N/10, at least 1)\n"
     "  --rate-limit-key K       the shared bucket's key (default sendgrid_backend:rate_limit)\n"
+    "  --dead-letter-ttl S      keep the messages that ended failed or unknown (dead letters)\n"
+    "                           this many seconds, 1-31622400 (366 days; default 30 days)\n"
+    "  --no-dead-letters        keep no dead letters\n"
     "Flags also take the form --flag=VALUE. SendGrid's settings come from the environment\n"
     "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s, ...).\n"
     "SIGINT or SIGTERM stops after the round. Exit status: 0 stopped, 2 a bad flag or\n"
@@ -109,6 +115,8 @@ static_assert(worker_max_rate == static_cast<std::int64_t>(RateLimitOptions::max
 static_assert(worker_max_batch == static_cast<std::int64_t>(WorkerOptions::max_batch));
 static_assert(worker_max_visibility_timeout_ms == WorkerOptions::max_visibility_timeout.count());
 static_assert(worker_max_wait_ms == Settings::max_wait.count());
+inline constexpr std::int64_t worker_max_dead_letter_ttl_s = 31'622'400;  // 366 days
+static_assert(worker_max_dead_letter_ttl_s == RedisQueueOptions::max_status_ttl.count());
 
 /// What the worker's command line (and SENDGRID_REDIS_URL) asked for.
 struct WorkerCommandLine {
@@ -178,6 +186,12 @@ inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* 
                 static_cast<std::size_t>(args.number("a number of requests", 1, worker_max_rate));
         } else if (flag == "--rate-limit-key") {
             line.rate_limit.key = args.value("a Redis key");
+        } else if (flag == "--dead-letter-ttl") {
+            line.queue.dead_letter_ttl =
+                std::chrono::seconds(args.number("seconds", 1, worker_max_dead_letter_ttl_s));
+        } else if (flag == "--no-dead-letters") {
+            args.no_value();
+            line.queue.dead_letters = false;
         } else if (flag == "--resend-unknown") {
             args.no_value();
             line.options.resend_unknown = true;
@@ -307,6 +321,9 @@ class WorkerStopSignals {
     std::thread waiter_;
 };
 
+/// `sendgrid-worker dead ...` (redis/dead_letters_cli.hpp, included at the end of this file).
+inline int run_dead_letters_cli(int argc, char** argv);
+
 /// Starts serving /metrics for a worker of `queue` on `redis`.
 /// @throws std::exception when it cannot (Redis out of reach, the port taken).
 using ServeWorkerMetrics = std::function<MetricsEndpoint(
@@ -338,6 +355,9 @@ inline detail::MetricsEndpoint serve_worker_metrics(const RedisOptions& redis,
 /// refused.
 inline int run_worker_cli(int argc, char** argv,
                           const detail::ServeWorkerMetrics& serve_metrics = nullptr) {
+    if (argc > 1 && std::string_view(argv[1]) == "dead") {
+        return detail::run_dead_letters_cli(argc - 1, argv + 1);
+    }
     detail::WorkerCommandLine line;
     Settings settings;
     RedisOptions redis_options;
@@ -396,3 +416,6 @@ inline int run_worker_cli(int argc, char** argv,
 }
 
 SENDGRID_BACKEND_NAMESPACE_END
+
+// The `dead` commands, which use this file's Redis URL and flag handling.
+#include "sendgrid_backend/redis/dead_letters_cli.hpp"
