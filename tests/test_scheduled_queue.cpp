@@ -391,8 +391,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "500 messages due over 5 s, two sendgrid-worker processes, a Redis restart mid-way: "
-    "each sent once, none before its time",
+    "500 messages due over 5 s, two sendgrid-worker processes, a Redis restart mid-way; each "
+    "sent once, none before its time",
     "[scheduled_queue][redis][processes][restart]") {
     const OwnRedis own;
     sg::testing::FakeSendgridServer server("SG.fake-test-key.0123456789", 32);
