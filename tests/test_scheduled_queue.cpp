@@ -197,6 +197,48 @@ TEST_CASE("a scheduled status lives the wait plus status_ttl; a past not_before 
     CHECK(count(*client, {"XLEN", names.stream}) == 2);
 }
 
+TEST_CASE("a full stream holds due messages back; a mover running alone moves them when due",
+          "[scheduled_queue][redis]") {
+    auto client = redis();
+    auto names = fresh_queue("full");
+    names.max_length = 1;
+    sg::RedisMailQueue queue(client, names);
+    queue.enqueue(mail(1));
+    CHECK_THROWS_AS(queue.enqueue(mail(2), Clock::now() - 1s), sg::QueueFull);  // due: queued
+    const std::string held = queue.enqueue(mail(3), Clock::now() + 100ms);
+    std::this_thread::sleep_for(200ms);
+    sg::RedisScheduleMover mover(client, names);
+    const sg::ScheduledMoves full = mover.move_due();
+    CHECK(full.moved == 0);
+    CHECK(full.held_back == 1);
+    CHECK(queue.status(held)->state == sg::QueuedState::scheduled);
+    CHECK(count(*client, {"ZCARD", names.scheduled_key()}) == 1);
+    REQUIRE(count(*client, {"XTRIM", names.stream, "MAXLEN", "0"}) == 1);  // as if sent
+    CHECK(mover.move_due().moved == 1);
+    CHECK(queue.status(held)->state == sg::QueuedState::queued);
+    CHECK(count(*client, {"ZCARD", names.scheduled_key()}) == 0);
+
+    // run() waits until the next message is due and moves it, until stopped.
+    const auto unbounded = fresh_queue("alone");
+    sg::RedisMailQueue other(client, unbounded);
+    const std::string later = other.enqueue(mail(4), Clock::now() + 300ms);
+    sg::ScheduleMoverOptions options;
+    options.idle = 20ms;
+    sg::RedisScheduleMover alone(redis(), unbounded, options);
+    std::atomic<bool> stop{false};
+    std::thread running([&] { alone.run(stop); });
+    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    while (other.status(later)->state == sg::QueuedState::scheduled &&
+           std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(10ms);
+    }
+    stop = true;
+    running.join();
+    CHECK(other.status(later)->state == sg::QueuedState::queued);
+    CHECK(count(*client, {"XLEN", unbounded.stream}) == 1);
+    CHECK(count(*client, {"ZCARD", unbounded.scheduled_key()}) == 0);
+}
+
 TEST_CASE("cancel before the move: never sent; after it: false", "[scheduled_queue][redis]") {
     Sender sender;
     auto client = redis();
