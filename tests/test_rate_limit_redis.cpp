@@ -107,9 +107,9 @@ std::map<std::string, int> reached(const sg::testing::FakeSendgridServer& server
     return by_key;
 }
 
-std::vector<std::chrono::steady_clock::time_point> arrivals(
+std::vector<std::chrono::system_clock::time_point> arrivals(
     const sg::testing::FakeSendgridServer& server) {
-    std::vector<std::chrono::steady_clock::time_point> times;
+    std::vector<std::chrono::system_clock::time_point> times;
     for (const auto& request : server.received()) times.push_back(request.received_at);
     std::sort(times.begin(), times.end());
     return times;

@@ -240,7 +240,8 @@ class RedisQueueMetrics : public prometheus::Collectable {
             families, "sendgrid_queue_messages_total",
             "Messages that entered each state of the queue: queued once, a final state once "
             "(both again when a dead letter is retried), sending before each send (again when a "
-            "worker resends a claimed message, WorkerOptions::resend_unknown).",
+            "worker resends a claimed message, WorkerOptions::resend_unknown); scheduled once "
+            "before queued, or before cancelled, when enqueued with a not_before.",
             prometheus::MetricType::Counter);
         for (std::size_t i = 0; i < detail::queued_states.size(); ++i) {
             detail::add_series(entered, constant_labels_, "state",

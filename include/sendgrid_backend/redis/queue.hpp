@@ -18,15 +18,26 @@
 /// that ends `failed` or `unknown` is kept as a dead letter in the same step (`dead_letters`;
 /// redis/dead_letters.hpp), to be retried or dropped by key.
 ///
+/// Sending later (longer than SendGrid's 72 hours of `send_at`): `enqueue(message, not_before)`
+/// keeps the message in a sorted set next to the stream (`RedisQueueOptions::scheduled_key`),
+/// status "scheduled", until Redis' own clock reaches `not_before`; then a mover
+/// (`RedisScheduleMover`, redis/schedule.hpp, which every worker runs each round) moves it to the
+/// stream, status "queued", in one script that takes it out of the set, so two movers, or one
+/// run again after a lost answer, move it once. `cancel(key)` takes it out of the set first.
+/// Workers must be upgraded before producers schedule: a worker older than the states
+/// "scheduled" and "cancelled" does not move due messages (and reads those states as unknown).
+///
 /// @code
 /// auto redis = std::make_shared<sendgrid_backend::RedisClient>(
 ///     sendgrid_backend::RedisOptions::from_url("redis://127.0.0.1:6379"));
 /// sendgrid_backend::RedisMailQueue queue(redis);
 /// const std::string key = queue.enqueue(message);       // on the web server
+/// queue.enqueue(reminder, std::chrono::system_clock::now() + std::chrono::hours(24 * 30));
 /// // a worker process: RedisMailWorker(backend_shared_ptr, redis).run(stop_flag);
 /// auto status = queue.status(key);                      // anywhere, any time
 /// @endcode
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -37,6 +48,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
@@ -90,30 +102,27 @@ struct RedisQueueOptions {
     /// The hash from a dead letter's queue key to its entry in dead_letter_key():
     /// `<stream>:dead:index`.
     std::string dead_letter_index_key() const { return stream + ":dead:index"; }
+    /// The sorted set of the keys of scheduled messages, scored by their due time (Unix ms):
+    /// `<stream>:scheduled`.
+    std::string scheduled_key() const { return stream + ":scheduled"; }
+    /// The hash of the scheduled messages by key: `<stream>:scheduled:messages`.
+    std::string scheduled_messages_key() const { return stream + ":scheduled:messages"; }
 
     /// @throws ImproperlyConfigured naming the option that is out of range.
     void validate() const {
         // Redis deletes a key at once for an EXPIRE of 0 or less: the status would be lost.
         detail::require_within("RedisQueueOptions::status_ttl", status_ttl, std::chrono::seconds(1),
                                max_status_ttl);
-        // Otherwise a message queued under the right key would overwrite the counts.
-        if (state_counts_key().rfind(status_prefix, 0) == 0) {
-            detail::refuse_setting("RedisQueueOptions::status_prefix",
-                                   detail::quote_for_error(status_prefix) +
-                                       " starts the queue's counter key " +
-                                       detail::quote_for_error(state_counts_key()) +
-                                       " (the stream's name + \":state_counts\"), which a "
-                                       "message's status could then overwrite; give the "
-                                       "statuses a prefix of their own");
-        }
         detail::require_within("RedisQueueOptions::dead_letter_ttl", dead_letter_ttl,
                                std::chrono::seconds(1), max_status_ttl);
-        // Otherwise a message queued under the right key would overwrite the dead letters.
-        for (const std::string& key : {dead_letter_key(), dead_letter_index_key()}) {
+        // Otherwise a message queued under the right key would overwrite one of them.
+        for (const std::string& key :
+             {state_counts_key(), dead_letter_key(), dead_letter_index_key(), scheduled_key(),
+              scheduled_messages_key()}) {
             if (key.rfind(status_prefix, 0) != 0) continue;
             detail::refuse_setting("RedisQueueOptions::status_prefix",
                                    detail::quote_for_error(status_prefix) +
-                                       " starts the queue's dead-letter key " +
+                                       " starts the queue's own key " +
                                        detail::quote_for_error(key) +
                                        ", which a message's status could then overwrite; give "
                                        "the statuses a prefix of their own");
@@ -121,8 +130,9 @@ struct RedisQueueOptions {
     }
 };
 
-/// A queued message's life: queued → sending → accepted | failed | unknown.
-enum class QueuedState { queued, sending, accepted, failed, unknown };
+/// A queued message's life: [scheduled →] queued → sending → accepted | failed | unknown; or
+/// scheduled → cancelled.
+enum class QueuedState { queued, sending, accepted, failed, unknown, scheduled, cancelled };
 
 /// The state's name, as the status hash stores it (part of the queue's data format).
 constexpr const char* to_string(QueuedState state) noexcept {
@@ -137,6 +147,10 @@ constexpr const char* to_string(QueuedState state) noexcept {
             return "failed";
         case QueuedState::unknown:
             return "unknown";
+        case QueuedState::scheduled:
+            return "scheduled";
+        case QueuedState::cancelled:
+            return "cancelled";
     }
     return "unknown";
 }
@@ -148,14 +162,17 @@ struct QueuedStatus {
     int http_status = 0;
     std::string reason;  ///< why it failed, or why its outcome is unknown
     std::string worker;  ///< the consumer that sent it
+    /// When it was scheduled for (enqueue with a not_before, to the millisecond); none when it
+    /// was queued to be sent at once.
+    std::optional<std::chrono::system_clock::time_point> not_before;
 };
 
 namespace detail {
 
 /// Every state, in the order of their life (and of `sendgrid_queue_messages_total`).
-inline constexpr std::array<QueuedState, 5> queued_states{
-    QueuedState::queued, QueuedState::sending, QueuedState::accepted, QueuedState::failed,
-    QueuedState::unknown};
+inline constexpr std::array<QueuedState, 7> queued_states{
+    QueuedState::scheduled, QueuedState::queued,  QueuedState::sending,  QueuedState::accepted,
+    QueuedState::failed,    QueuedState::unknown, QueuedState::cancelled};
 
 /// The state named `text` (see to_string); nullopt for a name no state has.
 inline std::optional<QueuedState> queued_state_from(const std::string& text) {
@@ -221,31 +238,63 @@ class RedisMailQueue {
     /// As enqueue(), and also says whether this call queued it (false: the key was queued
     /// before, and nothing was added).
     std::pair<std::string, bool> enqueue_once(const EmailMessage& message, std::string key = "") {
-        if (key.empty()) key = random_key();
-        check_sendable(message, key);
-        const std::string entry = serialize_message(message);
-        const std::vector<std::vector<std::string>> call{
-            {"3", options_.stream, options_.status_prefix + key, options_.state_counts_key(), key,
-             entry, detail::unix_now_text(), std::to_string(options_.status_ttl.count()),
-             std::to_string(options_.max_length)}};
-        const RedisValue answer = detail::retry_idempotent(
-            [&] { return detail::stored_enqueue_script().run(*redis_, call).at(0); });
-        if (answer.is_error()) throw RedisError("Redis did not queue the message: " + answer.text);
-        if (answer.integer < 0) {
-            throw QueueFull(std::to_string(options_.max_length) +
-                            " messages are queued already (RedisQueueOptions::max_length)");
+        return store(message, std::move(key), std::nullopt);
+    }
+
+    /// Queues `message` to be sent no earlier than `not_before` (by Redis' clock), as enqueue()
+    /// does otherwise (the same key rules and checks, before anything is stored). Until it is
+    /// due it waits with status "scheduled" (QueuedStatus::not_before), which lives the wait plus
+    /// `status_ttl`, and can be cancelled; then a worker's mover queues it (see
+    /// RedisScheduleMover for how late that can be). A `not_before` already past queues it at
+    /// once. Workers must be upgraded before producers schedule (see the file comment).
+    /// @throws InvalidMessage naming `not_before` when it is more than `max_schedule_ahead`
+    ///         ahead; otherwise as enqueue().
+    std::string enqueue(const EmailMessage& message,
+                        std::chrono::system_clock::time_point not_before, std::string key = "") {
+        return enqueue_once(message, not_before, std::move(key)).first;
+    }
+
+    /// As enqueue() with `not_before`, and also says whether this call queued it.
+    std::pair<std::string, bool> enqueue_once(const EmailMessage& message,
+                                              std::chrono::system_clock::time_point not_before,
+                                              std::string key = "") {
+        return store(message, std::move(key), due_ms(not_before));
+    }
+
+    /// Cancels the message scheduled under `key` while it waits: it is never sent, and its
+    /// status becomes "cancelled" (kept `status_ttl`; the key is not queued again meanwhile).
+    /// Returns false when it was not waiting: never scheduled, moved to the stream already (a
+    /// worker may be sending it), or cancelled before. Atomic against the movers: either this
+    /// cancels it or a mover moves it, never both. Safe to call again after a lost answer.
+    /// @throws RedisError when Redis stays out of reach.
+    bool cancel(const std::string& key) {
+        // The message, for the tracker's record of it (read first: the cancel deletes it).
+        std::optional<std::string> entry;
+        if (options_.statuses) {
+            const RedisValue stored = detail::retry_idempotent([&] {
+                return redis_->command({"HGET", options_.scheduled_messages_key(), key});
+            });
+            if (stored.type == RedisValue::Type::string) entry = stored.text;
         }
-        if (answer.integer == 1 && options_.statuses) {
-            try {  // the message is queued: a missing "queued" in the record is no reason to fail
-                // Tracked under the message's own key if it brings one, as a worker sends it.
-                auto own = message.custom_args.find(options_.statuses->tracking_arg());
-                const bool has_own = own != message.custom_args.end() && !own->second.empty();
-                options_.statuses->record_queue(has_own ? own->second : key, DeliveryState::queued);
+        const std::vector<std::vector<std::string>> call{
+            {"4", options_.scheduled_key(), options_.scheduled_messages_key(),
+             options_.status_prefix + key, options_.state_counts_key(), key, random_key(),
+             std::to_string(options_.status_ttl.count()), detail::unix_now_text()}};
+        const RedisValue answer = detail::retry_idempotent(
+            [&] { return detail::stored_cancel_script().run(*redis_, call).at(0); });
+        if (answer.is_error()) throw RedisError("Redis did not cancel the message: " + answer.text);
+        const bool cancelled = answer.integer == 1;
+        if (cancelled && entry) {
+            try {  // cancelled: a missing record in the tracker is no reason to fail
+                record_in_tracker(deserialize_message(*entry), key, DeliveryState::failed);
             } catch (...) {
             }
         }
-        return {key, answer.integer == 1};
+        return cancelled;
     }
+
+    /// How far ahead `enqueue` schedules at most.
+    static constexpr std::chrono::hours max_schedule_ahead{24 * 366};
 
     /// The status of the message queued under `key`; nullopt when there is none (never queued,
     /// or expired after `status_ttl`).
@@ -268,6 +317,12 @@ class RedisMailQueue {
                 status.reason = value;
             } else if (name == "worker") {
                 status.worker = value;
+            } else if (name == "not_before") {
+                if (const auto ms = detail::parse_decimal(value)) {
+                    status.not_before = std::chrono::system_clock::time_point(
+                        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                            std::chrono::milliseconds(*ms)));
+                }
             }
         }
         return status;
@@ -276,6 +331,42 @@ class RedisMailQueue {
     const RedisQueueOptions& options() const noexcept { return options_; }
 
   private:
+    /// Stores `message` under `key` (a fresh one if empty): queued, or scheduled for `due`
+    /// (Unix ms). Returns the key and whether this call stored it.
+    std::pair<std::string, bool> store(const EmailMessage& message, std::string key,
+                                       std::optional<std::int64_t> due) {
+        if (key.empty()) key = random_key();
+        check_sendable(message, key);
+        // enqueue_script's keys and arguments; schedule_script's add theirs after each.
+        std::vector<std::string> call{"3", options_.stream, options_.status_prefix + key,
+                                      options_.state_counts_key()};
+        if (due) {
+            call[0] = "5";
+            call.push_back(options_.scheduled_key());
+            call.push_back(options_.scheduled_messages_key());
+        }
+        call.insert(call.end(), {key, serialize_message(message), detail::unix_now_text(),
+                                 std::to_string(options_.status_ttl.count()),
+                                 std::to_string(options_.max_length)});
+        if (due) call.push_back(std::to_string(*due));
+        detail::StoredScript& script =
+            due ? detail::stored_schedule_script() : detail::stored_enqueue_script();
+        const RedisValue answer =
+            detail::retry_idempotent([&] { return script.run(*redis_, {call}).at(0); });
+        if (answer.is_error()) throw RedisError("Redis did not queue the message: " + answer.text);
+        if (answer.integer < 0) {
+            throw QueueFull(std::to_string(options_.max_length) +
+                            " messages are queued already (RedisQueueOptions::max_length)");
+        }
+        if (answer.integer == 1) {
+            try {  // the message is queued: a missing "queued" in the record is no reason to fail
+                record_in_tracker(message, key, DeliveryState::queued);
+            } catch (...) {
+            }
+        }
+        return {key, answer.integer == 1};
+    }
+
     /// Refuses what every worker's backend would refuse, before it is durable: once queued, a
     /// message that cannot be sent only fails later, where its producer no longer hears of it.
     /// Checked as a worker sends it: with its key in the custom_arg a worker adds (under the
@@ -301,6 +392,32 @@ class RedisMailQueue {
 
     static std::string random_key() { return detail::random_key(); }
 
+    /// `not_before` in Unix ms, rounded up (a mover comparing ms never moves it early); 0 for a
+    /// time before 1970 (due at once).
+    /// @throws InvalidMessage naming `not_before` when it is more than `max_schedule_ahead` ahead.
+    static std::int64_t due_ms(std::chrono::system_clock::time_point not_before) {
+        const auto now = std::chrono::system_clock::now();
+        if (not_before > now + max_schedule_ahead) {
+            const auto hours = std::chrono::duration_cast<std::chrono::hours>(not_before - now);
+            throw InvalidMessage("not_before",
+                                 "is " + std::to_string(hours.count()) +
+                                     " hours ahead; a message is scheduled at most 366 days "
+                                     "ahead (RedisMailQueue::max_schedule_ahead)");
+        }
+        const auto ms = std::chrono::ceil<std::chrono::milliseconds>(not_before.time_since_epoch());
+        return std::max<std::int64_t>(0, ms.count());
+    }
+
+    /// Records `state` in the queue's status tracker, if it has one: under the message's own
+    /// tracking key if it brings one (as a worker sends it), else under its queue key.
+    void record_in_tracker(const EmailMessage& message, const std::string& key,
+                           DeliveryState state) const {
+        if (!options_.statuses) return;
+        auto own = message.custom_args.find(options_.statuses->tracking_arg());
+        const bool has_own = own != message.custom_args.end() && !own->second.empty();
+        options_.statuses->record_queue(has_own ? own->second : key, state);
+    }
+
     std::shared_ptr<RedisClient> redis_;
     RedisQueueOptions options_;
 };
@@ -308,5 +425,7 @@ class RedisMailQueue {
 SENDGRID_BACKEND_NAMESPACE_END
 
 // Users who include only this header use the worker too (it had no header of its own before):
-// worker.hpp includes this one first, and #pragma once ends the cycle.
-#include "sendgrid_backend/redis/worker.hpp"
+// worker.hpp includes this one first, and #pragma once ends the cycle. The worker runs the
+// scheduled messages' mover, whose header includes the worker's after its own class, so that
+// whichever of the three a program includes first, the mover is defined before the worker.
+#include "sendgrid_backend/redis/schedule.hpp"

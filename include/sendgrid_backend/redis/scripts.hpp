@@ -51,6 +51,102 @@ redis.call('HINCRBY', KEYS[3], 'queued', 1)
 return 1
 )lua";
 
+// The scheduled messages (RedisMailQueue::enqueue with a not_before): each key waits in a sorted
+// set scored by its due time in Unix milliseconds, its message in a hash beside it, its status
+// "scheduled" with a `not_before` field (ms). Due means score <= Redis' own TIME, so the
+// producers' and movers' clocks never decide. A key leaves the set once: moved to the stream
+// (status "queued") or cancelled (status "cancelled"), each in one script that first takes it out
+// of the set, so that the other, a second mover, or the same call run again finds nothing.
+
+/// Schedule as one atomic step: enqueue_script's, except that a message not yet due waits in the
+/// set. KEYS[1]: the stream, KEYS[2]: the status hash, KEYS[3]: the state counts, KEYS[4]: the
+/// scheduled set, KEYS[5]: the scheduled messages. ARGV: the key, the serialized message, the
+/// time (Unix seconds), the status TTL, the maximum length (0: none), the due time (Unix ms).
+/// A due time already past queues the message at once, as enqueue_script does. The status of a
+/// waiting message lives the wait (rounded up to a second) plus the status TTL. Returns as
+/// enqueue_script (1 queued or scheduled, 0 the key has a status, -1 the stream is full).
+inline constexpr const char* schedule_script = R"lua(
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local due = tonumber(ARGV[6])
+if due <= now then
+  if tonumber(ARGV[5]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
+  redis.call('XADD', KEYS[1], '*', 'key', ARGV[1], 'message', ARGV[2])
+  redis.call('HSET', KEYS[2], 'state', 'queued', 'queued_at', ARGV[3], 'not_before', ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  redis.call('HINCRBY', KEYS[3], 'queued', 1)
+  return 1
+end
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'scheduled', 'scheduled_at', ARGV[3], 'not_before', ARGV[6])
+local ttl = tonumber(ARGV[4]) + math.ceil((due - now) / 1000)
+redis.call('EXPIRE', KEYS[2], string.format('%.0f', ttl))
+redis.call('HINCRBY', KEYS[3], 'scheduled', 1)
+return 1
+)lua";
+
+/// Which scheduled keys are due (read only). KEYS[1]: the scheduled set. ARGV[1]: how many at
+/// most. Returns {ms until the next key not yet due is (-1: none), {due keys, earliest first}}.
+inline constexpr const char* due_script = R"lua(
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now_text = string.format('%.0f', now)
+local due = redis.call('ZRANGE', KEYS[1], '-inf', now_text, 'BYSCORE', 'LIMIT', 0, ARGV[1])
+local later = redis.call('ZRANGE', KEYS[1], '(' .. now_text, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+                         'WITHSCORES')
+local wait = -1
+if #later == 2 then wait = tonumber(later[2]) - now end
+return {wait, due}
+)lua";
+
+/// Moves one due key to the stream, as one atomic step. KEYS[1]: the scheduled set, KEYS[2]: the
+/// scheduled messages, KEYS[3]: the stream, KEYS[4]: the status hash, KEYS[5]: the state counts.
+/// ARGV: the key, the time (Unix seconds), the status TTL, the maximum length (0: none).
+/// Returns 1 when it moved the message (XADD with enqueue_script's fields; status "queued"); 0
+/// when the key is not in the set (moved by another mover or by this call before its answer was
+/// lost, or cancelled) or not due, or its message is missing (status "failed"); -1 when the
+/// stream is full (it stays scheduled).
+inline constexpr const char* move_due_script = R"lua(
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due then return 0 end
+local time = redis.call('TIME')
+if tonumber(due) > tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[4]) then return -1 end
+local message = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if not message then
+  redis.call('HSET', KEYS[4], 'state', 'failed', 'reason', 'its scheduled message was missing')
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+  return 0
+end
+redis.call('XADD', KEYS[3], '*', 'key', ARGV[1], 'message', message)
+redis.call('HSET', KEYS[4], 'state', 'queued', 'queued_at', ARGV[2])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('HINCRBY', KEYS[5], 'queued', 1)
+return 1
+)lua";
+
+/// Cancels a scheduled key, as one atomic step. KEYS[1]: the scheduled set, KEYS[2]: the
+/// scheduled messages, KEYS[3]: the status hash, KEYS[4]: the state counts. ARGV: the key, a
+/// token of the cancelling call, the status TTL, the time (Unix seconds). Returns 1 when this
+/// call cancelled it (also when run again after its answer was lost: the token says so), 0 when
+/// the key was not waiting (never scheduled, moved already, or cancelled by another call).
+inline constexpr const char* cancel_script = R"lua(
+if redis.call('HGET', KEYS[3], 'cancelled_by') == ARGV[2] then return 1 end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'state', 'cancelled', 'cancelled_by', ARGV[2], 'finished_at', ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+return 1
+)lua";
+
 /// A Lua script called by its SHA1 (EVALSHA), so that its text crosses the network once, not
 /// with every call. Loaded on first use; when Redis answers NOSCRIPT (a restarted Redis, or
 /// SCRIPT FLUSH, empties its script cache; NOSCRIPT means nothing ran) the round is sent again
@@ -102,6 +198,26 @@ class StoredScript {
     std::mutex mutex_;
     std::string sha_;
 };
+
+inline StoredScript& stored_schedule_script() {
+    static StoredScript script(schedule_script);
+    return script;
+}
+
+inline StoredScript& stored_due_script() {
+    static StoredScript script(due_script);
+    return script;
+}
+
+inline StoredScript& stored_move_due_script() {
+    static StoredScript script(move_due_script);
+    return script;
+}
+
+inline StoredScript& stored_cancel_script() {
+    static StoredScript script(cancel_script);
+    return script;
+}
 
 inline StoredScript& stored_enqueue_script() {
     static StoredScript script(enqueue_script);

@@ -3,7 +3,9 @@
 /// @file
 /// `RedisMailWorker`: takes messages off the durable queue (redis/queue.hpp, whose file comment
 /// has the protocol) as one consumer of its group, sends them through a `SendgridBackend` and
-/// records each one's status. Link `sendgrid_backend::redis` (hiredis).
+/// records each one's status. Link `sendgrid_backend::redis` (hiredis). Each round starts by
+/// moving the scheduled messages that are due to the stream (RedisScheduleMover, redis/
+/// schedule.hpp, whose file comment says how late they can go out).
 
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +30,7 @@
 #include "sendgrid_backend/redis/client.hpp"
 #include "sendgrid_backend/redis/dead_letter_scripts.hpp"
 #include "sendgrid_backend/redis/queue.hpp"
+#include "sendgrid_backend/redis/schedule.hpp"
 #include "sendgrid_backend/redis/scripts.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -52,6 +56,10 @@ struct WorkerOptions {
     /// Each sent message carries its queue key in this custom_arg (so SendGrid's Event Webhook
     /// events carry it back); empty: none is added.
     std::string key_custom_arg = detail::default_queue_key_arg;
+    /// Move the scheduled messages that are due to the stream at the start of each round (and
+    /// wait for new entries no longer than until the next is due). Off: another worker or a
+    /// RedisScheduleMover of their own must, or scheduled messages wait for ever.
+    bool move_scheduled = true;
 
     static constexpr std::size_t max_batch = 10'000;
     /// Longer than the longest send the backend's settings allow (100 tries of a day each).
@@ -121,13 +129,16 @@ class RedisMailWorker {
                     "while it still sends them");
         }
         create_group();
+        if (options_.move_scheduled) mover_.emplace(redis_, queue_);
     }
 
-    /// One round: claims entries a dead worker left behind, reads new ones (waiting up to
-    /// `block`), sends them and records their statuses. Returns how many entries it finished.
+    /// One round: moves due scheduled messages to the stream, claims entries a dead worker left
+    /// behind, reads new ones (waiting up to `block`, or until the next scheduled message is
+    /// due), sends them and records their statuses. Returns how many entries it finished.
     std::size_t run_once() {
+        const std::chrono::milliseconds block = move_scheduled();
         std::vector<Entry> entries = claim();
-        if (entries.empty()) entries = read_new();
+        if (entries.empty()) entries = read_new(block);
         if (entries.empty()) return 0;
         handle(entries);
         return entries.size();
@@ -231,11 +242,20 @@ class RedisMailWorker {
         return entries_of(claimed.elements[1]);
     }
 
-    std::vector<Entry> read_new() {
+    /// Moves the due scheduled messages; returns how long a read may wait for new entries.
+    std::chrono::milliseconds move_scheduled() {
+        if (!mover_) return options_.block;
+        const ScheduledMoves moves = mover_->move_due();
+        if (!moves.next_due_in) return options_.block;
+        // BLOCK 0 would wait for ever: at least 1 ms.
+        return std::clamp(*moves.next_due_in, std::chrono::milliseconds(1), options_.block);
+    }
+
+    std::vector<Entry> read_new(std::chrono::milliseconds block) {
         const RedisValue read =
             group_command({"XREADGROUP", "GROUP", queue_.group, options_.consumer, "COUNT",
-                           std::to_string(options_.batch), "BLOCK",
-                           std::to_string(options_.block.count()), "STREAMS", queue_.stream, ">"});
+                           std::to_string(options_.batch), "BLOCK", std::to_string(block.count()),
+                           "STREAMS", queue_.stream, ">"});
         if (read.is_error()) throw RedisError("XREADGROUP failed: " + read.text);
         if (read.is_nil() || read.elements.empty()) return {};
         return entries_of(read.elements[0].elements.at(1));
@@ -443,10 +463,13 @@ class RedisMailWorker {
         detail::retry_idempotent([&] { return redis_->pipeline({ack, del}); });
     }
 
-    /// Whether a message in `state` has its outcome (then its entry only needs XACK).
+    /// Whether a message in `state` has its outcome (then its entry only needs XACK). An entry
+    /// whose message is "scheduled" or "cancelled" is never sent: only the mover queues one
+    /// (status "queued" as it adds the entry), so such an entry is not this message's to send.
     static bool is_finished(QueuedState state) noexcept {
         return state == QueuedState::accepted || state == QueuedState::failed ||
-               state == QueuedState::unknown;
+               state == QueuedState::unknown || state == QueuedState::scheduled ||
+               state == QueuedState::cancelled;
     }
 
     static QueuedState state_after(const SendOutcome& outcome) noexcept {
@@ -492,6 +515,7 @@ class RedisMailWorker {
     std::shared_ptr<RedisClient> redis_;
     RedisQueueOptions queue_;
     WorkerOptions options_;
+    std::optional<RedisScheduleMover> mover_;  ///< when options_.move_scheduled
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

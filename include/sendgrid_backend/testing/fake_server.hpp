@@ -86,8 +86,8 @@ struct ReceivedRequest {
     nlohmann::json payload;   ///< discarded (null) when the body was not JSON
     int answered_status = 0;  ///< 0 while the answer is still being prepared
     std::string message_id;   ///< the X-Message-Id it answered with, if any
-    /// When it arrived (before any delay): for tests that count requests over time.
-    std::chrono::steady_clock::time_point received_at{};
+    /// When the whole request had arrived (the system clock, to compare with send times).
+    std::chrono::system_clock::time_point received_at;
 
     /// The request's mail, for SentMail's helpers (recipients, subject).
     SentMail mail() const { return SentMail{payload, headers, message_id}; }
@@ -887,7 +887,7 @@ class FakeSendgridServer {
 
     void handle(const httplib::Request& request, httplib::Response& response) {
         ReceivedRequest received;
-        received.received_at = std::chrono::steady_clock::now();
+        received.received_at = std::chrono::system_clock::now();
         for (const auto& [name, value] : request.headers)
             received.headers.emplace_back(name, value);
         received.body = request.body;
