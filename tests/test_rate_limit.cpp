@@ -38,7 +38,7 @@ std::vector<sg::SendOutcome> deliver(sg::Transport& transport, FakeClock& clock,
                                      std::chrono::milliseconds max_permit_wait = 60s) {
     sg::DeliveryOptions options;
     options.max_in_flight = 8;
-    options.rate_limit = std::move(limit);
+    options.rate_limit = limit.get();
     options.max_permit_wait = max_permit_wait;
     std::vector<sg::SendOutcome> outcomes(names.size());
     std::vector<sg::SendOutcome*> pointers;

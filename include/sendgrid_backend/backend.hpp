@@ -264,10 +264,10 @@ class SendgridBackend {
         std::string key;
         try {
             if (settings_.tracking_keys) key = tracking_key_for(message);
-            if (!settings_.split_large_messages)
-                return add_request(message, payload_options_, key, requests);
-            const std::vector<detail::PartWindow> parts = detail::plan_parts(message);
-            if (parts.size() == 1) return add_request(message, payload_options_, key, requests);
+            const std::size_t parts = settings_.split_large_messages && detail::divisible(message)
+                                          ? detail::part_count(message)
+                                          : 1;
+            if (parts == 1) return add_request(message, payload_options_, key, requests);
             return add_parts(message, parts, key, requests);
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
@@ -306,31 +306,32 @@ class SendgridBackend {
 
     /// Appends one request per part (all or none) and records each part's recipients.
     /// @throws InvalidMessage naming the field, and the part.
-    bool add_parts(EmailMessage& message, const std::vector<detail::PartWindow>& parts,
-                   const std::string& key, std::vector<HttpRequest>& requests) const {
-        const std::size_t before = requests.size();
-        for (std::size_t j = 0; j < parts.size(); ++j) {
+    bool add_parts(EmailMessage& message, std::size_t count, const std::string& key,
+                   std::vector<HttpRequest>& requests) const {
+        std::vector<HttpRequest> built;  // moved to `requests` once every part is built
+        std::vector<SendPart> parts(count);
+        detail::PartWindow window;
+        for (std::size_t j = 0; j < count; ++j) {
+            window = detail::part_from(message, window.first + window.count);
             PayloadOptions options = payload_options_;
-            options.first_personalization = parts[j].first;
-            options.personalization_count = parts[j].count;
+            options.first_personalization = window.first;
+            options.personalization_count = window.count;
             bool added = false;
             try {
-                added = add_request(message, options, key, requests);
+                added = add_request(message, options, key, built);
             } catch (const InvalidMessage& invalid) {
                 fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
             }
             if (!added) {
                 message.outcome.failure_reason = "part " + std::to_string(j + 1) + " of " +
-                                                 std::to_string(parts.size()) + ": " +
+                                                 std::to_string(count) + ": " +
                                                  message.outcome.failure_reason;
-                requests.erase(requests.begin() + static_cast<std::ptrdiff_t>(before),
-                               requests.end());
-                message.outcome.parts.clear();
                 return false;
             }
-            message.outcome.parts.push_back(
-                SendPart{detail::part_recipients(message, parts[j]), {}});
+            parts[j].recipients = detail::part_recipients(message, window);
         }
+        message.outcome.parts = std::move(parts);
+        for (HttpRequest& request : built) requests.push_back(std::move(request));
         return true;
     }
 
@@ -402,7 +403,7 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
     // The transport answers within `timeout`; this only catches one that never does.
     delivery_options_.give_up_after = settings_.timeout + std::chrono::seconds(10);
     delivery_options_.secret = settings_.api_key;
-    delivery_options_.rate_limit = options_.rate_limit;
+    delivery_options_.rate_limit = options_.rate_limit.get();
     delivery_options_.max_permit_wait =
         std::max(settings_.retry.max_backoff, settings_.retry.max_retry_after);
     payload_options_.sandbox_mode = settings_.effective_sandbox_mode();

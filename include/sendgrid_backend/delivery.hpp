@@ -51,8 +51,9 @@ struct DeliveryOptions {
     /// Never recorded in an outcome: replaced by "[redacted]" should a server echo it back.
     std::string secret;
     /// Null: no limit. Otherwise each try takes a permit first; one that waited
-    /// `max_permit_wait` for it goes without (rate_limit.hpp says why).
-    std::shared_ptr<RateLimit> rate_limit;
+    /// `max_permit_wait` for it goes without (rate_limit.hpp says why). Not owned: it must
+    /// outlive the Delivery (the backend's BackendOptions::rate_limit owns it).
+    RateLimit* rate_limit = nullptr;
     std::chrono::milliseconds max_permit_wait{60'000};
 };
 
@@ -222,7 +223,7 @@ class Delivery {
         /// Whether the next ready request may start now, taking a permit for it when there is
         /// a limit. Permits are asked for as many as could start, in one call.
         bool take_permit(std::size_t limit, Clock::time_point now) {
-            RateLimit* rate_limit = delivery.options_.rate_limit.get();
+            RateLimit* rate_limit = delivery.options_.rate_limit;
             if (rate_limit == nullptr) return true;
             if (permits == 0) {
                 if (short_of_permits && now < no_permit_until) return waited_long_enough(now);
@@ -255,7 +256,7 @@ class Delivery {
 
         /// SendGrid said how long to wait: so does everyone sharing the limit.
         void pause_rate_limit(const HttpResponse& response) {
-            RateLimit* rate_limit = delivery.options_.rate_limit.get();
+            RateLimit* rate_limit = delivery.options_.rate_limit;
             if (rate_limit == nullptr || response.status != 429) return;
             const auto asked = rate_limit_wait(response, delivery.clock_.unix_now());
             if (!asked) return;

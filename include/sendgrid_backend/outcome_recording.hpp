@@ -122,8 +122,9 @@ inline void record_parts(SendOutcome& outcome) {
         outcome.attempts += part.attempts;
         outcome.tries += part.tries;
         outcome.duration = std::max(outcome.duration, part.duration);
-        outcome.earlier_tries.insert(outcome.earlier_tries.end(), part.earlier_tries.begin(),
-                                     part.earlier_tries.end());
+        // push_back, not a range insert: its code is compiled in every sending file already.
+        for (const EarlierTry& earlier : part.earlier_tries)
+            outcome.earlier_tries.push_back(earlier);
         if (part.accepted()) {
             ++accepted;
             continue;
@@ -137,7 +138,8 @@ inline void record_parts(SendOutcome& outcome) {
     }
     const SendOutcome& decisive = first_failed != nullptr ? *first_failed : parts.front().outcome;
     outcome.http_status = decisive.http_status;
-    outcome.errors = decisive.errors;
+    outcome.errors.clear();
+    for (const ApiError& error : decisive.errors) outcome.errors.push_back(error);
     outcome.transport_error = decisive.transport_error;
     outcome.message_id = first_failed == nullptr ? decisive.message_id : std::string();
     outcome.status = any_unknown ? SendStatus::unknown : decisive.status;
