@@ -98,6 +98,7 @@ struct Head {
     std::size_t content_length = 0;
     bool keep_alive = true;
     bool expects_continue = false;
+    bool chunked = false;
     bool valid = false;
 };
 
@@ -130,9 +131,12 @@ Head parse_head(std::string_view text) {
             if (iequals_prefix(value, "keep-alive")) head.keep_alive = true;
         } else if (iequals_prefix(name, "expect:")) {
             head.expects_continue = iequals_prefix(value, "100-continue");
+        } else if (iequals_prefix(name, "transfer-encoding:")) {
+            head.chunked = true;
         }
     }
-    head.valid = head.content_length <= max_body_bytes;
+    // A chunked body is not read here (libcurl sends a body it is given with a length).
+    head.valid = head.content_length <= max_body_bytes && !head.chunked;
     return head;
 }
 
