@@ -1,8 +1,8 @@
 // Sending at SendGrid's latency: against slow_sendgrid (a server that answers 100 ms after each
 // request, any number at once), throughput is requests in flight / latency, so what is measured
-// is whether the requests asked to be in flight really are. Every rate is counted at the server
-// (GET /__stats: its arrivals per 100 ms), never by the sender. benchmarks/latency_bench.sh
-// starts the server and Redis and runs the steps:
+// is whether the requests asked to be in flight really are. The rates that count are the
+// server's (GET /__stats: its arrivals per 100 ms); the sender's own is printed beside them.
+// benchmarks/latency_bench.sh starts the server and Redis and runs the steps:
 //
 //   latency_bench send --url URL --impl library|raw [--messages N] [--in-flight K] [--batch B]
 //       N messages (default 30000), K in flight (default 256): `library` through
