@@ -265,8 +265,9 @@ TEST_CASE("sendgrid-worker names an unknown flag and shows the usage, which stat
 
     const Run help = run(worker, {"--help"});
     CHECK(help.status == 0);
-    for (const char* bound : {"1-10000", "1-31622400000 (366 days)", "1-100",
-                              "0-86400000 (24 hours)", "SENDGRID_TIMEOUT up to 86400 s"}) {
+    for (const char* bound :
+         {"1-10000", "1-31622400000 (366 days)", "1-100", "0-86400000 (24 hours)",
+          "SENDGRID_TIMEOUT up to 86400 s", "SENDGRID_MAX_IN_FLIGHT 1-1000"}) {
         INFO(bound);
         CHECK(help.out.find(bound) != std::string::npos);
     }

@@ -53,6 +53,7 @@ TEST_CASE("from_env with nothing set keeps the defaults", "[settings]") {
     CHECK(settings.track_clicks_plain);
     CHECK_FALSE(settings.echo_to_stdout);
     CHECK(settings.timeout == std::chrono::milliseconds(30'000));
+    CHECK(settings.max_in_flight == 8);
 }
 
 TEST_CASE("from_env reads every documented variable", "[settings]") {
@@ -64,6 +65,7 @@ TEST_CASE("from_env reads every documented variable", "[settings]") {
     setenv("SENDGRID_TRACK_CLICKS_PLAIN", "0", 1);
     setenv("SENDGRID_ECHO_TO_STDOUT", "ON", 1);
     setenv("SENDGRID_TIMEOUT", "2.5", 1);
+    setenv("SENDGRID_MAX_IN_FLIGHT", "256", 1);
     const Settings settings = Settings::from_env();
     CHECK(settings.api_key == "SG.env");
     CHECK(settings.host_url == "https://api.eu.sendgrid.com");
@@ -72,6 +74,7 @@ TEST_CASE("from_env reads every documented variable", "[settings]") {
     CHECK_FALSE(settings.track_clicks_plain);
     CHECK(settings.echo_to_stdout);
     CHECK(settings.timeout == std::chrono::milliseconds(2500));
+    CHECK(settings.max_in_flight == 256);
 }
 
 TEST_CASE("sandbox mode: debug and sandbox_mode_in_debug, or forced", "[settings]") {
@@ -99,6 +102,12 @@ TEST_CASE("a typo in a boolean or a bad timeout is an error naming the variable"
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "-1") == "SENDGRID_TIMEOUT");
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "5s") == "SENDGRID_TIMEOUT");
     CHECK(setting_named_by("SENDGRID_TIMEOUT", "10") == "<no error>");
+    for (const char* bad : {"0", "1001", "-1", "16x", "1e2", "", "4294967297", "abc"}) {
+        INFO("SENDGRID_MAX_IN_FLIGHT=" << bad);
+        CHECK(setting_named_by("SENDGRID_MAX_IN_FLIGHT", bad) == "SENDGRID_MAX_IN_FLIGHT");
+    }
+    CHECK(setting_named_by("SENDGRID_MAX_IN_FLIGHT", "1") == "<no error>");
+    CHECK(setting_named_by("SENDGRID_MAX_IN_FLIGHT", " 1000 ") == "<no error>");
     CHECK(setting_named_by("SENDGRID_DEBUG", " True ") == "<no error>");
 }
 

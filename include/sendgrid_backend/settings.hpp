@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -51,7 +52,8 @@ struct Settings {
     /// Connecting alone (DNS, TCP, TLS). More than 0, at most `max_wait`.
     std::chrono::milliseconds connect_timeout{10'000};
     RetryPolicy retry;
-    /// Requests in flight at once while a batch is sent (1 to 1000).
+    /// SENDGRID_MAX_IN_FLIGHT: requests in flight at once while a batch is sent (1 to 1000).
+    /// A batch's rate is at most this many requests per SendGrid answer time (~100-300 ms).
     std::size_t max_in_flight = 8;
     /// A kept-alive connection idle for longer than this is closed instead of reused. libcurl
     /// counts idle time in whole seconds, so one idle for up to 3.999 s is still reused: below
@@ -90,8 +92,8 @@ struct Settings {
     /// Settings from the environment: SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_DEBUG,
     /// SENDGRID_SANDBOX_MODE, SENDGRID_SANDBOX_MODE_IN_DEBUG, SENDGRID_TRACK_EMAIL_OPENS,
     /// SENDGRID_TRACK_CLICKS_HTML, SENDGRID_TRACK_CLICKS_PLAIN, SENDGRID_ECHO_TO_STDOUT,
-    /// SENDGRID_TIMEOUT. Unset variables keep the defaults. Booleans are true/false, 1/0,
-    /// yes/no or on/off (any case).
+    /// SENDGRID_TIMEOUT, SENDGRID_MAX_IN_FLIGHT. Unset variables keep the defaults. Booleans
+    /// are true/false, 1/0, yes/no or on/off (any case).
     /// @throws ImproperlyConfigured naming the variable when a value cannot be parsed (a typo
     ///         is an error, never a silent false) or is refused (a key with a line break, a
     ///         host URL that is not one). A missing key is reported by the backend.
@@ -140,6 +142,18 @@ inline std::chrono::milliseconds parse_seconds_setting(const char* name, const s
             name, quote_for_error(text) + " is not a number of seconds above 0 and up to 86400");
     }
     return std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000)));
+}
+
+/// Parses a whole number from `min` to `max` ("16"; spaces around it are ignored).
+inline std::size_t parse_count_setting(const char* name, std::string_view text, std::size_t min,
+                                       std::size_t max) {
+    const std::optional<std::int64_t> value = parse_decimal(trim(text), 9);
+    if (!value || *value < static_cast<std::int64_t>(min) ||
+        *value > static_cast<std::int64_t>(max)) {
+        throw ImproperlyConfigured(name, quote_for_error(text) + " is not a whole number from " +
+                                             std::to_string(min) + " to " + std::to_string(max));
+    }
+    return static_cast<std::size_t>(*value);
 }
 
 /// Why `key` cannot be an API key, or empty. Names a position, never the key's characters.
@@ -211,6 +225,10 @@ SENDGRID_BACKEND_COMPILED Settings Settings::from_env() {
     }
     if (auto value = detail::env("SENDGRID_TIMEOUT")) {
         settings.timeout = detail::parse_seconds_setting("SENDGRID_TIMEOUT", *value);
+    }
+    if (auto value = detail::env("SENDGRID_MAX_IN_FLIGHT")) {
+        settings.max_in_flight =
+            detail::parse_count_setting("SENDGRID_MAX_IN_FLIGHT", *value, 1, 1000);
     }
     return settings;
 }

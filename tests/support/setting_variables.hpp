@@ -14,6 +14,7 @@ inline constexpr const char* setting_variables[] = {"SENDGRID_API_KEY",
                                                     "SENDGRID_TRACK_CLICKS_HTML",
                                                     "SENDGRID_TRACK_CLICKS_PLAIN",
                                                     "SENDGRID_ECHO_TO_STDOUT",
-                                                    "SENDGRID_TIMEOUT"};
+                                                    "SENDGRID_TIMEOUT",
+                                                    "SENDGRID_MAX_IN_FLIGHT"};
 
 }  // namespace sendgrid_backend_test

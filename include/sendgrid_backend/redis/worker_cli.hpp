@@ -13,17 +13,18 @@
 ///   sendgrid-worker dead list|show KEY|retry KEY|drop KEY ...   (redis/dead_letters_cli.hpp)
 ///
 /// SendGrid's settings come from the environment, as Settings::from_env() reads them
-/// (SENDGRID_API_KEY, SENDGRID_HOST_URL, ...); Redis's from --redis or SENDGRID_REDIS_URL
-/// (default redis://127.0.0.1:6379). Each message gets one sendgrid_email_sent in this process;
-/// a line per round on stderr. SIGINT or SIGTERM lets the round in progress finish, then exits.
-/// Every number on the command line has an upper bound (see `worker_usage`), checked before
-/// anything starts: a mistyped one is an error naming the flag and its range, never a value
-/// that overflows later. Exit status: 0 stopped by a signal, 2 a bad flag or setting, 1 any
-/// other failure (Redis unreachable at start, say).
+/// (SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_MAX_IN_FLIGHT, ...); Redis's from --redis or
+/// SENDGRID_REDIS_URL (default redis://127.0.0.1:6379). Each message gets one
+/// sendgrid_email_sent in this process; a line per round on stderr. SIGINT or SIGTERM lets the
+/// round in progress finish, then exits. Every number on the command line has an upper bound
+/// (see `worker_usage`), checked before anything starts: a mistyped one is an error naming the
+/// flag and its range, never a value that overflows later. Exit status: 0 stopped by a signal,
+/// 2 a bad flag or setting, 1 any other failure (Redis unreachable at start, say).
 ///
 /// `--rate-limit` shares one limit on requests per second, and every 429's pause, among all the
 /// workers (and other senders) given the same `--rate-limit-key` (RedisRateLimit,
-/// redis/rate_limit.hpp).
+/// redis/rate_limit.hpp). A worker sends at most SENDGRID_MAX_IN_FLIGHT requests per SendGrid
+/// answer time (~100-300 ms): the default 8 is ~30-80 a second, whatever the limit allows.
 ///
 /// `--metrics` serves Prometheus metrics at http://IP:PORT/metrics: this worker's sends
 /// (PrometheusMetrics, prometheus.hpp) and its queue's backlog and states (RedisQueueMetrics,
@@ -79,7 +80,7 @@ inline constexpr const char* worker_usage =
     "                           (default: SENDGRID_REDIS_URL, else redis://127.0.0.1:6379)\n"
     "  --stream S, --group G, --status-prefix P, --consumer NAME\n"
     "                           the queue's names (the producer's)\n"
-    "  --batch N                entries per round, 1-10000 (default: max_in_flight, 8)\n"
+    "  --batch N                entries per round, 1-10000 (default: SENDGRID_MAX_IN_FLIGHT)\n"
     "  --visibility-timeout MS  1-31622400000 (366 days), longer than a send can take\n"
     "                           (default: the longest send plus a minute)\n"
     "  --resend-unknown         send a claimed message again although it may have gone out\n"
@@ -99,7 +100,8 @@ inline constexpr const char* worker_usage =
     "                           this many seconds, 1-31622400 (366 days; default 30 days)\n"
     "  --no-dead-letters        keep no dead letters\n"
     "Flags also take the form --flag=VALUE. SendGrid's settings come from the environment\n"
-    "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s, ...).\n"
+    "(SENDGRID_API_KEY, SENDGRID_HOST_URL, SENDGRID_TIMEOUT up to 86400 s,\n"
+    "SENDGRID_MAX_IN_FLIGHT 1-1000 requests at once, default 8, ...).\n"
     "SIGINT or SIGTERM stops after the round. Exit status: 0 stopped, 2 a bad flag or\n"
     "setting, 1 any other failure.\n";
 
