@@ -332,8 +332,14 @@ TEST_CASE("a recording or a retry run twice (its answer lost) acts once", "[dead
                                          "token-1",
                                          "1700000000",
                                          "3600",
-                                         "0"};
-    client->command({"XDEL", names.stream, entry});  // the worker's XDEL after the outcome
+                                         "0",
+                                         names.group};
+    // The worker that took the entry stopped before its XACK and XDEL: the entry is still
+    // pending. The retry acknowledges and deletes it itself, so that no other worker claims and
+    // sends it beside the new one.
+    client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
+    client->command({"XREADGROUP", "GROUP", names.group, "stopped", "STREAMS", names.stream, ">"});
+    REQUIRE(client->command({"XPENDING", names.stream, names.group}).elements.at(0).integer == 1);
     auto& script = sg::detail::stored_dead_letter_retry_script();
     const sg::RedisValue first = script.run(*client, {retry}).at(0);
     const sg::RedisValue second = script.run(*client, {retry}).at(0);
@@ -341,7 +347,8 @@ TEST_CASE("a recording or a retry run twice (its answer lost) acts once", "[dead
     REQUIRE(second.elements.size() == 2);
     CHECK(first.elements[0].integer == 1);
     CHECK(second.elements[0].integer == 1);
-    CHECK(count_of(*client, {"XLEN", names.stream}) == 1);
+    CHECK(count_of(*client, {"XLEN", names.stream}) == 1);  // the new entry only
+    CHECK(client->command({"XPENDING", names.stream, names.group}).elements.at(0).integer == 0);
     CHECK(status_field(*client, names, "twice", "retries") == "1");
     CHECK(client->command({"HGET", names.state_counts_key(), "queued"}).text == "1");
     CHECK(dead_entries(*client, names) == 0);

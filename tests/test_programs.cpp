@@ -200,6 +200,12 @@ TEST_CASE("sendgrid-worker: a flag without its value, a value that is no number,
     check_refused(worker, limited,
                   "a send may take up to 240000 ms (2 tries of SENDGRID_TIMEOUT 30000 ms, waits "
                   "of up to 60000 ms between them and before each for --rate-limit)");
+    // A batch larger than max_in_flight is sent in waves: each may take a send's longest.
+    std::vector<std::string> waves = enough;
+    waves.insert(waves.end(), {"--batch", "16"});
+    check_refused(worker, waves,
+                  "a round of --batch 16 is 2 waves of SENDGRID_MAX_IN_FLIGHT 8, each of which may "
+                  "take up to 120000 ms");
 }
 
 TEST_CASE("sendgrid-worker --metrics: a bad address or port is refused naming the flag",

@@ -163,8 +163,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a limit that never grants holds each try back max_permit_wait at most; one that "
-    "throws, not at all",
+    "a limit that never grants holds no try back longer than max_permit_wait from when it "
+    "was ready; one that throws, not at all",
     "[rate_limit][delivery]") {
     FakeClock clock;
     const auto names = names_up_to(3);
@@ -174,9 +174,38 @@ TEST_CASE(
         const auto outcomes = deliver(transport, clock, names, limit, 1s);
         for (const auto& outcome : outcomes) CHECK(outcome.accepted());
         REQUIRE(transport.starts.size() == 3);
-        CHECK(transport.starts[0].second == 1000);
-        CHECK(transport.starts[1].second == 2000);
-        CHECK(transport.starts[2].second == 3000);
+        // All three were ready when the run began: none waits longer than 1 s from then (a
+        // worker's visibility timeout counts on it), not 1 s each in turn.
+        for (const auto& start : transport.starts) CHECK(start.second == 1000);
+    }
+    SECTION(
+        "never grants, and says to wait longer than max_permit_wait: a retry goes 1 s after "
+        "it was due") {
+        std::map<std::string, std::vector<Step>> script = all_accepted({"b"});
+        script["a"] = {{10ms, rate_limited("5")}, {10ms, accepted()}};
+        ScriptedTransport transport(clock, script);
+        class Paused final : public sg::RateLimit {
+          public:
+            sg::RatePermits take(std::size_t wanted) override {
+                if (++takes == 1) return {wanted, 0ms};  // the first two go at once
+                return {0, 60s};
+            }
+            void pause(std::chrono::milliseconds) override {}
+            int takes = 0;
+        };
+        auto limit = std::make_shared<Paused>();
+        sg::DeliveryOptions options;
+        options.max_in_flight = 8;
+        options.rate_limit = limit.get();
+        options.max_permit_wait = 1s;
+        options.retry.max_retry_after = 60s;
+        std::vector<sg::SendOutcome> outcomes(2);
+        std::vector<sg::SendOutcome*> pointers{&outcomes[0], &outcomes[1]};
+        sg::Delivery delivery(transport, options, clock, [] { return 0.5; });
+        delivery.run(requests_named({"a", "b"}), pointers, [](std::size_t) {});
+        REQUIRE(transport.starts.size() == 3);
+        CHECK(transport.starts[2] == std::make_pair(std::string("a"), 10LL + 5000 + 1000));
+        CHECK(outcomes[0].accepted());
     }
     SECTION("throws") {
         ScriptedTransport transport(clock, all_accepted(names));

@@ -5,6 +5,7 @@
 // schema (payload_schema).
 #include <sendgrid_backend/backend.hpp>
 #include <sendgrid_backend/scheduled_sends.hpp>
+#include <sendgrid_backend/status/tracker.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>
 #include <sendgrid_backend/transport/curl.hpp>
 
@@ -241,4 +242,53 @@ TEST_CASE(
     CHECK_THAT(large.outcome.failure_reason,
                Catch::Contains("Settings::split_large_messages sends it as several requests"));
     CHECK(server.received_count() == 0);  // nothing of either went out
+}
+
+TEST_CASE(
+    "in a batch, a make_private message to nobody is refused by name and the others go "
+    "as they should",
+    "[split][http]") {
+    sg::testing::FakeSendgridServer server;
+    sg::BackendOptions quiet;
+    quiet.fail_silently = true;
+    sg::SendgridBackend backend(splitting(server), quiet);
+    Emitted emitted;
+    std::vector<sg::EmailMessage> batch{newsletter(0), newsletter(3)};
+    CHECK(backend.send_messages(batch) == 1);
+    CHECK(batch[0].outcome.status == sg::SendStatus::invalid);
+    CHECK_THAT(batch[0].outcome.failure_reason, Catch::StartsWith("to: is empty"));
+    CHECK(batch[1].outcome.accepted());
+    const auto received = server.received();
+    REQUIRE(received.size() == 1);
+    CHECK(batch[1].outcome.message_id == received[0].message_id);
+    CHECK(emitted.seen.size() == 2);
+}
+
+TEST_CASE(
+    "a status tracker records each recipient by its own part: part 2 refused is not "
+    "everyone refused",
+    "[split][http]") {
+    sg::testing::FakeSendgridServer server;
+    sg::testing::Fault refused(400);
+    refused.for_recipient(address(1000));
+    server.push_fault(refused);
+    auto tracker = std::make_shared<sg::StatusTracker>();
+    sg::BackendOptions options;
+    options.fail_silently = true;
+    options.statuses = tracker;
+    sg::SendgridBackend backend(splitting(server), options);
+    sg::EmailMessage message = newsletter(2500);
+    CHECK_FALSE(backend.send_message(message));
+    const auto status = tracker->status(message.outcome.tracking_key);
+    REQUIRE(status);
+    CHECK(status->send.state == sg::DeliveryState::failed);  // the message as a whole
+    REQUIRE(status->recipients.size() == 2500);
+    for (int i = 0; i < 2500; ++i) {
+        const sg::RecipientStatus* recipient = status->recipient(address(i));
+        REQUIRE(recipient != nullptr);
+        const bool in_part_2 = i >= 1000 && i < 2000;
+        INFO(address(i));
+        CHECK(recipient->state ==
+              (in_part_2 ? sg::DeliveryState::failed : sg::DeliveryState::accepted));
+    }
 }

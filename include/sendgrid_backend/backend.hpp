@@ -267,7 +267,8 @@ class SendgridBackend {
             const std::size_t parts = settings_.split_large_messages && detail::divisible(message)
                                           ? detail::part_count(message)
                                           : 1;
-            if (parts == 1) return add_request(message, payload_options_, key, requests);
+            // 0 parts: nobody to send to, which the payload refuses by name.
+            if (parts <= 1) return add_request(message, payload_options_, key, requests);
             return add_parts(message, parts, key, requests);
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());

@@ -131,11 +131,11 @@ class Delivery {
         std::size_t unfinished;
         DeliveryReport report;
         /// Permits taken and not used yet; when none are left and the limit gave none, the next
-        /// request waits until `no_permit_until` (and since `permit_wait_began`).
+        /// request waits until `no_permit_until`.
         std::size_t permits = 0;
         bool short_of_permits = false;
         Clock::time_point no_permit_until{};
-        Clock::time_point permit_wait_began{};
+        Clock::time_point begun{};  ///< when the run started: when fresh requests became ready
 
         Run(Delivery& d, const std::vector<HttpRequest>& r, const std::vector<SendOutcome*>& o,
             const OnFinal& f)
@@ -148,6 +148,7 @@ class Delivery {
 
         void go() {
             if (unfinished == 0) return;
+            begun = delivery.clock_.now();
             const std::unique_ptr<TransportBatch> batch = open_batch();
             if (!batch) return;
             const std::size_t limit = concurrency(*batch);
@@ -236,9 +237,10 @@ class Delivery {
                 }
                 permits = std::min(taken.granted, wanted);
                 if (permits == 0) {
-                    if (!short_of_permits) permit_wait_began = now;
                     short_of_permits = true;
-                    no_permit_until = now + std::max(taken.retry_in, std::chrono::milliseconds(1));
+                    no_permit_until =
+                        std::min(now + std::max(taken.retry_in, std::chrono::milliseconds(1)),
+                                 ready_since() + delivery.options_.max_permit_wait);
                     return waited_long_enough(now);
                 }
             }
@@ -247,11 +249,21 @@ class Delivery {
             return true;
         }
 
-        /// A request that waited `max_permit_wait` for a permit goes without one.
+        /// A request ready for `max_permit_wait` goes without a permit: counted from when it
+        /// became ready, not from when it began to wait, so that no request of a batch starts
+        /// later than that for want of permits (a queue worker's visibility timeout relies on
+        /// it).
         bool waited_long_enough(Clock::time_point now) {
-            if (now - permit_wait_began < delivery.options_.max_permit_wait) return false;
+            if (now - ready_since() < delivery.options_.max_permit_wait) return false;
             short_of_permits = false;
             return true;
+        }
+
+        /// When the next request to start became ready: the run's start for one never tried,
+        /// its due time for a retry. There must be one (has_ready).
+        Clock::time_point ready_since() const {
+            if (next_fresh < requests.size()) return begun;
+            return slots[due_again[due_front]].due;
         }
 
         /// SendGrid said how long to wait: so does everyone sharing the limit.

@@ -33,7 +33,8 @@ struct RatePermits {
 };
 
 /// A limit on requests per second shared by whoever holds it. Implementations are thread-safe
-/// and never block.
+/// and never wait for permits themselves (the caller waits `retry_in`); one shared through a
+/// store may take a round trip to it.
 class RateLimit {
   public:
     virtual ~RateLimit() = default;
@@ -123,6 +124,9 @@ class LocalRateLimit final : public RateLimit {
     }
 
     void pause(std::chrono::milliseconds wait) override {
+        // A day at most: SendGrid's waits are capped there too, and the sum cannot overflow.
+        wait =
+            std::clamp(wait, std::chrono::milliseconds(0), std::chrono::milliseconds(86'400'000));
         std::lock_guard<std::mutex> lock(mutex_);
         paused_until_ = std::max(paused_until_, clock_.now() + wait);
     }

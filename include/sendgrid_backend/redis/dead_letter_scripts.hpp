@@ -96,7 +96,7 @@ redis.call('XADD', KEYS[4], id, 'key', ARGV[6], 'state', ARGV[4],
            'reason', redis.call('HGET', KEYS[1], 'reason') or '',
            'http_status', redis.call('HGET', KEYS[1], 'http_status') or '',
            'worker', ARGV[5], 'at', string.format('%.0f', math.floor(now / 1000)),
-           'message', message)
+           'message', message, 'entry', ARGV[7])
 redis.call('HSET', KEYS[5], ARGV[6], id)
 trim(KEYS[4], KEYS[5], now, tonumber(ARGV[9]))
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
@@ -108,12 +108,15 @@ return 1
 /// KEYS[2]: its index, KEYS[3]: the status hash, KEYS[4]: the queue stream, KEYS[5]: the state
 /// counts. ARGV[1]: the key, ARGV[2]: '1' to re-queue one whose outcome is unknown, ARGV[3]: a
 /// token new for each call, ARGV[4]: now (unix seconds), ARGV[5]: the status TTL, ARGV[6]: the
-/// queue's maximum length (0: none). The status must be "failed" or "unknown" (or expired): one
-/// in another state was queued again since. On success the entry is added to the queue, the
-/// status reads "queued" again (its outcome fields removed; `retried_at`, `retries` and the
-/// token recorded) and the dead letter is removed. Returns {code, text}: {1, entry ID} re-queued
-/// (also for a call run again with the same token after its answer was lost, which adds
-/// nothing: {1, ''}); {0, ''} no dead letter under the key; {-1, ''} unknown and ARGV[2] not '1';
+/// queue's maximum length (0: none), ARGV[7]: the consumer group. The status must be "failed" or
+/// "unknown" (or expired): one in another state was queued again since. On success the entry is
+/// added to the queue, the status reads "queued" again (its outcome fields removed; `retried_at`,
+/// `retries` and the token recorded) and the dead letter is removed. The queue entry it was
+/// recorded from is acknowledged and deleted first, should a worker have stopped before it did so:
+/// else another worker would claim that old entry and send it beside the new one. Returns {code,
+/// text}: {1, entry ID} re-queued (also for a call run again with the same token after its answer
+/// was lost, which adds nothing: {1, ''}); {0, ''} no dead letter under the key; {-1, ''} unknown
+/// and ARGV[2] not '1';
 /// {-2, state} the status is in another state; {-3, ''} the queue is full; {-4, ''} the dead
 /// letter has no message (its queue entry was gone when it was recorded).
 inline constexpr const char* dead_letter_retry_script = R"lua(
@@ -132,6 +135,10 @@ if (dead['state'] == 'unknown' or state == 'unknown') and ARGV[2] ~= '1' then re
 if (dead['message'] or '') == '' then return {-4, ''} end
 if tonumber(ARGV[6]) > 0 and redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[6]) then
     return {-3, ''}
+end
+if (dead['entry'] or '') ~= '' then
+    redis.pcall('XACK', KEYS[4], ARGV[7], dead['entry'])  -- no group yet: nothing to acknowledge
+    redis.call('XDEL', KEYS[4], dead['entry'])
 end
 local queued = redis.call('XADD', KEYS[4], '*', 'key', ARGV[1], 'message', dead['message'])
 redis.call('HDEL', KEYS[3], 'worker', 'message_id', 'http_status', 'reason', 'started_at',

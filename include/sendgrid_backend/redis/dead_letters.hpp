@@ -144,7 +144,7 @@ class RedisDeadLetters {
              queue_.status_prefix + key, queue_.stream, queue_.state_counts_key(), key,
              unknown == RetryUnknown::allow_duplicate ? "1" : "0", detail::random_key(),
              detail::unix_now_text(), std::to_string(queue_.status_ttl.count()),
-             std::to_string(queue_.max_length)}};
+             std::to_string(queue_.max_length), queue_.group}};
         const RedisValue answer = detail::retry_idempotent(
             [&] { return detail::stored_dead_letter_retry_script().run(*redis_, call).at(0); });
         if (answer.is_error() || answer.elements.size() != 2) {

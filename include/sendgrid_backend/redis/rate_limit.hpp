@@ -161,6 +161,7 @@ class RedisRateLimit final : public RateLimit {
 
     void pause(std::chrono::milliseconds wait) override {
         if (wait.count() <= 0) return;
+        wait = std::min(wait, std::chrono::milliseconds(86'400'000));  // as LocalRateLimit
         try {
             const std::vector<std::vector<std::string>> call{
                 {"1", options_.paused_key(), std::to_string(wait.count())}};

@@ -116,15 +116,17 @@ class RedisMailWorker {
                                " (0: the longest send plus a minute)");
         if (options_.consumer.empty()) options_.consumer = default_consumer();
         if (options_.batch == 0) options_.batch = backend_->settings().max_in_flight;
-        const auto longest = longest_send(backend_->settings(), backend_->rate_limit() != nullptr);
+        const auto longest =
+            longest_round(backend_->settings(), options_.batch, backend_->rate_limit() != nullptr);
         if (options_.visibility_timeout.count() == 0) {
             options_.visibility_timeout = longest + std::chrono::minutes(1);
         }
         if (options_.visibility_timeout <= longest) {
             throw ImproperlyConfigured(
                 "WorkerOptions::visibility_timeout",
-                "is " + std::to_string(options_.visibility_timeout.count()) +
-                    " ms; a send may take up to " + std::to_string(longest.count()) +
+                "is " + std::to_string(options_.visibility_timeout.count()) + " ms; a round of " +
+                    std::to_string(options_.batch) + " may take up to " +
+                    std::to_string(longest.count()) +
                     " ms with these settings, and a slow worker's messages would be claimed "
                     "while it still sends them");
         }
@@ -160,6 +162,17 @@ class RedisMailWorker {
     /// The visibility timeout in effect (WorkerOptions::visibility_timeout, or the default).
     std::chrono::milliseconds visibility_timeout() const noexcept {
         return options_.visibility_timeout;
+    }
+
+    /// How long a round of `batch` messages can take: a send's longest for each wave of
+    /// `max_in_flight` requests (`batch` is bounded by max_batch, so this stays far from
+    /// overflow).
+    static std::chrono::milliseconds longest_round(const Settings& settings, std::size_t batch,
+                                                   bool rate_limited = false) {
+        const std::size_t in_flight = std::max<std::size_t>(1, settings.max_in_flight);
+        const auto waves =
+            static_cast<long long>((std::max<std::size_t>(1, batch) + in_flight - 1) / in_flight);
+        return longest_send(settings, rate_limited) * waves;
     }
 
     /// How long a send can take with `settings` (validated: their bounds keep this product far
@@ -246,7 +259,9 @@ class RedisMailWorker {
     std::chrono::milliseconds move_scheduled() {
         if (!mover_) return options_.block;
         const ScheduledMoves moves = mover_->move_due();
-        if (!moves.next_due_in) return options_.block;
+        // Held back by a full stream: waiting for room, not for a due time (else every round
+        // would read for 1 ms and try the same moves again).
+        if (!moves.next_due_in || moves.held_back > 0) return options_.block;
         // BLOCK 0 would wait for ever: at least 1 ms.
         return std::clamp(*moves.next_due_in, std::chrono::milliseconds(1), options_.block);
     }

@@ -273,14 +273,22 @@ inline Settings worker_settings(const WorkerCommandLine& line) {
     if (line.visibility_timeout_given) {
         // Checked here, in the flags' words, before the worker's constructor would refuse it.
         const bool rate_limited = line.rate_limit.rate.per_second > 0;
-        const auto longest = RedisMailWorker::longest_send(settings, rate_limited).count();
+        const std::size_t batch =
+            line.options.batch != 0 ? line.options.batch : settings.max_in_flight;
+        const auto longest = RedisMailWorker::longest_round(settings, batch, rate_limited).count();
         if (line.options.visibility_timeout.count() <= longest) {
             const auto& retry = settings.retry;
             const auto wait = std::max(retry.max_backoff, retry.max_retry_after).count();
+            const std::size_t waves = (batch + settings.max_in_flight - 1) / settings.max_in_flight;
             throw UsageError(
                 "--visibility-timeout " + std::to_string(line.options.visibility_timeout.count()) +
-                " is too short: a send may take up to " + std::to_string(longest) + " ms (" +
-                std::to_string(retry.max_tries) + " tries of SENDGRID_TIMEOUT " +
+                " is too short: " +
+                (waves > 1 ? "a round of --batch " + std::to_string(batch) + " is " +
+                                 std::to_string(waves) + " waves of SENDGRID_MAX_IN_FLIGHT " +
+                                 std::to_string(settings.max_in_flight) + ", each of which"
+                           : std::string("a send")) +
+                " may take up to " + std::to_string(longest / static_cast<long long>(waves)) +
+                " ms (" + std::to_string(retry.max_tries) + " tries of SENDGRID_TIMEOUT " +
                 std::to_string(settings.timeout.count()) + " ms, waits of up to " +
                 std::to_string(wait) + " ms between them" +
                 (rate_limited ? " and before each for --rate-limit" : "") +

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -273,26 +274,32 @@ inline std::optional<PreparedFact> fact_from_event(const WebhookEvent& event,
 }
 
 /// The fact a send's outcome is, for the message with tracking key `key`, at `time` (unix
-/// seconds). Its recipients (their addresses, any form) each get the send's state.
+/// seconds). Its recipients (their addresses, any form) each get the send's state. For one part
+/// of a message sent in parts, `part` names it (e.g. "part 2"): its recipients only then, and no
+/// message-level state (the whole message's outcome is a fact of its own).
 inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome& outcome,
-                                      const std::vector<std::string>& recipients,
-                                      std::int64_t time) {
+                                      const std::vector<std::string>& recipients, std::int64_t time,
+                                      const std::string& part = std::string()) {
     PreparedFact fact;
     fact.key = key;
     const DeliveryState state = state_of(outcome.status);
     const std::string identity = std::string("send\n") + to_string(outcome.status) + "\n" +
                                  std::to_string(outcome.http_status) + "\n" + outcome.message_id +
-                                 "\n" + outcome.failure_reason;
+                                 "\n" + outcome.failure_reason + (part.empty() ? "" : "\n") + part;
     const std::uint64_t hash = detail::fnv1a(identity, detail::fnv1a(key + '\n'));
     fact.fingerprint = "s" + detail::hex64(hash);
     time = detail::storable_time(time);
-    fact.ops.push_back(
-        detail::pick_state("", state, time, hash,
-                           {{detail::status_field("", "msgid"), outcome.message_id},
-                            {detail::status_field("", "http"), std::to_string(outcome.http_status)},
-                            {detail::status_field("", "reason"), outcome.failure_reason}}));
-    detail::watch_target(fact, "");
-    std::vector<std::string> done;  // an address in several personalizations counts once
+    if (part.empty()) {
+        fact.ops.push_back(detail::pick_state(
+            "", state, time, hash,
+            {{detail::status_field("", "msgid"), outcome.message_id},
+             {detail::status_field("", "http"), std::to_string(outcome.http_status)},
+             {detail::status_field("", "reason"), outcome.failure_reason}}));
+        detail::watch_target(fact, "");
+    }
+    // An address in several personalizations counts once. A set: a message sent in parts may
+    // have many thousands.
+    std::set<std::string> done;
     for (const std::string& text : recipients) {
         std::string recipient;
         try {
@@ -300,10 +307,7 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
         } catch (const InvalidMessage&) {
             continue;  // an invalid message's bad address: nothing to track for it
         }
-        if (recipient.empty() || std::find(done.begin(), done.end(), recipient) != done.end()) {
-            continue;
-        }
-        done.push_back(recipient);
+        if (recipient.empty() || !done.insert(recipient).second) continue;
         fact.ops.push_back(detail::pick_state(
             recipient, state, time, hash,
             {{detail::status_field(recipient, "reason"),

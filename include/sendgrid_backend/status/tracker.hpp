@@ -97,8 +97,20 @@ class StatusTracker : public StatusRecorder {
         const SendOutcome& outcome = message.outcome;
         if (outcome.tracking_key.empty() || outcome.status == SendStatus::not_attempted) return;
         const std::int64_t now = options_.now();
-        std::vector<PreparedFact> facts{
-            fact_from_outcome(outcome.tracking_key, outcome, message.recipients(), now)};
+        std::vector<PreparedFact> facts;
+        if (outcome.parts.empty()) {
+            facts.push_back(
+                fact_from_outcome(outcome.tracking_key, outcome, message.recipients(), now));
+        } else {
+            // Sent in parts: the message's state from the whole outcome, and each recipient's
+            // from its own part's (part 1 accepted and part 2 refused is not "all refused").
+            facts.push_back(fact_from_outcome(outcome.tracking_key, outcome, {}, now));
+            for (std::size_t i = 0; i < outcome.parts.size(); ++i) {
+                facts.push_back(fact_from_outcome(outcome.tracking_key, outcome.parts[i].outcome,
+                                                  outcome.parts[i].recipients, now,
+                                                  "part " + std::to_string(i + 1)));
+            }
+        }
         StatusEvent event;
         event.message = &message;
         event.implies = state_of(outcome.status);
