@@ -1086,4 +1086,23 @@ TEST_CASE("4 threads share one backend: each emission on the thread that sent th
     CHECK(outbox->size() == 200);
 }
 
+TEST_CASE(
+    "split_large_messages in a program that never includes parts.hpp is refused, saying "
+    "what to include",
+    "[backend][parts]") {
+    // This test program includes parts.hpp nowhere, so sending in parts is not installed.
+    test_support::FakeClock clock;
+    BackendOptions options;
+    options.transport = std::make_shared<test_support::ScriptedTransport>(
+        clock, std::map<std::string, std::vector<Step>>{});
+    Settings settings;
+    settings.api_key = "SG.test-key";
+    settings.split_large_messages = true;
+    CHECK_THROWS_WITH(SendgridBackend(settings, options),
+                      Catch::Contains("Settings::split_large_messages") &&
+                          Catch::Contains("<sendgrid_backend/parts.hpp>"));
+    settings.split_large_messages = false;
+    CHECK_NOTHROW(SendgridBackend(settings, options));
+}
+
 }  // namespace backend_contract

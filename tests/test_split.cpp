@@ -4,6 +4,7 @@
 // reported for exactly its recipients. Each part's payload is also checked against SendGrid's
 // schema (payload_schema).
 #include <sendgrid_backend/backend.hpp>
+#include <sendgrid_backend/parts.hpp>
 #include <sendgrid_backend/scheduled_sends.hpp>
 #include <sendgrid_backend/status/tracker.hpp>
 #include <sendgrid_backend/testing/fake_server.hpp>

@@ -19,6 +19,7 @@
 /// @endcode
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -47,7 +48,6 @@
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/payload.hpp"
-#include "sendgrid_backend/payload/parts.hpp"
 #include "sendgrid_backend/settings.hpp"
 #include "sendgrid_backend/signals.hpp"
 #include "sendgrid_backend/status/recorder.hpp"
@@ -88,6 +88,32 @@ struct BackendOptions {
 ///
 /// Thread safety: one backend may be shared by any number of threads; each `send_messages` call
 /// works on its own messages. Construction throws `ImproperlyConfigured` for bad settings.
+namespace detail {
+
+/// What a message in parts meant for prepare.
+enum class PartsPrepared { one_request, refused, added };
+
+/// How a backend sends a message in parts (Settings::split_large_messages): installed by
+/// <sendgrid_backend/parts.hpp>, so that only programs that split compile it.
+struct PartsHooks {
+    /// Appends the requests of `message`'s parts, with tracking key `key` (empty: none);
+    /// one_request when it fits in one (nothing appended).
+    /// @throws InvalidMessage naming the field.
+    PartsPrepared (*prepare)(const SendgridBackend& backend, EmailMessage& message,
+                             const std::string& key, std::vector<HttpRequest>& requests);
+    /// Sums up the parts' outcomes into the message's (`record_parts`).
+    void (*record)(SendOutcome& outcome);
+};
+
+inline std::atomic<const PartsHooks*>& parts_hooks() noexcept {
+    static std::atomic<const PartsHooks*> hooks{nullptr};
+    return hooks;
+}
+
+struct MessageParts;  // parts.hpp
+
+}  // namespace detail
+
 class SendgridBackend {
   public:
     using Settings = sendgrid_backend::Settings;
@@ -200,7 +226,8 @@ class SendgridBackend {
                 if (emitted_[i]) continue;
                 try {
                     SendOutcome& outcome = messages_[i].outcome;
-                    record_parts(outcome);  // sent in parts: their tries so far
+                    // Sent in parts: their tries so far.
+                    if (!outcome.parts.empty()) backend_.parts_->record(outcome);
                     const std::string what = detail::describe_exception(error);
                     outcome.status =
                         outcome.tries > 0 ? SendStatus::unknown : SendStatus::transport_failed;
@@ -264,12 +291,13 @@ class SendgridBackend {
         std::string key;
         try {
             if (settings_.tracking_keys) key = tracking_key_for(message);
-            const std::size_t parts = settings_.split_large_messages && detail::divisible(message)
-                                          ? detail::part_count(message)
-                                          : 1;
-            // 0 parts: nobody to send to, which the payload refuses by name.
-            if (parts <= 1) return add_request(message, payload_options_, key, requests);
-            return add_parts(message, parts, key, requests);
+            if (parts_ != nullptr) {
+                const detail::PartsPrepared parts = parts_->prepare(*this, message, key, requests);
+                if (parts != detail::PartsPrepared::one_request) {
+                    return parts == detail::PartsPrepared::added;
+                }
+            }
+            return add_request(message, payload_options_, key, requests);
         } catch (const InvalidMessage& invalid) {
             fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
             return false;
@@ -302,37 +330,6 @@ class SendgridBackend {
         request.url = send_url_;
         request.headers = request_headers_;
         requests.push_back(std::move(request));
-        return true;
-    }
-
-    /// Appends one request per part (all or none) and records each part's recipients.
-    /// @throws InvalidMessage naming the field, and the part.
-    bool add_parts(EmailMessage& message, std::size_t count, const std::string& key,
-                   std::vector<HttpRequest>& requests) const {
-        std::vector<HttpRequest> built;  // moved to `requests` once every part is built
-        std::vector<SendPart> parts(count);
-        detail::PartWindow window;
-        for (std::size_t j = 0; j < count; ++j) {
-            window = detail::part_from(message, window.first + window.count);
-            PayloadOptions options = payload_options_;
-            options.first_personalization = window.first;
-            options.personalization_count = window.count;
-            bool added = false;
-            try {
-                added = add_request(message, options, key, built);
-            } catch (const InvalidMessage& invalid) {
-                fail(message, SendStatus::invalid, invalid.field() + ": " + invalid.reason());
-            }
-            if (!added) {
-                message.outcome.failure_reason = "part " + std::to_string(j + 1) + " of " +
-                                                 std::to_string(count) + ": " +
-                                                 message.outcome.failure_reason;
-                return false;
-            }
-            parts[j].recipients = detail::part_recipients(message, window);
-        }
-        message.outcome.parts = std::move(parts);
-        for (HttpRequest& request : built) requests.push_back(std::move(request));
         return true;
     }
 
@@ -371,6 +368,10 @@ class SendgridBackend {
     std::string send_url_;
     HttpHeaders request_headers_;  ///< Authorization and Content-Type, made once
     mutable std::mutex echo_mutex_;
+    /// Set when Settings::split_large_messages is (parts.hpp installs them).
+    const detail::PartsHooks* parts_ = nullptr;
+
+    friend struct detail::MessageParts;
 };
 
 #if SENDGRID_BACKEND_DEFINE_COMPILED
@@ -379,6 +380,15 @@ SENDGRID_BACKEND_COMPILED SendgridBackend::SendgridBackend(Settings settings, Op
     if (options_.api_key) settings_.api_key = *options_.api_key;
     options_.api_key.reset();  // one copy of the secret is enough
     settings_.validate();
+    if (settings_.split_large_messages) {
+        parts_ = detail::parts_hooks().load();
+        if (parts_ == nullptr) {
+            throw ImproperlyConfigured("Settings::split_large_messages",
+                                       "is on, but <sendgrid_backend/parts.hpp> is included "
+                                       "nowhere in the program: include it in one file (it "
+                                       "installs the sending in parts)");
+        }
+    }
     detail::BaseUrl url;
     detail::base_url_problem(settings_.host_url, url);  // validate() accepted it
     send_url_ = url.mail_send_url();
@@ -456,7 +466,7 @@ SENDGRID_BACKEND_COMPILED std::size_t SendgridBackend::send_messages(EmailMessag
                 SendOutcome& outcome = messages[i].outcome;
                 if (!outcome.parts.empty()) {
                     if (--parts_left[i] > 0) return;  // one emission, once every part is final
-                    record_parts(outcome);
+                    parts_->record(outcome);
                 }
                 ledger.emit(i);
             });

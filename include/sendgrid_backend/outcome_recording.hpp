@@ -104,48 +104,4 @@ inline void redact(SendOutcome& outcome, const std::string& secret) {
 
 }  // namespace detail
 
-/// Sums up the outcomes of a message sent in parts into its own fields (see
-/// `SendOutcome::parts`), once every part is final.
-inline void record_parts(SendOutcome& outcome) {
-    const std::vector<SendPart>& parts = outcome.parts;
-    if (parts.empty()) return;
-    const SendOutcome* first_failed = nullptr;
-    bool any_unknown = false;
-    std::size_t accepted = 0;
-    outcome.attempts = 0;
-    outcome.tries = 0;
-    outcome.duration = {};
-    outcome.earlier_tries.clear();
-    outcome.failure_reason.clear();
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-        const SendOutcome& part = parts[i].outcome;
-        outcome.attempts += part.attempts;
-        outcome.tries += part.tries;
-        outcome.duration = std::max(outcome.duration, part.duration);
-        // push_back, not a range insert: its code is compiled in every sending file already.
-        for (const EarlierTry& earlier : part.earlier_tries)
-            outcome.earlier_tries.push_back(earlier);
-        if (part.accepted()) {
-            ++accepted;
-            continue;
-        }
-        if (first_failed == nullptr) first_failed = &part;
-        any_unknown = any_unknown || part.maybe_delivered();
-        if (!outcome.failure_reason.empty()) outcome.failure_reason += "; ";
-        outcome.failure_reason +=
-            "part " + std::to_string(i + 1) + " of " + std::to_string(parts.size()) + " (" +
-            std::to_string(parts[i].recipients.size()) + " recipients): " + part.failure_reason;
-    }
-    const SendOutcome& decisive = first_failed != nullptr ? *first_failed : parts.front().outcome;
-    outcome.http_status = decisive.http_status;
-    outcome.errors.clear();
-    for (const ApiError& error : decisive.errors) outcome.errors.push_back(error);
-    outcome.transport_error = decisive.transport_error;
-    outcome.message_id = first_failed == nullptr ? decisive.message_id : std::string();
-    outcome.status = any_unknown ? SendStatus::unknown : decisive.status;
-    if (first_failed != nullptr && accepted > 0) {
-        outcome.failure_reason += "; the other " + std::to_string(accepted) + " accepted";
-    }
-}
-
 SENDGRID_BACKEND_NAMESPACE_END

@@ -71,8 +71,8 @@ struct Settings {
     bool deduplicate_recipients = false;
     /// Send a message whose personalizations (explicit ones, or make_private's) hold more than
     /// SendGrid's 1000 recipients a request as several requests of whole personalizations
-    /// (payload/parts.hpp), with one `sendgrid_email_sent` for the message and each part on
-    /// `outcome.parts`. Off: such a message is refused as invalid.
+    /// (parts.hpp, which a program that sets this must include), with one `sendgrid_email_sent` for
+    /// the message and each part on `outcome.parts`. Off: such a message is refused as invalid.
     bool split_large_messages = false;
     /// A CA bundle file for TLS verification; empty: the system's.
     std::string ca_bundle;

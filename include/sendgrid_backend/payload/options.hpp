@@ -20,7 +20,7 @@ struct PayloadOptions {
     bool deduplicate_recipients = false;
     /// Only the personalizations [first_personalization, + personalization_count) are written
     /// (with make_private: those of to[first_personalization...]): one part of a message sent
-    /// in parts (Settings::split_large_messages, payload/parts.hpp). Errors still name the
+    /// in parts (Settings::split_large_messages, parts.hpp). Errors still name the
     /// message's own indices. A message with neither has its one personalization whatever.
     std::size_t first_personalization = 0;
     std::size_t personalization_count = static_cast<std::size_t>(-1);
