@@ -340,7 +340,7 @@ TEST_CASE("a recording or a retry run twice (its answer lost) acts once", "[dead
     client->command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
     client->command({"XREADGROUP", "GROUP", names.group, "stopped", "STREAMS", names.stream, ">"});
     REQUIRE(client->command({"XPENDING", names.stream, names.group}).elements.at(0).integer == 1);
-    auto& script = sg::detail::stored_dead_letter_retry_script();
+    auto& script = sg::detail::stored_script<&sg::detail::dead_letter_retry_script>();
     const sg::RedisValue first = script.run(*client, {retry}).at(0);
     const sg::RedisValue second = script.run(*client, {retry}).at(0);
     REQUIRE(first.elements.size() == 2);

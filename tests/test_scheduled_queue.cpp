@@ -352,7 +352,8 @@ TEST_CASE("two movers racing on the same due messages move each once; a move run
         again.push_back({"5", names.scheduled_key(), names.scheduled_messages_key(), names.stream,
                          names.status_prefix + key, names.state_counts_key(), key, "0", "60", "0"});
     }
-    for (const auto& answer : sg::detail::stored_move_due_script().run(*client, again)) {
+    for (const auto& answer :
+         sg::detail::stored_script<&sg::detail::move_due_script>().run(*client, again)) {
         CHECK(answer.integer == 0);
     }
     CHECK(count(*client, {"XLEN", names.stream}) == 300);

@@ -184,16 +184,6 @@ inline StoredScript& stored_dead_letter_transition_script() {
     return script;
 }
 
-inline StoredScript& stored_dead_letter_retry_script() {
-    static StoredScript script(dead_letter_retry_script);
-    return script;
-}
-
-inline StoredScript& stored_dead_letter_drop_script() {
-    static StoredScript script(dead_letter_drop_script);
-    return script;
-}
-
 }  // namespace detail
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -145,8 +145,11 @@ class RedisDeadLetters {
              unknown == RetryUnknown::allow_duplicate ? "1" : "0", detail::random_key(),
              detail::unix_now_text(), std::to_string(queue_.status_ttl.count()),
              std::to_string(queue_.max_length), queue_.group}};
-        const RedisValue answer = detail::retry_idempotent(
-            [&] { return detail::stored_dead_letter_retry_script().run(*redis_, call).at(0); });
+        const RedisValue answer = detail::retry_idempotent([&] {
+            return detail::stored_script<&detail::dead_letter_retry_script>()
+                .run(*redis_, call)
+                .at(0);
+        });
         if (answer.is_error() || answer.elements.size() != 2) {
             throw RedisError("Redis did not retry the dead letter: " + answer.text);
         }
@@ -158,8 +161,11 @@ class RedisDeadLetters {
     bool drop(const std::string& key) {
         const std::vector<std::vector<std::string>> call{
             {"2", queue_.dead_letter_key(), queue_.dead_letter_index_key(), key}};
-        const RedisValue answer = detail::retry_idempotent(
-            [&] { return detail::stored_dead_letter_drop_script().run(*redis_, call).at(0); });
+        const RedisValue answer = detail::retry_idempotent([&] {
+            return detail::stored_script<&detail::dead_letter_drop_script>()
+                .run(*redis_, call)
+                .at(0);
+        });
         if (answer.is_error())
             throw RedisError("Redis did not drop the dead letter: " + answer.text);
         return answer.integer == 1;

@@ -280,8 +280,9 @@ class RedisMailQueue {
             {"4", options_.scheduled_key(), options_.scheduled_messages_key(),
              options_.status_prefix + key, options_.state_counts_key(), key, random_key(),
              std::to_string(options_.status_ttl.count()), detail::unix_now_text()}};
-        const RedisValue answer = detail::retry_idempotent(
-            [&] { return detail::stored_cancel_script().run(*redis_, call).at(0); });
+        const RedisValue answer = detail::retry_idempotent([&] {
+            return detail::stored_script<&detail::cancel_script>().run(*redis_, call).at(0);
+        });
         if (answer.is_error()) throw RedisError("Redis did not cancel the message: " + answer.text);
         const bool cancelled = answer.integer == 1;
         if (cancelled && entry) {
@@ -349,8 +350,8 @@ class RedisMailQueue {
                                  std::to_string(options_.status_ttl.count()),
                                  std::to_string(options_.max_length)});
         if (due) call.push_back(std::to_string(*due));
-        detail::StoredScript& script =
-            due ? detail::stored_schedule_script() : detail::stored_enqueue_script();
+        detail::StoredScript& script = due ? detail::stored_script<&detail::schedule_script>()
+                                           : detail::stored_script<&detail::enqueue_script>();
         const RedisValue answer =
             detail::retry_idempotent([&] { return script.run(*redis_, {call}).at(0); });
         if (answer.is_error()) throw RedisError("Redis did not queue the message: " + answer.text);

@@ -108,16 +108,6 @@ redis.call('SET', KEYS[1], string.format('%.0f', ends), 'PX', math.max(1, wait))
 return 1
 )lua";
 
-inline StoredScript& stored_rate_take_script() {
-    static StoredScript script(rate_take_script);
-    return script;
-}
-
-inline StoredScript& stored_rate_pause_script() {
-    static StoredScript script(rate_pause_script);
-    return script;
-}
-
 }  // namespace detail
 
 /// A token bucket in Redis shared by every sender given the same key. See the file comment.
@@ -140,7 +130,8 @@ class RedisRateLimit final : public RateLimit {
             const std::vector<std::vector<std::string>> call{{"2", options_.bucket_key(),
                                                               options_.paused_key(), rate_text_,
                                                               burst_text_, std::to_string(wanted)}};
-            const RedisValue answer = detail::stored_rate_take_script().run(*redis_, call).at(0);
+            const RedisValue answer =
+                detail::stored_script<&detail::rate_take_script>().run(*redis_, call).at(0);
             if (answer.is_error() || answer.elements.size() != 2) {
                 throw RedisError("the rate limit script answered " +
                                  (answer.is_error() ? answer.text : std::string("no pair")));
@@ -165,7 +156,8 @@ class RedisRateLimit final : public RateLimit {
         try {
             const std::vector<std::vector<std::string>> call{
                 {"1", options_.paused_key(), std::to_string(wait.count())}};
-            const RedisValue answer = detail::stored_rate_pause_script().run(*redis_, call).at(0);
+            const RedisValue answer =
+                detail::stored_script<&detail::rate_pause_script>().run(*redis_, call).at(0);
             if (answer.is_error()) throw RedisError("the pause script answered " + answer.text);
         } catch (const RedisError& error) {
             fail_open(error);  // this sender still waits its own 429's wait

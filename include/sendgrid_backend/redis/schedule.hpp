@@ -86,7 +86,7 @@ class RedisScheduleMover {
         const std::vector<std::vector<std::string>> find{
             {"1", queue_.scheduled_key(), std::to_string(options_.batch)}};
         const RedisValue due = detail::retry_idempotent(
-            [&] { return detail::stored_due_script().run(*redis_, find).at(0); });
+            [&] { return detail::stored_script<&detail::due_script>().run(*redis_, find).at(0); });
         if (due.is_error() || due.elements.size() != 2) {
             throw RedisError("reading the scheduled messages failed: " + due.text);
         }
@@ -107,7 +107,7 @@ class RedisScheduleMover {
                              queue_.state_counts_key(), key.text, now, ttl, max_length});
         }
         const auto answers = detail::retry_idempotent(
-            [&] { return detail::stored_move_due_script().run(*redis_, calls); });
+            [&] { return detail::stored_script<&detail::move_due_script>().run(*redis_, calls); });
         for (const RedisValue& answer : answers) {
             if (answer.is_error()) throw RedisError("moving a due message failed: " + answer.text);
             if (answer.integer == 1) ++moves.moved;

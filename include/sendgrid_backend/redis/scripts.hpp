@@ -199,33 +199,11 @@ class StoredScript {
     std::string sha_;
 };
 
-inline StoredScript& stored_schedule_script() {
-    static StoredScript script(schedule_script);
-    return script;
-}
-
-inline StoredScript& stored_due_script() {
-    static StoredScript script(due_script);
-    return script;
-}
-
-inline StoredScript& stored_move_due_script() {
-    static StoredScript script(move_due_script);
-    return script;
-}
-
-inline StoredScript& stored_cancel_script() {
-    static StoredScript script(cancel_script);
-    return script;
-}
-
-inline StoredScript& stored_enqueue_script() {
-    static StoredScript script(enqueue_script);
-    return script;
-}
-
-inline StoredScript& stored_transition_script() {
-    static StoredScript script(transition_script);
+/// The process's one StoredScript of the script constant `*Text`, e.g.
+/// `stored_script<&enqueue_script>()`: its SHA1 is loaded once, and shared by every caller.
+template <const char* const* Text>
+StoredScript& stored_script() {
+    static StoredScript script(*Text);
     return script;
 }
 

@@ -228,11 +228,6 @@ if applied > 0 then redis.call('INCRBY', KEYS[1], applied) end
 return cmsgpack.pack(answer)
 )lua";
 
-inline StoredScript& stored_status_apply_script() {
-    static StoredScript script(status_apply_script);
-    return script;
-}
-
 /// Writes MessagePack (what Redis' Lua reads with cmsgpack.unpack): arrays, integers, texts.
 /// Only the original spec's codes, which every cmsgpack reads.
 class PackWriter {
@@ -573,7 +568,7 @@ class RedisStatusStore : public StatusStore {
         if (facts.empty()) return {};
         const detail::StatusBatch batch = detail::encode_status_batch(options_, facts);
         const RedisValue answer =
-            detail::stored_status_apply_script().run(*redis_, {batch.call}).at(0);
+            detail::stored_script<&detail::status_apply_script>().run(*redis_, {batch.call}).at(0);
         return detail::decode_status_answer(answer, batch, facts);
     }
 
