@@ -20,6 +20,7 @@
 
 #include "catch.hpp"
 #include "support/child_process.hpp"
+#include "support/queue_fixture.hpp"
 #include "support/redis_fixture.hpp"
 
 namespace sg = sendgrid_backend;
@@ -30,53 +31,14 @@ using test_support::redis_fixture_url;
 // Names of their own: the redis tests share one unity-built program.
 namespace dead_letters_test {
 
+using Sender = test_support::QueueSender;
+
 std::shared_ptr<sg::RedisClient> redis() {
     return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(redis_fixture_url()));
 }
 
 sg::EmailMessage mail(const std::string& subject) {
     return sg::EmailMessage(subject, "Body", "shop@example.com", {"user@example.com"});
-}
-
-struct Sender {
-    sg::testing::FakeSendgridServer server;
-    std::shared_ptr<sg::SendgridBackend> backend;
-    Sender() {
-        sg::Settings settings = server.settings();
-        settings.timeout = 2s;
-        settings.retry.max_backoff = 1s;  // a send takes at most 4 x 2 s + 3 x 1 s
-        settings.retry.max_retry_after = 1s;
-        sg::BackendOptions options;
-        options.fail_silently = true;
-        backend = std::make_shared<sg::SendgridBackend>(settings, options);
-    }
-    /// Requests that reached the server with `key` in their custom_args.
-    int requests_for(const std::string& key) const {
-        int count = 0;
-        for (const auto& request : server.received()) {
-            const auto& args = request.payload["personalizations"][0]["custom_args"];
-            if (args.value("sendgrid_backend_queue_key", "") == key) ++count;
-        }
-        return count;
-    }
-};
-
-sg::WorkerOptions worker_options(const std::string& name) {
-    sg::WorkerOptions options;
-    options.consumer = name;
-    options.visibility_timeout = 15s;  // more than a send can take with Sender's settings
-    options.block = 50ms;
-    return options;
-}
-
-/// A worker that died while sending `key`: it took every queued entry as consumer "dead" and
-/// had marked `key` "sending". Returns once a 50 ms visibility timeout has passed.
-void worker_died_sending(sg::RedisClient& client, const sg::RedisQueueOptions& names,
-                         const std::string& key) {
-    client.command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
-    client.command({"XREADGROUP", "GROUP", names.group, "dead", "STREAMS", names.stream, ">"});
-    client.command({"HSET", names.status_prefix + key, "state", "sending", "worker", "dead"});
-    std::this_thread::sleep_for(60ms);
 }
 
 /// A worker that claims what a dead one left after 50 ms, its backend giving up on a send after
@@ -88,7 +50,7 @@ sg::RedisMailWorker heir(const Sender& sender, std::shared_ptr<sg::RedisClient> 
     settings.retry.max_tries = 1;
     sg::BackendOptions quiet;
     quiet.fail_silently = true;
-    sg::WorkerOptions options = worker_options("heir");
+    sg::WorkerOptions options = test_support::quick_worker("heir");
     options.visibility_timeout = 50ms;
     return sg::RedisMailWorker(std::make_shared<sg::SendgridBackend>(settings, quiet),
                                std::move(client), names, options);
@@ -164,7 +126,7 @@ TEST_CASE("a message SendGrid refuses is kept once, and a retry sends it once mo
     sender.server.push_fault(sg::testing::Fault(400));
     const sg::EmailMessage message = mail("refused");
     queue.enqueue(message, "refused");
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("w1"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w1"));
     CHECK(worker.run_once() == 1);
     CHECK(emissions == 1);
     CHECK(sender.server.received_count() == 1);
@@ -217,7 +179,7 @@ TEST_CASE("an unknown dead letter is re-queued only when a duplicate is accepted
     sg::RedisMailQueue queue(client, names);
     sg::RedisDeadLetters dead(client, names);
     queue.enqueue(mail("maybe-sent"), "maybe-sent");
-    worker_died_sending(*client, names, "maybe-sent");
+    test_support::worker_died_after_taking(*client, names, "maybe-sent");
     sg::RedisMailWorker claimer = heir(sender, client, names);
     CHECK(claimer.run_once() == 1);
     CHECK(queue.status("maybe-sent")->state == sg::QueuedState::unknown);
@@ -237,7 +199,7 @@ TEST_CASE("an unknown dead letter is re-queued only when a duplicate is accepted
 
     CHECK(dead.retry("maybe-sent", sg::RetryUnknown::allow_duplicate).requeued());
     CHECK(dead_entries(*client, names) == 0);
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("w2"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w2"));
     CHECK(worker.run_once() == 1);
     CHECK(sender.requests_for("maybe-sent") == 1);
     CHECK(queue.status("maybe-sent")->state == sg::QueuedState::accepted);
@@ -251,7 +213,7 @@ TEST_CASE("drop removes a dead letter and leaves its status", "[dead][redis]") {
     sg::RedisDeadLetters dead(client, names);
     sender.server.push_fault(sg::testing::Fault(413));
     queue.enqueue(mail("too-big"), "too-big");
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("w3"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w3"));
     CHECK(worker.run_once() == 1);
     REQUIRE(dead_entries(*client, names) == 1);
     CHECK(dead.show("too-big")->http_status == 413);
@@ -273,7 +235,7 @@ TEST_CASE("accepted messages are never kept; with dead letters off, nothing is",
     auto names = fresh_queue("dead-accepted");
     sg::RedisMailQueue queue(client, names);
     for (int i = 0; i < 3; ++i) queue.enqueue(mail("fine"), "fine-" + std::to_string(i));
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("w4"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w4"));
     while (worker.run_once() > 0) {
     }
     CHECK(sender.server.received_count() == 3);
@@ -286,7 +248,7 @@ TEST_CASE("accepted messages are never kept; with dead letters off, nothing is",
     names.dead_letters = false;
     sender.server.push_fault(sg::testing::Fault(400));
     queue.enqueue(mail("refused"), "refused-off");
-    sg::RedisMailWorker off(sender.backend, client, names, worker_options("w5"));
+    sg::RedisMailWorker off(sender.backend, client, names, test_support::quick_worker("w5"));
     CHECK(off.run_once() == 1);
     CHECK(queue.status("refused-off")->state == sg::QueuedState::failed);
     CHECK(count_of(*client, {"EXISTS", names.dead_letter_key()}) == 0);
@@ -299,7 +261,7 @@ TEST_CASE("an entry no worker could read is kept with what it held", "[dead][red
     sg::RedisDeadLetters dead(client, names);
     client->command({"XADD", names.stream, "*", "key", "garbled", "message", "{not json"});
     client->command({"HSET", names.status_prefix + "garbled", "state", "queued"});
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("w6"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w6"));
     CHECK(worker.run_once() == 1);
     CHECK(sender.server.received_count() == 0);
     const auto letter = dead.show("garbled");
@@ -354,7 +316,7 @@ TEST_CASE("a recording or a retry run twice (its answer lost) acts once", "[dead
     CHECK(dead_entries(*client, names) == 0);
 
     // A worker sends it: one request.
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("w7"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w7"));
     CHECK(worker.run_once() == 1);
     CHECK(sender.requests_for("twice") == 1);
     CHECK(sender.server.received_count() == 1);
@@ -491,10 +453,10 @@ TEST_CASE("sendgrid-worker dead: list, show, retry, drop as a process", "[dead][
     sg::RedisMailQueue queue(client, names);
     sender.server.push_fault(sg::testing::Fault(400));
     queue.enqueue(mail("Refused subject"), "cli-refused");
-    sg::RedisMailWorker worker(sender.backend, client, names, worker_options("cli"));
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("cli"));
     CHECK(worker.run_once() == 1);
     queue.enqueue(mail("Maybe sent"), "cli-unknown");
-    worker_died_sending(*client, names, "cli-unknown");
+    test_support::worker_died_after_taking(*client, names, "cli-unknown");
     sg::RedisMailWorker claimer = heir(sender, client, names);
     CHECK(claimer.run_once() == 1);
     REQUIRE(dead_entries(*client, names) == 2);

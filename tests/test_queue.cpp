@@ -33,11 +33,15 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/queue_fixture.hpp"
 #include "support/redis_fixture.hpp"
 
 using namespace std::chrono_literals;
 namespace sg = sendgrid_backend;
 using test_support::fresh_queue;
+using test_support::quick_worker;
+using test_support::worker_died_after_taking;
+using Sender = test_support::QueueSender;
 using test_support::OwnRedis;
 using test_support::redis_fixture_url;
 
@@ -58,49 +62,6 @@ std::shared_ptr<sg::RedisClient> redis() {
 sg::EmailMessage mail(int i) {
     return sg::EmailMessage("m" + std::to_string(i), "Body", "shop@example.com",
                             {"user" + std::to_string(i) + "@example.com"});
-}
-
-struct Sender {
-    sg::testing::FakeSendgridServer server;
-    std::shared_ptr<sg::SendgridBackend> backend;
-    explicit Sender(std::size_t in_flight = 8) {
-        sg::Settings settings = server.settings();
-        settings.max_in_flight = in_flight;
-        settings.timeout = 2s;
-        settings.retry.max_backoff = 1s;  // a send takes at most 4 x 2 s + 3 x 1 s
-        settings.retry.max_retry_after = 1s;
-        backend = std::make_shared<sg::SendgridBackend>(settings, silent());
-    }
-    /// Requests that reached the server, by queue key.
-    std::map<std::string, int> reached() const {
-        std::map<std::string, int> by_key;
-        for (const auto& request : server.received()) {
-            for (const auto& p : request.payload["personalizations"]) {
-                ++by_key[p["custom_args"]["sendgrid_backend_queue_key"].get<std::string>()];
-            }
-        }
-        return by_key;
-    }
-};
-
-sg::WorkerOptions quick_worker(const std::string& name) {
-    sg::WorkerOptions options;
-    options.consumer = name;
-    options.visibility_timeout = 15s;  // more than a send can take with Sender's settings
-    options.block = 50ms;
-    return options;
-}
-
-/// What a worker leaves when it dies mid-round: it took every queued entry (as consumer "dead")
-/// and had marked the one under `sending_key` "sending". Returns once a 50 ms visibility timeout
-/// (heir_options) has passed.
-void worker_died_after_taking(sg::RedisClient& client, const sg::RedisQueueOptions& names,
-                              const std::string& sending_key) {
-    client.command({"XGROUP", "CREATE", names.stream, names.group, "0", "MKSTREAM"});
-    client.command({"XREADGROUP", "GROUP", names.group, "dead", "STREAMS", names.stream, ">"});
-    client.command(
-        {"HSET", names.status_prefix + sending_key, "state", "sending", "worker", "dead"});
-    std::this_thread::sleep_for(60ms);
 }
 
 /// A worker that claims what a dead one left after 50 ms.

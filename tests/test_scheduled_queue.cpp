@@ -25,6 +25,7 @@
 
 #include "catch.hpp"
 #include "support/child_process.hpp"
+#include "support/queue_fixture.hpp"
 #include "support/redis_fixture.hpp"
 
 // Its own namespace: the tests are compiled as unity builds (tests/CMakeLists.txt).
@@ -39,6 +40,9 @@ using Clock = std::chrono::system_clock;
 
 namespace {
 
+using Sender = test_support::QueueSender;
+using test_support::quick_worker;
+
 std::shared_ptr<sg::RedisClient> redis(const std::string& url = redis_fixture_url()) {
     return std::make_shared<sg::RedisClient>(sg::RedisOptions::from_url(url));
 }
@@ -51,34 +55,6 @@ sg::EmailMessage mail(int i) {
 std::string queue_key_of(const sg::testing::ReceivedRequest& request) {
     return request.payload["personalizations"][0]["custom_args"]["sendgrid_backend_queue_key"]
         .get<std::string>();
-}
-
-struct Sender {
-    sg::testing::FakeSendgridServer server;
-    std::shared_ptr<sg::SendgridBackend> backend;
-    Sender() {
-        sg::Settings settings = server.settings();
-        settings.timeout = 2s;
-        settings.retry.max_backoff = 1s;
-        settings.retry.max_retry_after = 1s;
-        sg::BackendOptions options;
-        options.fail_silently = true;
-        backend = std::make_shared<sg::SendgridBackend>(settings, options);
-    }
-    /// Requests that reached the server, by queue key.
-    std::map<std::string, int> reached() const {
-        std::map<std::string, int> by_key;
-        for (const auto& request : server.received()) ++by_key[queue_key_of(request)];
-        return by_key;
-    }
-};
-
-sg::WorkerOptions quick_worker(const std::string& name) {
-    sg::WorkerOptions options;
-    options.consumer = name;
-    options.visibility_timeout = 15s;  // more than a send can take with Sender's settings
-    options.block = 50ms;
-    return options;
 }
 
 std::int64_t count(sg::RedisClient& client, const std::vector<std::string>& command) {
