@@ -283,12 +283,13 @@ TEST_CASE("a recording or a retry run twice (its answer lost) acts once", "[dead
     CHECK(client->command({"HGET", names.state_counts_key(), "failed"}).text == "1");
 
     // The same retry call twice: re-queued once, and the second says it is done.
-    const std::vector<std::string> retry{"5",
+    const std::vector<std::string> retry{"6",
                                          names.dead_letter_key(),
                                          names.dead_letter_index_key(),
                                          names.status_prefix + "twice",
                                          names.stream,
                                          names.state_counts_key(),
+                                         names.scheduled_key(),
                                          "twice",
                                          "0",
                                          "token-1",
@@ -577,6 +578,47 @@ TEST_CASE("sendgrid-worker dead refuses a bad command line with status 2", "[dea
     CHECK_THROWS_WITH(line({"--dead-letter-ttl", "31622401"}),
                       Catch::Matchers::Contains("'31622401' is out of range"));
     CHECK_THROWS_WITH(line({"--no-dead-letters=yes"}), Catch::Matchers::Contains("takes no value"));
+}
+
+TEST_CASE("a dead letter and a scheduled message under one key: neither is sent twice",
+          "[dead][redis][scheduled]") {
+    Sender sender;
+    auto client = redis();
+    const auto names = fresh_queue("dead-scheduled");
+    sg::RedisDeadLetters dead(client, names);
+    sg::RedisScheduleMover mover(client, names);
+    const auto schedule_again = [&](const std::string& key) {
+        // A later use of the key, scheduled and due, whose own status expired before a mover
+        // ran (as after a long outage): only the set and the message are left.
+        client->command({"ZADD", names.scheduled_key(), "1", key});
+        client->command(
+            {"HSET", names.scheduled_messages_key(), key, sg::serialize_message(mail(key))});
+    };
+
+    // Waiting in the set: the dead letter is not retried.
+    // Each ended failed (its worker finished: the entry is gone) and its status expired.
+    std::string entry = sending_entry(*client, names, "first");
+    REQUIRE(record_failed(*client, names, "first", entry, unix_ms_now()) == 1);
+    client->command({"XDEL", names.stream, entry});
+    client->command({"DEL", names.status_prefix + "first"});
+    schedule_again("first");
+    CHECK(dead.retry("first").outcome == sg::DeadLetterRetry::Outcome::refused_state);
+    CHECK(mover.move_due().moved == 1);
+
+    // Retried first: the mover drops the stale scheduled one instead of queuing it again.
+    entry = sending_entry(*client, names, "second");
+    REQUIRE(record_failed(*client, names, "second", entry, unix_ms_now()) == 1);
+    client->command({"XDEL", names.stream, entry});
+    client->command({"DEL", names.status_prefix + "second"});
+    CHECK(dead.retry("second").requeued());
+    schedule_again("second");
+    CHECK(mover.move_due().moved == 0);
+    CHECK(count_of(*client, {"ZCARD", names.scheduled_key()}) == 0);
+
+    sg::RedisMailWorker worker(sender.backend, client, names, test_support::quick_worker("w9"));
+    for (int round = 0; round < 5; ++round) worker.run_once();
+    CHECK(sender.requests_for("first") == 1);
+    CHECK(sender.requests_for("second") == 1);
 }
 
 }  // namespace dead_letters_test

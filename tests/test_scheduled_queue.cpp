@@ -290,9 +290,10 @@ TEST_CASE("two movers racing on the same due messages move each once; a move run
     std::atomic<int> failures{0};  // no Catch in threads
     sg::ScheduleMoverOptions small;
     small.batch = 20;
+    const std::string url = redis_fixture_url();  // read here: Catch's checks are not for threads
     auto move_all = [&] {
         try {
-            sg::RedisScheduleMover mover(redis(), names, small);
+            sg::RedisScheduleMover mover(redis(url), names, small);
             for (;;) {
                 const sg::ScheduledMoves moves = mover.move_due();
                 moved += moves.moved;

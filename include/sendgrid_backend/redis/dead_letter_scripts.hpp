@@ -106,17 +106,17 @@ return 1
 
 /// Re-queues a dead letter under its key, as one atomic step. KEYS[1]: the dead-letter stream,
 /// KEYS[2]: its index, KEYS[3]: the status hash, KEYS[4]: the queue stream, KEYS[5]: the state
-/// counts. ARGV[1]: the key, ARGV[2]: '1' to re-queue one whose outcome is unknown, ARGV[3]: a
-/// token new for each call, ARGV[4]: now (unix seconds), ARGV[5]: the status TTL, ARGV[6]: the
-/// queue's maximum length (0: none), ARGV[7]: the consumer group. The status must be "failed" or
-/// "unknown" (or expired): one in another state was queued again since. On success the entry is
-/// added to the queue, the status reads "queued" again (its outcome fields removed; `retried_at`,
-/// `retries` and the token recorded) and the dead letter is removed. The queue entry it was
-/// recorded from is acknowledged and deleted first, should a worker have stopped before it did so:
-/// else another worker would claim that old entry and send it beside the new one. Returns {code,
-/// text}: {1, entry ID} re-queued (also for a call run again with the same token after its answer
-/// was lost, which adds nothing: {1, ''}); {0, ''} no dead letter under the key; {-1, ''} unknown
-/// and ARGV[2] not '1';
+/// counts, KEYS[6]: the scheduled set (a key waiting there again is refused as scheduled). ARGV[1]:
+/// the key, ARGV[2]: '1' to re-queue one whose outcome is unknown, ARGV[3]: a token new for each
+/// call, ARGV[4]: now (unix seconds), ARGV[5]: the status TTL, ARGV[6]: the queue's maximum length
+/// (0: none), ARGV[7]: the consumer group. The status must be "failed" or "unknown" (or expired):
+/// one in another state was queued again since. On success the entry is added to the queue, the
+/// status reads "queued" again (its outcome fields removed; `retried_at`, `retries` and the token
+/// recorded) and the dead letter is removed. The queue entry it was recorded from is acknowledged
+/// and deleted first, should a worker have stopped before it did so: else another worker would
+/// claim that old entry and send it beside the new one. Returns {code, text}: {1, entry ID}
+/// re-queued (also for a call run again with the same token after its answer was lost, which adds
+/// nothing: {1, ''}); {0, ''} no dead letter under the key; {-1, ''} unknown and ARGV[2] not '1';
 /// {-2, state} the status is in another state; {-3, ''} the queue is full; {-4, ''} the dead
 /// letter has no message (its queue entry was gone when it was recorded).
 inline constexpr const char* dead_letter_retry_script = R"lua(
@@ -131,6 +131,7 @@ local dead = {}
 for i = 1, #entry[2], 2 do dead[entry[2][i]] = entry[2][i + 1] end
 local state = redis.call('HGET', KEYS[3], 'state')
 if state and state ~= 'failed' and state ~= 'unknown' then return {-2, state} end
+if redis.call('ZSCORE', KEYS[6], ARGV[1]) then return {-2, 'scheduled'} end
 if (dead['state'] == 'unknown' or state == 'unknown') and ARGV[2] ~= '1' then return {-1, ''} end
 if (dead['message'] or '') == '' then return {-4, ''} end
 if tonumber(ARGV[6]) > 0 and redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[6]) then

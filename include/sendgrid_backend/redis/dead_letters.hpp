@@ -140,11 +140,12 @@ class RedisDeadLetters {
     /// is run again and re-queues nothing twice.
     DeadLetterRetry retry(const std::string& key, RetryUnknown unknown = RetryUnknown::refuse) {
         const std::vector<std::vector<std::string>> call{
-            {"5", queue_.dead_letter_key(), queue_.dead_letter_index_key(),
-             queue_.status_prefix + key, queue_.stream, queue_.state_counts_key(), key,
-             unknown == RetryUnknown::allow_duplicate ? "1" : "0", detail::random_key(),
-             detail::unix_now_text(), std::to_string(queue_.status_ttl.count()),
-             std::to_string(queue_.max_length), queue_.group}};
+            {"6", queue_.dead_letter_key(), queue_.dead_letter_index_key(),
+             queue_.status_prefix + key, queue_.stream, queue_.state_counts_key(),
+             queue_.scheduled_key(), key, unknown == RetryUnknown::allow_duplicate ? "1" : "0",
+             detail::random_key(), detail::unix_now_text(),
+             std::to_string(queue_.status_ttl.count()), std::to_string(queue_.max_length),
+             queue_.group}};
         const RedisValue answer = detail::retry_idempotent([&] {
             return detail::stored_script<&detail::dead_letter_retry_script>()
                 .run(*redis_, call)

@@ -106,8 +106,9 @@ return {wait, due}
 /// ARGV: the key, the time (Unix seconds), the status TTL, the maximum length (0: none).
 /// Returns 1 when it moved the message (XADD with enqueue_script's fields; status "queued"); 0
 /// when the key is not in the set (moved by another mover or by this call before its answer was
-/// lost, or cancelled) or not due, or its message is missing (status "failed"); -1 when the
-/// stream is full (it stays scheduled).
+/// lost, or cancelled) or not due, or its message is missing (status "failed"), or its status
+/// is in a state other than "scheduled" (a later use of the key: it is dropped from the set);
+/// -1 when the stream is full (it stays scheduled).
 inline constexpr const char* move_due_script = R"lua(
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due then return 0 end
@@ -119,6 +120,10 @@ if tonumber(ARGV[4]) > 0 and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[4]) th
 local message = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+-- A status in another state belongs to a later use of the key (its scheduled status expired,
+-- and a dead letter under the key was retried): that one is the key's now.
+local state = redis.call('HGET', KEYS[4], 'state')
+if state and state ~= 'scheduled' then return 0 end
 if not message then
   redis.call('HSET', KEYS[4], 'state', 'failed', 'reason', 'its scheduled message was missing')
   redis.call('EXPIRE', KEYS[4], ARGV[3])
