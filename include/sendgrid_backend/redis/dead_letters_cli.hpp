@@ -74,23 +74,13 @@ struct DeadLettersCommandLine {
 inline DeadLettersCommandLine parse_dead_letters_command_line(int argc, const char* const* argv,
                                                               const char* env_redis_url) {
     DeadLettersCommandLine line;
-    if (env_redis_url != nullptr && *env_redis_url != '\0') {
-        line.where.redis_url = env_redis_url;
-        line.where.redis_url_from = "SENDGRID_REDIS_URL";
-    }
+    take_env_redis_url(line.where, env_redis_url);
     bool count_given = false;
     FlagReader args(argc, argv);
     while (args.next()) {
         const std::string_view flag = args.flag();
-        if (flag == "--redis") {
-            line.where.redis_url = args.value("a Redis URL such as redis://127.0.0.1:6379/0");
-            line.where.redis_url_from = "--redis";
-        } else if (flag == "--stream") {
-            line.where.queue.stream = args.value("a stream name");
-        } else if (flag == "--group") {
-            line.where.queue.group = args.value("a consumer group name");
-        } else if (flag == "--status-prefix") {
-            line.where.queue.status_prefix = args.value("a key prefix");
+        if (read_queue_flag(args, flag, line.where)) {
+            continue;
         } else if (flag == "--count") {
             line.count = static_cast<std::size_t>(
                 args.number("a number of dead letters", 1, dead_letters_max_count));

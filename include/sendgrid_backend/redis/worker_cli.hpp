@@ -136,27 +136,43 @@ struct WorkerCommandLine {
     RedisRateLimitOptions rate_limit;
 };
 
+/// SENDGRID_REDIS_URL (null when unset) as the line's Redis URL, unless empty.
+inline void take_env_redis_url(WorkerCommandLine& line, const char* env_redis_url) {
+    if (env_redis_url != nullptr && *env_redis_url != '\0') {
+        line.redis_url = env_redis_url;
+        line.redis_url_from = "SENDGRID_REDIS_URL";
+    }
+}
+
+/// Reads `flag` into `line` when it says where the queue is (--redis, --stream, --group,
+/// --status-prefix: the worker's and `dead`'s alike); false for any other flag.
+inline bool read_queue_flag(FlagReader& args, std::string_view flag, WorkerCommandLine& line) {
+    if (flag == "--redis") {
+        line.redis_url = args.value("a Redis URL such as redis://127.0.0.1:6379/0");
+        line.redis_url_from = "--redis";
+    } else if (flag == "--stream") {
+        line.queue.stream = args.value("a stream name");
+    } else if (flag == "--group") {
+        line.queue.group = args.value("a consumer group name");
+    } else if (flag == "--status-prefix") {
+        line.queue.status_prefix = args.value("a key prefix");
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /// Parses the worker's command line; `env_redis_url` is SENDGRID_REDIS_URL (null when unset).
 /// @throws UsageError naming the flag, the value typed and what would be valid.
 inline WorkerCommandLine parse_worker_command_line(int argc, const char* const* argv,
                                                    const char* env_redis_url) {
     WorkerCommandLine line;
-    if (env_redis_url != nullptr && *env_redis_url != '\0') {
-        line.redis_url = env_redis_url;
-        line.redis_url_from = "SENDGRID_REDIS_URL";
-    }
+    take_env_redis_url(line, env_redis_url);
     FlagReader args(argc, argv);
     while (args.next()) {
         const std::string_view flag = args.flag();
-        if (flag == "--redis") {
-            line.redis_url = args.value("a Redis URL such as redis://127.0.0.1:6379/0");
-            line.redis_url_from = "--redis";
-        } else if (flag == "--stream") {
-            line.queue.stream = args.value("a stream name");
-        } else if (flag == "--group") {
-            line.queue.group = args.value("a consumer group name");
-        } else if (flag == "--status-prefix") {
-            line.queue.status_prefix = args.value("a key prefix");
+        if (read_queue_flag(args, flag, line)) {
+            continue;
         } else if (flag == "--consumer") {
             line.options.consumer = args.value("a consumer name");
         } else if (flag == "--batch") {
