@@ -293,6 +293,43 @@ TEST_CASE("MemoryStatusStore is bounded: the least recently changed message goes
     CHECK(tracker.status("three"));
 }
 
+TEST_CASE("MemoryStatusStore is bounded by facts too: big messages push out the least recent",
+          "[status][store]") {
+    CHECK_THROWS_AS(sg::MemoryStatusStore(10, 0), sg::ImproperlyConfigured);
+    auto store = std::make_shared<sg::MemoryStatusStore>(100, 5);
+    sg::StatusTrackerOptions options;
+    options.store = store;
+    sg::StatusTracker tracker(options);
+    // "one": 2 facts, "two": 2 facts; 4 kept.
+    tracker.record(parse({event_json("one", "a@example.com", "processed", 1, "1"),
+                          event_json("one", "a@example.com", "delivered", 2, "2"),
+                          event_json("two", "a@example.com", "processed", 1, "3"),
+                          event_json("two", "a@example.com", "delivered", 2, "4")}));
+    CHECK(store->facts() == 4);
+    CHECK(store->size() == 2);
+    // Two more for "three": 6 > 5, so "one", the least recent, goes with its 2.
+    tracker.record(parse({event_json("three", "a@example.com", "processed", 1, "5"),
+                          event_json("three", "b@example.com", "processed", 1, "6")}));
+    CHECK(store->facts() == 4);
+    CHECK_FALSE(tracker.status("one"));
+    CHECK(tracker.status("two"));
+    CHECK(tracker.status("three"));
+    // A copy weighs nothing.
+    tracker.record(parse({event_json("three", "a@example.com", "processed", 1, "5")}));
+    CHECK(store->facts() == 4);
+    // One message alone past the bound is kept whole; the others go.
+    std::vector<nlohmann::json> many;
+    for (int i = 0; i < 8; ++i) {
+        many.push_back(event_json("big", "r" + std::to_string(i) + "@example.com", "delivered", 3,
+                                  "big" + std::to_string(i)));
+    }
+    tracker.record(parse(many));
+    CHECK(store->size() == 1);
+    CHECK(store->facts() == 8);
+    REQUIRE(tracker.status("big"));
+    CHECK(tracker.status("big")->count(sg::DeliveryState::delivered) == 8);
+}
+
 TEST_CASE("the property: any order, any copies, one status (memory store)", "[status][property]") {
     status_property::check([] { return std::make_shared<sg::MemoryStatusStore>(); }, 60, 20261206);
 }

@@ -38,6 +38,7 @@
 #ifdef SENDGRID_BACKEND_TEST_REDIS_STATUS_STORE
 #include <sendgrid_backend/status/redis_store.hpp>
 
+#include "support/cutting_proxy.hpp"
 #include "support/redis_fixture.hpp"
 #endif
 
@@ -962,6 +963,65 @@ TEST_CASE("the Redis store loads its script again after Redis forgot it",
     CHECK(apply_one(store, fact("k", "f2", {add_op("n", 1)})).applied);
     CHECK(show(store.read("k")) == show(StatusRecord{{"n", "2"}}));
     CHECK(store.applied_facts() == 2);
+}
+
+/// The keys of the calls' kept answers under the store's prefix.
+std::vector<std::string> kept_answers(RedisClient& redis, const RedisStatusStoreOptions& options) {
+    std::vector<std::string> keys;
+    std::string cursor = "0";
+    do {
+        const auto page =
+            redis.command({"SCAN", cursor, "MATCH", options.call_key("*"), "COUNT", "1000"});
+        REQUIRE(page.elements.size() == 2);
+        cursor = page.elements[0].text;
+        for (const auto& key : page.elements[1].elements) keys.push_back(key.text);
+    } while (cursor != "0");
+    return keys;
+}
+
+TEST_CASE("the Redis store: a connection broken during a call loses no answer and applies once",
+          "[status][store][redis]") {
+    if (!have_redis()) return;
+    using test_support::CuttingProxy;
+    const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
+    CuttingProxy proxy(target.host, target.port);
+    RedisOptions through = target;
+    through.port = proxy.port();
+    const RedisStatusStoreOptions options = fresh_options();
+    auto direct = fixture_client();
+    RedisStatusStore store(std::make_shared<RedisClient>(through), options);
+    CHECK(apply_one(store, fact("warm", "w", {add_op("n", 1)})).applied);  // the script loaded
+
+    // Redis ran the script and its answer was lost: the call sent again answers what it did.
+    proxy.arm(CuttingProxy::Cut::next_answer);
+    std::vector<AppliedFact> results =
+        store.apply({fact("k", "f1", {add_op("n", 1), max_op("m", 5)}, {"n", "m"}),
+                     fact("k", "f2", {add_op("n", 1)}, {"n"}),
+                     fact("k", "f1", {add_op("n", 1), max_op("m", 5)}, {"n", "m"})});
+    CHECK(proxy.cuts() == 1);
+    CHECK(show(results) ==
+          "applied, before 0 0, after 1 5\napplied, before 1, after 2\nnot applied\n");
+    RedisStatusStore reader(direct, options);
+    CHECK(show(reader.read("k")) == show(StatusRecord{{"m", "5"}, {"n", "2"}}));
+    CHECK(reader.applied_facts() == 3);
+
+    // The request never reached Redis: the call sent again applies it.
+    proxy.arm(CuttingProxy::Cut::next_request);
+    results = store.apply({fact("k", "f3", {add_op("n", 1)}, {"n"})});
+    CHECK(proxy.cuts() == 2);
+    CHECK(show(results) == "applied, before 2, after 3\n");
+    CHECK(reader.applied_facts() == 4);
+
+    // Each call that applied something keeps its answer for answer_ttl; one that applied
+    // nothing keeps none.
+    CHECK(kept_answers(*direct, options).size() == 3);
+    CHECK_FALSE(apply_one(store, fact("k", "f3", {add_op("n", 1)})).applied);
+    const std::vector<std::string> kept = kept_answers(*direct, options);
+    REQUIRE(kept.size() == 3);
+    const std::int64_t ttl = direct->command({"TTL", kept[0]}).integer;
+    CHECK(ttl > 0);
+    CHECK(ttl <= RedisStatusStoreOptions::answer_ttl.count());
+    CHECK(reader.applied_facts() == 4);
 }
 
 #endif

@@ -2,8 +2,11 @@
 
 /// @file
 /// `MemoryStatusStore`: the in-process `StatusStore`, the default. Bounded: past `max_messages`
-/// records, the one whose facts (new or copies) came least recently is forgotten, with its
-/// fingerprints.
+/// records, or past `max_facts` facts kept in all (a message keeps each fact's fingerprint, so a
+/// few messages with many recipients and events weigh as much as many small ones), the messages
+/// whose facts (new or copies) came least recently are forgotten, with their fingerprints. The
+/// message a fact is being applied to is never forgotten for it: one message alone may hold
+/// more than `max_facts`.
 
 #include <cstddef>
 #include <cstdint>
@@ -27,10 +30,16 @@ SENDGRID_BACKEND_NAMESPACE_BEGIN
 class MemoryStatusStore : public StatusStore {
   public:
     /// @throws ImproperlyConfigured for a bound of 0.
-    explicit MemoryStatusStore(std::size_t max_messages = 100'000) : max_messages_(max_messages) {
+    explicit MemoryStatusStore(std::size_t max_messages = 100'000,
+                               std::size_t max_facts = 1'000'000)
+        : max_messages_(max_messages), max_facts_(max_facts) {
         if (max_messages_ == 0) {
             throw ImproperlyConfigured("MemoryStatusStore::max_messages",
                                        "is 0; a store must keep at least one message");
+        }
+        if (max_facts_ == 0) {
+            throw ImproperlyConfigured("MemoryStatusStore::max_facts",
+                                       "is 0; a store must keep at least one fact");
         }
     }
 
@@ -44,8 +53,11 @@ class MemoryStatusStore : public StatusStore {
                 results.emplace_back();
                 continue;
             }
+            ++facts_;
             results.push_back(detail::apply_ops(entry.record, fact));
             ++applied_;
+            // The entry is the most recent: the others go first, and it stays.
+            while (facts_ > max_facts_ && recency_.front() != fact.key) forget_least_recent();
         }
         return results;
     }
@@ -68,6 +80,12 @@ class MemoryStatusStore : public StatusStore {
         return entries_.size();
     }
 
+    /// How many facts (fingerprints) are kept now, over all messages.
+    std::size_t facts() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return facts_;
+    }
+
   private:
     struct Entry {
         StatusRecord record;
@@ -82,10 +100,7 @@ class MemoryStatusStore : public StatusStore {
             recency_.splice(recency_.end(), recency_, found->second.position);
             return found->second;
         }
-        if (entries_.size() >= max_messages_) {
-            entries_.erase(recency_.front());
-            recency_.pop_front();
-        }
+        if (entries_.size() >= max_messages_) forget_least_recent();
         Entry& entry = entries_[key];
         try {
             recency_.push_back(key);
@@ -97,11 +112,20 @@ class MemoryStatusStore : public StatusStore {
         return entry;
     }
 
+    void forget_least_recent() {
+        auto found = entries_.find(recency_.front());
+        facts_ -= found->second.fingerprints.size();
+        entries_.erase(found);
+        recency_.pop_front();
+    }
+
     std::size_t max_messages_;
+    std::size_t max_facts_;
     std::mutex mutex_;
     std::unordered_map<std::string, Entry> entries_;
     std::list<std::string> recency_;  ///< keys, least recently given a fact first
     std::uint64_t applied_ = 0;
+    std::size_t facts_ = 0;  ///< fingerprints kept, over all entries
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

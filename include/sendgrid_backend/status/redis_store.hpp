@@ -15,14 +15,16 @@
 /// Its keys (its data format; every process using them must agree on it), under `prefix`:
 /// - `<prefix>rec:<key>`: a hash, the message's record (integers as decimal text);
 /// - `<prefix>fp:<key>`: a set, the fingerprints of the facts applied to the message;
-/// - `<prefix>applied`: a counter, the facts applied since it was made (it never expires).
+/// - `<prefix>applied`: a counter, the facts applied since it was made (it never expires);
+/// - `<prefix>call:<token>`: what one `apply` call answered, kept `answer_ttl` (below).
 /// A message's two keys expire `ttl` after a fact was last applied to it.
 ///
 /// `apply` sends its whole batch in one script call (one round trip): the script is atomic, so
 /// processes applying the same facts at once apply each one once. KEYS[1] is the counter,
-/// KEYS[2p] and KEYS[2p+1] message p's hash and set (p = 1, 2, ...); ARGV[1] is the batch in
-/// MessagePack (one argument: Redis and Lua read it in C, not 50 arguments per fact), grouped
-/// by message, each message's texts given once and named by their 1-based index:
+/// KEYS[2] the call's answer, KEYS[2p+1] and KEYS[2p+2] message p's hash and set (p = 1, 2,
+/// ...); ARGV[1] is the batch in MessagePack (one argument: Redis and Lua read it in C, not 50
+/// arguments per fact), grouped by message, each message's texts given once and named by their
+/// 1-based index; ARGV[2] how long to keep the answer:
 ///
 ///     batch   = [ttl, [message...]]
 ///     message = [[text...], reads, [fingerprint...], [op word...]]
@@ -38,6 +40,11 @@
 /// before the batch (false when missing), then per fact 1 (applied) or 0 (applied before). The
 /// client replays the applied facts on those texts (detail::apply_ops, the in-process store's
 /// code) for the watched values: the script does a fact's ops, and nothing per watched field.
+///
+/// A connection that breaks after the script ran loses its answer, and with it the changes to
+/// signal. So a call that applied anything keeps its answer under a token of the call, and
+/// `apply` sends the same call again after a broken connection: a script that finds the token's
+/// answer returns it and does nothing else, so the facts are applied once and reported once.
 
 #include <chrono>
 #include <cstddef>
@@ -55,6 +62,7 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
 #include "sendgrid_backend/detail/status/record_ops.hpp"
+#include "sendgrid_backend/detail/text/random_key.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/redis/client.hpp"
@@ -71,6 +79,9 @@ struct RedisStatusStoreOptions {
     std::chrono::seconds ttl = std::chrono::hours(24 * 30);
 
     static constexpr std::chrono::seconds max_ttl{366 * 24 * 3600};
+    /// How long a call's answer is kept for the same call sent again after a broken connection
+    /// (see the file comment); `apply` sends it again only within half of this.
+    static constexpr std::chrono::seconds answer_ttl{120};
 
     /// @throws ImproperlyConfigured naming the option that is out of range.
     void validate() const {
@@ -82,6 +93,7 @@ struct RedisStatusStoreOptions {
     std::string record_key(const std::string& key) const { return prefix + "rec:" + key; }
     std::string fingerprints_key(const std::string& key) const { return prefix + "fp:" + key; }
     std::string applied_key() const { return prefix + "applied"; }
+    std::string call_key(const std::string& token) const { return prefix + "call:" + token; }
 };
 
 namespace detail {
@@ -111,6 +123,9 @@ local function int(text)
     end
     return tonumber(text)
 end
+-- The same call again (its connection broke before the answer came): what it answered then.
+local kept = redis.call('GET', KEYS[2])
+if kept then return kept end
 local counter = redis.call('GET', KEYS[1])
 if counter and not int(counter) then
     return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter')
@@ -137,14 +152,14 @@ local batch = cmsgpack.unpack(ARGV[1])
 local ttl, messages, answer, applied, writes = batch[1], batch[2], {}, 0, {}
 for p, message in ipairs(messages) do
     local texts, reads, prints, ops = message[1], message[2], message[3], message[4]
-    local stored = read('HMGET', KEYS[2 * p], 'hash', texts, reads)
+    local stored = read('HMGET', KEYS[2 * p + 1], 'hash', texts, reads)
     if reads == 0 then  -- no HMGET to find a key of another type before EXPIRE touches it
-        local kind = redis.call('TYPE', KEYS[2 * p]).ok
+        local kind = redis.call('TYPE', KEYS[2 * p + 1]).ok
         if kind ~= 'hash' and kind ~= 'none' then
-            error({err = 'WRONGTYPE ' .. KEYS[2 * p] .. ' is not a hash: it is a ' .. kind})
+            error({err = 'WRONGTYPE ' .. KEYS[2 * p + 1] .. ' is not a hash: it is a ' .. kind})
         end
     end
-    local known = read('SMISMEMBER', KEYS[2 * p + 1], 'set', prints, #prints)
+    local known = read('SMISMEMBER', KEYS[2 * p + 2], 'set', prints, #prints)
     -- numbers[i]: field i's integer (false: none); kinds[i]: how a changed field is written
     -- (1, the number; 2, the text in written[i]).
     local numbers, kinds, written, seen, added = {}, {}, {}, {}, {}
@@ -219,13 +234,17 @@ end
 -- Writes last, one per key: the changed fields, the new fingerprints, the time to live.
 for _, w in ipairs(writes) do
     local p = w[1]
-    write('HSET', KEYS[2 * p], w[2])  -- in 1000s: even, so pairs stay whole
-    write('SADD', KEYS[2 * p + 1], w[3])
-    redis.call('EXPIRE', KEYS[2 * p], ttl)
+    write('HSET', KEYS[2 * p + 1], w[2])  -- in 1000s: even, so pairs stay whole
+    write('SADD', KEYS[2 * p + 2], w[3])
     redis.call('EXPIRE', KEYS[2 * p + 1], ttl)
+    redis.call('EXPIRE', KEYS[2 * p + 2], ttl)
 end
-if applied > 0 then redis.call('INCRBY', KEYS[1], applied) end
-return cmsgpack.pack(answer)
+local packed = cmsgpack.pack(answer)
+if applied > 0 then
+    redis.call('INCRBY', KEYS[1], applied)
+    redis.call('SET', KEYS[2], packed, 'EX', ARGV[2])
+end
+return packed
 )lua";
 
 /// Writes MessagePack (what Redis' Lua reads with cmsgpack.unpack): arrays, integers, texts.
@@ -426,8 +445,10 @@ inline std::int64_t pack_kind(FieldOp::Kind kind) {
     return kind == FieldOp::Kind::max ? 1 : kind == FieldOp::Kind::min ? 2 : 3;
 }
 
+/// `token` names the call (its kept answer); a call sent again keeps it.
 inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
-                                       const std::vector<PreparedFact>& facts) {
+                                       const std::vector<PreparedFact>& facts,
+                                       const std::string& token) {
     StatusBatch batch;
     std::unordered_map<std::string_view, std::size_t> positions;  // message key -> its index
     for (std::size_t i = 0; i < facts.size(); ++i) {
@@ -435,9 +456,10 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
         if (added) batch.messages.emplace_back();
         batch.messages[position->second].facts.push_back(i);
     }
-    batch.call.reserve(2 + 2 * batch.messages.size() + 1);
-    batch.call.push_back(std::to_string(1 + 2 * batch.messages.size()));
+    batch.call.reserve(3 + 2 * batch.messages.size() + 2);
+    batch.call.push_back(std::to_string(2 + 2 * batch.messages.size()));
     batch.call.push_back(options.applied_key());
+    batch.call.push_back(options.call_key(token));
     PackWriter packed;
     packed.array(2);
     packed.integer(options.ttl.count());
@@ -498,6 +520,7 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
         packed.bytes() += words.bytes();
     }
     batch.call.push_back(std::move(packed.bytes()));
+    batch.call.push_back(std::to_string(RedisStatusStoreOptions::answer_ttl.count()));
     return batch;
 }
 
@@ -558,18 +581,29 @@ class RedisStatusStore : public StatusStore {
         options_.validate();
     }
 
-    /// One script call for the whole batch.
-    /// @throws RedisConnectionLost when the connection broke during the call: the batch may or
-    ///         may not have been applied. Applying it again is safe (no fact is applied twice),
-    ///         but reports the facts the lost call applied as applied before.
+    /// One script call for the whole batch; after a broken connection the same call again (up
+    /// to 3 tries, within half of `answer_ttl`), which answers what the first one did if it ran.
+    /// @throws RedisConnectionLost when the connection broke in every try: the batch may or may
+    ///         not have been applied. Applying it again is safe (no fact is applied twice), but
+    ///         reports the facts the lost call applied as applied before.
     ///         RedisError when Redis is out of reach or refuses the script (a key of another
     ///         type under the prefix: nothing is written then).
     std::vector<AppliedFact> apply(const std::vector<PreparedFact>& facts) override {
         if (facts.empty()) return {};
-        const detail::StatusBatch batch = detail::encode_status_batch(options_, facts);
-        const RedisValue answer =
-            detail::stored_script<&detail::status_apply_script>().run(*redis_, {batch.call}).at(0);
-        return detail::decode_status_answer(answer, batch, facts);
+        const detail::StatusBatch batch =
+            detail::encode_status_batch(options_, facts, detail::random_key());
+        const auto give_up =
+            std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl / 2;
+        for (int attempt = 1;; ++attempt) {
+            try {
+                const RedisValue answer = detail::stored_script<&detail::status_apply_script>()
+                                              .run(*redis_, {batch.call})
+                                              .at(0);
+                return detail::decode_status_answer(answer, batch, facts);
+            } catch (const RedisConnectionLost&) {
+                if (attempt >= 3 || std::chrono::steady_clock::now() >= give_up) throw;
+            }
+        }
     }
 
     /// @throws RedisError.

@@ -131,7 +131,10 @@ class StatusTracker : public StatusRecorder {
 
     /// Applies the tracked ones of `events` in one store call; returns how many were new.
     /// @throws what the store throws: then nothing was applied by this call (a store applies a
-    ///         batch at once) and the events can be offered again.
+    ///         batch at once) and the events can be offered again; except RedisConnectionLost,
+    ///         thrown when the connection broke in every try of the Redis store's call: the
+    ///         batch may have been applied, and offered again its facts are applied once but not
+    ///         signalled (RedisStatusStore::apply).
     std::size_t record(const std::vector<WebhookEvent>& events) {
         std::vector<PreparedFact> facts;
         std::vector<StatusEvent> sources;
