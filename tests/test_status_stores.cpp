@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
@@ -1022,6 +1023,25 @@ TEST_CASE("the Redis store: a connection broken during a call loses no answer an
     CHECK(ttl > 0);
     CHECK(ttl <= RedisStatusStoreOptions::answer_ttl.count());
     CHECK(reader.applied_facts() == 4);
+
+    // The answer lost and Redis out of reach for the tries after it: not "nothing applied"
+    // (a RedisError) but "may have been applied"; offered again, the facts count once.
+    RedisOptions impatient = through;
+    impatient.reconnect_for = std::chrono::milliseconds(200);
+    RedisStatusStore hurried(std::make_shared<RedisClient>(impatient), options);
+    CHECK(apply_one(hurried, fact("k", "f4", {add_op("n", 1)})).applied);
+    proxy.arm(CuttingProxy::Cut::next_answer);
+    proxy.down();  // the store's connection stays; a new one is refused
+    try {
+        hurried.apply({fact("k", "f5", {add_op("n", 1)})});
+        FAIL("apply returned");
+    } catch (const sendgrid_backend::RedisConnectionLost& lost) {
+        CHECK_THAT(lost.what(), Catch::Contains("may have been applied"));
+    }
+    proxy.up();
+    CHECK(reader.applied_facts() == 6);
+    CHECK_FALSE(apply_one(hurried, fact("k", "f5", {add_op("n", 1)})).applied);
+    CHECK(show(reader.read("k")) == show(StatusRecord{{"m", "5"}, {"n", "5"}}));
 }
 
 #endif

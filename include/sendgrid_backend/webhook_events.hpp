@@ -372,7 +372,8 @@ enum class WebhookRefusal {
     /// The status store (`WebhookOptions::statuses`) failed: answered 503, so that SendGrid
     /// sends the batch again, and nothing of it was emitted. As a rule nothing was applied
     /// either; but when the connection to a shared store broke after the store applied the
-    /// batch, the facts come back as applied before, and their status changes are not signalled.
+    /// batch and stayed broken through the store's tries (RedisStatusStore::apply), the facts
+    /// come back as applied before, and their status changes are not signalled.
     status_store_failed,
 };
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -30,30 +31,14 @@ class CuttingProxy {
     };
 
     CuttingProxy(const std::string& host, int port) : target_host_(host), target_port_(port) {
-        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        if (listener_ < 0) throw std::runtime_error("CuttingProxy: socket");
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        address.sin_port = 0;
-        socklen_t size = sizeof address;
-        if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-            ::listen(listener_, 16) != 0 ||
-            ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-            ::close(listener_);
-            throw std::runtime_error("CuttingProxy: bind/listen");
-        }
-        port_ = ntohs(address.sin_port);
-        acceptor_ = std::thread([this] { accept_loop(); });
+        listen_on(0);
     }
     CuttingProxy(const CuttingProxy&) = delete;
     CuttingProxy& operator=(const CuttingProxy&) = delete;
 
     ~CuttingProxy() {
         stopping_ = true;
-        ::shutdown(listener_, SHUT_RDWR);
-        acceptor_.join();
-        ::close(listener_);
+        stop_listening();
         std::lock_guard<std::mutex> lock(mutex_);
         for (std::thread& thread : connections_) thread.join();
     }
@@ -65,12 +50,48 @@ class CuttingProxy {
     void arm(Cut cut) { armed_ = cut; }
     /// How many cuts happened.
     int cuts() const noexcept { return cuts_; }
+    /// Stops accepting: a new connection is refused, as by a server that is down (connections
+    /// made before are still forwarded). `up()` listens on the same port again.
+    void down() { stop_listening(); }
+    void up() { listen_on(port_); }
 
   private:
+    void listen_on(int port) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (listener_ < 0) throw std::runtime_error("CuttingProxy: socket");
+        const int yes = 1;
+        ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        address.sin_port = htons(static_cast<std::uint16_t>(port));
+        socklen_t size = sizeof address;
+        if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+            ::listen(listener_, 16) != 0 ||
+            ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+            ::close(listener_);
+            listener_ = -1;
+            throw std::runtime_error("CuttingProxy: bind/listen");
+        }
+        port_ = ntohs(address.sin_port);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+
+    void stop_listening() {
+        if (listener_ < 0) return;
+        ::shutdown(listener_, SHUT_RDWR);
+        acceptor_.join();
+        ::close(listener_);
+        listener_ = -1;
+    }
+
     void accept_loop() {
         while (!stopping_) {
             const int client = ::accept(listener_, nullptr, nullptr);
-            if (client < 0) return;
+            if (client < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                return;
+            }
             const int server = connect_target();
             if (server < 0) {
                 ::close(client);
@@ -105,7 +126,10 @@ class CuttingProxy {
         char buffer[65536];
         while (!stopping_) {
             pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
-            if (::poll(fds, 2, 100) < 0) break;
+            if (::poll(fds, 2, 100) < 0) {
+                if (errno == EINTR) continue;
+                break;
+            }
             bool done = false;
             for (int i = 0; i < 2 && !done; ++i) {
                 if (fds[i].revents == 0) continue;

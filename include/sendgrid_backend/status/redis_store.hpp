@@ -582,18 +582,24 @@ class RedisStatusStore : public StatusStore {
     }
 
     /// One script call for the whole batch; after a broken connection the same call again (up
-    /// to 3 tries, within half of `answer_ttl`), which answers what the first one did if it ran.
-    /// @throws RedisConnectionLost when the connection broke in every try: the batch may or may
-    ///         not have been applied. Applying it again is safe (no fact is applied twice), but
-    ///         reports the facts the lost call applied as applied before.
+    /// to 3 tries, each started only while its answer would still be kept: `answer_ttl` after
+    /// the first, less the client's longest wait), which answers what the first one did if it ran.
+    /// @throws RedisConnectionLost when the connection broke and no later try got an answer: the
+    ///         batch may or may not have been applied. Applying it again is safe (no fact is
+    ///         applied twice), but reports the facts the lost call applied as applied before.
     ///         RedisError when Redis is out of reach or refuses the script (a key of another
-    ///         type under the prefix: nothing is written then).
+    ///         type under the prefix) in the first try: nothing is written then.
     std::vector<AppliedFact> apply(const std::vector<PreparedFact>& facts) override {
         if (facts.empty()) return {};
         const detail::StatusBatch batch =
             detail::encode_status_batch(options_, facts, detail::random_key());
-        const auto give_up =
-            std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl / 2;
+        // A try may wait this long for a connection (twice: to connect, then while Redis
+        // loads), then for its answer.
+        const RedisOptions& client = redis_->options();
+        const auto longest_try = 2 * client.reconnect_for + client.timeout;
+        const auto keep_until =
+            std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl;
+        bool lost = false;  // a try's connection broke: the batch may have been applied
         for (int attempt = 1;; ++attempt) {
             try {
                 const RedisValue answer = detail::stored_script<&detail::status_apply_script>()
@@ -601,7 +607,21 @@ class RedisStatusStore : public StatusStore {
                                               .at(0);
                 return detail::decode_status_answer(answer, batch, facts);
             } catch (const RedisConnectionLost&) {
-                if (attempt >= 3 || std::chrono::steady_clock::now() >= give_up) throw;
+                lost = true;
+                if (attempt < 3 && std::chrono::steady_clock::now() + longest_try < keep_until) {
+                    continue;
+                }
+                throw;
+            } catch (const RedisError& error) {
+                // After a broken try, a later one that fails (no connection, or BUSY while the
+                // first still runs) cannot say the batch was not applied.
+                if (!lost) throw;
+                std::string why = error.what();
+                why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
+                throw RedisConnectionLost(
+                    "the connection broke under the status script, and sending it again failed "
+                    "(the batch may have been applied): " +
+                    why);
             }
         }
     }
