@@ -168,7 +168,7 @@ TEST_CASE("a killed worker's entries, then a live worker taking them: exact valu
                                               "dead-worker",
                                               "started_at",
                                               "0"};
-    auto& transition = sg::detail::stored_script<&sg::detail::transition_script>();
+    auto& transition = sg::detail::stored_transition_script();
     CHECK(transition.run(*client, {to_sending}).at(0).integer == 1);
     // Its call retried after a lost answer moves nothing, and counts nothing, again.
     CHECK(transition.run(*client, {to_sending}).at(0).integer == 1);

@@ -43,27 +43,18 @@ local function trim(dead, index, now, ttl)
 end
 )lua";
 
-/// The transition script (scripts.hpp), which also records a dead letter when the status moves
-/// to "failed" or "unknown" (not when a call retried after its answer was lost finds it moved
-/// already: that call recorded it). KEYS[1]: the status hash, KEYS[2]: the state counts,
-/// KEYS[3]: the queue stream, KEYS[4]: the dead-letter stream, KEYS[5]: its index. ARGV[1-5]:
-/// the transition script's (from, owner, status TTL, to, worker), ARGV[6]: the queue key,
+/// The status transition (scripts.hpp's move_status), which also records a dead letter when the
+/// status moves to "failed" or "unknown" (not when a call retried after its answer was lost
+/// finds it moved already: that call recorded it). KEYS[1]: the status hash, KEYS[2]: the state
+/// counts, KEYS[3]: the queue stream, KEYS[4]: the dead-letter stream, KEYS[5]: its index.
+/// ARGV[1-5]: the transition's (from, owner, status TTL, to, worker), ARGV[6]: the queue key,
 /// ARGV[7]: the queue entry's ID (its `message` is kept; '' when the entry is gone), ARGV[8]:
 /// now in unix milliseconds, ARGV[9]: the dead letters' TTL in milliseconds, then field/value
 /// pairs for the status. A key recorded again replaces its earlier dead letter. Returns what
-/// the transition script returns.
+/// the transition returns.
 inline constexpr const char* dead_letter_transition_lua = R"lua(
-local state = redis.call('HGET', KEYS[1], 'state') or 'queued'
-local worker = redis.call('HGET', KEYS[1], 'worker') or ''
-if state == ARGV[4] and ARGV[5] ~= '' and worker == ARGV[5] then return 1 end
-if state ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' and worker ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[5]) end
-if #ARGV > 9 then redis.call('HSET', KEYS[1], unpack(ARGV, 10)) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-if ARGV[4] ~= 'failed' and ARGV[4] ~= 'unknown' then return 1 end
+local result, moved = move_status(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], 10)
+if not moved or (ARGV[4] ~= 'failed' and ARGV[4] ~= 'unknown') then return result end
 
 local message = ''
 local queued = redis.call('XRANGE', KEYS[3], ARGV[7], ARGV[7])
@@ -180,9 +171,7 @@ inline std::vector<std::string> dead_letter_transition_call(
 }
 
 inline StoredScript& stored_dead_letter_transition_script() {
-    static const std::string text = std::string(dead_letter_trim_lua) + dead_letter_transition_lua;
-    static StoredScript script(text.c_str());
-    return script;
+    return stored_script<&dead_letter_trim_lua, &move_status_lua, &dead_letter_transition_lua>();
 }
 
 }  // namespace detail

@@ -16,24 +16,36 @@ SENDGRID_BACKEND_NAMESPACE_BEGIN
 
 namespace detail {
 
-/// The status transition every worker makes, as one atomic step. KEYS[1]: the status hash,
-/// KEYS[2]: the state counts (RedisQueueOptions::state_counts_key). ARGV: the state it must be
-/// in (a missing hash counts as "queued"), the worker that must own it ('' for any), the TTL,
-/// the new state, the worker to record ('' for none), then more field/value pairs. Returns 1
-/// when it moved, or had moved already to the same state for the same worker (a call retried
-/// after its answer was lost, which counts nothing again); 0 when the message was elsewhere.
-inline constexpr const char* transition_script = R"lua(
-local state = redis.call('HGET', KEYS[1], 'state') or 'queued'
-local worker = redis.call('HGET', KEYS[1], 'worker') or ''
-if state == ARGV[4] and ARGV[5] ~= '' and worker == ARGV[5] then return 1 end
-if state ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' and worker ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[5]) end
-if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-return 1
+/// A Lua function the transition scripts define: move_status(status, counts, from, owner, ttl,
+/// to, worker, first) moves the status hash `status` from state `from` (a missing hash counts as
+/// "queued"), owned by worker `owner` ('' for any), to `to`, recording `worker` ('' for none)
+/// and the field/value pairs ARGV[first...], refreshing its TTL and counting the move in the
+/// hash `counts`. Returns 1, true when it moved; 1, false when it had moved already to the same
+/// state for the same worker (a call retried after its answer was lost: nothing is counted
+/// again); 0 when the message was elsewhere.
+inline constexpr const char* move_status_lua = R"lua(
+local function move_status(status, counts, from, owner, ttl, to, worker, first)
+    local state = redis.call('HGET', status, 'state') or 'queued'
+    local current = redis.call('HGET', status, 'worker') or ''
+    if state == to and worker ~= '' and current == worker then return 1, false end
+    if state ~= from then return 0, false end
+    if owner ~= '' and current ~= owner then return 0, false end
+    redis.call('HSET', status, 'state', to)
+    if worker ~= '' then redis.call('HSET', status, 'worker', worker) end
+    if #ARGV >= first then redis.call('HSET', status, unpack(ARGV, first)) end
+    redis.call('EXPIRE', status, ttl)
+    redis.call('HINCRBY', counts, to, 1)
+    return 1, true
+end
+)lua";
+
+/// The status transition every worker makes, as one atomic step (after move_status_lua).
+/// KEYS[1]: the status hash, KEYS[2]: the state counts (RedisQueueOptions::state_counts_key).
+/// ARGV: the state it must be in, the worker that must own it, the TTL, the new state, the
+/// worker to record, then more field/value pairs (move_status's arguments). Returns 1 when it
+/// moved or had moved already, 0 when the message was elsewhere.
+inline constexpr const char* transition_lua = R"lua(
+return (move_status(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], 6))
 )lua";
 
 /// Enqueue as one atomic step. KEYS[1]: the stream, KEYS[2]: the status hash, KEYS[3]: the
@@ -204,12 +216,18 @@ class StoredScript {
     std::string sha_;
 };
 
-/// The process's one StoredScript of the script constant `*Text`, e.g.
+/// The process's one StoredScript of the script constants `*Texts` one after the other, e.g.
 /// `stored_script<&enqueue_script>()`: its SHA1 is loaded once, and shared by every caller.
-template <const char* const* Text>
+template <const char* const*... Texts>
 StoredScript& stored_script() {
-    static StoredScript script(*Text);
+    static const std::string text = (std::string() + ... + *Texts);
+    static StoredScript script(text.c_str());
     return script;
+}
+
+/// The worker's status transition (move_status_lua, transition_lua).
+inline StoredScript& stored_transition_script() {
+    return stored_script<&move_status_lua, &transition_lua>();
 }
 
 }  // namespace detail

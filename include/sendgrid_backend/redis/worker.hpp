@@ -444,7 +444,7 @@ class RedisMailWorker {
         }
         detail::StoredScript& script = queue_.dead_letters
                                            ? detail::stored_dead_letter_transition_script()
-                                           : detail::stored_script<&detail::transition_script>();
+                                           : detail::stored_transition_script();
         const auto answers =
             detail::retry_idempotent([&] { return script.run(*redis_, commands); });
         for (const RedisValue& answer : answers) {
