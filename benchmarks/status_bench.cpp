@@ -12,6 +12,8 @@
 //  - status/handle_no_statuses and status/handle_raw_hset, to tell where the time goes:
 //    handle without statuses (verify + parse), and a naive receiver (handle, then the raw
 //    pipelined HSETs of its events).
+//  - status/nlohmann_accept and status/nlohmann_parse: nlohmann's reading of the same body,
+//    only checked and as a tree: the floor of a receiver whose events carry nlohmann::json.
 // Every benchmark counts events (items_per_second is events per second). Ratios are printed
 // after the table (ratio_reporter.hpp).
 //
@@ -30,6 +32,7 @@
 #include <sendgrid_backend/webhook.hpp>
 
 #include <benchmark/benchmark.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <cstdlib>
@@ -331,6 +334,29 @@ void BM_handle_no_statuses(benchmark::State& state) { run_handle(state, false); 
 void BM_handle_raw_hset(benchmark::State& state) { run_handle(state, true); }
 BENCHMARK(BM_handle_no_statuses)->Name("status/handle_no_statuses")->UseRealTime();
 BENCHMARK(BM_handle_raw_hset)->Name("status/handle_raw_hset")->UseRealTime();
+
+/// The floor of any receiver that hands its handlers nlohmann::json events, as WebhookEvent
+/// does (`raw`, `custom_args`): nlohmann's reading of the same batch, only checked (`accept`,
+/// nothing built) and as a tree (`parse`). No signature, no events, no Redis.
+void run_nlohmann(benchmark::State& state, bool build) {
+    batches();
+    std::size_t next = 0;
+    for (auto _ : state) {
+        const std::string& body = batches().batches[next++ % kBatches].body;
+        if (build) {
+            nlohmann::json tree = nlohmann::json::parse(body);
+            benchmark::DoNotOptimize(tree);
+        } else {
+            bool ok = nlohmann::json::accept(body);
+            benchmark::DoNotOptimize(ok);
+        }
+    }
+    state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
+}
+void BM_nlohmann_accept(benchmark::State& state) { run_nlohmann(state, false); }
+void BM_nlohmann_parse(benchmark::State& state) { run_nlohmann(state, true); }
+BENCHMARK(BM_nlohmann_accept)->Name("status/nlohmann_accept")->UseRealTime();
+BENCHMARK(BM_nlohmann_parse)->Name("status/nlohmann_parse")->UseRealTime();
 
 }  // namespace
 
