@@ -5,6 +5,7 @@
 // (SENDGRID_BACKEND_TEST_REDIS_STATUS_STORE: Redis, with the memory store as the oracle).
 #include <sendgrid_backend/status/memory_store.hpp>
 #include <sendgrid_backend/status/store.hpp>
+#include <sendgrid_backend/status/tracker.hpp>
 
 #include <unistd.h>
 
@@ -1042,6 +1043,47 @@ TEST_CASE("the Redis store: a connection broken during a call loses no answer an
     CHECK(reader.applied_facts() == 6);
     CHECK_FALSE(apply_one(hurried, fact("k", "f5", {add_op("n", 1)})).applied);
     CHECK(show(reader.read("k")) == show(StatusRecord{{"m", "5"}, {"n", "5"}}));
+}
+
+TEST_CASE("the Redis store: a connection broken during a batch loses no status change",
+          "[status][store][redis]") {
+    if (!have_redis()) return;
+    using test_support::CuttingProxy;
+    namespace sg = sendgrid_backend;
+    // The oracle: the batch through the in-process store, every change it signals.
+    sg::StatusTrackerOptions memory;
+    memory.store = std::make_shared<MemoryStatusStore>();
+    sg::StatusTracker oracle(memory);
+    decltype(status_property::ChangeLog::changes) expected;
+    {
+        status_property::ChangeLog log("cut-batch");
+        oracle.record(status_property::parse(status_property::recorded_sequence("cut-batch")));
+        expected = log.changes;
+    }
+    REQUIRE(expected.size() > 5);
+
+    const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
+    CuttingProxy proxy(target.host, target.port);
+    RedisOptions through = target;
+    through.port = proxy.port();
+    auto store =
+        std::make_shared<RedisStatusStore>(std::make_shared<RedisClient>(through), fresh_options());
+    // Connected and the script loaded, so that the cut falls on the batch's answer.
+    CHECK(apply_one(*store, fact("warm", "w", {add_op("n", 1)})).applied);
+    sg::StatusTrackerOptions shared;
+    shared.store = store;
+    sg::StatusTracker tracker(shared);
+    status_property::ChangeLog seen("cut-batch");
+    proxy.arm(CuttingProxy::Cut::next_answer);
+    const auto events = status_property::parse(status_property::recorded_sequence("cut-batch"));
+    CHECK(tracker.record(events) == events.size());
+    CHECK(proxy.cuts() == 1);
+    CHECK(seen.changes == expected);  // each change once, as the oracle signalled it
+    // SendGrid posting the batch again changes and signals nothing.
+    CHECK(tracker.record(events) == 0);
+    CHECK(seen.changes.size() == expected.size());
+    CHECK(status_property::status_text(*tracker.status("cut-batch")) ==
+          status_property::status_text(*oracle.status("cut-batch")));
 }
 
 #endif
