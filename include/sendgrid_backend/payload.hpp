@@ -86,7 +86,7 @@ void write_payload(Sink& sink, const EmailMessage& message, const PayloadOptions
 }  // namespace detail
 
 /// Validates `message` and maps it to the JSON body of `POST /v3/mail/send`, rule by rule as
-/// django-sendgrid-v5's `_build_sg_mail` (README "Payload mapping" lists every rule).
+/// django-sendgrid-v5's `_build_sg_mail` (docs/sending.md, "Payload mapping", lists every rule).
 /// Pure and thread-safe: it reads the message and the options only. Returns an nlohmann::json:
 /// include <nlohmann/json.hpp> to call it. (A template so that this header needs only
 /// nlohmann/json_fwd.hpp and programs that never call it do not compile the tree-building
