@@ -1,6 +1,8 @@
 // Parsing Event Webhook events needs nlohmann/json only (no OpenSSL): this test links nothing
 // else. Every number read from the network is taken when it fits and refused when it does not,
 // never converted with undefined behaviour (1e300 into an int64 was, before 0.2.0).
+#include <sendgrid_backend/detail/json/parse.hpp>
+#include <sendgrid_backend/detail/json/tree.hpp>
 #include <sendgrid_backend/webhook_events.hpp>
 
 #include <cstdint>
@@ -113,5 +115,95 @@ TEST_CASE("every key SendGrid documents is known, others are custom args", "[web
          {"", "Email", "smtp_id", "emails", "e", "zzz", "aaa", "url_offse", "useragent "}) {
         INFO(other);
         CHECK(event_key(other) == EventKey::custom);
+    }
+}
+
+namespace json_reader_test {
+/// Whether the two trees hold the same types everywhere (an unsigned 1 is not a signed 1).
+bool same_types(const nlohmann::json& a, const nlohmann::json& b) {
+    if (a.type() != b.type() || a.size() != b.size()) return false;
+    if (a.is_object()) {
+        for (auto item = a.begin(); item != a.end(); ++item) {
+            if (!b.contains(item.key()) || !same_types(item.value(), b.at(item.key())))
+                return false;
+        }
+    } else if (a.is_array()) {
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (!same_types(a[i], b[i])) return false;
+        }
+    }
+    return true;
+}
+}  // namespace json_reader_test
+
+TEST_CASE("the webhook's JSON reader builds nlohmann's tree and refuses what nlohmann refuses",
+          "[webhook][json]") {
+    namespace detail = sendgrid_backend::detail;
+    std::string deep_ok, deep_too;
+    for (int i = 0; i < detail::max_json_text_depth; ++i) deep_ok += '[';
+    deep_ok += std::string(static_cast<std::size_t>(detail::max_json_text_depth), ']');
+    deep_too = "[" + deep_ok + "]";
+    const std::string texts[] = {
+        R"([{"a":1,"b":[true,false,null],"c":{"d":"e"}}])",
+        "\xEF\xBB\xBF[1]",  // a byte order mark, which nlohmann skips
+        "\xEF\xBB[1]",
+        R"({"k":1,"k":{"x":2},"k":[3]})",  // a repeated key: the last value stays
+        "[-0, 0, -0.0, 1e2, 1E-2, 12.5e+3, 18446744073709551615, 18446744073709551616,"
+        " -9223372036854775808, -9223372036854775809, 1e-400, -1e-400, 4.5e-324]",
+        "[1e400]",
+        "[-1e309]",
+        "[01]",
+        "[1.]",
+        "[.5]",
+        "[-]",
+        "[+1]",
+        "[1e]",
+        "[0x10]",
+        R"(["\u0000", "\ud83d\ude00", "caf\u00e9", "\/\b\f\n\r\t\"\\"])",
+        R"(["\ud83d"])",
+        R"(["\ude00"])",
+        R"(["\ud83d\u0041"])",
+        R"(["\x"])",
+        R"(["\u12G4"])",
+        "[\"\xC3\xA9\"]",
+        "[\"\xC3\"]",
+        "[\"\xED\xA0\x80\"]",
+        "[\"\xF4\x90\x80\x80\"]",
+        "[\"\xC0\xAF\"]",
+        "[\"tab\there\"]",
+        std::string("[\"a\0b\"]", 7),
+        std::string("[1]\0", 4),
+        " \t\r\n[ 1 , 2 ] \n",
+        "",
+        "   ",
+        "[1] [2]",
+        "[1,]",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "{1:2}",
+        "[tru]",
+        "[nul]",
+        "[falsey]",
+        "\"just a string\"",
+        "42",
+        "{}",
+        "[]",
+        "[[[]]]",
+        "{\"a\":{\"b\":{\"c\":[1,{\"d\":null}]}}}",
+        deep_ok,
+        deep_too,
+        "[\"unterminated",
+    };
+    for (const std::string& text : texts) {
+        CAPTURE(text);
+        std::string nlohmann_problem, our_problem;
+        const nlohmann::json theirs = detail::parse_json_text(text, &nlohmann_problem);
+        const nlohmann::json ours = detail::read_json_text(text, &our_problem);
+        CHECK(ours.is_discarded() == theirs.is_discarded());
+        CHECK(our_problem == nlohmann_problem);
+        if (ours.is_discarded() || theirs.is_discarded()) continue;
+        CHECK(ours == theirs);
+        CHECK(ours.dump() == theirs.dump());
+        CHECK(json_reader_test::same_types(ours, theirs));
     }
 }

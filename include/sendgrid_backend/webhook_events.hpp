@@ -28,7 +28,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/json/event_keys.hpp"
-#include "sendgrid_backend/detail/json/parse.hpp"
+#include "sendgrid_backend/detail/json/tree.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
@@ -343,7 +343,7 @@ class InMemorySeenEventIds : public SeenEventIds {
 /// objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
     std::string problem;
-    nlohmann::json json = detail::parse_json_text(body, &problem);
+    nlohmann::json json = detail::read_json_text(body, &problem);
     if (json.is_discarded()) throw InvalidWebhookBody("body", problem);
     if (!json.is_array()) throw InvalidWebhookBody("body", "is not a JSON array of events");
     auto& items = json.get_ref<nlohmann::json::array_t&>();

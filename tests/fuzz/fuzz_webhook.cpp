@@ -6,6 +6,7 @@
 // oracle, built each event from copies of the JSON tree; the library's now moves the tree.
 // Input: "<signature>\n<timestamp>\n<body>"; the whole input is also tried as a public key.
 // With SENDGRID_BACKEND_FUZZ_STATS set, prints how many bodies and events were compared.
+#include <sendgrid_backend/detail/json/parse.hpp>
 #include <sendgrid_backend/webhook.hpp>
 
 #include <cstddef>

@@ -51,13 +51,19 @@ class JsonScanner {
         out.clear();
         if (!take('"')) return false;
         while (at_ < text_.size()) {
+            // The run up to the next quote, escape or control character, appended at once.
+            std::size_t end = at_;
+            while (end < text_.size()) {
+                const auto c = static_cast<unsigned char>(text_[end]);
+                if (c == '"' || c == '\\' || c < 0x20) break;
+                ++end;
+            }
+            out.append(text_.data() + at_, end - at_);
+            at_ = end;
+            if (at_ >= text_.size()) return false;
             const char c = text_[at_++];
             if (c == '"') return is_valid_utf8(out);
-            if (static_cast<unsigned char>(c) < 0x20) return false;
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
+            if (c != '\\') return false;  // a control character
             if (at_ >= text_.size()) return false;
             switch (text_[at_++]) {
                 case '"':
@@ -96,6 +102,21 @@ class JsonScanner {
 
     /// Skips one value of any kind; `raw` (if given) receives its text as written.
     bool value(std::string_view* raw = nullptr) { return value(raw, 0); }
+
+    /// Reads a number (see number()) and gives its text.
+    bool number(std::string_view& token) noexcept {
+        skip_space();
+        const std::size_t start = at_;
+        if (!number()) return false;
+        token = text_.substr(start, at_ - start);
+        return true;
+    }
+
+    /// Consumes `word` ("true", "false", "null") if it is next, after spaces.
+    bool word(std::string_view text) noexcept {
+        skip_space();
+        return literal(text);
+    }
 
   private:
     void skip_space() noexcept {
