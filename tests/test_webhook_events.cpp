@@ -193,7 +193,10 @@ TEST_CASE("the webhook's JSON reader builds nlohmann's tree and refuses what nlo
         deep_ok,
         deep_too,
         "[\"unterminated",
+        "]" + deep_too,  // more closed than opened: not JSON, whatever follows
     };
+    CHECK_FALSE(detail::text_nests_deeper("]" + deep_too, detail::max_json_text_depth));
+    CHECK(detail::text_nests_deeper(deep_too, detail::max_json_text_depth));
     for (const std::string& text : texts) {
         CAPTURE(text);
         std::string nlohmann_problem, our_problem;

@@ -55,7 +55,9 @@ inline bool text_nests_deeper(std::string_view text, int limit) noexcept {
         } else if (c == '[' || c == '{') {
             if (++depth > limit) return true;
         } else if (c == ']' || c == '}') {
-            --depth;
+            // More closed than opened: not JSON, for the parser to refuse (and the count can
+            // never run past an int however long the text).
+            if (--depth < 0) return false;
         }
     }
     return false;

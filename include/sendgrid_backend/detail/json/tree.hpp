@@ -26,7 +26,9 @@ namespace detail {
 /// A number as nlohmann types it: an integer without '-' is unsigned, with it signed, either
 /// a double when out of their range; a fraction or exponent makes a double. (The scanner has
 /// refused the numbers a double cannot hold; one too small for a double reads as ±0, as with
-/// nlohmann's strtod. from_chars, unlike strtod, does not depend on the C locale.)
+/// nlohmann's strtod. from_chars, unlike strtod, does not depend on the C locale. It rounds to
+/// nearest whatever fesetround says: a program that sets another rounding mode gets, at the
+/// edges of a double's range, what nlohmann would read in the default mode.)
 inline nlohmann::json json_number(std::string_view token) {
     const char* first = token.data();
     const char* last = token.data() + token.size();
