@@ -18,6 +18,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/json/depth.hpp"
+#include "sendgrid_backend/detail/json/parse.hpp"
 #include "sendgrid_backend/detail/json/scan.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
@@ -104,17 +105,13 @@ inline bool read_json_value(JsonScanner& scan, nlohmann::json& out) {
 /// not one or nests deeper than max_json_text_depth, `problem` (if given) then saying which.
 /// A leading UTF-8 byte order mark is skipped, as nlohmann's parser skips it.
 inline nlohmann::json read_json_text(std::string_view text, std::string* problem = nullptr) {
-    const auto refuse = [problem](std::string why) {
-        if (problem != nullptr) *problem = std::move(why);
-        return nlohmann::json(nlohmann::json::value_t::discarded);
-    };
     if (text_nests_deeper(text, max_json_text_depth)) {
-        return refuse(too_deep_json(max_json_text_depth));
+        return refused_json(problem, too_deep_json(max_json_text_depth));
     }
     if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
     JsonScanner scan(text);
     nlohmann::json json;
-    if (!read_json_value(scan, json) || !scan.at_end()) return refuse("is not valid JSON");
+    if (!read_json_value(scan, json) || !scan.at_end()) return refused_json(problem, not_json);
     return json;
 }
 
