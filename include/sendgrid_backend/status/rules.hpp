@@ -104,10 +104,12 @@ namespace detail {
 
 /// The fields a record holds for a recipient (or, `target` empty, the send), as
 /// "<target>|<name>": an address holds no '|' that matters, since names are split at the last.
-inline std::string status_field(std::string_view target, std::string_view name) {
+/// `prefix` + `name` is the field's name, made in place (e.g. "n." and a count's name).
+inline std::string status_field(std::string_view target, std::string_view name,
+                                std::string_view prefix = {}) {
     std::string field;
-    field.reserve(target.size() + 1 + name.size());
-    field.append(target).append(1, '|').append(name);
+    field.reserve(target.size() + 1 + prefix.size() + name.size());
+    field.append(target).append(1, '|').append(prefix).append(name);
     return field;
 }
 
@@ -116,20 +118,11 @@ inline constexpr const char* engagement_counts[] = {
     "open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"};
 inline constexpr std::size_t watched_per_target = 1 + std::size(engagement_counts);
 
-/// The watched count fields' names, "n.<count>" (made once: every fact watches them).
-inline constexpr const char* engagement_count_fields[] = {"n.open",
-                                                          "n.click",
-                                                          "n.spamreport",
-                                                          "n.unsubscribe",
-                                                          "n.group_unsubscribe",
-                                                          "n.group_resubscribe"};
-static_assert(std::size(engagement_count_fields) == std::size(engagement_counts));
-
 inline void watch_target(PreparedFact& fact, std::string_view target) {
     fact.watch.reserve(fact.watch.size() + watched_per_target);
     fact.watch.push_back(status_field(target, "s.rank"));
-    for (const char* field : engagement_count_fields) {
-        fact.watch.push_back(status_field(target, field));
+    for (const char* count : engagement_counts) {
+        fact.watch.push_back(status_field(target, count, "n."));
     }
 }
 
@@ -220,16 +213,9 @@ inline FieldOp pick_state(std::string_view target, DeliveryState state, std::int
 
 inline void count_event(PreparedFact& fact, std::string_view target, const char* count,
                         std::int64_t time) {
-    // "<target>|<prefix><count>", made in place: three fields for every event.
-    const auto field = [&](std::string_view prefix) {
-        std::string text;
-        text.reserve(target.size() + 1 + prefix.size() + std::string_view(count).size());
-        text.append(target).append(1, '|').append(prefix).append(count);
-        return text;
-    };
-    fact.ops.push_back({FieldOp::Kind::add, field("n."), 1, {}, {}});
-    fact.ops.push_back({FieldOp::Kind::min, field("first."), time, {}, {}});
-    fact.ops.push_back({FieldOp::Kind::max, field("last."), time, {}, {}});
+    fact.ops.push_back({FieldOp::Kind::add, status_field(target, count, "n."), 1, {}, {}});
+    fact.ops.push_back({FieldOp::Kind::min, status_field(target, count, "first."), time, {}, {}});
+    fact.ops.push_back({FieldOp::Kind::max, status_field(target, count, "last."), time, {}, {}});
 }
 
 /// Unix seconds as a store keeps them: within ±2^53, so negative or absurd times become 0.
