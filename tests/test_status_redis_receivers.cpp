@@ -293,16 +293,9 @@ struct RemovedFiles {
 
 /// Deletes the run's keys (the fixture's redis-server is shared by the tests).
 void delete_prefix(sg::RedisClient& redis, const std::string& prefix) {
-    std::string cursor = "0";
-    do {
-        const sg::RedisValue page =
-            redis.command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
-        if (page.type != sg::RedisValue::Type::array || page.elements.size() != 2) return;
-        cursor = page.elements[0].text;
-        for (const sg::RedisValue& key : page.elements[1].elements) {
-            redis.command({"DEL", key.text});
-        }
-    } while (cursor != "0");
+    for (const std::string& key : test_support::redis_keys(redis, prefix + "*")) {
+        redis.command({"DEL", key});
+    }
 }
 
 }  // namespace status_receivers_test

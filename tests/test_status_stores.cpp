@@ -969,16 +969,7 @@ TEST_CASE("the Redis store loads its script again after Redis forgot it",
 
 /// The keys of the calls' kept answers under the store's prefix.
 std::vector<std::string> kept_answers(RedisClient& redis, const RedisStatusStoreOptions& options) {
-    std::vector<std::string> keys;
-    std::string cursor = "0";
-    do {
-        const auto page =
-            redis.command({"SCAN", cursor, "MATCH", options.call_key("*"), "COUNT", "1000"});
-        REQUIRE(page.elements.size() == 2);
-        cursor = page.elements[0].text;
-        for (const auto& key : page.elements[1].elements) keys.push_back(key.text);
-    } while (cursor != "0");
-    return keys;
+    return test_support::redis_keys(redis, options.call_key("*"));
 }
 
 TEST_CASE("the Redis store: a connection broken during a call loses no answer and applies once",

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <sendgrid_backend/redis/queue.hpp>
 
@@ -28,6 +29,20 @@ inline std::string redis_fixture_file(const char* name) {
 
 /// The shared redis-server's URL.
 inline std::string redis_fixture_url() { return redis_fixture_file("url"); }
+
+/// Every key matching `pattern`, read with SCAN (the shared server is never blocked by KEYS).
+inline std::vector<std::string> redis_keys(sendgrid_backend::RedisClient& redis,
+                                           const std::string& pattern) {
+    std::vector<std::string> keys;
+    std::string cursor = "0";
+    do {
+        const auto page = redis.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+        REQUIRE(page.elements.size() == 2);
+        cursor = page.elements[0].text;
+        for (const auto& key : page.elements[1].elements) keys.push_back(key.text);
+    } while (cursor != "0");
+    return keys;
+}
 
 /// Names of its own for each queue a test makes, so tests share the one redis-server safely.
 inline sendgrid_backend::RedisQueueOptions fresh_queue(const std::string& name) {
