@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "fact_log_floor.hpp"
 #include "ratio_reporter.hpp"
 #include "redis_server.hpp"
 
@@ -237,6 +238,33 @@ void BM_handle_redis(benchmark::State& state) {
         static_cast<double>(command_calls(*pass.redis, "evalsha") - scripts_before) / iterations;
 }
 BENCHMARK(BM_handle_redis)->Name("status/handle_redis")->UseRealTime();
+
+/// The floor of any receiver meeting the contract (fact_log_floor.hpp): verified, read
+/// without a tree, applied to a hash of facts per message in one script call, statuses folded
+/// in the client.
+void BM_floor_fact_log(benchmark::State& state) {
+    if (redis_missing(state)) return;
+    batches();
+    Pass pass("floor");
+    std::unique_ptr<fact_log_floor::Receiver> receiver;
+    std::int64_t changes = 0;
+    for (auto _ : state) {
+        const SignedBatch& batch = pass.advance(state, [&] {
+            receiver = std::make_unique<fact_log_floor::Receiver>(
+                batches().signer.public_key_base64(), pass.prefix);
+        });
+        const auto result = receiver->handle(batch.headers, batch.body, *pass.redis);
+        if (result.applied != kEventsPerBatch) {
+            state.SkipWithError(("floor: " + std::to_string(result.applied) + " applied").c_str());
+            break;
+        }
+        changes += result.changes;
+    }
+    state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
+    state.counters["changes/event"] =
+        static_cast<double>(changes) / (static_cast<double>(state.iterations()) * kEventsPerBatch);
+}
+BENCHMARK(BM_floor_fact_log)->Name("status/floor_fact_log")->UseRealTime();
 
 /// The baseline: the parsed events as pipelined HSETs, one round trip per batch. Its commands
 /// (with the pass's prefix) are made outside the timing.
