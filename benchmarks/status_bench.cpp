@@ -159,14 +159,32 @@ void delete_prefix(sg::RedisClient& redis, const std::string& prefix) {
     } while (cursor != "0");
 }
 
-/// Calls of `command` Redis has run (INFO commandstats), to count round trips.
-std::int64_t command_calls(sg::RedisClient& redis, const std::string& command) {
+/// A number on `command`'s line of INFO commandstats ("calls", "usec"): round trips counted,
+/// and the time Redis spent running them, apart from the client's.
+std::int64_t command_stat(sg::RedisClient& redis, const std::string& command,
+                          const std::string& stat) {
     const sg::RedisValue info = redis.command({"INFO", "commandstats"});
-    const std::string marker = "cmdstat_" + command + ":calls=";
-    const auto at = info.text.find(marker);
-    if (at == std::string::npos) return 0;
-    return std::strtoll(info.text.c_str() + at + marker.size(), nullptr, 10);
+    const auto line = info.text.find("cmdstat_" + command + ":");
+    if (line == std::string::npos) return 0;
+    const auto at = info.text.find(stat + "=", line);
+    if (at == std::string::npos || at > info.text.find('\n', line)) return 0;
+    return std::strtoll(info.text.c_str() + at + stat.size() + 1, nullptr, 10);
 }
+
+/// What the batches' script calls cost Redis: calls and Redis' own milliseconds per batch.
+struct ScriptCost {
+    sg::RedisClient& redis;
+    std::int64_t calls = command_stat(redis, "evalsha", "calls");
+    std::int64_t usec = command_stat(redis, "evalsha", "usec");
+
+    void report(benchmark::State& state) {
+        const auto iterations = static_cast<double>(state.iterations());
+        state.counters["evalsha/batch"] =
+            static_cast<double>(command_stat(redis, "evalsha", "calls") - calls) / iterations;
+        state.counters["redis_ms/batch"] =
+            static_cast<double>(command_stat(redis, "evalsha", "usec") - usec) / iterations / 1e3;
+    }
+};
 
 /// A pass over the batches: a prefix of its own, and (for handle_redis) the objects using it.
 struct Pass {
@@ -209,7 +227,7 @@ void BM_handle_redis(benchmark::State& state) {
     Pass pass("ours");
     std::unique_ptr<sg::EventWebhook> webhook;
     std::shared_ptr<sg::RedisStatusStore> store;
-    const std::int64_t scripts_before = command_calls(*pass.redis, "evalsha");
+    ScriptCost script{*pass.redis};
     std::size_t applied = 0;
     for (auto _ : state) {
         const SignedBatch& batch = pass.advance(state, [&] {
@@ -234,8 +252,7 @@ void BM_handle_redis(benchmark::State& state) {
     const double iterations = static_cast<double>(state.iterations());
     state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
     state.counters["applied/event"] = static_cast<double>(applied) / (iterations * kEventsPerBatch);
-    state.counters["evalsha/batch"] =
-        static_cast<double>(command_calls(*pass.redis, "evalsha") - scripts_before) / iterations;
+    script.report(state);
 }
 BENCHMARK(BM_handle_redis)->Name("status/handle_redis")->UseRealTime();
 
@@ -248,6 +265,7 @@ void BM_floor_fact_log(benchmark::State& state) {
     Pass pass("floor");
     std::unique_ptr<fact_log_floor::Receiver> receiver;
     std::int64_t changes = 0;
+    ScriptCost script{*pass.redis};
     for (auto _ : state) {
         const SignedBatch& batch = pass.advance(state, [&] {
             receiver = std::make_unique<fact_log_floor::Receiver>(
@@ -263,6 +281,7 @@ void BM_floor_fact_log(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
     state.counters["changes/event"] =
         static_cast<double>(changes) / (static_cast<double>(state.iterations()) * kEventsPerBatch);
+    script.report(state);
 }
 BENCHMARK(BM_floor_fact_log)->Name("status/floor_fact_log")->UseRealTime();
 

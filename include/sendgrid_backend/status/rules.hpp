@@ -116,11 +116,17 @@ inline std::string status_field(std::string_view target, std::string_view name,
 /// The counts a change is judged by (RecipientStatus::summary), after the state's rank.
 inline constexpr const char* engagement_counts[] = {
     "open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"};
-inline constexpr std::size_t watched_per_target = 1 + std::size(engagement_counts);
+
+/// How many fields `watch_target` watches for `target`: a recipient's state's rank and its
+/// engagement counts; the send's (target "") only its rank, as no event is counted for it.
+constexpr std::size_t watched_fields(std::string_view target) noexcept {
+    return target.empty() ? 1 : 1 + std::size(engagement_counts);
+}
 
 inline void watch_target(PreparedFact& fact, std::string_view target) {
-    fact.watch.reserve(fact.watch.size() + watched_per_target);
+    fact.watch.reserve(fact.watch.size() + watched_fields(target));
     fact.watch.push_back(status_field(target, "s.rank"));
+    if (target.empty()) return;
     for (const char* count : engagement_counts) {
         fact.watch.push_back(status_field(target, count, "n."));
     }

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -178,13 +179,15 @@ class StatusTracker : public StatusRecorder {
         return applied;
     }
 
-    static RecipientState state_from(const std::vector<std::int64_t>& values, std::size_t at) {
+    /// A target's state from its `width` watched values at `at` (see detail::watch_target).
+    static RecipientState state_from(const std::vector<std::int64_t>& values, std::size_t at,
+                                     std::size_t width) {
         RecipientState state;
         const std::int64_t rank = values[at];
         if (rank >= 0 && rank <= static_cast<std::int64_t>(DeliveryState::dropped)) {
             state.state = static_cast<DeliveryState>(rank);
         }
-        for (std::size_t k = 1; k < detail::watched_per_target; ++k) {
+        for (std::size_t k = 1; k < width; ++k) {
             if (values[at + k] > 0) state.engagement |= 1u << (k - 1);
         }
         return state;
@@ -192,15 +195,17 @@ class StatusTracker : public StatusRecorder {
 
     void signal_changes(const PreparedFact& fact, const AppliedFact& result,
                         const StatusEvent& event) const {
-        constexpr std::size_t width = detail::watched_per_target;
         if (result.before.size() != fact.watch.size() || result.after.size() != fact.watch.size())
             return;  // a store that broke its contract: nothing reliable to say
-        for (std::size_t at = 0; at + width <= fact.watch.size(); at += width) {
-            const RecipientState before = state_from(result.before, at);
-            const RecipientState after = state_from(result.after, at);
-            if (before == after || !sendgrid_status_changed.has_listeners()) continue;
+        for (std::size_t at = 0, width = 0; at < fact.watch.size(); at += width) {
             const std::string& field = fact.watch[at];  // "<recipient>|s.rank"
-            const std::string recipient = field.substr(0, field.rfind('|'));
+            const std::string_view target = std::string_view(field).substr(0, field.rfind('|'));
+            width = detail::watched_fields(target);
+            if (at + width > fact.watch.size()) return;
+            const RecipientState before = state_from(result.before, at, width);
+            const RecipientState after = state_from(result.after, at, width);
+            if (before == after || !sendgrid_status_changed.has_listeners()) continue;
+            const std::string recipient(target);
             for (const auto& error :
                  sendgrid_status_changed.send_robust(fact.key, recipient, before, after, event)) {
                 detail::report_handler_error(options_.on_handler_error, fact.key, error,
