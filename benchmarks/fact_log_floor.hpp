@@ -36,8 +36,9 @@ namespace sg = sendgrid_backend;
 
 /// KEYS[1] the applied-facts counter, KEYS[2] the call's kept answer, KEYS[2 + p] message p's
 /// facts; ARGV[1] the messages' time to live, ARGV[2] the answer's, then per message its number
-/// of facts and their fingerprints. Answers (MessagePack), per message, the fingerprints it had
-/// before the call and a 0/1 per fact (1: applied now).
+/// of facts and their fingerprints. Answers (MessagePack, kept and counted by the store's own
+/// status_answer_lua), per message, the fingerprints it had before the call and a 0/1 per fact
+/// (1: applied now).
 inline constexpr const char* kScript = R"lua(
 local kept = redis.call('GET', KEYS[2])
 if kept then return kept end
@@ -69,12 +70,6 @@ for p = 3, #KEYS do
     answer[#answer + 1] = before
     answer[#answer + 1] = flags
 end
-local packed = cmsgpack.pack(answer)
-if applied > 0 then
-    redis.call('INCRBY', KEYS[1], applied)
-    redis.call('SET', KEYS[2], packed, 'EX', ARGV[2])
-end
-return packed
 )lua";
 
 struct Event {
@@ -250,7 +245,8 @@ class Receiver {
 
     sg::EventWebhookVerifier verifier_;
     std::string prefix_;
-    sg::detail::StoredScript script_{kScript};
+    sg::detail::StoredScript& script_ =
+        sg::detail::stored_script<&kScript, &sg::detail::status_answer_lua>();
     std::vector<Event> events_;
     std::size_t count_ = 0;
     std::string name_, skipped_;

@@ -239,6 +239,12 @@ for _, w in ipairs(writes) do
     redis.call('EXPIRE', KEYS[2 * p + 1], ttl)
     redis.call('EXPIRE', KEYS[2 * p + 2], ttl)
 end
+)lua";
+
+/// The end of a status script (after status_apply_script): answers `answer` packed, and when
+/// `applied` facts were applied counts them (KEYS[1]) and keeps the answer for a resend of the
+/// same call (KEYS[2], ARGV[2] seconds).
+inline constexpr const char* status_answer_lua = R"lua(
 local packed = cmsgpack.pack(answer)
 if applied > 0 then
     redis.call('INCRBY', KEYS[1], applied)
@@ -602,7 +608,8 @@ class RedisStatusStore : public StatusStore {
         bool lost = false;  // a try's connection broke: the batch may have been applied
         for (int attempt = 1;; ++attempt) {
             try {
-                const RedisValue answer = detail::stored_script<&detail::status_apply_script>()
+                const RedisValue answer = detail::stored_script<&detail::status_apply_script,
+                                                                &detail::status_answer_lua>()
                                               .run(*redis_, {batch.call})
                                               .at(0);
                 return detail::decode_status_answer(answer, batch, facts);
