@@ -272,6 +272,8 @@ TEST_CASE("cancel records the message failed in the queue's status tracker",
     CHECK(tracker->status(key)->send.state == sg::DeliveryState::queued);
     CHECK(queue.cancel(key));
     CHECK(tracker->status(key)->send.state == sg::DeliveryState::failed);
+    CHECK(tracker->status(key)->send.reason == "cancelled");
+    CHECK(tracker->status(key)->summary() == "failed (cancelled)");
 }
 
 TEST_CASE("two movers racing on the same due messages move each once; a move run again, none",

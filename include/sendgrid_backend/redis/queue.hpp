@@ -287,7 +287,8 @@ class RedisMailQueue {
         const bool cancelled = answer.integer == 1;
         if (cancelled && entry) {
             try {  // cancelled: a missing record in the tracker is no reason to fail
-                record_in_tracker(deserialize_message(*entry), key, DeliveryState::failed);
+                record_in_tracker(deserialize_message(*entry), key, DeliveryState::failed,
+                                  "cancelled");
             } catch (...) {
             }
         }
@@ -411,12 +412,12 @@ class RedisMailQueue {
 
     /// Records `state` in the queue's status tracker, if it has one: under the message's own
     /// tracking key if it brings one (as a worker sends it), else under its queue key.
-    void record_in_tracker(const EmailMessage& message, const std::string& key,
-                           DeliveryState state) const {
+    void record_in_tracker(const EmailMessage& message, const std::string& key, DeliveryState state,
+                           const std::string& reason = std::string()) const {
         if (!options_.statuses) return;
         auto own = message.custom_args.find(options_.statuses->tracking_arg());
         const bool has_own = own != message.custom_args.end() && !own->second.empty();
-        options_.statuses->record_queue(has_own ? own->second : key, state);
+        options_.statuses->record_queue(has_own ? own->second : key, state, reason);
     }
 
     std::shared_ptr<RedisClient> redis_;

@@ -328,15 +328,23 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
     return fact;
 }
 
-/// The fact that the queue moved the message with key `key` to `state` (queued or sending).
-inline PreparedFact fact_from_queue(const std::string& key, DeliveryState state,
-                                    std::int64_t time) {
+/// The fact that the queue moved the message with key `key` to `state` (queued, sending, or
+/// failed when cancelled), with `reason` as the send's reason when there is one ("cancelled").
+inline PreparedFact fact_from_queue(const std::string& key, DeliveryState state, std::int64_t time,
+                                    const std::string& reason = std::string()) {
     PreparedFact fact;
     fact.key = key;
     const std::uint64_t hash =
         detail::fnv1a(std::string("queue\n") + to_string(state), detail::fnv1a(key + '\n'));
     fact.fingerprint = "q" + detail::hex64(hash);
-    fact.ops.push_back(detail::pick_state("", state, detail::storable_time(time), hash, {}));
+    std::vector<std::pair<std::string, std::string>> why;
+    if (!reason.empty()) {
+        why = {{detail::status_field("", "msgid"), ""},
+               {detail::status_field("", "http"), ""},
+               {detail::status_field("", "reason"), reason}};
+    }
+    fact.ops.push_back(
+        detail::pick_state("", state, detail::storable_time(time), hash, std::move(why)));
     detail::watch_target(fact, "");
     return fact;
 }

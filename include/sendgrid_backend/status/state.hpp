@@ -158,19 +158,26 @@ struct MessageStatus {
         return n;
     }
 
-    /// One line, e.g. "accepted; delivered to 2 of 3; bounced: c@example.com (550 5.1.1 ...)".
+    /// One line, e.g. "accepted; delivered to 2 of 3; bounced: c@example.com (550 5.1.1 ...)",
+    /// or "failed (HTTP 400; ...); failed: a@example.com" for a message nobody was sent: "delivered
+    /// to 0 of N" only once some recipient got past failed, and a recipient's reason only when it
+    /// is not the send's.
     std::string summary() const {
         std::string text = to_string(send.state);
-        if (!send.reason.empty() && send.state == DeliveryState::failed) {
-            text += " (" + send.reason + ")";
+        const bool failed = send.state == DeliveryState::failed && !send.reason.empty();
+        if (failed) text += " (" + send.reason + ")";
+        bool any_sent = false;
+        for (const auto& status : recipients) any_sent |= status.state > DeliveryState::failed;
+        if (any_sent) {
+            text += "; delivered to " + std::to_string(count(DeliveryState::delivered)) + " of " +
+                    std::to_string(recipients.size());
         }
-        if (recipients.empty()) return text;
-        text += "; delivered to " + std::to_string(count(DeliveryState::delivered)) + " of " +
-                std::to_string(recipients.size());
         for (const auto& status : recipients) {
             if (status.state == DeliveryState::delivered) continue;
             text += "; " + std::string(to_string(status.state)) + ": " + status.email;
-            if (!status.reason.empty()) text += " (" + status.reason + ")";
+            if (!status.reason.empty() && !(failed && status.reason == send.reason)) {
+                text += " (" + status.reason + ")";
+            }
         }
         return text;
     }

@@ -119,10 +119,12 @@ class StatusTracker : public StatusRecorder {
         apply(facts, [&](std::size_t) -> const StatusEvent& { return event; });
     }
 
-    /// Records that the queue moved message `key` to `state` (queued or sending).
-    void record_queue(const std::string& key, DeliveryState state) {
+    /// Records that the queue moved message `key` to `state` (queued, sending, or failed with
+    /// `reason` "cancelled").
+    void record_queue(const std::string& key, DeliveryState state,
+                      const std::string& reason = std::string()) {
         const std::int64_t now = options_.now();
-        std::vector<PreparedFact> facts{fact_from_queue(key, state, now)};
+        std::vector<PreparedFact> facts{fact_from_queue(key, state, now, reason)};
         StatusEvent event;
         event.source = StatusEvent::Source::queue;
         event.implies = state;
