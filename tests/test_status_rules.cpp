@@ -1,9 +1,11 @@
 // The status rules (status/rules.hpp) as a table and as scenarios, the in-process store, the
 // tracker's signal, and the property: any order and number of copies gives one status.
+#include <sendgrid_backend/settings.hpp>
 #include <sendgrid_backend/status/memory_store.hpp>
 #include <sendgrid_backend/status/rules.hpp>
 #include <sendgrid_backend/status/tracker.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -370,4 +372,113 @@ TEST_CASE("a fingerprint tells texts apart by their lengths", "[status][rules]")
     CHECK(tracked.tracker.record(parse({first})) == 1);
     CHECK(tracked.tracker.record(parse({second})) == 1);
     CHECK(tracked.after({}).open.count == 2);
+}
+
+TEST_CASE("texts of any bytes and lengths are fingerprinted (UTF-8, over 127 bytes)",
+          "[status][rules]") {
+    // Bytes over 0x7f, and lengths whose bytes are, go into the hash: the test build's
+    // -fsanitize=integer stops at any implicit change of a char's sign on the way.
+    Tracked tracked;
+    const std::string agent(130, 'M');
+    CHECK(tracked.tracker.record(parse({ev("open", 100, "o1", {{"useragent", agent}})})) == 1);
+    CHECK(tracked.tracker.record(parse({ev("open", 100, "o2", {{"useragent", agent + "x"}})})) ==
+          1);
+    CHECK(tracked.tracker.record(
+              parse({event_json("k", "m\xc3\xbcller@example.com", "delivered", 100, "d1")})) == 1);
+    CHECK(tracked.after({}).open.count == 2);
+    const auto status = tracked.tracker.status("k");
+    REQUIRE(status);
+    REQUIRE(status->recipient("m\xc3\xbcller@example.com"));
+    CHECK(status->recipient("m\xc3\xbcller@example.com")->state == DeliveryState::delivered);
+}
+
+TEST_CASE("an event with no usable time is counted, and leaves first and last as they were",
+          "[status][rules]") {
+    Tracked tracked;
+    auto timeless = ev("open", 0, "o2");
+    timeless.erase("timestamp");
+    const auto status = tracked.after({ev("open", 1'700'000'100, "o1"), timeless,
+                                       ev("open", -5, "o3", {{"useragent", "negative"}})});
+    CHECK(status.open.count == 3);
+    CHECK(status.open.first == 1'700'000'100);
+    CHECK(status.open.last == 1'700'000'100);
+}
+
+TEST_CASE("one tracking key sent twice, to other people with the same outcome, is two sends",
+          "[status][rules]") {
+    Tracked tracked;
+    sg::EmailMessage message;
+    message.outcome.status = sg::SendStatus::transport_failed;
+    message.outcome.failure_reason = "connection refused";
+    message.outcome.tracking_key = "k";
+    message.to = {"first@example.com"};
+    tracked.tracker.record(message);
+    message.to = {"second@example.com"};
+    tracked.tracker.record(message);
+    tracked.tracker.record(message);  // the same send again: a copy
+    CHECK(tracked.store->applied_facts() == 2);
+    const auto status = tracked.tracker.status("k");
+    REQUIRE(status);
+    CHECK(status->recipients.size() == 2);
+    CHECK(status->recipient("second@example.com"));
+    // The same people in another order and case: the same send.
+    message.to = {"first@example.com"};
+    sg::EmailMessage again = message;
+    again.to = {"FIRST@example.com"};
+    tracked.tracker.record(again);
+    CHECK(tracked.store->applied_facts() == 2);
+}
+
+TEST_CASE("a message sent in parts: each recipient's change carries its own part's state",
+          "[status][signal]") {
+    Tracked tracked;
+    std::vector<std::string> seen;
+    sg::ScopedConnection connection = sg::sendgrid_status_changed.connect(
+        [&](const std::string&, const std::string& recipient, const sg::RecipientState&,
+            const sg::RecipientState& after, const sg::StatusEvent& event) {
+            seen.push_back(recipient + " " + sg::to_string(after.state) + " " +
+                           sg::to_string(event.implies));
+        });
+    sg::EmailMessage message;
+    message.to = {"a@example.com", "b@example.com"};
+    message.outcome.status = sg::SendStatus::unknown;  // the whole: part 2 had no answer
+    message.outcome.tracking_key = "k";
+    sg::SendPart first;
+    first.recipients = {"a@example.com"};
+    first.outcome.status = sg::SendStatus::accepted;
+    first.outcome.http_status = 202;
+    sg::SendPart second;
+    second.recipients = {"b@example.com"};
+    second.outcome.status = sg::SendStatus::unknown;
+    message.outcome.parts = {first, second};
+    tracked.tracker.record(message);
+    std::sort(seen.begin(), seen.end());
+    const std::vector<std::string> expected = {
+        " unknown unknown", "a@example.com accepted accepted", "b@example.com unknown unknown"};
+    CHECK(seen == expected);
+}
+
+TEST_CASE("a tracking_arg named like a key SendGrid's events have is refused, named",
+          "[status][rules]") {
+    for (const char* name : {"category", "email", "event", "timestamp", "url", "unique_args"}) {
+        INFO(name);
+        sg::StatusTrackerOptions options;
+        options.tracking_arg = name;
+        try {
+            sg::StatusTracker tracker(options);
+            FAIL("not refused");
+        } catch (const sg::ImproperlyConfigured& error) {
+            CHECK(std::string(error.what()).find("StatusTrackerOptions::tracking_arg") !=
+                  std::string::npos);
+        }
+        sg::Settings settings;
+        settings.api_key = "SG.test";
+        settings.tracking_arg = name;
+        CHECK_THROWS_AS(settings.validate(), sg::ImproperlyConfigured);
+        settings.tracking_keys = false;  // no tracking keys: the name is never used
+        CHECK_NOTHROW(settings.validate());
+    }
+    sg::StatusTrackerOptions options;
+    options.tracking_arg = "order_key";  // any other custom arg
+    CHECK_NOTHROW(sg::StatusTracker(options));
 }

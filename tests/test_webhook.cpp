@@ -189,6 +189,32 @@ TEST_CASE("the replay window refuses stale and future timestamps", "[webhook][ha
     CHECK(EventWebhook(no_window).handle(signed_headers(signer, body, 1000), body).accepted());
 }
 
+TEST_CASE("the replay window: its bound is checked, and any clock compares without overflow",
+          "[webhook][handle]") {
+    const WebhookSigner signer;
+    for (const auto tolerance : {std::chrono::seconds(-1), std::chrono::seconds(INT64_MAX),
+                                 WebhookOptions::max_tolerance + std::chrono::seconds(1)}) {
+        WebhookOptions options = options_for(signer);
+        options.tolerance = tolerance;
+        try {
+            EventWebhook webhook(options);
+            FAIL("not refused");
+        } catch (const sendgrid_backend::ImproperlyConfigured& error) {
+            CHECK(std::string(error.what()).find("WebhookOptions::tolerance") != std::string::npos);
+        }
+    }
+    // The user's clock at either end of its range: refused as stale or future, nothing more.
+    const std::string body = R"([{"event":"open","sg_event_id":"w1"}])";
+    for (const std::int64_t now : {INT64_MAX, INT64_MIN}) {
+        WebhookOptions options = options_for(signer);
+        options.tolerance = WebhookOptions::max_tolerance;
+        options.now = [now] { return now; };
+        const auto result = EventWebhook(options).handle(signed_headers(signer, body, kNow), body);
+        CHECK(result.refusal ==
+              (now > 0 ? WebhookRefusal::stale_timestamp : WebhookRefusal::future_timestamp));
+    }
+}
+
 TEST_CASE("SendGrid's recorded request passes with the window off", "[webhook][handle]") {
     WebhookOptions options;
     options.public_key = kSendgridPublicKey;

@@ -18,6 +18,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
+#include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/detail/linkage.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/detail/text/url.hpp"
@@ -275,6 +276,10 @@ SENDGRID_BACKEND_COMPILED void Settings::validate() const {
         detail::refuse_setting("Settings::tracking_arg",
                                "is " + std::to_string(tracking_arg.size()) +
                                    " bytes long; name the custom_arg in 1 to 100 bytes");
+    }
+    if (tracking_keys) {
+        const std::string problem = detail::tracking_arg_problem(tracking_arg);
+        if (!problem.empty()) detail::refuse_setting("Settings::tracking_arg", problem);
     }
     if (!ca_bundle.empty()) {
         std::FILE* file = std::fopen(ca_bundle.c_str(), "rb");

@@ -22,6 +22,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -38,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/checks/settings.hpp"
 #include "sendgrid_backend/detail/signals/handler_errors.hpp"
 #include "sendgrid_backend/detail/text/base64.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
@@ -170,9 +172,10 @@ struct WebhookOptions {
     std::string public_key;
     /// Accept requests without checking a signature (SendGrid's signing is off). Not advised.
     bool allow_unsigned = false;
-    /// Refuse a timestamp further than this from now, either way; nullopt turns the check off
-    /// (e.g. to verify recorded requests).
+    /// Refuse a timestamp further than this from now, either way: 0 to `max_tolerance`; nullopt
+    /// turns the check off (e.g. to verify recorded requests).
     std::optional<std::chrono::seconds> tolerance = std::chrono::minutes(10);
+    static constexpr std::chrono::seconds max_tolerance{366 * 24 * 3600};
     /// Seconds since the epoch; replace it in tests.
     std::function<std::int64_t()> now = [] {
         return static_cast<std::int64_t>(std::time(nullptr));
@@ -205,6 +208,10 @@ class EventWebhook {
         }
         if (!options_.now) {
             options_.now = [] { return static_cast<std::int64_t>(std::time(nullptr)); };
+        }
+        if (options_.tolerance) {
+            detail::require_within("WebhookOptions::tolerance", *options_.tolerance,
+                                   std::chrono::seconds(0), WebhookOptions::max_tolerance);
         }
     }
 
@@ -292,7 +299,9 @@ class EventWebhook {
         if (!seconds)
             return refuse(WebhookRefusal::bad_timestamp, 401, "the timestamp is not unix seconds");
         if (options_.tolerance) {
-            const std::int64_t now = options_.now();
+            // The clock is the user's: held where now ± the tolerance cannot overflow.
+            constexpr std::int64_t far = std::int64_t{1} << 62;
+            const std::int64_t now = std::clamp(options_.now(), -far, far);
             const std::int64_t limit = options_.tolerance->count();
             if (*seconds < now - limit) {
                 return refuse(WebhookRefusal::stale_timestamp, 401,

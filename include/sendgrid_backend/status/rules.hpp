@@ -135,8 +135,8 @@ inline void watch_target(PreparedFact& fact, std::string_view target) {
 /// 64-bit FNV-1a: a fingerprint, not a secret (a collision merges two facts of one message).
 SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
     std::string_view text, std::uint64_t hash = 14695981039346656037ull) {
-    for (unsigned char c : text) {
-        hash ^= c;
+    for (char c : text) {
+        hash ^= static_cast<unsigned char>(c);  // a byte: explicit, as it changes signed chars
         hash *= 1099511628211ull;
     }
     return hash;
@@ -217,9 +217,11 @@ inline FieldOp pick_state(std::string_view target, DeliveryState state, std::int
     return op;
 }
 
+/// Counts the event; its time (0: none usable) is the kind's first or last only when known.
 inline void count_event(PreparedFact& fact, std::string_view target, const char* count,
                         std::int64_t time) {
     fact.ops.push_back({FieldOp::Kind::add, status_field(target, count, "n."), 1, {}, {}});
+    if (time <= 0) return;
     fact.ops.push_back({FieldOp::Kind::min, status_field(target, count, "first."), time, {}, {}});
     fact.ops.push_back({FieldOp::Kind::max, status_field(target, count, "last."), time, {}, {}});
 }
@@ -292,10 +294,28 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
     PreparedFact fact;
     fact.key = key;
     const DeliveryState state = state_of(outcome.status);
+    // An address in several personalizations counts once. A set: a message sent in parts may
+    // have many thousands.
+    std::set<std::string> done;
+    std::vector<const std::string*> targets;  // in the message's order
+    for (const std::string& text : recipients) {
+        std::string recipient;
+        try {
+            recipient = detail::lower_email(detail::parse_address_view(text, "").email);
+        } catch (const InvalidMessage&) {
+            continue;  // an invalid message's bad address: nothing to track for it
+        }
+        if (recipient.empty()) continue;
+        auto [at, added] = done.insert(std::move(recipient));
+        if (added) targets.push_back(&*at);
+    }
+    // The recipients are part of what the send is: the same key sent twice to different people
+    // with the same outcome is two facts, not a copy.
     const std::string identity = std::string("send\n") + to_string(outcome.status) + "\n" +
                                  std::to_string(outcome.http_status) + "\n" + outcome.message_id +
                                  "\n" + outcome.failure_reason + (part.empty() ? "" : "\n") + part;
-    const std::uint64_t hash = detail::fnv1a(identity, detail::fnv1a(key + '\n'));
+    std::uint64_t hash = detail::fnv1a(identity, detail::fnv1a(key + '\n'));
+    for (const std::string& recipient : done) hash = detail::fnv1a(recipient + '\n', hash);
     fact.fingerprint = "s" + detail::hex64(hash);
     time = detail::storable_time(time);
     if (part.empty()) {
@@ -306,24 +326,14 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
              {detail::status_field("", "reason"), outcome.failure_reason}}));
         detail::watch_target(fact, "");
     }
-    // An address in several personalizations counts once. A set: a message sent in parts may
-    // have many thousands.
-    std::set<std::string> done;
-    for (const std::string& text : recipients) {
-        std::string recipient;
-        try {
-            recipient = detail::lower_email(detail::parse_address_view(text, "").email);
-        } catch (const InvalidMessage&) {
-            continue;  // an invalid message's bad address: nothing to track for it
-        }
-        if (recipient.empty() || !done.insert(recipient).second) continue;
+    for (const std::string* recipient : targets) {
         fact.ops.push_back(detail::pick_state(
-            recipient, state, time, hash,
-            {{detail::status_field(recipient, "reason"),
+            *recipient, state, time, hash,
+            {{detail::status_field(*recipient, "reason"),
               state == DeliveryState::accepted ? std::string() : outcome.failure_reason},
-             {detail::status_field(recipient, "smtp"), ""},
-             {detail::status_field(recipient, "class"), ""}}));
-        detail::watch_target(fact, recipient);
+             {detail::status_field(*recipient, "smtp"), ""},
+             {detail::status_field(*recipient, "class"), ""}}));
+        detail::watch_target(fact, *recipient);
     }
     return fact;
 }

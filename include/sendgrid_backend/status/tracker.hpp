@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/detail/signals/handler_errors.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -80,11 +81,16 @@ struct StatusTrackerOptions {
 /// See the file comment. Thread-safe (as its store).
 class StatusTracker : public StatusRecorder {
   public:
-    /// @throws ImproperlyConfigured for an empty tracking_arg.
+    /// @throws ImproperlyConfigured for an empty tracking_arg, or one named like a key SendGrid's
+    ///         events have of their own (e.g. "category").
     explicit StatusTracker(StatusTrackerOptions options = {}) : options_(std::move(options)) {
         if (options_.tracking_arg.empty()) {
             throw ImproperlyConfigured("StatusTrackerOptions::tracking_arg",
                                        "is empty; name the custom_arg that carries the key");
+        }
+        const std::string problem = detail::tracking_arg_problem(options_.tracking_arg);
+        if (!problem.empty()) {
+            throw ImproperlyConfigured("StatusTrackerOptions::tracking_arg", problem);
         }
         if (!options_.store) options_.store = std::make_shared<MemoryStatusStore>();
         if (!options_.now) {
@@ -112,11 +118,15 @@ class StatusTracker : public StatusRecorder {
                                                   "part " + std::to_string(i + 1)));
             }
         }
-        StatusEvent event;
-        event.message = &message;
-        event.implies = state_of(outcome.status);
-        event.time = now;
-        apply(facts, [&](std::size_t) -> const StatusEvent& { return event; });
+        // One per fact: a part's recipients change by the state their part implies.
+        std::vector<StatusEvent> events(facts.size());
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            events[i].message = &message;
+            events[i].implies =
+                state_of(i == 0 ? outcome.status : outcome.parts[i - 1].outcome.status);
+            events[i].time = now;
+        }
+        apply(facts, [&](std::size_t i) -> const StatusEvent& { return events[i]; });
     }
 
     /// Records that the queue moved message `key` to `state` (queued, sending, or failed with

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <iterator>
+#include <string>
 #include <string_view>
 
 #include "sendgrid_backend/detail/abi.hpp"
@@ -100,6 +101,23 @@ constexpr bool event_keys_sorted() noexcept {
     return true;
 }
 static_assert(event_keys_sorted(), "documented_event_keys must be sorted and without repeats");
+
+/// Whether SendGrid documents `name` as a key of its events. A custom arg of that name is not
+/// read as one (the event's own key is), so no tracking key can travel under it.
+constexpr bool is_documented_event_key(std::string_view name) noexcept {
+    for (const NamedEventKey& entry : documented_event_keys) {
+        if (entry.name == name) return true;
+    }
+    return false;
+}
+
+/// What is wrong with `name` as the custom arg that carries tracking keys; empty: nothing.
+inline std::string tracking_arg_problem(std::string_view name) {
+    if (!is_documented_event_key(name)) return std::string();
+    return "is \"" + std::string(name) +
+           "\", a key SendGrid's events have of their own: events would not carry the tracking "
+           "key under it; choose another name";
+}
 
 /// The kind of the top-level key `name`; EventKey::custom for a key SendGrid does not document.
 inline EventKey event_key(std::string_view name) noexcept {
