@@ -387,9 +387,10 @@ TEST_CASE("dead-letter options and arguments out of range are refused by name", 
     using Queue = sg::RedisQueueOptions;
     CHECK(refused([](Queue& q) { q.dead_letter_ttl = 0s; }) ==
           "RedisQueueOptions::dead_letter_ttl");
-    CHECK(refused([](Queue& q) { q.dead_letter_ttl = Queue::max_status_ttl + 1s; }) ==
+    CHECK(refused([](Queue& q) { q.dead_letter_ttl = Queue::max_dead_letter_ttl + 1s; }) ==
           "RedisQueueOptions::dead_letter_ttl");
-    CHECK(refused([](Queue& q) { q.dead_letter_ttl = Queue::max_status_ttl; }) == "<no error>");
+    CHECK(refused([](Queue& q) { q.dead_letter_ttl = Queue::max_dead_letter_ttl; }) ==
+          "<no error>");
     // A status key could overwrite the dead letters or their index.
     CHECK(refused([](Queue& q) { q.status_prefix = q.stream + ":dead"; }) ==
           "RedisQueueOptions::status_prefix");
@@ -570,7 +571,7 @@ TEST_CASE("sendgrid-worker dead refuses a bad command line with status 2", "[dea
     CHECK(line({}).queue.dead_letter_ttl == std::chrono::hours(24 * 30));
     CHECK_FALSE(line({"--no-dead-letters"}).queue.dead_letters);
     CHECK(line({"--dead-letter-ttl=31622400"}).queue.dead_letter_ttl ==
-          sg::RedisQueueOptions::max_status_ttl);
+          sg::RedisQueueOptions::max_dead_letter_ttl);
     CHECK(line({"--dead-letter-ttl", "1"}).queue.dead_letter_ttl == 1s);
     CHECK_THROWS_WITH(line({"--dead-letter-ttl", "0"}),
                       Catch::Matchers::Contains("--dead-letter-ttl: '0' is out of range; give "

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/cutting_proxy.hpp"
 #include "support/queue_fixture.hpp"
 #include "support/redis_fixture.hpp"
 
@@ -255,6 +256,76 @@ TEST_CASE("a claimed entry: 'sending' is reported unknown, 'queued' is sent", "[
     std::map<std::string, bool> by_subject(emitted.begin(), emitted.end());
     CHECK(by_subject.at("m1") == true);
     CHECK(by_subject.at("m2") == false);
+}
+
+TEST_CASE("a worker that loses Redis after a send records the outcome first when it is back",
+          "[queue][redis]") {
+    // The send's emission cuts the worker's Redis connection and refuses new ones, so the
+    // outcome cannot be recorded; Redis is back only after the visibility timeout, when the
+    // entry, still "sending", could be claimed as a dead worker's.
+    Sender sender;
+    const auto direct = sg::RedisOptions::from_url(redis_fixture_url());
+    test_support::CuttingProxy proxy(direct.host, direct.port);
+    sg::RedisOptions through = sg::RedisOptions::from_url(proxy.url());
+    through.reconnect_for = 200ms;
+    const auto names = fresh_queue("lost-after-send");
+    sg::RedisMailQueue queue(redis(), names);
+    const std::string key = queue.enqueue(mail(1));
+
+    std::atomic<int> emissions{0}, failed{0};
+    sg::ScopedConnection counting = sg::sendgrid_email_sent.connect(
+        [&](const sg::SendgridBackend&, const sg::EmailMessage&, bool fail_flag) {
+            if (++emissions == 1) {
+                proxy.arm(test_support::CuttingProxy::Cut::next_request);
+                proxy.down();
+            }
+            if (fail_flag) ++failed;
+        });
+    sg::RedisMailWorker worker(quick_backend(sender), std::make_shared<sg::RedisClient>(through),
+                               names, heir_options("lost-after-send"));
+    CHECK_THROWS_AS(worker.run_once(), sg::RedisError);
+    CHECK(queue.status(key)->state == sg::QueuedState::sending);
+    proxy.up();
+    std::this_thread::sleep_for(100ms);  // past the 50 ms visibility timeout
+    worker.run_once();                   // records first, then reads: nothing left to claim
+    worker.run_once();
+    CHECK(sender.server.received_count() == 1);
+    CHECK(emissions == 1);
+    CHECK(failed == 0);
+    CHECK(queue.status(key)->state == sg::QueuedState::accepted);
+    CHECK(redis()->command({"XLEN", names.stream}).integer == 0);
+}
+
+TEST_CASE("a claimed entry whose status expired is reported unknown, not sent", "[queue][redis]") {
+    // A worker took the entry and died; its "sending" status expired before anyone claimed
+    // the entry (every worker down longer than status_ttl). Missing reads as "queued", but a
+    // claimed entry may have been sent: it is not sent again.
+    Sender sender;
+    auto client = redis();
+    const auto names = fresh_queue("expired");
+    sg::RedisMailQueue queue(client, names);
+    const std::string key = queue.enqueue(mail(1));
+    worker_died_after_taking(*client, names, key);
+    client->command({"DEL", names.status_prefix + key});  // expired
+
+    std::vector<bool> emitted;
+    sg::ScopedConnection counting =
+        sg::sendgrid_email_sent.connect([&](const sg::SendgridBackend&, const sg::EmailMessage&,
+                                            bool fail_flag) { emitted.push_back(fail_flag); });
+    sg::RedisMailWorker heir(quick_backend(sender), client, names, heir_options("expired-heir"));
+    CHECK(heir.run_once() == 1);
+    CHECK(sender.server.received_count() == 0);
+    const auto status = queue.status(key);
+    REQUIRE(status.has_value());
+    CHECK(status->state == sg::QueuedState::unknown);
+    CHECK(status->reason.find("status expired") != std::string::npos);
+    CHECK(emitted == std::vector<bool>{true});
+
+    // A new entry whose status expired while it waited (never read by anyone) is sent.
+    const std::string waited = queue.enqueue(mail(2));
+    client->command({"DEL", names.status_prefix + waited});
+    CHECK(heir.run_once() == 1);
+    CHECK(sender.requests_for(waited) == 1);
 }
 
 TEST_CASE("resend_unknown opts into sending a claimed 'sending' entry again", "[queue][redis]") {
@@ -664,10 +735,16 @@ TEST_CASE("queue and worker options out of range are refused naming the option",
     CHECK(refused([](Queue& q, Worker&) { q.status_ttl = 0s; }) == "RedisQueueOptions::status_ttl");
     CHECK(refused([](Queue& q, Worker&) { q.status_ttl = std::chrono::seconds::max(); }) ==
           "RedisQueueOptions::status_ttl");
-    CHECK(refused([](Queue&, Worker& w) {
+    // A "sending" status must outlive the wait before a dead worker's entry is claimed.
+    CHECK(refused([](Queue& q, Worker& w) {
+              q.status_ttl = 20s;
+              w.visibility_timeout = 20s;
+          }) == "RedisQueueOptions::status_ttl");
+    CHECK(refused([](Queue& q, Worker& w) {
               w.block = Worker::max_block;
               w.batch = Worker::max_batch;
               w.visibility_timeout = Worker::max_visibility_timeout;
+              q.status_ttl = Queue::max_status_ttl;
           }) == "<no error>");
     // A read waiting `block` for entries must end before the client's own timeout (2 s here):
     // otherwise each idle read is a lost connection.

@@ -441,6 +441,7 @@ class Delivery {
         void note(const std::string& problem, std::exception_ptr cause) {
             if (report.problem.empty()) {
                 report.problem = problem;
+                detail::redact(report.problem, delivery.options_.secret);  // the transport's words
                 report.cause = std::move(cause);
             }
         }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sendgrid_backend/api_errors.hpp"
@@ -82,11 +83,14 @@ inline void record_unknown(SendOutcome& outcome, const std::string& why) {
     outcome.failure_reason = "outcome unknown: " + why + "; it may have sent the request";
 }
 
-/// Replaces every occurrence of `secret` in `text` (the API key, should a server echo it).
+/// Replaces every occurrence of `secret` in `text` (the API key, should a server echo it). The
+/// search goes on after each replacement: a secret within "[redacted]" is not found again in it.
 inline void redact(std::string& text, const std::string& secret) {
     if (secret.empty()) return;
-    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
-        text.replace(at, secret.size(), "[redacted]");
+    constexpr std::string_view replacement = "[redacted]";
+    for (std::size_t at = text.find(secret); at != std::string::npos;
+         at = text.find(secret, at + replacement.size())) {
+        text.replace(at, secret.size(), replacement);
     }
 }
 

@@ -71,7 +71,9 @@ struct RedisQueueOptions {
     std::string group = "sendgrid_backend:workers";
     std::string status_prefix = "sendgrid_backend:mail:status:";
     /// A message's status is kept this long after its last change: 1 second to
-    /// `max_status_ttl` (a year).
+    /// `max_status_ttl` (two years), and longer than a worker's visibility timeout (the worker
+    /// refuses it otherwise: a "sending" status must outlive the wait before its entry is
+    /// claimed).
     std::chrono::seconds status_ttl = std::chrono::hours(24 * 7);
     /// 0: unbounded. Otherwise enqueue refuses (QueueFull) while the stream holds this many
     /// entries; the stream is never trimmed, which could drop entries not yet sent.
@@ -87,10 +89,12 @@ struct RedisQueueOptions {
     bool dead_letters = true;
     /// A dead letter older than this is removed when a later one is recorded (at most 1000 per
     /// recording), and the store expires whole when none was recorded for this long:
-    /// 1 second to `max_status_ttl`.
+    /// 1 second to `max_dead_letter_ttl` (a year).
     std::chrono::seconds dead_letter_ttl = std::chrono::hours(24 * 30);
 
-    static constexpr std::chrono::seconds max_status_ttl{366 * 24 * 3600};
+    /// Longer than the longest visibility timeout a worker allows (a year).
+    static constexpr std::chrono::seconds max_status_ttl{2 * 366 * 24 * 3600};
+    static constexpr std::chrono::seconds max_dead_letter_ttl{366 * 24 * 3600};
 
     /// The hash that counts, per state, the messages that ever entered it (the scripts add to
     /// it as they move a status; `RedisQueueMetrics` reads it): `<stream>:state_counts`. It
@@ -114,7 +118,7 @@ struct RedisQueueOptions {
         detail::require_within("RedisQueueOptions::status_ttl", status_ttl, std::chrono::seconds(1),
                                max_status_ttl);
         detail::require_within("RedisQueueOptions::dead_letter_ttl", dead_letter_ttl,
-                               std::chrono::seconds(1), max_status_ttl);
+                               std::chrono::seconds(1), max_dead_letter_ttl);
         // Otherwise a message queued under the right key would overwrite one of them.
         for (const std::string& key :
              {state_counts_key(), dead_letter_key(), dead_letter_index_key(), scheduled_key(),

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,16 @@ class RedisMailWorker {
                     " ms with these settings, and a slow worker's messages would be claimed "
                     "while it still sends them");
         }
+        // A "sending" status that expired before the entry is claimed would read as never sent.
+        if (queue_.status_ttl <= options_.visibility_timeout) {
+            throw ImproperlyConfigured(
+                "RedisQueueOptions::status_ttl",
+                "is " + std::to_string(queue_.status_ttl.count()) +
+                    " s; it must be longer than the worker's visibility timeout (" +
+                    std::to_string(options_.visibility_timeout.count()) +
+                    " ms), or a message's status could expire before a dead worker's entry is "
+                    "claimed");
+        }
         create_group();
         if (options_.move_scheduled) mover_.emplace(redis_, queue_);
     }
@@ -137,12 +148,16 @@ class RedisMailWorker {
     /// One round: moves due scheduled messages to the stream, claims entries a dead worker left
     /// behind, reads new ones (waiting up to `block`, or until the next scheduled message is
     /// due), sends them and records their statuses. Returns how many entries it finished.
+    /// @throws RedisError when Redis stays out of reach; outcomes it could not record then are
+    ///         recorded first in the next round, before this worker takes any entry.
     std::size_t run_once() {
+        record_unrecorded();
         const std::chrono::milliseconds block = move_scheduled();
         std::vector<Entry> entries = claim();
-        if (entries.empty()) entries = read_new(block);
+        const bool claimed = !entries.empty();
+        if (!claimed) entries = read_new(block);
         if (entries.empty()) return 0;
-        handle(entries);
+        handle(entries, claimed);
         return entries.size();
     }
 
@@ -303,8 +318,8 @@ class RedisMailWorker {
 
     /// A round, in four round trips whatever its size: every entry's state; the moves to
     /// "sending" (and to "failed"/"unknown" for what cannot be sent); the outcomes; XACK.
-    void handle(const std::vector<Entry>& entries) {
-        Plan plan = plan_moves(entries, read_states(entries));
+    void handle(const std::vector<Entry>& entries, bool claimed) {
+        Plan plan = plan_moves(entries, read_states(entries), claimed);
         Batch batch = make_moves(plan);
         if (!batch.messages.empty()) {
             send(batch.messages);
@@ -313,38 +328,44 @@ class RedisMailWorker {
         finish_entries(plan.done);
     }
 
-    /// Every entry's state, in one round trip.
-    std::vector<QueuedState> read_states(const std::vector<Entry>& entries) {
+    /// Every entry's state, in one round trip; nullopt when its status is gone (expired).
+    std::vector<std::optional<QueuedState>> read_states(const std::vector<Entry>& entries) {
         std::vector<std::vector<std::string>> reads;
         for (const Entry& entry : entries) reads.push_back({"HGET", status_key(entry), "state"});
         const auto answers = detail::retry_idempotent([&] { return redis_->pipeline(reads); });
-        std::vector<QueuedState> states;
+        std::vector<std::optional<QueuedState>> states;
         for (const RedisValue& answer : answers) {
             if (answer.is_error()) throw RedisError("reading a status failed: " + answer.text);
-            states.push_back(detail::stored_state(answer));
+            states.push_back(answer.is_nil() ? std::nullopt
+                                             : std::optional(detail::stored_state(answer)));
         }
         return states;
     }
 
     /// For each entry in `states[i]`: nothing to send (finished already: only acknowledged),
-    /// or a move.
+    /// or a move. `claimed`: the entries were another read's (a worker that stopped).
     Plan plan_moves(const std::vector<Entry>& entries,
-                    const std::vector<QueuedState>& states) const {
+                    const std::vector<std::optional<QueuedState>>& states, bool claimed) const {
         Plan plan;
         for (std::size_t i = 0; i < entries.size(); ++i) {
-            if (is_finished(states[i])) {
+            // A missing status reads as "queued" (the scripts read it so too).
+            const QueuedState state = states[i].value_or(QueuedState::queued);
+            if (is_finished(state)) {
                 plan.done.push_back(&entries[i]);  // its worker stopped between the status and XACK
                 continue;
             }
             EmailMessage message;
-            plan.moves.push_back(plan_move(entries[i], states[i], message));
+            plan.moves.push_back(
+                plan_move(entries[i], state, claimed && !states[i].has_value(), message));
             plan.messages.push_back(std::move(message));
         }
         return plan;
     }
 
     /// The move for an entry in `state` (not finished), decoding its message into `message`.
-    Move plan_move(const Entry& entry, QueuedState state, EmailMessage& message) const {
+    /// `expired`: a claimed entry whose status is gone, so whether it was sent is not known.
+    Move plan_move(const Entry& entry, QueuedState state, bool expired,
+                   EmailMessage& message) const {
         try {
             message = deserialize_message(entry.message);
         } catch (const InvalidMessage& invalid) {
@@ -355,13 +376,15 @@ class RedisMailWorker {
                 QueuedState::failed,
                 {"reason", "the queued entry is not a message: " + std::string(invalid.what())}};
         }
-        if (state == QueuedState::sending && !options_.resend_unknown) {
-            // A worker died after it marked the message, and maybe after it POSTed it.
+        if ((state == QueuedState::sending || expired) && !options_.resend_unknown) {
+            // A worker died after it marked the message, and maybe after it POSTed it; or its
+            // status expired while its entry waited to be claimed, "sending" maybe.
             return {&entry,
                     state,
                     "",
                     QueuedState::unknown,
-                    {"reason", unknown_reason(), "finished_at", detail::unix_now_text()}};
+                    {"reason", expired ? expired_reason() : unknown_reason(), "finished_at",
+                     detail::unix_now_text()}};
         }
         // Marked "sending" before anything goes out: from then on no other worker sends it.
         return {&entry, state, "", QueuedState::sending, {"started_at", detail::unix_now_text()}};
@@ -420,7 +443,36 @@ class RedisMailWorker {
                                  outcome.failure_reason, "finished_at", detail::unix_now_text()}});
             done.push_back(batch.entries[i]);
         }
-        apply(outcomes);
+        try {
+            apply(outcomes);
+        } catch (const RedisError&) {
+            // Sent and emitted, not recorded: kept, and recorded before this worker takes
+            // anything more. Else the entries, still "sending", would be claimed (by this worker
+            // too) as a dead worker's, reported a second time as unknown.
+            for (Move& move : outcomes) keep_unrecorded(std::move(move));
+            throw;
+        }
+    }
+
+    /// Keeps `move` (an outcome Redis did not take) with a copy of its entry.
+    void keep_unrecorded(Move move) {
+        Unrecorded& kept = unrecorded_.emplace_back(Unrecorded{*move.entry, std::move(move)});
+        kept.move.entry = &kept.entry;
+    }
+
+    /// Records the outcomes an earlier round could not, and acknowledges their entries.
+    /// @throws RedisError when Redis is still out of reach (they stay kept).
+    void record_unrecorded() {
+        if (unrecorded_.empty()) return;
+        std::vector<Move> moves;  // copies: apply() takes their fields
+        std::vector<const Entry*> done;
+        for (const Unrecorded& kept : unrecorded_) {
+            moves.push_back(kept.move);
+            done.push_back(&kept.entry);
+        }
+        apply(moves);  // a move made before (its answer lost) is answered as made
+        finish_entries(done);
+        unrecorded_.clear();
     }
 
     /// Makes `moves` in one round trip, each atomically (see the script, which also makes a
@@ -520,6 +572,12 @@ class RedisMailWorker {
         backend_->emit_outcome(message);
     }
 
+    std::string expired_reason() const {
+        return "outcome unknown: its status expired (RedisQueueOptions::status_ttl) before its "
+               "entry was claimed from a worker that stopped; SendGrid may have accepted it, so "
+               "it was not sent again";
+    }
+
     std::string unknown_reason() const {
         return "outcome unknown: the worker sending it stopped (claimed after " +
                std::to_string(options_.visibility_timeout.count()) +
@@ -531,6 +589,12 @@ class RedisMailWorker {
     RedisQueueOptions queue_;
     WorkerOptions options_;
     std::optional<RedisScheduleMover> mover_;  ///< when options_.move_scheduled
+    /// Outcomes sent and emitted whose move Redis did not take (see record_outcomes).
+    struct Unrecorded {
+        Entry entry;
+        Move move;  ///< its entry is `entry`
+    };
+    std::list<Unrecorded> unrecorded_;  // a list: each move points at its node's entry
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

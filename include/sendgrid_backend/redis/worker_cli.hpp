@@ -118,7 +118,7 @@ static_assert(worker_max_batch == static_cast<std::int64_t>(WorkerOptions::max_b
 static_assert(worker_max_visibility_timeout_ms == WorkerOptions::max_visibility_timeout.count());
 static_assert(worker_max_wait_ms == Settings::max_wait.count());
 inline constexpr std::int64_t worker_max_dead_letter_ttl_s = 31'622'400;  // 366 days
-static_assert(worker_max_dead_letter_ttl_s == RedisQueueOptions::max_status_ttl.count());
+static_assert(worker_max_dead_letter_ttl_s == RedisQueueOptions::max_dead_letter_ttl.count());
 
 /// What the worker's command line (and SENDGRID_REDIS_URL) asked for.
 struct WorkerCommandLine {
