@@ -14,6 +14,8 @@
 //    pipelined HSETs of its events).
 //  - status/nlohmann_accept and status/nlohmann_parse: nlohmann's reading of the same body,
 //    only checked and as a tree: the floor of a receiver whose events carry nlohmann::json.
+//  - status/sketch_fact_log: a lean receiver's sketch, no tree and the status folded in the
+//    client (fact_log_sketch.hpp), to set the library's store against.
 // Every benchmark counts events (items_per_second is events per second). Ratios are printed
 // after the table (ratio_reporter.hpp).
 //
@@ -42,7 +44,7 @@
 #include <string>
 #include <vector>
 
-#include "fact_log_floor.hpp"
+#include "fact_log_sketch.hpp"
 #include "ratio_reporter.hpp"
 #include "redis_server.hpp"
 
@@ -256,24 +258,23 @@ void BM_handle_redis(benchmark::State& state) {
 }
 BENCHMARK(BM_handle_redis)->Name("status/handle_redis")->UseRealTime();
 
-/// The floor of any receiver meeting the contract (fact_log_floor.hpp): verified, read
-/// without a tree, applied to a hash of facts per message in one script call, statuses folded
-/// in the client.
-void BM_floor_fact_log(benchmark::State& state) {
+/// A lean receiver's sketch (fact_log_sketch.hpp): verified, read without a tree, applied to a
+/// hash of facts per message in one script call, statuses folded in the client.
+void BM_sketch_fact_log(benchmark::State& state) {
     if (redis_missing(state)) return;
     batches();
-    Pass pass("floor");
-    std::unique_ptr<fact_log_floor::Receiver> receiver;
+    Pass pass("sketch");
+    std::unique_ptr<fact_log_sketch::Receiver> receiver;
     std::int64_t changes = 0;
     ScriptCost script{*pass.redis};
     for (auto _ : state) {
         const SignedBatch& batch = pass.advance(state, [&] {
-            receiver = std::make_unique<fact_log_floor::Receiver>(
+            receiver = std::make_unique<fact_log_sketch::Receiver>(
                 batches().signer.public_key_base64(), pass.prefix);
         });
         const auto result = receiver->handle(batch.headers, batch.body, *pass.redis);
         if (result.applied != kEventsPerBatch) {
-            state.SkipWithError(("floor: " + std::to_string(result.applied) + " applied").c_str());
+            state.SkipWithError(("sketch: " + std::to_string(result.applied) + " applied").c_str());
             break;
         }
         changes += result.changes;
@@ -283,7 +284,7 @@ void BM_floor_fact_log(benchmark::State& state) {
         static_cast<double>(changes) / (static_cast<double>(state.iterations()) * kEventsPerBatch);
     script.report(state);
 }
-BENCHMARK(BM_floor_fact_log)->Name("status/floor_fact_log")->UseRealTime();
+BENCHMARK(BM_sketch_fact_log)->Name("status/sketch_fact_log")->UseRealTime();
 
 /// The baseline: the parsed events as pipelined HSETs, one round trip per batch. Its commands
 /// (with the pass's prefix) are made outside the timing.

@@ -411,6 +411,32 @@ TEST_CASE("failures that were retried say how many tries they took", "[delivery]
           "not sent: connection_failed: Connection refused (after 3 tries)");
 }
 
+TEST_CASE("the API key is redacted from a transport's exception too", "[delivery][secrets]") {
+    FakeClock clock;
+    const std::string key = "SG.very-secret";
+    ScriptedTransport transport(clock, {{"x", {Step{1ms, test_support::accepted()}}}});
+    transport.throw_on_send = 0;
+    transport.throw_on_start = 0;
+    transport.explosion = "refused: Authorization: Bearer " + key;
+    DeliveryOptions options = in_flight(1);
+    options.secret = key;
+    DeliveryRun run(transport, clock, {"x"}, options);
+    REQUIRE(run.report.transport_broke());
+    CHECK(run.report.problem.find(key) == std::string::npos);
+    CHECK(run.report.problem.find("Bearer [redacted]") != std::string::npos);
+    CHECK(run.outcomes[0].failure_reason.find(key) == std::string::npos);
+}
+
+TEST_CASE("redact ends for a key found inside its own replacement", "[delivery][secrets]") {
+    // "[redacted]" holds "e", "d", "redacted": replacing must not find the key in what it wrote.
+    for (const std::string key : {"e", "d", "redacted", "[redacted]"}) {
+        INFO(key);
+        std::string text = "a " + key + " b " + key;
+        sendgrid_backend::detail::redact(text, key);
+        CHECK(text == "a [redacted] b [redacted]");
+    }
+}
+
 TEST_CASE("the API key is redacted should a server echo it back", "[delivery][secrets]") {
     FakeClock clock;
     const std::string key = "SG.very-secret";

@@ -97,7 +97,7 @@ class ScriptedTransport : public sg::Transport {
         : clock_(clock), script_(std::move(script)) {}
 
     sg::HttpResponse send(const sg::HttpRequest& request) override {
-        if (throw_on_send && *throw_on_send == sent_) throw std::runtime_error("send exploded");
+        if (throw_on_send && *throw_on_send == sent_) throw std::runtime_error("send " + explosion);
         ++sent_;
         Step step = next(request.body);
         clock_.advance(step.latency);
@@ -119,6 +119,7 @@ class ScriptedTransport : public sg::Transport {
     std::size_t most_in_flight = 0;
 
     std::optional<std::size_t> throw_on_send;  ///< the send with this index throws
+    std::string explosion = "exploded";        ///< what a throw says, after where it came from
     bool throw_on_open = false;
     std::optional<std::size_t> throw_on_start;  ///< the batch start with this index throws
     std::optional<int> throw_on_wait;           ///< the wait_any with this index throws
@@ -133,7 +134,7 @@ class ScriptedTransport : public sg::Transport {
 
         void start(std::size_t tag, const sg::HttpRequest& request) override {
             if (owner_.throw_on_start && *owner_.throw_on_start == started_) {
-                throw std::runtime_error("start exploded");
+                throw std::runtime_error("start " + owner_.explosion);
             }
             ++started_;
             Step step = owner_.next(request.body);
@@ -146,7 +147,7 @@ class ScriptedTransport : public sg::Transport {
 
         std::vector<sg::Completion> wait_any(std::chrono::milliseconds timeout) override {
             if (owner_.throw_on_wait && *owner_.throw_on_wait == waits_++) {
-                throw std::runtime_error("wait_any exploded");
+                throw std::runtime_error("wait_any " + owner_.explosion);
             }
             std::vector<sg::Completion> done;
             const auto limit = owner_.clock_.now() + timeout;

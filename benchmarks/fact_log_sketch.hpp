@@ -1,18 +1,19 @@
 #pragma once
 
-// The least a receiver must do to meet issue 24's contract for one webhook batch, as a sketch
-// for status_bench's `status/floor_fact_log` row: not the library's design, a lower bound on
-// any design's time. It verifies the signature, reads the whole body strictly (no tree: only the
-// fields a status needs), and applies the events to Redis in one script call that is atomic
-// across receivers and de-duplicates by content: each message is a hash of its facts
-// (`HKEYS`, then one `HSET` of the new ones and an `EXPIRE`), the call's answer is kept for a
-// resend and the applied facts are counted, as RedisStatusStore does. The status of each
-// recipient is then folded in the client from the facts there before and the new ones, and the
-// changes are counted (where the library would emit `sendgrid_status_changed`).
+// A sketch of one lean receiver for issue 24's contract, for status_bench's
+// `status/sketch_fact_log` row: not the library's design, and not the least any receiver can do
+// (docs/benchmarks.md, "A lean receiver's sketch", has a reviewer's faster prototypes). It
+// verifies the signature, reads the whole body strictly (no tree: only the fields a status
+// needs), and applies the events to Redis in one script call that is atomic across receivers
+// and de-duplicates by content: each message is a hash of its facts (`HKEYS`, then one `HSET`
+// of the new ones and an `EXPIRE`), the call's answer is kept for a resend and the applied facts
+// are counted, as RedisStatusStore does. The status of each recipient is then folded in the
+// client from the facts there before and the new ones, and the changes are counted (where the
+// library would emit `sendgrid_status_changed`).
 //
-// Left out, so that it stays a floor: the first and last times, reasons and classifications a
-// status keeps, per-event refusals (a field of the wrong type refuses the whole body here), the
-// `WebhookEvent`s handed to handlers, custom_args beyond the tracking key.
+// Left out: the first and last times, reasons and classifications a status keeps, per-event
+// refusals (a field of the wrong type refuses the whole body here), the `WebhookEvent`s handed
+// to handlers, custom_args beyond the tracking key, soft bounces (a bounce's type is not read).
 
 #include <sendgrid_backend/detail/json/scan.hpp>
 #include <sendgrid_backend/detail/text/random_key.hpp>
@@ -30,7 +31,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace fact_log_floor {
+namespace fact_log_sketch {
 
 namespace sg = sendgrid_backend;
 
@@ -91,7 +92,7 @@ inline int rank_of(std::string_view type) {
     if (type == "processed") return 1;
     if (type == "deferred") return 2;
     if (type == "delivered" || type == "open" || type == "click") return 3;
-    if (type == "bounce" || type == "dropped" || type == "blocked") return 4;
+    if (type == "bounce" || type == "dropped") return 4;
     return 0;
 }
 
@@ -256,4 +257,4 @@ class Receiver {
     std::vector<std::size_t> firsts_;  // where each message's fingerprints begin in call_
 };
 
-}  // namespace fact_log_floor
+}  // namespace fact_log_sketch
