@@ -217,6 +217,23 @@ inline FieldOp pick_state(std::string_view target, DeliveryState state, std::int
     return op;
 }
 
+/// What a pick of the send's state writes: the message id, the HTTP status and the reason.
+inline std::vector<std::pair<std::string, std::string>> send_payload(std::string message_id,
+                                                                     std::string http,
+                                                                     std::string reason) {
+    return {{status_field("", "msgid"), std::move(message_id)},
+            {status_field("", "http"), std::move(http)},
+            {status_field("", "reason"), std::move(reason)}};
+}
+
+/// What a pick of `recipient`'s state writes: the reason, SMTP status and classification.
+inline std::vector<std::pair<std::string, std::string>> recipient_payload(
+    std::string_view recipient, std::string reason, std::string smtp, std::string kind) {
+    return {{status_field(recipient, "reason"), std::move(reason)},
+            {status_field(recipient, "smtp"), std::move(smtp)},
+            {status_field(recipient, "class"), std::move(kind)}};
+}
+
 /// Counts the event; its time (0: none usable) is the kind's first or last only when known.
 inline void count_event(PreparedFact& fact, std::string_view target, const char* count,
                         std::int64_t time) {
@@ -256,17 +273,13 @@ inline std::optional<PreparedFact> fact_from_event(const WebhookEvent& event,
         detail::content_hash(event.raw, detail::fnv1a(fact.key + '\n'), "sg_event_id");
     fact.fingerprint = "e" + detail::hex64(hash);
     const std::int64_t time = detail::storable_time(event.timestamp);
-    std::vector<std::pair<std::string, std::string>> why;
-    if (rule->implies != DeliveryState::delivered || rule->type == EventType::delivered) {
-        why = {{detail::status_field(recipient, "reason"), event.reason},
-               {detail::status_field(recipient, "smtp"), event.status},
-               {detail::status_field(recipient, "class"),
-                detail::json_text(event.raw, "bounce_classification")}};
-    } else {  // implied by an engagement: no reason of its own
-        why = {{detail::status_field(recipient, "reason"), ""},
-               {detail::status_field(recipient, "smtp"), ""},
-               {detail::status_field(recipient, "class"), ""}};
-    }
+    // A state implied by an engagement (an open, a click) has no reason of its own.
+    const bool own_reason =
+        rule->implies != DeliveryState::delivered || rule->type == EventType::delivered;
+    auto why = own_reason ? detail::recipient_payload(
+                                recipient, event.reason, event.status,
+                                detail::json_text(event.raw, "bounce_classification"))
+                          : detail::recipient_payload(recipient, "", "", "");
     fact.ops.push_back(detail::pick_state(recipient, rule->implies, time, hash, std::move(why)));
     detail::count_event(fact, recipient, rule->count, time);
     // Any event says SendGrid took the message; a recorded send (time > 0) tells it better.
@@ -274,11 +287,8 @@ inline std::optional<PreparedFact> fact_from_event(const WebhookEvent& event,
         std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
     // Ties between events naming different ids (one key on two sends) go by the id's hash, not
     // by which event came first.
-    fact.ops.push_back(
-        detail::pick_state("", DeliveryState::accepted, 0, detail::fnv1a(message_id),
-                           {{detail::status_field("", "msgid"), std::string(message_id)},
-                            {detail::status_field("", "http"), ""},
-                            {detail::status_field("", "reason"), ""}}));
+    fact.ops.push_back(detail::pick_state("", DeliveryState::accepted, 0, detail::fnv1a(message_id),
+                                          detail::send_payload(std::string(message_id), "", "")));
     detail::watch_target(fact, recipient);
     detail::watch_target(fact, "");
     return fact;
@@ -315,24 +325,25 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
                                  std::to_string(outcome.http_status) + "\n" + outcome.message_id +
                                  "\n" + outcome.failure_reason + (part.empty() ? "" : "\n") + part;
     std::uint64_t hash = detail::fnv1a(identity, detail::fnv1a(key + '\n'));
-    for (const std::string& recipient : done) hash = detail::fnv1a(recipient + '\n', hash);
+    for (const std::string& recipient : done) {
+        hash = detail::fnv1a("\n", detail::fnv1a(recipient, hash));  // as of recipient + '\n'
+    }
     fact.fingerprint = "s" + detail::hex64(hash);
     time = detail::storable_time(time);
     if (part.empty()) {
         fact.ops.push_back(detail::pick_state(
             "", state, time, hash,
-            {{detail::status_field("", "msgid"), outcome.message_id},
-             {detail::status_field("", "http"), std::to_string(outcome.http_status)},
-             {detail::status_field("", "reason"), outcome.failure_reason}}));
+            detail::send_payload(outcome.message_id, std::to_string(outcome.http_status),
+                                 outcome.failure_reason)));
         detail::watch_target(fact, "");
     }
     for (const std::string* recipient : targets) {
         fact.ops.push_back(detail::pick_state(
             *recipient, state, time, hash,
-            {{detail::status_field(*recipient, "reason"),
-              state == DeliveryState::accepted ? std::string() : outcome.failure_reason},
-             {detail::status_field(*recipient, "smtp"), ""},
-             {detail::status_field(*recipient, "class"), ""}}));
+            detail::recipient_payload(
+                *recipient,
+                state == DeliveryState::accepted ? std::string() : outcome.failure_reason, "",
+                "")));
         detail::watch_target(fact, *recipient);
     }
     return fact;
@@ -349,9 +360,7 @@ inline PreparedFact fact_from_queue(const std::string& key, DeliveryState state,
     fact.fingerprint = "q" + detail::hex64(hash);
     std::vector<std::pair<std::string, std::string>> why;
     if (!reason.empty()) {
-        why = {{detail::status_field("", "msgid"), ""},
-               {detail::status_field("", "http"), ""},
-               {detail::status_field("", "reason"), reason}};
+        why = detail::send_payload("", "", reason);
     }
     fact.ops.push_back(
         detail::pick_state("", state, detail::storable_time(time), hash, std::move(why)));

@@ -105,26 +105,27 @@ class StatusTracker : public StatusRecorder {
         if (outcome.tracking_key.empty() || outcome.status == SendStatus::not_attempted) return;
         const std::int64_t now = options_.now();
         std::vector<PreparedFact> facts;
+        std::vector<StatusEvent> events;  // one per fact: the state that fact's outcome implies
+        const auto add = [&](PreparedFact fact, SendStatus status) {
+            facts.push_back(std::move(fact));
+            StatusEvent& event = events.emplace_back();
+            event.message = &message;
+            event.implies = state_of(status);
+            event.time = now;
+        };
         if (outcome.parts.empty()) {
-            facts.push_back(
-                fact_from_outcome(outcome.tracking_key, outcome, message.recipients(), now));
+            add(fact_from_outcome(outcome.tracking_key, outcome, message.recipients(), now),
+                outcome.status);
         } else {
             // Sent in parts: the message's state from the whole outcome, and each recipient's
             // from its own part's (part 1 accepted and part 2 refused is not "all refused").
-            facts.push_back(fact_from_outcome(outcome.tracking_key, outcome, {}, now));
+            add(fact_from_outcome(outcome.tracking_key, outcome, {}, now), outcome.status);
             for (std::size_t i = 0; i < outcome.parts.size(); ++i) {
-                facts.push_back(fact_from_outcome(outcome.tracking_key, outcome.parts[i].outcome,
-                                                  outcome.parts[i].recipients, now,
-                                                  "part " + std::to_string(i + 1)));
+                add(fact_from_outcome(outcome.tracking_key, outcome.parts[i].outcome,
+                                      outcome.parts[i].recipients, now,
+                                      "part " + std::to_string(i + 1)),
+                    outcome.parts[i].outcome.status);
             }
-        }
-        // One per fact: a part's recipients change by the state their part implies.
-        std::vector<StatusEvent> events(facts.size());
-        for (std::size_t i = 0; i < events.size(); ++i) {
-            events[i].message = &message;
-            events[i].implies =
-                state_of(i == 0 ? outcome.status : outcome.parts[i - 1].outcome.status);
-            events[i].time = now;
         }
         apply(facts, [&](std::size_t i) -> const StatusEvent& { return events[i]; });
     }
