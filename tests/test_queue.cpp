@@ -281,13 +281,19 @@ TEST_CASE("a worker that loses Redis after a send records the outcome first when
             }
             if (fail_flag) ++failed;
         });
-    sg::RedisMailWorker worker(quick_backend(sender), std::make_shared<sg::RedisClient>(through),
-                               names, heir_options("lost-after-send"));
+    // One try of up to 2 s (quick_backend's 10 ms is too short for a sanitized build), so a
+    // 3 s visibility timeout.
+    sg::Settings settings = sender.backend->settings();
+    settings.retry.max_tries = 1;
+    auto backend = std::make_shared<sg::SendgridBackend>(settings, silent());
+    sg::WorkerOptions options = quick_worker("lost-after-send");
+    options.visibility_timeout = 3s;
+    sg::RedisMailWorker worker(backend, std::make_shared<sg::RedisClient>(through), names, options);
     CHECK_THROWS_AS(worker.run_once(), sg::RedisError);
     CHECK(queue.status(key)->state == sg::QueuedState::sending);
     proxy.up();
-    std::this_thread::sleep_for(100ms);  // past the 50 ms visibility timeout
-    worker.run_once();                   // records first, then reads: nothing left to claim
+    std::this_thread::sleep_for(3100ms);  // past the visibility timeout
+    worker.run_once();                    // records first, then reads: nothing left to claim
     worker.run_once();
     CHECK(sender.server.received_count() == 1);
     CHECK(emissions == 1);
