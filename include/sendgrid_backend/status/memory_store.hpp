@@ -2,9 +2,9 @@
 
 /// @file
 /// `MemoryStatusStore`: the in-process `StatusStore`, the default. Bounded: past `max_messages`
-/// records, or past `max_facts` facts kept in all (a message keeps each fact's fingerprint, so a
-/// few messages with many recipients and events weigh as much as many small ones), the messages
-/// whose facts (new or copies) came least recently are forgotten, with their fingerprints. The
+/// messages, or past `max_facts` facts kept in all (a few messages with many recipients and
+/// events weigh as much as many small ones), the messages
+/// whose facts (new or copies) came least recently are forgotten, with their facts. The
 /// message a fact is being applied to is never forgotten for it: one message alone may hold
 /// more than `max_facts`.
 
@@ -16,11 +16,9 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
-#include "sendgrid_backend/detail/status/record_ops.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/status/store.hpp"
 
@@ -43,30 +41,45 @@ class MemoryStatusStore : public StatusStore {
         }
     }
 
-    std::vector<AppliedFact> apply(const std::vector<PreparedFact>& facts) override {
-        std::vector<AppliedFact> results;
-        results.reserve(facts.size());
+    AppliedFacts apply(const std::vector<PreparedFact>& facts) override {
+        const detail::TargetGroups groups = detail::target_groups(facts);
+        AppliedFacts result;
+        result.applied.reserve(facts.size());
+        result.before.resize(groups.first.size());
         std::lock_guard<std::mutex> lock(mutex_);
-        for (const PreparedFact& fact : facts) {
+        for (std::size_t i = 0; i < facts.size(); ++i) {
+            const PreparedFact& fact = facts[i];
             Entry& entry = touch(fact.key);
-            if (!entry.fingerprints.insert(fact.fingerprint).second) {
-                results.emplace_back();
+            auto& target = entry.targets[fact.target];
+            const std::size_t group = groups.of_fact[i];
+            if (groups.first[group] == i) {  // the target's first fact: what it held before
+                result.before[group].reserve(target.size());
+                for (const auto& stored : target) result.before[group].push_back(stored.second);
+            }
+            if (!target.emplace(fact.fingerprint, fact.body).second) {
+                result.applied.push_back(false);
                 continue;
             }
+            result.applied.push_back(true);
             ++facts_;
-            results.push_back(detail::apply_ops(entry.record, fact));
             ++applied_;
             // The entry is the most recent: the others go first, and it stays.
             while (facts_ > max_facts_ && recency_.front() != fact.key) forget_least_recent();
         }
-        return results;
+        return result;
     }
 
     std::optional<StatusRecord> read(const std::string& key) override {
         std::lock_guard<std::mutex> lock(mutex_);
         auto found = entries_.find(key);
-        if (found == entries_.end() || found->second.record.empty()) return std::nullopt;
-        return found->second.record;
+        if (found == entries_.end() || found->second.targets.empty()) return std::nullopt;
+        StatusRecord record;
+        for (const auto& [target, stored] : found->second.targets) {
+            auto& bodies = record[target];
+            bodies.reserve(stored.size());
+            for (const auto& fact : stored) bodies.push_back(fact.second);
+        }
+        return record;
     }
 
     std::uint64_t applied_facts() override {
@@ -80,7 +93,7 @@ class MemoryStatusStore : public StatusStore {
         return entries_.size();
     }
 
-    /// How many facts (fingerprints) are kept now, over all messages.
+    /// How many facts are kept now, over all messages.
     std::size_t facts() {
         std::lock_guard<std::mutex> lock(mutex_);
         return facts_;
@@ -88,8 +101,8 @@ class MemoryStatusStore : public StatusStore {
 
   private:
     struct Entry {
-        StatusRecord record;
-        std::unordered_set<std::string> fingerprints;
+        /// Per target, its facts: fingerprint -> body.
+        std::unordered_map<std::string, std::unordered_map<std::string, std::string>> targets;
         std::list<std::string>::iterator position;  ///< in recency_
     };
 
@@ -114,7 +127,7 @@ class MemoryStatusStore : public StatusStore {
 
     void forget_least_recent() {
         auto found = entries_.find(recency_.front());
-        facts_ -= found->second.fingerprints.size();
+        for (const auto& target : found->second.targets) facts_ -= target.second.size();
         entries_.erase(found);
         recency_.pop_front();
     }
@@ -125,7 +138,7 @@ class MemoryStatusStore : public StatusStore {
     std::unordered_map<std::string, Entry> entries_;
     std::list<std::string> recency_;  ///< keys, least recently given a fact first
     std::uint64_t applied_ = 0;
-    std::size_t facts_ = 0;  ///< fingerprints kept, over all entries
+    std::size_t facts_ = 0;  ///< facts kept, over all entries
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -13,33 +13,23 @@
 /// @endcode
 ///
 /// Its keys (its data format; every process using them must agree on it), under `prefix`:
-/// - `<prefix>rec:<key>`: a hash, the message's record (integers as decimal text);
-/// - `<prefix>fp:<key>`: a set, the fingerprints of the facts applied to the message;
+/// - `<prefix>msg:<key>`: a hash, the message's facts: a field per target (a recipient, or ""
+///   for the send) whose value is the target's facts, one line each, `<fingerprint>\t<body>\n`
+///   (a fingerprint holds no tab or line break, a body no line break: `apply` refuses others);
 /// - `<prefix>applied`: a counter, the facts applied since it was made (it never expires);
 /// - `<prefix>call:<token>`: what one `apply` call answered, kept `answer_ttl` (below).
-/// A message's two keys expire `ttl` after a fact was last applied to it.
+/// A message's hash expires `ttl` after a fact was last applied to it.
 ///
 /// `apply` sends its whole batch in one script call (one round trip): the script is atomic, so
 /// processes applying the same facts at once apply each one once. KEYS[1] is the counter,
-/// KEYS[2] the call's answer, KEYS[2p+1] and KEYS[2p+2] message p's hash and set (p = 1, 2,
-/// ...); ARGV[1] is the batch in MessagePack (one argument: Redis and Lua read it in C, not 50
-/// arguments per fact), grouped by message, each message's texts given once and named by their
-/// 1-based index; ARGV[2] how long to keep the answer:
-///
-///     batch   = [ttl, [message...]]
-///     message = [[text...], reads, [fingerprint...], [op word...]]
-///
-/// texts[1..reads] are the fields the facts read (their ops' fields, picks' order fields, and
-/// watched fields); the rest are written-only fields and payload values. The op words are, per
-/// fact (one per fingerprint, in order): its number of ops, then each op as
-///
-///     1 (max) | 2 (min) | 3 (add), field, value
-///     4 (pick), rank field, time field, tie field, rank, time, tie, pairs, (name, value)...
-///
-/// The script answers one MessagePack array: per message, the read fields' texts as they were
-/// before the batch (false when missing), then per fact 1 (applied) or 0 (applied before). The
-/// client replays the applied facts on those texts (detail::apply_ops, the in-process store's
-/// code) for the watched values: the script does a fact's ops, and nothing per watched field.
+/// KEYS[2] the call's answer, KEYS[2 + m] message m's hash (m = 1, 2, ...); ARGV[1] is the time
+/// to live, ARGV[2] how long to keep the answer, then per message its number of targets, and
+/// per target its name, its number of facts and each fact's fingerprint and body. Per message
+/// the script reads the targets' values (one `HMGET`), appends the new facts' lines, and writes
+/// the changed values back (one `HSET`, one `EXPIRE`): three commands per message, whatever
+/// the number of its facts. It answers one MessagePack array: per message and target, the
+/// target's value before the call (false when none), then per fact 1 (applied) or 0 (applied
+/// before). The client folds the statuses from those (status/rules.hpp), not Redis.
 ///
 /// A connection that breaks after the script ran loses its answer, and with it the changes to
 /// signal. So a call that applied anything keeps its answer under a token of the call, and
@@ -50,9 +40,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,7 +51,6 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
-#include "sendgrid_backend/detail/status/record_ops.hpp"
 #include "sendgrid_backend/detail/text/random_key.hpp"
 #include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
@@ -74,8 +63,8 @@ SENDGRID_BACKEND_NAMESPACE_BEGIN
 /// Where a `RedisStatusStore` keeps its records, and for how long.
 struct RedisStatusStoreOptions {
     std::string prefix = "sendgrid_backend:status:";
-    /// A message's record and fingerprints expire this long after a fact was last applied to
-    /// it: 1 second to `max_ttl` (a year).
+    /// A message's facts expire this long after a fact was last applied to it: 1 second to
+    /// `max_ttl` (a year).
     std::chrono::seconds ttl = std::chrono::hours(24 * 30);
 
     static constexpr std::chrono::seconds max_ttl{366 * 24 * 3600};
@@ -90,154 +79,77 @@ struct RedisStatusStoreOptions {
                                max_ttl);
     }
 
-    std::string record_key(const std::string& key) const { return prefix + "rec:" + key; }
-    std::string fingerprints_key(const std::string& key) const { return prefix + "fp:" + key; }
+    std::string message_key(const std::string& key) const { return prefix + "msg:" + key; }
     std::string applied_key() const { return prefix + "applied"; }
     std::string call_key(const std::string& token) const { return prefix + "call:" + token; }
 };
 
 namespace detail {
 
-/// Applies a batch of facts (the format is in the file comment). Integers are compared as
-/// numbers (Lua's doubles hold the ±2^53 the contract allows exactly); a stored text that is not
-/// an integer reads as missing, as `record_integer` has it. Each message's hash is read once
-/// (HMGET of the fields its facts read) and its set asked once (SMISMEMBER of its
-/// fingerprints); the ops run on Lua arrays indexed as the texts are; each key is written back
-/// once (a variadic HSET and SADD): a few commands per message rather than a dozen per fact,
-/// which is what Redis spent its time on, and what its append-only file records. A script
-/// stopped by an error keeps what it wrote, so every read (where a key of the wrong type fails)
-/// comes before the first write.
+/// Applies a batch of facts (the format is in the file comment). Every read (where a key of the
+/// wrong type fails) comes before the first write, as a script stopped by an error keeps what
+/// it wrote. A fact is known when its line, "\n<fingerprint>\t", is in the target's value: a
+/// plain search, as no body holds a line break.
 inline constexpr const char* status_apply_script = R"lua(
--- ±2^53, what a double holds exactly (detail::max_record_integer); as text for comparing texts.
-local limit, limit_text = 9007199254740992, '9007199254740992'
-local function int(text)
-    if not text or not string.find(text, '^%-?%d+$') then return nil end
-    local digits = text
-    if string.byte(text, 1) == 45 then digits = string.sub(text, 2) end
-    if #digits > 18 then return nil end
-    -- Within ±2^53, compared as text (past it a double rounds), as record_integer has it.
-    local significant = string.match(digits, '^0*(%d-)$')
-    if #significant > #limit_text or
-       (#significant == #limit_text and significant > limit_text) then
-        return nil
-    end
-    return tonumber(text)
-end
 -- The same call again (its connection broke before the answer came): what it answered then.
 local kept = redis.call('GET', KEYS[2])
 if kept then return kept end
 local counter = redis.call('GET', KEYS[1])
-if counter and not int(counter) then
+if counter and not string.find(counter, '^%d+$') then
     return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter')
 end
--- list[1..count] as arguments, in calls of 1000 (unpack() is limited to a few thousand
--- values); the answers joined. A key of the wrong type is an error naming it.
-local function read(command, key, kind, list, count)
+-- HMGET in calls of 1000 fields (unpack() is limited to a few thousand values), the answers
+-- joined. A key of the wrong type is an error naming it.
+local function read(key, names)
     local answer = {}
-    for first = 1, count, 1000 do
-        local part = redis.pcall(command, key, unpack(list, first, math.min(first + 999, count)))
+    for first = 1, #names, 1000 do
+        local part = redis.pcall('HMGET', key, unpack(names, first, math.min(first + 999, #names)))
         if type(part) == 'table' and part.err then
-            error({err = 'WRONGTYPE ' .. key .. ' is not a ' .. kind .. ': ' .. part.err})
+            error({err = 'WRONGTYPE ' .. key .. ' is not a hash: ' .. part.err})
         end
         for i = 1, #part do answer[#answer + 1] = part[i] end
     end
     return answer
 end
-local function write(command, key, list)
-    for first = 1, #list, 1000 do
-        redis.call(command, key, unpack(list, first, math.min(first + 999, #list)))
+local messages, at = {}, 3
+for m = 3, #KEYS do
+    local count = tonumber(ARGV[at])
+    at = at + 1
+    local names, firsts, counts = {}, {}, {}
+    for t = 1, count do
+        names[t], firsts[t], counts[t] = ARGV[at], at + 2, tonumber(ARGV[at + 1])
+        at = at + 2 + 2 * counts[t]
     end
+    messages[#messages + 1] = {names, firsts, counts, read(KEYS[m], names)}
 end
-local batch = cmsgpack.unpack(ARGV[1])
-local ttl, messages, answer, applied, writes = batch[1], batch[2], {}, 0, {}
-for p, message in ipairs(messages) do
-    local texts, reads, prints, ops = message[1], message[2], message[3], message[4]
-    local stored = read('HMGET', KEYS[2 * p + 1], 'hash', texts, reads)
-    if reads == 0 then  -- no HMGET to find a key of another type before EXPIRE touches it
-        local kind = redis.call('TYPE', KEYS[2 * p + 1]).ok
-        if kind ~= 'hash' and kind ~= 'none' then
-            error({err = 'WRONGTYPE ' .. KEYS[2 * p + 1] .. ' is not a hash: it is a ' .. kind})
-        end
-    end
-    local known = read('SMISMEMBER', KEYS[2 * p + 2], 'set', prints, #prints)
-    -- numbers[i]: field i's integer (false: none); kinds[i]: how a changed field is written
-    -- (1, the number; 2, the text in written[i]).
-    local numbers, kinds, written, seen, added = {}, {}, {}, {}, {}
-    for i = 1, reads do
-        answer[#answer + 1] = stored[i]
-        numbers[i] = int(stored[i]) or false
-    end
-    local at = 1
-    for f = 1, #prints do
-        local print = prints[f]
-        local new = known[f] == 0 and not seen[print]
-        if new then
-            seen[print] = true
-            added[#added + 1] = print
-            applied = applied + 1
-        end
-        answer[#answer + 1] = new and 1 or 0
-        local count = ops[at]
-        at = at + 1
-        for _ = 1, count do
-            local kind = ops[at]
-            if kind == 4 then
-                local pairs_end = at + 7 + 2 * ops[at + 7]
-                if new then
-                    local greater = false
-                    for i = 1, 3 do
-                        local mine, theirs = ops[at + 3 + i], numbers[ops[at + i]]
-                        if not theirs or mine > theirs then
-                            greater = true
-                            break
-                        end
-                        if mine < theirs then break end
-                    end
-                    if greater then
-                        for i = 1, 3 do
-                            local field = ops[at + i]
-                            numbers[field], kinds[field] = ops[at + 3 + i], 1
-                        end
-                        for j = at + 8, pairs_end, 2 do
-                            local field, text = ops[j], texts[ops[j + 1]]
-                            numbers[field], kinds[field], written[field] = int(text) or false, 2, text
-                        end
-                    end
-                end
-                at = pairs_end + 1
-            else
-                if new then
-                    local field, value = ops[at + 1], ops[at + 2]
-                    local theirs = numbers[field]
-                    if kind == 3 then
-                        -- Held within ±2^53, as detail::apply_ops holds it.
-                        local sum = math.max(-limit, math.min(limit, (theirs or 0) + value))
-                        numbers[field], kinds[field] = sum, 1
-                    elseif not theirs or (kind == 1 and value > theirs) or
-                           (kind == 2 and value < theirs) then
-                        numbers[field], kinds[field] = value, 1
-                    end
-                end
-                at = at + 3
+local answer, applied = {}, 0
+for m, message in ipairs(messages) do
+    local names, firsts, counts, stored = message[1], message[2], message[3], message[4]
+    local changed = {}
+    for t = 1, #names do
+        local value = stored[t]
+        answer[#answer + 1] = value
+        local known = '\n' .. (value or '')
+        local seen, lines = {}, {}
+        for i = firsts[t], firsts[t] + 2 * counts[t] - 1, 2 do
+            local print = ARGV[i]
+            local new = not seen[print] and not string.find(known, '\n' .. print .. '\t', 1, true)
+            if new then
+                seen[print] = true
+                lines[#lines + 1] = print .. '\t' .. ARGV[i + 1] .. '\n'
             end
+            answer[#answer + 1] = new and 1 or 0
+        end
+        if #lines > 0 then
+            applied = applied + #lines
+            changed[#changed + 1] = names[t]
+            changed[#changed + 1] = (value or '') .. table.concat(lines)
         end
     end
-    if #added > 0 then
-        local flat = {}
-        for field, kind in pairs(kinds) do
-            flat[#flat + 1] = texts[field]
-            flat[#flat + 1] = kind == 1 and string.format('%d', numbers[field]) or written[field]
-        end
-        writes[#writes + 1] = {p, flat, added}
+    for first = 1, #changed, 1000 do  -- even: name and value stay together
+        redis.call('HSET', KEYS[m + 2], unpack(changed, first, math.min(first + 999, #changed)))
     end
-end
--- Writes last, one per key: the changed fields, the new fingerprints, the time to live.
-for _, w in ipairs(writes) do
-    local p = w[1]
-    write('HSET', KEYS[2 * p + 1], w[2])  -- in 1000s: even, so pairs stay whole
-    write('SADD', KEYS[2 * p + 2], w[3])
-    redis.call('EXPIRE', KEYS[2 * p + 1], ttl)
-    redis.call('EXPIRE', KEYS[2 * p + 2], ttl)
+    if #changed > 0 then redis.call('EXPIRE', KEYS[m + 2], ARGV[1]) end
 end
 )lua";
 
@@ -252,61 +164,6 @@ if applied > 0 then
 end
 return packed
 )lua";
-
-/// Writes MessagePack (what Redis' Lua reads with cmsgpack.unpack): arrays, integers, texts.
-/// Only the original spec's codes, which every cmsgpack reads.
-class PackWriter {
-  public:
-    void array(std::size_t size) {
-        if (size < 16) {
-            out_.push_back(static_cast<char>(0x90 | size));
-        } else if (size < 65536) {
-            out_.push_back(static_cast<char>(0xdc));
-            big_endian(size, 2);
-        } else {
-            out_.push_back(static_cast<char>(0xdd));
-            big_endian(size, 4);
-        }
-    }
-    /// The shortest form: most are field indices below 128, times fit in 32 bits.
-    void integer(std::int64_t value) {
-        if (value >= 0 && value < 128) {
-            out_.push_back(static_cast<char>(value));
-        } else if (value >= -32 && value < 0) {
-            out_.push_back(static_cast<char>(0xe0 | (value + 32)));
-        } else if (value >= 0 && value <= 0xffff) {
-            out_.push_back(static_cast<char>(value <= 0xff ? 0xcc : 0xcd));
-            big_endian(static_cast<std::uint64_t>(value), value <= 0xff ? 1 : 2);
-        } else if (value >= 0 && value <= 0xffffffff) {
-            out_.push_back(static_cast<char>(0xce));
-            big_endian(static_cast<std::uint64_t>(value), 4);
-        } else {
-            out_.push_back(static_cast<char>(0xd3));
-            big_endian(static_cast<std::uint64_t>(value), 8);
-        }
-    }
-    void text(std::string_view value) {
-        if (value.size() < 32) {
-            out_.push_back(static_cast<char>(0xa0 | value.size()));
-        } else if (value.size() < 65536) {
-            out_.push_back(static_cast<char>(0xda));
-            big_endian(value.size(), 2);
-        } else {
-            out_.push_back(static_cast<char>(0xdb));
-            big_endian(value.size(), 4);
-        }
-        out_.append(value.data(), value.size());
-    }
-    std::string& bytes() noexcept { return out_; }
-
-  private:
-    void big_endian(std::uint64_t value, int bytes) {
-        for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8) {
-            out_.push_back(static_cast<char>((value >> shift) & 0xff));
-        }
-    }
-    std::string out_;
-};
 
 /// Reads what the script answers: one MessagePack array of integers, texts and false (cmsgpack
 /// writes an integral Lua number as an integer, or as a float64 when it is large).
@@ -346,12 +203,12 @@ class PackReader {
                 return signed_of(4);
             case 0xd3:
                 return signed_of(8);
-            case 0xcb: {  // a float64 holding an integer (|x| <= 2^53 by the store's contract)
+            case 0xcb: {  // a float64 holding an integer (|x| <= 2^53)
                 const auto bits = unsigned_of(8);
                 if (!bits) return std::nullopt;
                 double value = 0;
                 std::memcpy(&value, &*bits, sizeof value);
-                const auto limit = static_cast<double>(max_record_integer);  // 2^53: exact
+                const double limit = 9007199254740992.0;  // 2^53: what a double holds exactly
                 if (!(value >= -limit && value <= limit)) {
                     return std::nullopt;
                 }
@@ -405,136 +262,87 @@ class PackReader {
     std::size_t at_ = 0;
 };
 
-/// One message's texts, each once, by 1-based index (as Lua counts). The texts are views: of
-/// the facts' strings, or of names this table made (a pick's "<group>.rank", ...).
-class TextTable {
-  public:
-    std::int64_t index(std::string_view text) {
-        auto found = indices_.find(text);
-        if (found != indices_.end()) return found->second;
-        texts_.push_back(text);
-        indices_.emplace(text, static_cast<std::int64_t>(texts_.size()));
-        return static_cast<std::int64_t>(texts_.size());
-    }
-    /// The index of `group` + `part`, made once per message.
-    std::int64_t index(const std::string& group, const char* part) {
-        scratch_.assign(group).append(part);
-        auto found = indices_.find(scratch_);
-        if (found != indices_.end()) return found->second;
-        return index(std::string_view(made_.emplace_back(scratch_)));
-    }
-    void clear() {
-        indices_.clear();
-        texts_.clear();
-        made_.clear();
-    }
-    const std::vector<std::string_view>& texts() const noexcept { return texts_; }
-
-  private:
-    std::unordered_map<std::string_view, std::int64_t> indices_;
-    std::vector<std::string_view> texts_;
-    std::deque<std::string> made_;  // names made for this message (clear() forgets them)
-    std::string scratch_;
-};
 
 /// A batch as the script gets it (see the file comment), and what reading its answer needs.
 struct StatusBatch {
-    struct Message {
-        std::vector<std::size_t> facts;  ///< indices into the batch's facts, in order
-        std::vector<std::string> reads;  ///< texts[1..reads]: the fields its facts read
-    };
-    std::vector<std::string> call;  ///< numkeys, KEYS, ARGV[1]
-    std::vector<Message> messages;
+    std::vector<std::string> call;  ///< numkeys, KEYS, ARGV
+    TargetGroups groups;            ///< the batch's targets (AppliedFacts::before's order)
+    /// Per message, its targets' numbers, in the order the call names them.
+    std::vector<std::vector<std::size_t>> messages;
+    /// Per target, its facts (indices into the batch), in order.
+    std::vector<std::vector<std::size_t>> facts_of;
 };
 
-inline std::int64_t pack_kind(FieldOp::Kind kind) {
-    return kind == FieldOp::Kind::max ? 1 : kind == FieldOp::Kind::min ? 2 : 3;
-}
-
 /// `token` names the call (its kept answer); a call sent again keeps it.
+/// @throws std::invalid_argument for a fingerprint holding a tab or line break, or a body holding
+///         a line break (the stored lines would not read back).
 inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
                                        const std::vector<PreparedFact>& facts,
                                        const std::string& token) {
     StatusBatch batch;
+    batch.groups = target_groups(facts);
+    batch.facts_of.resize(batch.groups.first.size());
     std::unordered_map<std::string_view, std::size_t> positions;  // message key -> its index
+    std::size_t arguments = 0;
     for (std::size_t i = 0; i < facts.size(); ++i) {
-        auto [position, added] = positions.emplace(facts[i].key, batch.messages.size());
-        if (added) batch.messages.emplace_back();
-        batch.messages[position->second].facts.push_back(i);
+        const PreparedFact& fact = facts[i];
+        if (fact.fingerprint.find_first_of("\t\n") != std::string::npos ||
+            fact.body.find('\n') != std::string::npos) {
+            throw std::invalid_argument(
+                "RedisStatusStore: a fact's fingerprint holds a tab or line break, or its body a "
+                "line break (key '" +
+                fact.key + "')");
+        }
+        const std::size_t target = batch.groups.of_fact[i];
+        if (batch.groups.first[target] == i) {
+            auto [position, added] = positions.emplace(fact.key, batch.messages.size());
+            if (added) {
+                batch.messages.emplace_back();
+                ++arguments;
+            }
+            batch.messages[position->second].push_back(target);
+            arguments += 2;
+        }
+        batch.facts_of[target].push_back(i);
+        arguments += 2;
     }
-    batch.call.reserve(3 + 2 * batch.messages.size() + 2);
-    batch.call.push_back(std::to_string(2 + 2 * batch.messages.size()));
+    batch.call.reserve(5 + batch.messages.size() + arguments);
+    batch.call.push_back(std::to_string(2 + batch.messages.size()));
     batch.call.push_back(options.applied_key());
     batch.call.push_back(options.call_key(token));
-    PackWriter packed;
-    packed.array(2);
-    packed.integer(options.ttl.count());
-    packed.array(batch.messages.size());
-    TextTable texts;
-    PackWriter words;
-    for (StatusBatch::Message& message : batch.messages) {
-        const std::string& key = facts[message.facts.front()].key;
-        batch.call.push_back(options.record_key(key));
-        batch.call.push_back(options.fingerprints_key(key));
-        texts.clear();
-        // The fields read come first: ops' fields and order fields, then the watched ones.
-        for (std::size_t i : message.facts) {
-            for (const FieldOp& op : facts[i].ops) {
-                if (op.kind != FieldOp::Kind::pick) {
-                    texts.index(op.field);
-                    continue;
-                }
-                for (const char* part : pick_parts) texts.index(op.field, part);
-            }
-            for (const std::string& field : facts[i].watch) texts.index(field);
-        }
-        const std::size_t reads = texts.texts().size();
-        words.bytes().clear();
-        std::size_t word_count = 0;
-        const auto word = [&](std::int64_t value) {
-            words.integer(value);
-            ++word_count;
-        };
-        for (std::size_t i : message.facts) {
-            word(static_cast<std::int64_t>(facts[i].ops.size()));
-            for (const FieldOp& op : facts[i].ops) {
-                if (op.kind != FieldOp::Kind::pick) {
-                    word(pack_kind(op.kind));
-                    word(texts.index(op.field));
-                    word(bounded(op.value));
-                    continue;
-                }
-                word(4);
-                for (const char* part : pick_parts) word(texts.index(op.field, part));
-                for (std::int64_t value : op.order) word(bounded(value));
-                word(static_cast<std::int64_t>(op.payload.size()));
-                for (const auto& [name, value] : op.payload) {
-                    word(texts.index(name));
-                    word(texts.index(value));
-                }
-            }
-        }
-        message.reads.assign(texts.texts().begin(),
-                             texts.texts().begin() + static_cast<std::ptrdiff_t>(reads));
-        packed.array(4);
-        packed.array(texts.texts().size());
-        for (std::string_view text : texts.texts()) packed.text(text);
-        packed.integer(static_cast<std::int64_t>(reads));
-        packed.array(message.facts.size());
-        for (std::size_t i : message.facts) packed.text(facts[i].fingerprint);
-        packed.array(word_count);
-        packed.bytes() += words.bytes();
+    for (const auto& message : batch.messages) {
+        batch.call.push_back(options.message_key(facts[batch.groups.first[message.front()]].key));
     }
-    batch.call.push_back(std::move(packed.bytes()));
+    batch.call.push_back(std::to_string(options.ttl.count()));
     batch.call.push_back(std::to_string(RedisStatusStoreOptions::answer_ttl.count()));
+    for (const auto& message : batch.messages) {
+        batch.call.push_back(std::to_string(message.size()));
+        for (std::size_t target : message) {
+            batch.call.push_back(facts[batch.groups.first[target]].target);
+            batch.call.push_back(std::to_string(batch.facts_of[target].size()));
+            for (std::size_t i : batch.facts_of[target]) {
+                batch.call.push_back(facts[i].fingerprint);
+                batch.call.push_back(facts[i].body);
+            }
+        }
+    }
     return batch;
 }
 
-/// The script's answer, checked against the batch it was given; the applied facts replayed on
-/// the texts read before the batch, for their watched values.
-inline std::vector<AppliedFact> decode_status_answer(const RedisValue& answer,
-                                                     const StatusBatch& batch,
-                                                     const std::vector<PreparedFact>& facts) {
+/// The bodies in a target's stored value (lines of "<fingerprint>\t<body>"), appended to `into`.
+inline void stored_bodies(std::string_view value, std::vector<std::string>& into) {
+    while (!value.empty()) {
+        const std::size_t end = value.find('\n');
+        const std::string_view line = value.substr(0, end);
+        const std::size_t tab = line.find('\t');
+        if (tab != std::string_view::npos) into.emplace_back(line.substr(tab + 1));
+        value.remove_prefix(end == std::string_view::npos ? value.size() : end + 1);
+    }
+}
+
+/// The script's answer, checked against the batch it was given.
+inline AppliedFacts decode_status_answer(const RedisValue& answer, const StatusBatch& batch,
+                                         std::size_t fact_count) {
     if (answer.is_error()) {
         throw RedisError("Redis did not apply the status facts: " + answer.text);
     }
@@ -550,27 +358,29 @@ inline std::vector<AppliedFact> decode_status_answer(const RedisValue& answer,
         if (left == 0) unexpected();
         --left;
     };
-    std::vector<AppliedFact> results(facts.size());
-    StatusRecord record;
+    AppliedFacts result;
+    result.applied.assign(fact_count, false);
+    result.before.resize(batch.groups.first.size());
     try {
-        for (const StatusBatch::Message& message : batch.messages) {
-            record.clear();
-            for (const std::string& field : message.reads) {
+        for (const auto& message : batch.messages) {
+            for (std::size_t target : message) {
                 take();
-                if (const auto text = reader.text_or_none()) record.emplace(field, *text);
-            }
-            for (std::size_t i : message.facts) {
-                take();
-                const std::optional<std::int64_t> applied = reader.integer();
-                if (!applied || (*applied != 0 && *applied != 1)) unexpected();
-                if (*applied == 1) results[i] = apply_ops(record, facts[i]);
+                if (const auto value = reader.text_or_none()) {
+                    stored_bodies(*value, result.before[target]);
+                }
+                for (std::size_t i : batch.facts_of[target]) {
+                    take();
+                    const std::optional<std::int64_t> applied = reader.integer();
+                    if (!applied || (*applied != 0 && *applied != 1)) unexpected();
+                    result.applied[i] = *applied == 1;
+                }
             }
         }
     } catch (const PackReader::Malformed&) {
         unexpected();
     }
     if (left != 0 || !reader.at_end()) unexpected();
-    return results;
+    return result;
 }
 
 }  // namespace detail
@@ -595,7 +405,7 @@ class RedisStatusStore : public StatusStore {
     ///         applied twice), but reports the facts the lost call applied as applied before.
     ///         RedisError when Redis is out of reach or refuses the script (a key of another
     ///         type under the prefix) in the first try: nothing is written then.
-    std::vector<AppliedFact> apply(const std::vector<PreparedFact>& facts) override {
+    AppliedFacts apply(const std::vector<PreparedFact>& facts) override {
         if (facts.empty()) return {};
         const detail::StatusBatch batch =
             detail::encode_status_batch(options_, facts, detail::random_key());
@@ -612,7 +422,7 @@ class RedisStatusStore : public StatusStore {
                                                                 &detail::status_answer_lua>()
                                               .run(*redis_, {batch.call})
                                               .at(0);
-                return detail::decode_status_answer(answer, batch, facts);
+                return detail::decode_status_answer(answer, batch, facts.size());
             } catch (const RedisConnectionLost&) {
                 lost = true;
                 if (attempt < 3 && std::chrono::steady_clock::now() + longest_try < keep_until) {
@@ -635,12 +445,12 @@ class RedisStatusStore : public StatusStore {
 
     /// @throws RedisError.
     std::optional<StatusRecord> read(const std::string& key) override {
-        const RedisValue fields = idempotent({"HGETALL", options_.record_key(key)});
+        const RedisValue fields = idempotent({"HGETALL", options_.message_key(key)});
         if (fields.is_error()) throw RedisError("Redis did not read a status: " + fields.text);
         if (fields.elements.empty()) return std::nullopt;
         StatusRecord record;
         for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
-            record.emplace(fields.elements[i].text, fields.elements[i + 1].text);
+            detail::stored_bodies(fields.elements[i + 1].text, record[fields.elements[i].text]);
         }
         return record;
     }

@@ -2,8 +2,9 @@
 
 /// @file
 /// The status rules, in one place: how a send's outcome, a queue move and each Event Webhook
-/// event become a `PreparedFact` for a store, and how a stored record reads back as a
-/// `MessageStatus`. Every rule is a join, so the status is a function of the set of facts seen:
+/// event become `PreparedFact`s for a store (each about one target: a recipient, or the send),
+/// and how a target's stored facts fold into its status (`StatusFold`, `status_from_record`).
+/// Every rule is a join, so a status is a function of the set of facts seen:
 ///
 /// - Each recipient's state is the greatest `DeliveryState` any of its facts implies
 ///   (`event_rules` says which state each event implies). Hence: delivered beats deferred
@@ -11,7 +12,7 @@
 ///   unsubscribe implies delivered; a later soft bounce ("blocked") does not undo delivered.
 ///   Between facts implying the same state, the later one (then a hash) gives the reason.
 /// - Every event is also counted per kind, with its first and last time: opens and clicks.
-/// - A fact is applied once per message, identified by its content without `sg_event_id`: so
+/// - A fact is applied once per target, identified by its content without `sg_event_id`: so
 ///   SendGrid's copies of an event, with the same id or a fresh one, change nothing twice.
 ///   (Two real opens in the same second from the same address and agent count once.)
 /// - The send: the greatest of queued < sending < failed < unknown < accepted its facts imply;
@@ -20,6 +21,7 @@
 /// - Events without the tracking argument are not about a tracked message and are left out.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -33,7 +35,6 @@
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
-#include "sendgrid_backend/detail/status/record_ops.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/status/state.hpp"
@@ -101,36 +102,6 @@ constexpr DeliveryState state_of(SendStatus status) noexcept {
 }
 
 namespace detail {
-
-/// The fields a record holds for a recipient (or, `target` empty, the send), as
-/// "<target>|<name>": an address holds no '|' that matters, since names are split at the last.
-/// `prefix` + `name` is the field's name, made in place (e.g. "n." and a count's name).
-inline std::string status_field(std::string_view target, std::string_view name,
-                                std::string_view prefix = {}) {
-    std::string field;
-    field.reserve(target.size() + 1 + prefix.size() + name.size());
-    field.append(target).append(1, '|').append(prefix).append(name);
-    return field;
-}
-
-/// The counts a change is judged by (RecipientStatus::summary), after the state's rank.
-inline constexpr const char* engagement_counts[] = {
-    "open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"};
-
-/// How many fields `watch_target` watches for `target`: a recipient's state's rank and its
-/// engagement counts; the send's (target "") only its rank, as no event is counted for it.
-constexpr std::size_t watched_fields(std::string_view target) noexcept {
-    return target.empty() ? 1 : 1 + std::size(engagement_counts);
-}
-
-inline void watch_target(PreparedFact& fact, std::string_view target) {
-    fact.watch.reserve(fact.watch.size() + watched_fields(target));
-    fact.watch.push_back(status_field(target, "s.rank"));
-    if (target.empty()) return;
-    for (const char* count : engagement_counts) {
-        fact.watch.push_back(status_field(target, count, "n."));
-    }
-}
 
 /// 64-bit FNV-1a: a fingerprint, not a secret (a collision merges two facts of one message).
 SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
@@ -204,45 +175,6 @@ inline std::string lower_email(std::string_view email) {
     return text;
 }
 
-/// A pick of `state` for `target`, ordered by (state, time, tie).
-inline FieldOp pick_state(std::string_view target, DeliveryState state, std::int64_t time,
-                          std::uint64_t hash,
-                          std::vector<std::pair<std::string, std::string>> payload) {
-    FieldOp op;
-    op.kind = FieldOp::Kind::pick;
-    op.field = status_field(target, "s");
-    op.order = {static_cast<std::int64_t>(state), time,
-                static_cast<std::int64_t>(hash & ((std::uint64_t{1} << 48) - 1))};
-    op.payload = std::move(payload);
-    return op;
-}
-
-/// What a pick of the send's state writes: the message id, the HTTP status and the reason.
-inline std::vector<std::pair<std::string, std::string>> send_payload(std::string message_id,
-                                                                     std::string http,
-                                                                     std::string reason) {
-    return {{status_field("", "msgid"), std::move(message_id)},
-            {status_field("", "http"), std::move(http)},
-            {status_field("", "reason"), std::move(reason)}};
-}
-
-/// What a pick of `recipient`'s state writes: the reason, SMTP status and classification.
-inline std::vector<std::pair<std::string, std::string>> recipient_payload(
-    std::string_view recipient, std::string reason, std::string smtp, std::string kind) {
-    return {{status_field(recipient, "reason"), std::move(reason)},
-            {status_field(recipient, "smtp"), std::move(smtp)},
-            {status_field(recipient, "class"), std::move(kind)}};
-}
-
-/// Counts the event; its time (0: none usable) is the kind's first or last only when known.
-inline void count_event(PreparedFact& fact, std::string_view target, const char* count,
-                        std::int64_t time) {
-    fact.ops.push_back({FieldOp::Kind::add, status_field(target, count, "n."), 1, {}, {}});
-    if (time <= 0) return;
-    fact.ops.push_back({FieldOp::Kind::min, status_field(target, count, "first."), time, {}, {}});
-    fact.ops.push_back({FieldOp::Kind::max, status_field(target, count, "last."), time, {}, {}});
-}
-
 /// Unix seconds as a store keeps them: within ±2^53, so negative or absurd times become 0.
 inline std::int64_t storable_time(std::int64_t time) noexcept {
     return time > 0 && time < (std::int64_t{1} << 53) ? time : 0;
@@ -257,52 +189,215 @@ inline std::string tracking_key_of(const WebhookEvent& event, const std::string&
     return found->get<std::string>();
 }
 
-/// The fact `event` is, or nullopt when it is not about a tracked message (no tracking key, no
+namespace detail {
+
+/// The counts a change is judged by (RecipientStatus::summary), in `Engagement` bit order.
+inline constexpr const char* engagement_counts[] = {
+    "open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"};
+
+/// A fact's body: one line of seven tab-separated parts,
+///
+///     rank, time, tie, count, then three texts
+///
+/// `rank` is the `DeliveryState` the fact implies, `time` when it happened (unix seconds, 0:
+/// unknown), `tie` a hash that orders facts of equal rank and time; `count` the kind of event
+/// it counts ("open", ...; empty for a send or a queue move); the texts are what the state says
+/// when this fact sets it: a recipient's reason, SMTP status and classification, or the send's
+/// message id, HTTP status and reason. Texts are escaped (`\\`, `\t`, `\n`), so a body holds no
+/// tab of its own and no line break.
+inline void append_escaped(std::string& out, std::string_view text) {
+    for (char c : text) {
+        switch (c) {
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            default:
+                out += c;
+        }
+    }
+}
+
+inline std::string fact_body(DeliveryState state, std::int64_t time, std::uint64_t hash,
+                             std::string_view count, std::string_view first,
+                             std::string_view second, std::string_view third) {
+    std::string body;
+    body.reserve(40 + count.size() + first.size() + second.size() + third.size());
+    body += std::to_string(static_cast<int>(state));
+    body += '\t';
+    body += std::to_string(storable_time(time));
+    body += '\t';
+    body += std::to_string(hash & ((std::uint64_t{1} << 48) - 1));
+    body += '\t';
+    body += count;
+    for (std::string_view text : {first, second, third}) {
+        body += '\t';
+        append_escaped(body, text);
+    }
+    return body;
+}
+
+inline std::string unescaped(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\\' || i + 1 == text.size()) {
+            out += text[i];
+            continue;
+        }
+        const char next = text[++i];
+        out += next == 't' ? '\t' : next == 'n' ? '\n' : next;
+    }
+    return out;
+}
+
+/// A non-negative decimal below 2^53 (what the rules write); nullopt for anything else.
+inline std::optional<std::int64_t> body_number(std::string_view text) noexcept {
+    if (text.empty() || text.size() > 16) return std::nullopt;
+    std::int64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        value = value * 10 + (c - '0');
+    }
+    if (value >= (std::int64_t{1} << 53)) return std::nullopt;
+    return value;
+}
+
+inline EventCount* count_named(RecipientStatus& status, std::string_view name) {
+    for (const EventRule& rule : event_rules) {
+        if (name == rule.count) return &(status.*rule.counted);
+    }
+    return nullptr;
+}
+
+}  // namespace detail
+
+/// One target's status (a recipient's, or the send's), folded from its facts one at a time.
+/// Every step is a join (the greatest state's fact, counts, the least and greatest times), so
+/// the facts' order makes no difference; each fact is to be added once (the store's job).
+class StatusFold {
+  public:
+    /// `target`: the recipient (lower case), or "" for the send.
+    explicit StatusFold(std::string target) { status_.email = std::move(target); }
+
+    /// Adds one fact's body; false (and nothing changed) for one the rules did not write.
+    bool add(std::string_view body) {
+        std::string_view parts[7];
+        std::string_view rest = body;
+        for (std::size_t i = 0; i < 7; ++i) {  // six tabs, no more
+            const std::size_t tab = rest.find('\t');
+            if ((tab == std::string_view::npos) != (i == 6)) return false;
+            parts[i] = rest.substr(0, tab);
+            if (tab != std::string_view::npos) rest.remove_prefix(tab + 1);
+        }
+        const auto rank = detail::body_number(parts[0]);
+        const auto time = detail::body_number(parts[1]);
+        const auto tie = detail::body_number(parts[2]);
+        if (!rank || *rank > static_cast<std::int64_t>(DeliveryState::dropped) || !time || !tie) {
+            return false;
+        }
+        EventCount* counted = nullptr;
+        if (!parts[3].empty()) {
+            counted = detail::count_named(status_, parts[3]);
+            if (counted == nullptr) return false;
+        }
+        if (counted != nullptr) {
+            ++counted->count;
+            if (*time > 0) {
+                counted->first = counted->first == 0 ? *time : std::min(counted->first, *time);
+                counted->last = std::max(counted->last, *time);
+            }
+        }
+        // The greatest (rank, time, tie) sets the state and its texts; equal ones (a hash
+        // collision) go by the body, so that no order of facts decides.
+        const std::array<std::int64_t, 3> order{*rank, *time, *tie};
+        if (has_state_ && (order < order_ || (order == order_ && body <= state_body_))) {
+            return true;
+        }
+        has_state_ = true;
+        order_ = order;
+        state_body_.assign(body);
+        status_.state = static_cast<DeliveryState>(*rank);
+        status_.state_time = *time;
+        if (status_.email.empty()) {
+            status_.message_id = detail::unescaped(parts[4]);
+            const auto http = detail::body_number(parts[5]);
+            status_.http_status = http ? static_cast<int>(*http % 1000) : 0;
+            status_.reason = detail::unescaped(parts[6]);
+        } else {
+            status_.reason = detail::unescaped(parts[4]);
+            status_.smtp_status = detail::unescaped(parts[5]);
+            status_.classification = detail::unescaped(parts[6]);
+        }
+        return true;
+    }
+
+    const RecipientStatus& status() const noexcept { return status_; }
+    RecipientStatus& status() noexcept { return status_; }
+
+  private:
+    RecipientStatus status_;
+    bool has_state_ = false;
+    std::array<std::int64_t, 3> order_{};
+    std::string state_body_;
+};
+
+/// The facts `event` is: one for its recipient, and one for the send (any event says SendGrid
+/// took the message), or nullopt when it is not about a tracked message (no tracking key, no
 /// address, or a kind of event the rules do not know).
-inline std::optional<PreparedFact> fact_from_event(const WebhookEvent& event,
-                                                   const std::string& tracking_arg) {
+struct EventFacts {
+    PreparedFact recipient;
+    PreparedFact send;
+};
+
+inline std::optional<EventFacts> fact_from_event(const WebhookEvent& event,
+                                                 const std::string& tracking_arg) {
     std::string key = tracking_key_of(event, tracking_arg);
     const std::optional<EventRule> rule = rule_for(event);
     if (key.empty() || event.email.empty() || !rule) return std::nullopt;
-    PreparedFact fact;
-    fact.key = std::move(key);
-    fact.ops.reserve(5);  // the recipient's pick, its count's three, the send's pick
-    const std::string recipient = detail::lower_email(event.email);
+    EventFacts facts;
+    const std::uint64_t key_hash = detail::fnv1a(key + '\n');
     // The event as SendGrid sent it, less the id its retries may change.
-    const std::uint64_t hash =
-        detail::content_hash(event.raw, detail::fnv1a(fact.key + '\n'), "sg_event_id");
-    fact.fingerprint = "e" + detail::hex64(hash);
-    const std::int64_t time = detail::storable_time(event.timestamp);
+    const std::uint64_t hash = detail::content_hash(event.raw, key_hash, "sg_event_id");
+    PreparedFact& recipient = facts.recipient;
+    recipient.key = key;
+    recipient.target = detail::lower_email(event.email);
+    recipient.fingerprint = "e" + detail::hex64(hash);
     // A state implied by an engagement (an open, a click) has no reason of its own.
     const bool own_reason =
         rule->implies != DeliveryState::delivered || rule->type == EventType::delivered;
-    auto why = own_reason ? detail::recipient_payload(
-                                recipient, event.reason, event.status,
-                                detail::json_text(event.raw, "bounce_classification"))
-                          : detail::recipient_payload(recipient, "", "", "");
-    fact.ops.push_back(detail::pick_state(recipient, rule->implies, time, hash, std::move(why)));
-    detail::count_event(fact, recipient, rule->count, time);
-    // Any event says SendGrid took the message; a recorded send (time > 0) tells it better.
+    std::string classification;
+    if (own_reason) classification = detail::json_text(event.raw, "bounce_classification");
+    recipient.body = detail::fact_body(rule->implies, event.timestamp, hash, rule->count,
+                                       own_reason ? event.reason : "",
+                                       own_reason ? event.status : "", classification);
+    // A recorded send (time > 0) tells it better. Ties between events naming different ids (one
+    // key on two sends) go by the id's hash, not by which event came first.
     const std::string_view message_id =
         std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
-    // Ties between events naming different ids (one key on two sends) go by the id's hash, not
-    // by which event came first.
-    fact.ops.push_back(detail::pick_state("", DeliveryState::accepted, 0, detail::fnv1a(message_id),
-                                          detail::send_payload(std::string(message_id), "", "")));
-    detail::watch_target(fact, recipient);
-    detail::watch_target(fact, "");
-    return fact;
+    const std::uint64_t id_hash = detail::fnv1a(message_id);
+    PreparedFact& send = facts.send;
+    send.key = std::move(key);
+    send.fingerprint = "a" + detail::hex64(detail::fnv1a(message_id, key_hash));
+    send.body = detail::fact_body(DeliveryState::accepted, 0, id_hash, "", message_id, "", "");
+    return facts;
 }
 
-/// The fact a send's outcome is, for the message with tracking key `key`, at `time` (unix
-/// seconds). Its recipients (their addresses, any form) each get the send's state. For one part
-/// of a message sent in parts, `part` names it (e.g. "part 2"): its recipients only then, and no
-/// message-level state (the whole message's outcome is a fact of its own).
-inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome& outcome,
-                                      const std::vector<std::string>& recipients, std::int64_t time,
-                                      const std::string& part = std::string()) {
-    PreparedFact fact;
-    fact.key = key;
+/// The facts a send's outcome is, for the message with tracking key `key`, at `time` (unix
+/// seconds): one for the send, then one per recipient (their addresses, any form; each once),
+/// in the message's order, each with the send's state. For one part of a message sent in parts,
+/// `part` names it (e.g. "part 2"): its recipients' facts only (the whole message's outcome is a
+/// fact of its own).
+inline std::vector<PreparedFact> fact_from_outcome(const std::string& key,
+                                                   const SendOutcome& outcome,
+                                                   const std::vector<std::string>& recipients,
+                                                   std::int64_t time,
+                                                   const std::string& part = std::string()) {
     const DeliveryState state = state_of(outcome.status);
     // An address in several personalizations counts once. A set: a message sent in parts may
     // have many thousands.
@@ -328,114 +423,47 @@ inline PreparedFact fact_from_outcome(const std::string& key, const SendOutcome&
     for (const std::string& recipient : done) {
         hash = detail::fnv1a("\n", detail::fnv1a(recipient, hash));  // as of recipient + '\n'
     }
-    fact.fingerprint = "s" + detail::hex64(hash);
-    time = detail::storable_time(time);
+    const std::string fingerprint = "s" + detail::hex64(hash);
+    std::vector<PreparedFact> facts;
+    facts.reserve(targets.size() + 1);
     if (part.empty()) {
-        fact.ops.push_back(detail::pick_state(
-            "", state, time, hash,
-            detail::send_payload(outcome.message_id, std::to_string(outcome.http_status),
-                                 outcome.failure_reason)));
-        detail::watch_target(fact, "");
+        facts.push_back({key, "", fingerprint,
+                         detail::fact_body(state, time, hash, "", outcome.message_id,
+                                           std::to_string(outcome.http_status),
+                                           outcome.failure_reason)});
     }
+    const std::string_view reason =
+        state == DeliveryState::accepted ? std::string_view() : outcome.failure_reason;
+    const std::string body = detail::fact_body(state, time, hash, "", reason, "", "");
     for (const std::string* recipient : targets) {
-        fact.ops.push_back(detail::pick_state(
-            *recipient, state, time, hash,
-            detail::recipient_payload(
-                *recipient,
-                state == DeliveryState::accepted ? std::string() : outcome.failure_reason, "",
-                "")));
-        detail::watch_target(fact, *recipient);
+        facts.push_back({key, *recipient, fingerprint, body});
     }
-    return fact;
+    return facts;
 }
 
 /// The fact that the queue moved the message with key `key` to `state` (queued, sending, or
 /// failed when cancelled), with `reason` as the send's reason when there is one ("cancelled").
 inline PreparedFact fact_from_queue(const std::string& key, DeliveryState state, std::int64_t time,
                                     const std::string& reason = std::string()) {
-    PreparedFact fact;
-    fact.key = key;
     const std::uint64_t hash =
         detail::fnv1a(std::string("queue\n") + to_string(state), detail::fnv1a(key + '\n'));
-    fact.fingerprint = "q" + detail::hex64(hash);
-    std::vector<std::pair<std::string, std::string>> why;
-    if (!reason.empty()) {
-        why = detail::send_payload("", "", reason);
-    }
-    fact.ops.push_back(
-        detail::pick_state("", state, detail::storable_time(time), hash, std::move(why)));
-    detail::watch_target(fact, "");
-    return fact;
+    return {key, "", "q" + detail::hex64(hash),
+            detail::fact_body(state, time, hash, "", "", "", reason)};
 }
-
-namespace detail {
-
-inline EventCount* count_named(RecipientStatus& status, std::string_view name) {
-    for (const EventRule& rule : event_rules) {
-        if (name == rule.count) return &(status.*rule.counted);
-    }
-    return nullptr;
-}
-
-inline std::int64_t integer_text(const std::string& text) {
-    StatusRecord one{{"", text}};
-    return record_integer(one, "").value_or(0);
-}
-
-/// Reads one "<name>" of a target's fields into `status`.
-inline void read_status_field(RecipientStatus& status, std::string_view name,
-                              const std::string& value) {
-    if (name == "s.rank") {
-        const std::int64_t rank = integer_text(value);
-        if (rank >= 0 && rank <= static_cast<std::int64_t>(DeliveryState::dropped)) {
-            status.state = static_cast<DeliveryState>(rank);
-        }
-    } else if (name == "s.time") {
-        status.state_time = integer_text(value);
-    } else if (name == "reason") {
-        status.reason = value;
-    } else if (name == "smtp") {
-        status.smtp_status = value;
-    } else if (name == "class") {
-        status.classification = value;
-    } else if (name == "msgid") {
-        status.message_id = value;
-    } else if (name == "http") {
-        status.http_status = static_cast<int>(integer_text(value) % 1000);
-    } else {
-        for (const auto& [prefix, member] :
-             {std::pair<std::string_view, std::int64_t EventCount::*>{"n.", &EventCount::count},
-              {"first.", &EventCount::first},
-              {"last.", &EventCount::last}}) {
-            if (name.substr(0, prefix.size()) != prefix) continue;
-            if (EventCount* count = count_named(status, name.substr(prefix.size()))) {
-                (*count).*member = integer_text(value);
-            }
-        }
-    }
-}
-
-}  // namespace detail
 
 /// Reads a stored record back: the send, then each recipient sorted by address.
 inline MessageStatus status_from_record(const std::string& key, const StatusRecord& record) {
     MessageStatus status;
     status.key = key;
-    std::map<std::string_view, RecipientStatus> recipients;  // by address: sorted, each once
-    for (const auto& [field, value] : record) {
-        const std::size_t bar = field.rfind('|');
-        if (bar == std::string::npos) continue;
-        const std::string_view target = std::string_view(field).substr(0, bar);
-        const std::string_view name = std::string_view(field).substr(bar + 1);
-        RecipientStatus* into = &status.send;
-        if (!target.empty()) {
-            into = &recipients[target];
-            if (into->email.empty()) into->email = std::string(target);
+    for (const auto& [target, bodies] : record) {
+        StatusFold fold(target);
+        for (const std::string& body : bodies) fold.add(body);
+        if (target.empty()) {
+            status.send = std::move(fold.status());
+        } else {
+            status.recipients.push_back(std::move(fold.status()));
         }
-        detail::read_status_field(*into, name, value);
     }
-    status.recipients.reserve(recipients.size());
-    for (auto& entry : recipients) status.recipients.push_back(std::move(entry.second));
     return status;
 }
 

@@ -12,8 +12,8 @@
 /// @endcode
 ///
 /// The file's tables (its data format; every process using the file must agree on it):
-/// - `records (key, field, value)`: each message's record, one row per field;
-/// - `fingerprints (key, fingerprint)`: the facts applied to each message;
+/// - `facts (key, target, fingerprint, body)`: the facts applied to each message's targets (a
+///   recipient, or "" for the send);
 /// - `messages (key, changed)`: when a fact was last applied to each message (Unix seconds);
 /// - `counters (name, value)`: `applied`, the facts applied since the file was made.
 
@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -35,7 +36,6 @@
 #include "sendgrid_backend/clock.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/checks/settings.hpp"
-#include "sendgrid_backend/detail/status/record_ops.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/status/store.hpp"
 
@@ -170,12 +170,9 @@ class SqliteStatement {
 
 /// The file's tables (see the file comment); made by the first store that opens the file.
 inline constexpr const char* sqlite_status_schema = R"sql(
-CREATE TABLE IF NOT EXISTS records (
-    key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
-    PRIMARY KEY (key, field)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS fingerprints (
-    key TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    PRIMARY KEY (key, fingerprint)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS facts (
+    key TEXT NOT NULL, target TEXT NOT NULL, fingerprint TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (key, target, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     key TEXT NOT NULL PRIMARY KEY, changed INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_by_change ON messages (changed);
@@ -222,51 +219,43 @@ class SqliteStatusStore : public StatusStore {
     SqliteStatusStore& operator=(const SqliteStatusStore&) = delete;
 
     /// @throws SqliteError; nothing of the batch is applied then.
-    std::vector<AppliedFact> apply(const std::vector<PreparedFact>& facts) override {
-        std::vector<AppliedFact> results;
-        results.reserve(facts.size());
-        if (facts.empty()) return results;
+    AppliedFacts apply(const std::vector<PreparedFact>& facts) override {
+        AppliedFacts result;
+        if (facts.empty()) return result;
+        const detail::TargetGroups groups = detail::target_groups(facts);
+        result.applied.reserve(facts.size());
+        result.before.resize(groups.first.size());
         std::lock_guard<std::mutex> lock(mutex_);
         Transaction transaction(*this, *begin_immediate_);
         const std::int64_t now = options_.clock->unix_now();
         const std::int64_t expired_at = now - options_.max_age.count();
         prune(expired_at);
-        // Each key's record as stored, and as the batch leaves it.
-        struct Loaded {
-            StatusRecord stored, current;
-        };
-        std::map<std::string, Loaded> loaded;
+        std::set<std::string_view> checked;  // keys whose age was looked at
         std::int64_t applied = 0;
-        for (const PreparedFact& fact : facts) {
-            auto found = loaded.find(fact.key);
-            if (found == loaded.end()) {
-                if (is_expired(fact.key, expired_at)) forget(fact.key);
-                StatusRecord record = load(fact.key);
-                found = loaded.emplace(fact.key, Loaded{record, std::move(record)}).first;
+        for (std::size_t i = 0; i < facts.size(); ++i) {
+            const PreparedFact& fact = facts[i];
+            if (checked.insert(fact.key).second && is_expired(fact.key, expired_at)) {
+                forget(fact.key);
             }
-            {
-                detail::SqliteStatement::Run insert(*insert_fingerprint_, fact.key,
-                                                    fact.fingerprint);
-                insert.done();
+            const std::size_t group = groups.of_fact[i];
+            if (groups.first[group] == i) {  // the target's first fact: what it held before
+                detail::SqliteStatement::Run run(*select_target_, fact.key, fact.target);
+                while (run.next()) result.before[group].push_back(run.text(0));
             }
+            detail::SqliteStatement::Run(*insert_fact_, fact.key, fact.target, fact.fingerprint,
+                                         fact.body)
+                .done();
             if (sqlite3_changes(db_.get()) == 0) {  // applied before
-                results.emplace_back();
+                result.applied.push_back(false);
                 continue;
             }
-            results.push_back(detail::apply_ops(found->second.current, fact));
+            result.applied.push_back(true);
             detail::SqliteStatement::Run(*touch_, fact.key, now).done();
             ++applied;
         }
-        for (const auto& [key, record] : loaded) {
-            for (const auto& [field, value] : record.current) {  // ops only add or change fields
-                auto before = record.stored.find(field);
-                if (before != record.stored.end() && before->second == value) continue;
-                detail::SqliteStatement::Run(*write_field_, key, field, value).done();
-            }
-        }
         if (applied != 0) detail::SqliteStatement::Run(*count_applied_, applied).done();
         transaction.commit();
-        return results;
+        return result;
     }
 
     /// @throws SqliteError.
@@ -275,7 +264,11 @@ class SqliteStatusStore : public StatusStore {
         Transaction transaction(*this, *begin_);  // one snapshot for both queries
         const std::int64_t expired_at = options_.clock->unix_now() - options_.max_age.count();
         if (is_expired(key, expired_at)) return std::nullopt;
-        StatusRecord record = load(key);
+        StatusRecord record;
+        {
+            detail::SqliteStatement::Run run(*select_facts_, key);
+            while (run.next()) record[run.text(0)].push_back(run.text(1));
+        }
         transaction.commit();
         if (record.empty()) return std::nullopt;
         return record;
@@ -349,6 +342,25 @@ class SqliteStatusStore : public StatusStore {
                               "': cannot make the status tables: " + message);
         }
         exec("COMMIT", "cannot make the status tables");
+        // 0.16 and older kept a record of fields per message: its tables are not read, and
+        // leaving them unsaid would look like lost statuses.
+        int old_tables = 0;
+        const auto count = [](void* found, int, char**, char**) {
+            ++*static_cast<int*>(found);
+            return 0;
+        };
+        if (sqlite3_exec(db_.get(),
+                         "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+                         "('records', 'fingerprints')",
+                         count, &old_tables, nullptr) != SQLITE_OK) {
+            detail::throw_sqlite(db_.get(), path_, "cannot list its tables");
+        }
+        if (old_tables != 0) {
+            throw SqliteError("SQLite database '" + path_ +
+                              "': it holds statuses in the format of sendgrid_backend 0.16 or "
+                              "older (tables records and fingerprints), which this version does "
+                              "not read; give the store a new file");
+        }
     }
 
     void prepare() {
@@ -358,15 +370,13 @@ class SqliteStatusStore : public StatusStore {
         begin_immediate_ = make("BEGIN IMMEDIATE");
         begin_ = make("BEGIN");
         commit_ = make("COMMIT");
-        insert_fingerprint_ =
-            make("INSERT OR IGNORE INTO fingerprints (key, fingerprint) VALUES (?1, ?2)");
-        select_record_ = make("SELECT field, value FROM records WHERE key = ?1");
-        write_field_ =
-            make("INSERT OR REPLACE INTO records (key, field, value) VALUES (?1, ?2, ?3)");
+        insert_fact_ = make(
+            "INSERT OR IGNORE INTO facts (key, target, fingerprint, body) VALUES (?1, ?2, ?3, ?4)");
+        select_target_ = make("SELECT body FROM facts WHERE key = ?1 AND target = ?2");
+        select_facts_ = make("SELECT target, body FROM facts WHERE key = ?1");
         select_changed_ = make("SELECT changed FROM messages WHERE key = ?1");
         touch_ = make("INSERT OR REPLACE INTO messages (key, changed) VALUES (?1, ?2)");
-        forget_records_ = make("DELETE FROM records WHERE key = ?1");
-        forget_fingerprints_ = make("DELETE FROM fingerprints WHERE key = ?1");
+        forget_facts_ = make("DELETE FROM facts WHERE key = ?1");
         forget_message_ = make("DELETE FROM messages WHERE key = ?1");
         select_expired_ =
             make("SELECT key FROM messages WHERE changed <= ?1 ORDER BY changed LIMIT ?2");
@@ -380,16 +390,8 @@ class SqliteStatusStore : public StatusStore {
         return run.next() && run.integer(0) <= expired_at;
     }
 
-    StatusRecord load(const std::string& key) {
-        StatusRecord record;
-        detail::SqliteStatement::Run run(*select_record_, key);
-        while (run.next()) record.emplace(run.text(0), run.text(1));
-        return record;
-    }
-
     void forget(const std::string& key) {
-        detail::SqliteStatement::Run(*forget_records_, key).done();
-        detail::SqliteStatement::Run(*forget_fingerprints_, key).done();
+        detail::SqliteStatement::Run(*forget_facts_, key).done();
         detail::SqliteStatement::Run(*forget_message_, key).done();
     }
 
@@ -409,9 +411,9 @@ class SqliteStatusStore : public StatusStore {
     std::mutex mutex_;
     std::unique_ptr<sqlite3, Close> db_;
     // After db_: destroyed (finalized) before the connection is closed.
-    std::unique_ptr<detail::SqliteStatement> begin_immediate_, begin_, commit_, insert_fingerprint_,
-        select_record_, write_field_, select_changed_, touch_, forget_records_,
-        forget_fingerprints_, forget_message_, select_expired_, count_applied_, select_applied_;
+    std::unique_ptr<detail::SqliteStatement> begin_immediate_, begin_, commit_, insert_fact_,
+        select_target_, select_facts_, select_changed_, touch_, forget_facts_, forget_message_,
+        select_expired_, count_applied_, select_applied_;
 };
 
 SENDGRID_BACKEND_NAMESPACE_END

@@ -25,8 +25,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -105,13 +107,15 @@ class StatusTracker : public StatusRecorder {
         if (outcome.tracking_key.empty() || outcome.status == SendStatus::not_attempted) return;
         const std::int64_t now = options_.now();
         std::vector<PreparedFact> facts;
-        std::vector<StatusEvent> events;  // one per fact: the state that fact's outcome implies
-        const auto add = [&](PreparedFact fact, SendStatus status) {
-            facts.push_back(std::move(fact));
-            StatusEvent& event = events.emplace_back();
+        std::vector<StatusEvent> events;  // one per fact: the state its outcome implies
+        const auto add = [&](std::vector<PreparedFact> more, SendStatus status) {
+            StatusEvent event;
             event.message = &message;
             event.implies = state_of(status);
             event.time = now;
+            events.insert(events.end(), more.size(), event);
+            facts.insert(facts.end(), std::make_move_iterator(more.begin()),
+                         std::make_move_iterator(more.end()));
         };
         if (outcome.parts.empty()) {
             add(fact_from_outcome(outcome.tracking_key, outcome, message.recipients(), now),
@@ -152,21 +156,35 @@ class StatusTracker : public StatusRecorder {
     std::size_t record(const std::vector<WebhookEvent>& events) {
         std::vector<PreparedFact> facts;
         std::vector<StatusEvent> sources;
-        facts.reserve(events.size());
-        sources.reserve(events.size());
+        std::vector<bool> is_event;  // per fact: an event's own fact (counted), or its send's
+        facts.reserve(2 * events.size());
+        sources.reserve(2 * events.size());
+        is_event.reserve(2 * events.size());
+        // A message's events all say the same of its send: that fact goes to the store once.
+        std::unordered_set<std::string> sends;
         for (const WebhookEvent& event : events) {
-            auto fact = fact_from_event(event, options_.tracking_arg);
-            if (!fact) continue;
+            auto made = fact_from_event(event, options_.tracking_arg);
+            if (!made) continue;
             StatusEvent source;
             source.source = StatusEvent::Source::webhook;
             source.event = &event;
             source.implies = rule_for(event)->implies;
             source.time = event.timestamp;
-            facts.push_back(std::move(*fact));
+            facts.push_back(std::move(made->recipient));
             sources.push_back(source);
+            is_event.push_back(true);
+            if (!sends.insert(made->send.fingerprint + '\n' + made->send.key).second) continue;
+            facts.push_back(std::move(made->send));
+            source.implies = DeliveryState::accepted;
+            sources.push_back(source);
+            is_event.push_back(false);
         }
         if (facts.empty()) return 0;
-        return apply(facts, [&](std::size_t i) -> const StatusEvent& { return sources[i]; });
+        const std::vector<bool> applied =
+            apply(facts, [&](std::size_t i) -> const StatusEvent& { return sources[i]; });
+        std::size_t count = 0;
+        for (std::size_t i = 0; i < facts.size(); ++i) count += applied[i] && is_event[i] ? 1 : 0;
+        return count;
     }
 
     /// The status of the message with tracking key `key`; nullopt when nothing is known of it.
@@ -180,51 +198,41 @@ class StatusTracker : public StatusRecorder {
     StatusStore& store() const noexcept { return *options_.store; }
 
   private:
+    /// Applies `facts` and signals each real change; returns which were applied.
     template <class SourceOf>
-    std::size_t apply(const std::vector<PreparedFact>& facts, SourceOf&& source_of) const {
-        const std::vector<AppliedFact> results = options_.store->apply(facts);
-        std::size_t applied = 0;
-        for (std::size_t i = 0; i < facts.size() && i < results.size(); ++i) {
-            if (!results[i].applied) continue;
-            ++applied;
-            signal_changes(facts[i], results[i], source_of(i));
+    std::vector<bool> apply(const std::vector<PreparedFact>& facts, SourceOf&& source_of) const {
+        AppliedFacts result = options_.store->apply(facts);
+        const detail::TargetGroups groups = detail::target_groups(facts);
+        if (result.applied.size() != facts.size() || result.before.size() != groups.first.size()) {
+            throw std::logic_error(
+                "sendgrid_backend: the status store answered for " + std::to_string(result.applied.size()) +
+                            " facts and " + std::to_string(result.before.size()) +
+                            " targets, not " + std::to_string(facts.size()) + " and " +
+                            std::to_string(groups.first.size()) + " (it breaks StatusStore's "
+                            "contract)");
         }
-        return applied;
-    }
-
-    /// A target's state from its `width` watched values at `at` (see detail::watch_target).
-    static RecipientState state_from(const std::vector<std::int64_t>& values, std::size_t at,
-                                     std::size_t width) {
-        RecipientState state;
-        const std::int64_t rank = values[at];
-        if (rank >= 0 && rank <= static_cast<std::int64_t>(DeliveryState::dropped)) {
-            state.state = static_cast<DeliveryState>(rank);
-        }
-        for (std::size_t k = 1; k < width; ++k) {
-            if (values[at + k] > 0) state.engagement |= 1u << (k - 1);
-        }
-        return state;
-    }
-
-    void signal_changes(const PreparedFact& fact, const AppliedFact& result,
-                        const StatusEvent& event) const {
-        if (result.before.size() != fact.watch.size() || result.after.size() != fact.watch.size())
-            return;  // a store that broke its contract: nothing reliable to say
-        for (std::size_t at = 0, width = 0; at < fact.watch.size(); at += width) {
-            const std::string& field = fact.watch[at];  // "<recipient>|s.rank"
-            const std::string_view target = std::string_view(field).substr(0, field.rfind('|'));
-            width = detail::watched_fields(target);
-            if (at + width > fact.watch.size()) return;
-            const RecipientState before = state_from(result.before, at, width);
-            const RecipientState after = state_from(result.after, at, width);
-            if (before == after || !sendgrid_status_changed.has_listeners()) continue;
-            const std::string recipient(target);
-            for (const auto& error :
-                 sendgrid_status_changed.send_robust(fact.key, recipient, before, after, event)) {
-                detail::report_handler_error(options_.on_handler_error, fact.key, error,
+        if (!sendgrid_status_changed.has_listeners()) return std::move(result.applied);
+        // Each target's status folded from what it held, then from each fact applied now.
+        std::vector<std::optional<StatusFold>> folds(groups.first.size());
+        for (std::size_t i = 0; i < facts.size(); ++i) {
+            if (!result.applied[i]) continue;
+            const std::size_t group = groups.of_fact[i];
+            std::optional<StatusFold>& fold = folds[group];
+            if (!fold) {
+                fold.emplace(facts[i].target);
+                for (const std::string& body : result.before[group]) fold->add(body);
+            }
+            const RecipientState before = fold->status().summary();
+            fold->add(facts[i].body);
+            const RecipientState after = fold->status().summary();
+            if (before == after) continue;
+            for (const auto& error : sendgrid_status_changed.send_robust(
+                     facts[i].key, facts[i].target, before, after, source_of(i))) {
+                detail::report_handler_error(options_.on_handler_error, facts[i].key, error,
                                              "sendgrid_status_changed handler");
             }
         }
+        return std::move(result.applied);
     }
 
     StatusTrackerOptions options_;
