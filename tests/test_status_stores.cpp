@@ -12,20 +12,22 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -47,63 +49,58 @@
 // A namespace of its own: this file shares a unity-build unit with other tests.
 namespace status_store_test {
 
-using sendgrid_backend::AppliedFact;
-using sendgrid_backend::FieldOp;
+using sendgrid_backend::AppliedFacts;
 using sendgrid_backend::MemoryStatusStore;
 using sendgrid_backend::PreparedFact;
 using sendgrid_backend::StatusRecord;
 using sendgrid_backend::StatusStore;
-using Values = std::vector<std::int64_t>;
-using Payload = std::vector<std::pair<std::string, std::string>>;
+/// A target's fact bodies (compared in any order: sorted first).
+using Bodies = std::vector<std::string>;
 /// A fresh, empty store each call.
 using MakeStore = std::function<std::shared_ptr<StatusStore>()>;
 
-FieldOp op(FieldOp::Kind kind, std::string field, std::int64_t value) {
-    FieldOp result;
-    result.kind = kind;
-    result.field = std::move(field);
-    result.value = value;
-    return result;
-}
-FieldOp max_op(std::string field, std::int64_t value) {
-    return op(FieldOp::Kind::max, std::move(field), value);
-}
-FieldOp min_op(std::string field, std::int64_t value) {
-    return op(FieldOp::Kind::min, std::move(field), value);
-}
-FieldOp add_op(std::string field, std::int64_t value) {
-    return op(FieldOp::Kind::add, std::move(field), value);
-}
-FieldOp pick_op(std::string group, std::int64_t rank, std::int64_t time, std::int64_t tie,
-                Payload payload = {}) {
-    FieldOp result = op(FieldOp::Kind::pick, std::move(group), 0);
-    result.order = {rank, time, tie};
-    result.payload = std::move(payload);
-    return result;
-}
-
-PreparedFact fact(std::string key, std::string fingerprint, std::vector<FieldOp> ops,
-                  std::vector<std::string> watch = {}) {
+PreparedFact fact(std::string key, std::string target, std::string fingerprint, std::string body) {
     PreparedFact result;
     result.key = std::move(key);
+    result.target = std::move(target);
     result.fingerprint = std::move(fingerprint);
-    result.ops = std::move(ops);
-    result.watch = std::move(watch);
+    result.body = std::move(body);
     return result;
 }
 
-/// Applies one fact alone and returns what the store says it did.
-AppliedFact apply_one(StatusStore& store, PreparedFact one) {
-    const std::vector<AppliedFact> results = store.apply({std::move(one)});
-    REQUIRE(results.size() == 1);
-    return results[0];
+/// What `apply` answered, checked for its sizes: a flag per fact, a `before` per target.
+AppliedFacts apply_checked(StatusStore& store, const std::vector<PreparedFact>& facts) {
+    AppliedFacts result = store.apply(facts);
+    REQUIRE(result.applied.size() == facts.size());
+    REQUIRE(result.before.size() == sendgrid_backend::detail::target_groups(facts).first.size());
+    return result;
 }
 
+/// Applies one fact alone: whether the store applied it.
+bool apply_one(StatusStore& store, PreparedFact one) {
+    return apply_checked(store, {std::move(one)}).applied.at(0);
+}
+
+/// The applied flags as text, e.g. "101".
+std::string bits(const AppliedFacts& result) {
+    std::string text;
+    for (bool applied : result.applied) text += applied ? '1' : '0';
+    return text;
+}
+
+/// A text with its bytes that are not printable ASCII escaped (NUL, tab, UTF-8...).
 std::string show(const std::string& text) {
+    static const char digits[] = "0123456789abcdef";
     std::string shown = "\"";
     for (char c : text) {
-        if (c == '\0') {
-            shown += "\\0";
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            shown += '\\';
+            shown += c;
+        } else if (byte < 0x20 || byte >= 0x7f) {
+            shown += "\\x";
+            shown += digits[byte >> 4];
+            shown += digits[byte & 15];
         } else {
             shown += c;
         }
@@ -111,370 +108,283 @@ std::string show(const std::string& text) {
     return shown + "\"";
 }
 
-/// A record as text, so that a failed comparison shows both.
+/// Bodies in any order, shown sorted.
+std::string show(Bodies bodies) {
+    std::sort(bodies.begin(), bodies.end());
+    std::string text = "[";
+    for (std::size_t i = 0; i < bodies.size(); ++i) text += (i == 0 ? "" : ", ") + show(bodies[i]);
+    return text + "]";
+}
+
+/// A record as text, each target's bodies sorted, so that a failed comparison shows both.
 std::string show(const std::optional<StatusRecord>& record) {
     if (!record) return "nullopt";
     std::string text = "{";
-    for (const auto& [field, value] : *record) text += show(field) + ": " + show(value) + ", ";
+    for (const auto& [target, bodies] : *record) text += show(target) + ": " + show(bodies) + ", ";
     return text + "}";
 }
 
-std::string show(const AppliedFact& result) {
-    if (!result.applied) return "not applied" + std::string(result.before.empty() ? "" : " (?)");
-    std::string text = "applied, before";
-    for (auto value : result.before) text += " " + std::to_string(value);
-    text += ", after";
-    for (auto value : result.after) text += " " + std::to_string(value);
+std::string show(const AppliedFacts& result) {
+    std::string text = "applied " + bits(result) + ", before";
+    for (const Bodies& before : result.before) text += " " + show(before);
     return text;
 }
 
-std::string show(const std::vector<AppliedFact>& results) {
-    std::string text;
-    for (const AppliedFact& result : results) text += show(result) + "\n";
-    return text;
+AppliedFacts expected(const std::string& flags, std::vector<Bodies> before) {
+    AppliedFacts result;
+    for (char flag : flags) result.applied.push_back(flag == '1');
+    result.before = std::move(before);
+    return result;
 }
 
-// --- The contract, op by op ----------------------------------------------------------------
+// --- The contract -----------------------------------------------------------------------------
 
 void check_contract(const MakeStore& make_store) {
     std::shared_ptr<StatusStore> made = make_store();
     StatusStore& store = *made;
 
-    SECTION("max: a missing field is smaller than any value, negative ones included") {
-        AppliedFact result = apply_one(store, fact("k", "f1", {max_op("m", 5)}, {"m"}));
-        CHECK(result.applied);
-        CHECK(result.before == Values{0});
-        CHECK(result.after == Values{5});
-        result = apply_one(store, fact("k", "f2", {max_op("m", 3)}, {"m"}));
-        CHECK(result.before == Values{5});
-        CHECK(result.after == Values{5});
-        result = apply_one(store, fact("k", "f3", {max_op("m", 9)}, {"m"}));
-        CHECK(result.after == Values{9});
-        CHECK(apply_one(store, fact("k", "f4", {max_op("neg", -5)}, {"neg"})).after == Values{-5});
-        CHECK(apply_one(store, fact("k", "f5", {max_op("neg", -7)}, {"neg"})).after == Values{-5});
-        CHECK(apply_one(store, fact("k", "f6", {max_op("neg", -2)}, {"neg"})).after == Values{-2});
-        CHECK(show(store.read("k")) == show(StatusRecord{{"m", "9"}, {"neg", "-2"}}));
+    SECTION("a fact is applied once per key, target and fingerprint, in a batch and across") {
+        CHECK(store.applied_facts() == 0);
+        const PreparedFact once = fact("k", "", "f1", "sent");
+        // The fingerprint names the fact: a copy with another body is still a copy.
+        const PreparedFact changed_copy = fact("k", "", "f1", "another body");
+        // The same fingerprint under another target, or another key, is another fact.
+        const PreparedFact other_target = fact("k", "a@example.com", "f1", "sent");
+        const PreparedFact other_key = fact("j", "", "f1", "sent");
+        AppliedFacts result = apply_checked(
+            store, {once, once, other_target, changed_copy, other_key, other_target, other_key});
+        CHECK(bits(result) == "1010100");
+        CHECK(store.applied_facts() == 3);
+        for (int i = 0; i < 3; ++i) {
+            result = apply_checked(store, {changed_copy, other_key, once, other_target});
+            CHECK(bits(result) == "0000");
+        }
+        CHECK(store.applied_facts() == 3);
+        CHECK(show(store.read("k")) ==
+              show(StatusRecord{{"", {"sent"}}, {"a@example.com", {"sent"}}}));
+        CHECK(show(store.read("j")) == show(StatusRecord{{"", {"sent"}}}));
+        // Fingerprints that are part of another, or another's body; an empty fingerprint and an
+        // empty body are facts like any.
+        result = apply_checked(store, {fact("k", "", "f", "x"), fact("k", "", "", ""),
+                                       fact("k", "", "", ""), fact("k", "", "f1 ", "y"),
+                                       fact("k", "", "1", "z"), fact("k", "", "sent", "f1")});
+        CHECK(bits(result) == "110111");
+        CHECK(store.applied_facts() == 8);
+        CHECK_FALSE(apply_one(store, fact("k", "", "", "other")));
+        CHECK_FALSE(apply_one(store, fact("k", "", "f", "other")));
+        CHECK(show(store.read("k")) == show(StatusRecord{{"", {"sent", "x", "", "y", "z", "f1"}},
+                                                         {"a@example.com", {"sent"}}}));
+        CHECK(store.applied_facts() == 8);
     }
 
-    SECTION("min: likewise, downwards") {
-        CHECK(apply_one(store, fact("k", "f1", {min_op("m", 5)}, {"m"})).after == Values{5});
-        CHECK(apply_one(store, fact("k", "f2", {min_op("m", 7)}, {"m"})).after == Values{5});
-        CHECK(apply_one(store, fact("k", "f3", {min_op("m", -3)}, {"m"})).after == Values{-3});
-        CHECK(apply_one(store, fact("k", "f4", {min_op("m", -1)}, {"m"})).after == Values{-3});
-        CHECK(apply_one(store, fact("k", "f5", {min_op("big", 1000)}, {"big"})).before ==
-              Values{0});
-        CHECK(show(store.read("k")) == show(StatusRecord{{"big", "1000"}, {"m", "-3"}}));
-    }
-
-    SECTION("add: a missing field is 0; negative amounts and results") {
-        AppliedFact result = apply_one(store, fact("k", "f1", {add_op("n", 4)}, {"n"}));
-        CHECK(result.before == Values{0});
-        CHECK(result.after == Values{4});
-        result = apply_one(store, fact("k", "f2", {add_op("n", -10)}, {"n"}));
-        CHECK(result.before == Values{4});
-        CHECK(result.after == Values{-6});
-        CHECK(apply_one(store, fact("k", "f3", {add_op("n", 0)}, {"n"})).after == Values{-6});
-        CHECK(apply_one(store, fact("k", "f4", {add_op("z", 0)}, {"z"})).after == Values{0});
-        CHECK(show(store.read("k")) == show(StatusRecord{{"n", "-6"}, {"z", "0"}}));
-        // Within ±2^53, exactly (Redis' Lua numbers are doubles).
-        const std::int64_t big = (std::int64_t{1} << 53) - 1;
-        CHECK(apply_one(store, fact("k", "f5", {add_op("b", big - 1)}, {"b"})).after ==
-              Values{big - 1});
-        CHECK(apply_one(store, fact("k", "f6", {add_op("b", 1)}, {"b"})).after == Values{big});
-        CHECK(apply_one(store, fact("k", "f7", {min_op("c", -big)}, {"c"})).after == Values{-big});
-        CHECK(store.read("k")->at("b") == std::to_string(big));
-        CHECK(store.read("k")->at("c") == std::to_string(-big));
-    }
-
-    SECTION("values past ±2^53 are taken as ±2^53, sums held within it; such texts no integer") {
-        const std::int64_t limit = std::int64_t{1} << 53;
-        const std::int64_t huge = std::numeric_limits<std::int64_t>::max();
-        const std::int64_t tiny = std::numeric_limits<std::int64_t>::min();
-        CHECK(apply_one(store, fact("k", "f1", {add_op("a", huge)}, {"a"})).after == Values{limit});
-        CHECK(apply_one(store, fact("k", "f2", {add_op("a", huge)}, {"a"})).after == Values{limit});
-        CHECK(apply_one(store, fact("k", "f3", {add_op("a", -3)}, {"a"})).after ==
-              Values{limit - 3});
-        CHECK(apply_one(store, fact("k", "f4", {add_op("s", tiny), add_op("s", tiny)}, {"s"}))
-                  .after == Values{-limit});
-        CHECK(apply_one(store, fact("k", "f5", {max_op("m", huge)}, {"m"})).after == Values{limit});
-        CHECK(apply_one(store, fact("k", "f6", {min_op("n", tiny)}, {"n"})).after ==
-              Values{-limit});
-        apply_one(store, fact("k", "f7", {pick_op("p", huge, tiny, 1)}));
-        // 18 digits: a text past 2^53 reads as none, so max writes its value over it.
-        apply_one(store, fact("k", "f8",
-                              {pick_op("t", 1, 1, 1,
-                                       {{"t.big", "123456789012345678"},
-                                        {"t.edge", "9007199254740993"},
-                                        {"t.fits", "-9007199254740992"}})}));
-        const AppliedFact result = apply_one(
-            store, fact("k", "f9", {max_op("t.big", 1), add_op("t.edge", 1), min_op("t.fits", 0)},
-                        {"t.big", "t.edge", "t.fits"}));
-        CHECK(result.before == Values{0, 0, -limit});
-        CHECK(result.after == Values{1, 1, -limit});
-        const StatusRecord record = store.read("k").value();
-        CHECK(record.at("a") == std::to_string(limit - 3));
-        CHECK(record.at("p.rank") == std::to_string(limit));
-        CHECK(record.at("p.time") == std::to_string(-limit));
-        CHECK(record.at("t.fits") == "-9007199254740992");
-        CHECK(record.at("t.big") == "1");
-        CHECK(record.at("t.edge") == "1");  // 2^53 + 1: no integer, though a double rounds it
-        // Leading zeros count toward the 18 digits, not toward the magnitude.
-        apply_one(store,
-                  fact("k", "f10",
-                       {pick_op("u", 1, 1, 1,
-                                {{"u.z", "0009007199254740992"}, {"u.y", "009007199254740992"}})}));
-        const AppliedFact zeros = apply_one(
-            store, fact("k", "f11", {add_op("u.z", 1), add_op("u.y", -1)}, {"u.z", "u.y"}));
-        CHECK(zeros.before == Values{0, limit});
-        CHECK(zeros.after == Values{1, limit - 1});
-    }
-
-    SECTION("pick: the greatest order wins, by rank, then time, then tie; ties keep the first") {
-        const auto g = [&](std::int64_t rank, std::int64_t time, std::int64_t tie, Payload payload,
-                           const std::string& fingerprint) {
-            return apply_one(store, fact("k", fingerprint, {pick_op("g", rank, time, tie, payload)},
-                                         {"g.rank", "g.time", "g.tie"}));
-        };
-        AppliedFact result = g(2, 100, 1, {{"g.state", "open"}, {"g.note", ""}}, "f1");
-        CHECK(result.before == Values{0, 0, 0});
-        CHECK(result.after == Values{2, 100, 1});
-        const StatusRecord first{{"g.rank", "2"},
-                                 {"g.time", "100"},
-                                 {"g.tie", "1"},
-                                 {"g.state", "open"},
-                                 {"g.note", ""}};
-        CHECK(show(store.read("k")) == show(first));  // the empty text is written too
-        CHECK(g(1, 999, 9, {{"g.state", "lower rank"}}, "f2").after == Values{2, 100, 1});
-        CHECK(g(2, 99, 9, {{"g.state", "earlier"}}, "f3").after == Values{2, 100, 1});
-        CHECK(g(2, 100, 0, {{"g.state", "lower tie"}}, "f4").after == Values{2, 100, 1});
-        CHECK(g(2, 100, 1, {{"g.state", "equal"}}, "f5").after == Values{2, 100, 1});
-        CHECK(show(store.read("k")) == show(first));
-        // A greater tie wins, and its empty text overwrites.
-        CHECK(g(2, 100, 2, {{"g.state", ""}, {"g.note", "x"}}, "f6").after == Values{2, 100, 2});
-        const StatusRecord second{
-            {"g.rank", "2"}, {"g.time", "100"}, {"g.tie", "2"}, {"g.state", ""}, {"g.note", "x"}};
-        CHECK(show(store.read("k")) == show(second));
-        // A greater rank wins whatever its time; a payload need not name every field.
-        CHECK(g(3, -50, -1, {{"g.state", "later"}}, "f7").after == Values{3, -50, -1});
-        CHECK(store.read("k")->at("g.state") == "later");
-        CHECK(store.read("k")->at("g.note") == "x");
-        // Negative orders.
-        CHECK(apply_one(store, fact("k", "h1", {pick_op("h", -2, 0, 0, {{"h.v", "a"}})})).applied);
-        apply_one(store, fact("k", "h2", {pick_op("h", -3, 5, 5, {{"h.v", "b"}})}));
-        CHECK(store.read("k")->at("h.v") == "a");
-        apply_one(store, fact("k", "h3", {pick_op("h", -1, -9, -9, {{"h.v", "c"}})}));
-        CHECK(store.read("k")->at("h.v") == "c");
-        CHECK(store.read("k")->at("h.time") == "-9");
-    }
-
-    SECTION("pick: a missing part of the stored order is smaller than any") {
-        apply_one(store, fact("k", "f1", {max_op("p.rank", 4)}));
-        apply_one(store, fact("k", "f2", {pick_op("p", 3, 50, 50, {{"p.v", "lower"}})}));
-        CHECK(show(store.read("k")) == show(StatusRecord{{"p.rank", "4"}}));
-        apply_one(store, fact("k", "f3", {pick_op("p", 4, -1000, -1000, {{"p.v", "same rank"}})}));
+    SECTION("before: per target, in the order of its first fact, what it held before the call") {
+        AppliedFacts result = apply_checked(
+            store,
+            {fact("k", "", "f1", "s1"), fact("k", "a", "f2", "a2"), fact("k", "", "f3", "s3")});
+        CHECK(show(result) == show(expected("111", {{}, {}})));
+        result = apply_checked(store, {
+                                          fact("k", "a", "f4", "a4"),  // target 0: (k, a)
+                                          fact("k", "", "f5", "s5"),   // target 1: (k, "")
+                                          fact("k", "a", "f2", "a2"),  // a copy
+                                          fact("k", "b", "f1", "b1"),  // target 2: a new one
+                                          fact("k", "", "f1", "s1"),   // a copy
+                                          fact("j", "a", "f2", "j2"),  // target 3: another key
+                                          fact("k", "a", "f6", "a6"),
+                                      });
+        // Not the facts of the same call, whether before or after the target's first.
+        CHECK(show(result) == show(expected("1101011", {{"a2"}, {"s1", "s3"}, {}, {}})));
+        // A call of copies first: each target's facts, all of them.
+        result = apply_checked(store, {fact("j", "a", "f2", "j2"), fact("k", "b", "f1", "b1"),
+                                       fact("k", "a", "f4", "a4"), fact("k", "", "f9", "s9"),
+                                       fact("k", "", "f9", "s9")});
+        CHECK(show(result) ==
+              show(expected("00010", {{"j2"}, {"b1"}, {"a2", "a4", "a6"}, {"s1", "s3", "s5"}})));
         CHECK(show(store.read("k")) ==
               show(StatusRecord{
-                  {"p.rank", "4"}, {"p.time", "-1000"}, {"p.tie", "-1000"}, {"p.v", "same rank"}}));
+                  {"", {"s1", "s3", "s5", "s9"}}, {"a", {"a2", "a4", "a6"}}, {"b", {"b1"}}}));
+        CHECK(show(store.read("j")) == show(StatusRecord{{"a", {"j2"}}}));
+        CHECK(store.applied_facts() == 9);
     }
 
-    SECTION("a fact's ops apply in their order; stored texts that are no integer read as none") {
-        AppliedFact result = apply_one(
-            store,
-            fact("k", "f1", {add_op("c", 1), max_op("c", 0), min_op("d", 5), add_op("d", -10)},
-                 {"c", "d"}));
-        CHECK(result.after == Values{1, -5});
-        // Texts written by a payload, read back as integers as record_integer has it.
-        const std::string nineteen_digits = "1234567890123456789";
-        apply_one(store, fact("k", "f2",
-                              {pick_op("t", 1, 1, 1,
-                                       {{"t.word", "abc"},
-                                        {"t.zeros", "007"},
-                                        {"t.long", nineteen_digits},
-                                        {"t.plus", "+5"},
-                                        {"t.space", " 5"},
-                                        {"t.minus", "-"},
-                                        {"t.neg", "-08"}})}));
-        result = apply_one(
-            store, fact("k", "f3",
-                        {max_op("t.zeros", 5), max_op("t.long", 1), add_op("t.word", 2),
-                         min_op("t.plus", 9), max_op("t.space", 1), add_op("t.minus", 3),
-                         max_op("t.neg", -9)},
-                        {"t.word", "t.zeros", "t.long", "t.plus", "t.space", "t.minus", "t.neg"}));
-        CHECK(result.before == Values{0, 7, 0, 0, 0, 0, -8});
-        CHECK(result.after == Values{2, 7, 1, 9, 1, 3, -8});
-        const StatusRecord record = store.read("k").value();
-        CHECK(record.at("t.zeros") == "007");  // 7 > 5: kept as written
-        CHECK(record.at("t.neg") == "-08");
-        CHECK(record.at("t.long") == "1");
-        CHECK(record.at("t.word") == "2");
-    }
-
-    SECTION("watch: values before and after, in watch order, 0 for missing; none for a copy") {
-        apply_one(store, fact("k", "f0", {add_op("a", 5)}));
-        const PreparedFact watched =
-            fact("k", "f1", {add_op("a", 2), max_op("b", -4)}, {"a", "missing", "b", "a"});
-        AppliedFact result = apply_one(store, watched);
-        CHECK(result.applied);
-        CHECK(result.before == Values{5, 0, 0, 5});
-        CHECK(result.after == Values{7, 0, -4, 7});
-        result = apply_one(store, watched);
-        CHECK_FALSE(result.applied);
-        CHECK(result.before.empty());
-        CHECK(result.after.empty());
-        // Nothing watched: nothing reported.
-        result = apply_one(store, fact("k", "f2", {add_op("a", 1)}));
-        CHECK(result.applied);
-        CHECK(result.before.empty());
-        CHECK(result.after.empty());
-    }
-
-    SECTION("duplicates, in one batch and across batches: applied and counted once") {
-        CHECK(store.applied_facts() == 0);
-        const PreparedFact once = fact("k", "f1", {add_op("n", 1)}, {"n"});
-        // The fingerprint names the fact: a copy with other ops is still a copy.
-        const PreparedFact changed_copy = fact("k", "f1", {add_op("n", 100)}, {"n"});
-        // The same fingerprint under another key is another fact.
-        const PreparedFact other_key = fact("j", "f1", {add_op("n", 1)}, {"n"});
-        const std::vector<AppliedFact> results =
-            store.apply({once, once, other_key, changed_copy, other_key});
-        REQUIRE(results.size() == 5);
-        CHECK(results[0].applied);
-        CHECK(results[0].after == Values{1});
-        CHECK_FALSE(results[1].applied);
-        CHECK(results[2].applied);
-        CHECK_FALSE(results[3].applied);
-        CHECK_FALSE(results[4].applied);
-        CHECK(store.applied_facts() == 2);
-        for (int i = 0; i < 3; ++i) {
-            const std::vector<AppliedFact> again = store.apply({changed_copy, once, other_key});
-            REQUIRE(again.size() == 3);
-            for (const AppliedFact& result : again) CHECK_FALSE(result.applied);
+    SECTION("facts for several keys and targets in one batch; odd texts; unknown keys; no facts") {
+        const std::string odd_key = "order 42/\xc3\xbc msg:x";  // spaces, UTF-8, the separator
+        const std::string utf8_target = "j\xc3\xbcrgen@ex\xc3\xa4mple.com";
+        const std::string tab_body = "rank\t12\t\t\xe2\x82\xac \r";
+        const std::string nul_key("n\0k", 3);
+        const std::string nul_target("a\0b@example.com", 15);
+        const std::string nul_fingerprint("f\0", 2);
+        const std::string nul_body("v\0\0w", 4);
+        const AppliedFacts result = apply_checked(
+            store, {
+                       fact("a", "", "f1", "a1"),
+                       fact("b", "x y@example.com", "f1", "b1"),
+                       fact(odd_key, utf8_target, "f1", tab_body),
+                       fact("a", "", "f2", "a2"),
+                       fact(nul_key, nul_target, nul_fingerprint, nul_body),
+                       fact("msg:a", "", "f1", "m1"),  // another message than "a"
+                       fact(nul_key, "", "f1", "s"),
+                       fact("n", nul_target, nul_fingerprint, "n1"),  // "n\0k" begins so
+                       fact(nul_key, nul_target, "f", nul_body),      // another fingerprint
+                       fact(nul_key, nul_target, nul_fingerprint, "copy"),
+                       fact("", "", "f1", "the empty key"),
+                       fact(odd_key, "", "f1", "o1"),
+                   });
+        CHECK(show(result) == show(expected("111111111011", {{}, {}, {}, {}, {}, {}, {}, {}, {}})));
+        CHECK(show(store.read("a")) == show(StatusRecord{{"", {"a1", "a2"}}}));
+        CHECK(show(store.read("b")) == show(StatusRecord{{"x y@example.com", {"b1"}}}));
+        CHECK(show(store.read(odd_key)) ==
+              show(StatusRecord{{utf8_target, {tab_body}}, {"", {"o1"}}}));
+        CHECK(show(store.read(nul_key)) ==
+              show(StatusRecord{{nul_target, {nul_body, nul_body}}, {"", {"s"}}}));
+        CHECK(show(store.read("msg:a")) == show(StatusRecord{{"", {"m1"}}}));
+        CHECK(show(store.read("n")) == show(StatusRecord{{nul_target, {"n1"}}}));
+        CHECK(show(store.read("")) == show(StatusRecord{{"", {"the empty key"}}}));
+        CHECK(store.applied_facts() == 11);
+        // What a later call finds under the odd names.
+        CHECK(show(apply_checked(store, {fact(nul_key, nul_target, nul_fingerprint, "again"),
+                                         fact(odd_key, utf8_target, "f2", "o2")})) ==
+              show(expected("01", {{nul_body, nul_body}, {tab_body}})));
+        CHECK(store.applied_facts() == 12);
+        for (const std::string& unknown :
+             {std::string("c"), std::string("order 42/"), std::string("msg:"), std::string("A"),
+              std::string("n\0", 2), std::string("msg:b"), std::string("a ")}) {
+            CAPTURE(show(unknown));
+            CHECK_FALSE(store.read(unknown).has_value());
         }
-        CHECK(store.applied_facts() == 2);
-        CHECK(show(store.read("k")) == show(StatusRecord{{"n", "1"}}));
-        CHECK(show(store.read("j")) == show(StatusRecord{{"n", "1"}}));
-        // A fact with no ops is applied and counted; it leaves no record.
-        CHECK(apply_one(store, fact("empty", "f1", {}, {"x"})).after == Values{0});
-        CHECK_FALSE(apply_one(store, fact("empty", "f1", {})).applied);
-        CHECK(store.applied_facts() == 3);
-        CHECK_FALSE(store.read("empty").has_value());
+        const AppliedFacts none = store.apply({});
+        CHECK(none.applied.empty());
+        CHECK(none.before.empty());
+        CHECK(store.applied_facts() == 12);
+        CHECK(show(store.read("a")) == show(StatusRecord{{"", {"a1", "a2"}}}));
     }
 
-    SECTION("one message with thousands of facts and fields in one batch, and a copy of each") {
+    SECTION("thousands of targets, and a target with thousands of facts, in one batch; copies") {
         // Past the sizes a store may split into several calls (Redis' Lua: 1,000 arguments).
-        constexpr int facts = 2600;
+        constexpr std::size_t count = 2600;
         std::vector<PreparedFact> batch;
-        for (int copy = 0; copy < 2; ++copy) {
-            for (int i = 0; i < facts; ++i) {
-                const std::string n = std::to_string(i);
-                batch.push_back(fact("big", "f" + n,
-                                     {add_op("n" + n, i), pick_op("g" + n, 1, i, 0, {{"v" + n, n}}),
-                                      add_op("total", 1)},
-                                     {"n" + n, "total"}));
+        Bodies deep;
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::string n = std::to_string(i);
+            batch.push_back(fact("wide", "r" + n + "@example.com", "f", "body " + n));
+        }
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::string n = std::to_string(i);
+            // Long bodies: the target's facts pass 64 KiB (MessagePack's 32-bit text sizes).
+            const std::string body = "body " + n + std::string(40, '.');
+            batch.push_back(fact("deep", "", "f" + n, body));
+            deep.push_back(body);
+        }
+        const std::vector<PreparedFact> distinct = batch;
+        batch.insert(batch.end(), distinct.begin(), distinct.end());  // a copy of each
+        AppliedFacts result = apply_checked(store, batch);
+        REQUIRE(result.before.size() == count + 1);
+        const auto wrong_flags = [&](const AppliedFacts& answer, std::size_t new_from) {
+            std::size_t wrong = 0;
+            for (std::size_t i = 0; i < answer.applied.size(); ++i) {
+                if (answer.applied[i] != (i >= new_from && i < new_from + 2)) ++wrong;
+            }
+            return wrong;
+        };
+        std::size_t wrong = 0;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (result.applied[i] != (i < distinct.size())) ++wrong;
+        }
+        CHECK(wrong == 0);
+        std::size_t nonempty = 0;
+        for (const Bodies& before : result.before) nonempty += before.empty() ? 0 : 1;
+        CHECK(nonempty == 0);
+        CHECK(store.applied_facts() == distinct.size());
+        const StatusRecord wide = store.read("wide").value();
+        CHECK(wide.size() == count);
+        wrong = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            const auto found = wide.find("r" + std::to_string(i) + "@example.com");
+            if (found == wide.end() || found->second != Bodies{"body " + std::to_string(i)}) {
+                ++wrong;
             }
         }
-        const std::vector<AppliedFact> results = store.apply(batch);
-        REQUIRE(results.size() == batch.size());
-        for (int i = 0; i < facts; ++i) {
-            INFO("fact " << i);
-            CHECK(results[i].applied);
-            CHECK(results[i].before == Values{0, i});
-            CHECK(results[i].after == Values{i, i + 1});
-            CHECK_FALSE(results[facts + i].applied);
+        CHECK(wrong == 0);
+        CHECK(show(store.read("deep")) == show(StatusRecord{{"", deep}}));
+
+        // Copies of all again, and a new fact for each message: each target's facts before.
+        std::vector<PreparedFact> again = distinct;
+        again.push_back(fact("wide", "r2599@example.com", "g", "late"));
+        again.push_back(fact("deep", "", "new", "new body"));
+        result = apply_checked(store, again);
+        REQUIRE(result.before.size() == count + 1);
+        CHECK(wrong_flags(result, distinct.size()) == 0);
+        wrong = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            if (result.before[i] != Bodies{"body " + std::to_string(i)}) ++wrong;
         }
-        CHECK(store.applied_facts() == static_cast<std::uint64_t>(facts));
-        const StatusRecord record = store.read("big").value();
-        CHECK(record.size() == 1 + 5 * static_cast<std::size_t>(facts));
-        CHECK(record.at("total") == std::to_string(facts));
-        CHECK(record.at("n2599") == "2599");
-        CHECK(record.at("g2599.time") == "2599");
-        CHECK(record.at("v2599") == "2599");
-        CHECK_FALSE(apply_one(store, batch[facts - 1]).applied);
+        CHECK(wrong == 0);
+        CHECK(show(result.before[count]) == show(deep));
+        CHECK(store.applied_facts() == distinct.size() + 2);
+        deep.push_back("new body");
+        CHECK(show(store.read("deep")) == show(StatusRecord{{"", deep}}));
+        CHECK(show(store.read("wide")->at("r2599@example.com")) ==
+              show(Bodies{"body 2599", "late"}));
     }
 
-    SECTION("facts for several keys in one batch; unknown keys; an empty batch") {
-        const std::string odd_key = "order 42/\xc3\xbc:rec:x";  // spaces, UTF-8, the separator
-        const std::string nul_field("n\0l", 3);
-        const std::string nul_value("v\0", 2);
-        const std::vector<AppliedFact> results = store.apply({
-            fact("a", "f1", {add_op("n", 1)}, {"n"}),
-            fact("b", "f1", {add_op("n", 10)}, {"n"}),
-            fact("a", "f2", {add_op("n", 2)}, {"n"}),
-            fact(odd_key, "f1", {pick_op("g", 1, 2, 3, {{nul_field, nul_value}, {"e", ""}})}),
-            fact("b", "f2", {max_op("m", -1)}, {"n", "m"}),
-        });
-        REQUIRE(results.size() == 5);
-        CHECK(results[0].after == Values{1});
-        CHECK(results[1].after == Values{10});
-        CHECK(results[2].before == Values{1});
-        CHECK(results[2].after == Values{3});
-        CHECK(results[3].applied);
-        CHECK(results[4].before == Values{10, 0});
-        CHECK(results[4].after == Values{10, -1});
-        CHECK(show(store.read("a")) == show(StatusRecord{{"n", "3"}}));
-        CHECK(show(store.read("b")) == show(StatusRecord{{"m", "-1"}, {"n", "10"}}));
-        CHECK(show(store.read(odd_key)) == show(StatusRecord{{"g.rank", "1"},
-                                                             {"g.time", "2"},
-                                                             {"g.tie", "3"},
-                                                             {nul_field, nul_value},
-                                                             {"e", ""}}));
-        CHECK(store.applied_facts() == 5);
-        CHECK_FALSE(store.read("c").has_value());
-        CHECK_FALSE(store.read("").has_value());
-        CHECK_FALSE(store.read("order 42/").has_value());
-        CHECK(store.apply({}).empty());
-        CHECK(store.applied_facts() == 5);
+    SECTION("a batch of 66,000 facts for 3,000 messages, most of them copies") {
+        // Past 65,535 parts in a store's answer (MessagePack's 32-bit array sizes).
+        constexpr std::size_t messages = 3000;
+        constexpr std::size_t copies = 22;
+        std::vector<PreparedFact> batch;
+        for (std::size_t copy = 0; copy < copies; ++copy) {
+            for (std::size_t m = 0; m < messages; ++m) {
+                batch.push_back(fact("m" + std::to_string(m), "", "f", std::to_string(m)));
+            }
+        }
+        const AppliedFacts result = apply_checked(store, batch);
+        std::size_t wrong = 0;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (result.applied[i] != (i < messages)) ++wrong;
+        }
+        CHECK(wrong == 0);
+        CHECK(store.applied_facts() == messages);
+        CHECK(show(store.read("m0")) == show(StatusRecord{{"", {"0"}}}));
+        CHECK(show(store.read("m2999")) == show(StatusRecord{{"", {"2999"}}}));
+        CHECK(show(apply_checked(store, {fact("m2999", "", "f", "x"), fact("m0", "", "g", "y")})) ==
+              show(expected("01", {{"2999"}, {"0"}})));
     }
 }
 
 // --- The property: any order, any copies, any batches give the same records ------------------
 
 const std::vector<std::string> property_keys{"a", "b", "order:7"};
+const std::vector<std::string> property_targets{"", "a@example.com", "b@example.com"};
 
-/// Facts whose ops are all joins, so that the record is the same in any order: each field takes
-/// one kind of op, and a pick group's payload is a function of its order (always the same
-/// names, empty texts included), as the status rules make them.
+using FactId = std::tuple<std::string, std::string, std::string>;  // key, target, fingerprint
+
+FactId id_of(const PreparedFact& one) { return {one.key, one.target, one.fingerprint}; }
+
+/// Any bytes but a line break (tabs, NUL, bytes that are no UTF-8 included).
+std::string random_body(std::mt19937& rng) {
+    const int length = std::uniform_int_distribution<int>(0, 12)(rng);
+    std::string body;
+    for (int i = 0; i < length; ++i) {
+        char c = '\n';
+        while (c == '\n') c = static_cast<char>(std::uniform_int_distribution<int>(0, 255)(rng));
+        body += c;
+    }
+    return body;
+}
+
+/// Facts for a few keys and targets, fingerprints from a few (so the same ones recur under other
+/// keys and targets, and copies of a fact are drawn too: with its body, as the rules make them).
 std::vector<PreparedFact> random_facts(std::mt19937& rng, int most) {
     auto pick = [&](int low, int high) {
         return std::uniform_int_distribution<int>(low, high)(rng);
     };
-    const std::vector<std::string> watchable{"hi1", "lo1", "n1", "n2", "g.rank", "h.tie", "none"};
+    std::map<FactId, std::string> bodies;
     std::vector<PreparedFact> facts;
-    std::map<std::string, int> next_fingerprint;
     const int count = pick(1, most);
     for (int i = 0; i < count; ++i) {
-        PreparedFact one;
-        one.key = property_keys[static_cast<std::size_t>(pick(0, 2))];
-        // "f<n>" per key: the same fingerprints recur under other keys.
-        one.fingerprint = "f" + std::to_string(next_fingerprint[one.key]++);
-        const int ops = pick(0, 4);
-        for (int o = 0; o < ops; ++o) {
-            const std::string which = std::to_string(pick(1, 2));
-            switch (pick(0, 3)) {
-                case 0:
-                    one.ops.push_back(max_op("hi" + which, pick(-1000, 1000)));
-                    break;
-                case 1:
-                    one.ops.push_back(min_op("lo" + which, pick(-1000, 1000)));
-                    break;
-                case 2:
-                    one.ops.push_back(add_op("n" + which, pick(-50, 50)));
-                    break;
-                default: {
-                    const std::string group = pick(0, 1) == 0 ? "g" : "h";
-                    const int rank = pick(-2, 3), time = pick(-5, 5), tie = pick(0, 3);
-                    const std::string order = std::to_string(rank) + "/" + std::to_string(time) +
-                                              "/" + std::to_string(tie);
-                    one.ops.push_back(pick_op(group, rank, time, tie,
-                                              {{group + ".state", "s" + order},
-                                               {group + ".note", tie % 2 == 0 ? "" : order}}));
-                }
-            }
-        }
-        const int watched = pick(0, 3);
-        for (int w = 0; w < watched; ++w) {
-            one.watch.push_back(watchable[static_cast<std::size_t>(pick(0, 6))]);
-        }
+        PreparedFact one = fact(property_keys[static_cast<std::size_t>(pick(0, 2))],
+                                property_targets[static_cast<std::size_t>(pick(0, 2))],
+                                "f" + std::to_string(pick(0, 5)), "");
+        one.body = bodies.emplace(id_of(one), random_body(rng)).first->second;
         facts.push_back(std::move(one));
     }
     return facts;
@@ -501,25 +411,38 @@ std::vector<std::vector<PreparedFact>> random_batches(const std::vector<Prepared
     return batches;
 }
 
-std::vector<AppliedFact> apply_all(StatusStore& store,
-                                   const std::vector<std::vector<PreparedFact>>& batches) {
-    std::vector<AppliedFact> results;
-    for (const auto& batch : batches) {
-        const std::vector<AppliedFact> answer = store.apply(batch);
-        REQUIRE(answer.size() == batch.size());
-        results.insert(results.end(), answer.begin(), answer.end());
-    }
+std::vector<AppliedFacts> apply_all(StatusStore& store,
+                                    const std::vector<std::vector<PreparedFact>>& batches) {
+    std::vector<AppliedFacts> results;
+    for (const auto& batch : batches) results.push_back(apply_checked(store, batch));
     return results;
 }
 
+/// The flags the contract gives: a fact is applied where it first appears.
+std::string first_appearances(const std::vector<std::vector<PreparedFact>>& batches) {
+    std::set<FactId> seen;
+    std::string flags;
+    for (const auto& batch : batches) {
+        for (const PreparedFact& one : batch) flags += seen.insert(id_of(one)).second ? '1' : '0';
+    }
+    return flags;
+}
+
+std::string all_bits(const std::vector<AppliedFacts>& results) {
+    std::string flags;
+    for (const AppliedFacts& result : results) flags += bits(result);
+    return flags;
+}
+
 std::size_t distinct_facts(const std::vector<PreparedFact>& facts) {
-    std::set<std::pair<std::string, std::string>> distinct;
-    for (const PreparedFact& one : facts) distinct.emplace(one.key, one.fingerprint);
+    std::set<FactId> distinct;
+    for (const PreparedFact& one : facts) distinct.insert(id_of(one));
     return distinct.size();
 }
 
 /// `rounds` rounds from `first_seed` on: the store's answers to one order of batches are the
-/// memory store's, and another order, in a store of its own, ends with the same records.
+/// memory store's (applied where a fact first appears; before as it held), and another order,
+/// in a store of its own, ends with the same records.
 void check_property(const MakeStore& make_store, int rounds, unsigned first_seed) {
     for (int round = 0; round < rounds; ++round) {
         const unsigned seed = first_seed + static_cast<unsigned>(round);
@@ -531,9 +454,16 @@ void check_property(const MakeStore& make_store, int rounds, unsigned first_seed
         MemoryStatusStore oracle;
         std::shared_ptr<StatusStore> store = make_store();
         std::shared_ptr<StatusStore> other = make_store();
-        const std::vector<AppliedFact> expected = apply_all(oracle, batches);
-        CHECK(show(apply_all(*store, batches)) == show(expected));
-        apply_all(*other, other_batches);
+        const std::vector<AppliedFacts> expected = apply_all(oracle, batches);
+        CHECK(all_bits(expected) == first_appearances(batches));
+        const std::vector<AppliedFacts> answers = apply_all(*store, batches);
+        for (std::size_t b = 0; b < batches.size(); ++b) {  // the first batch that differs
+            if (show(answers[b]) == show(expected[b])) continue;
+            CAPTURE(b);
+            CHECK(show(answers[b]) == show(expected[b]));
+            break;
+        }
+        CHECK(all_bits(apply_all(*other, other_batches)) == first_appearances(other_batches));
         for (const std::string& key : property_keys) {
             CAPTURE(key);
             const std::string record = show(oracle.read(key));
@@ -564,9 +494,7 @@ void check_concurrent(const std::function<std::shared_ptr<StatusStore>()>& open_
             try {
                 std::shared_ptr<StatusStore> store = open_shared();
                 for (const auto& batch : orders[t]) {
-                    for (const AppliedFact& result : store->apply(batch)) {
-                        applied[t] += result.applied ? 1 : 0;
-                    }
+                    for (bool one : store->apply(batch).applied) applied[t] += one ? 1 : 0;
                 }
             } catch (...) {
                 errors[t] = std::current_exception();
@@ -605,6 +533,34 @@ TEST_CASE("the memory store: any order, copies and batches give the same records
 TEST_CASE("the memory store: two threads apply the same facts once", "[status][store]") {
     auto shared = std::make_shared<MemoryStatusStore>();
     check_concurrent([&] { return shared; }, 77);
+}
+
+TEST_CASE("the memory store: its bounds forget no message of the call being applied",
+          "[status][store]") {
+    // A bound forgets the least recent messages, but not one the same call gave a fact: else
+    // a copy later in the call is applied again (and counted twice, and `before` is wrong).
+    const std::vector<PreparedFact> batch{fact("a", "", "f1", "s1"), fact("b", "", "f1", "s1"),
+                                          fact("a", "", "f1", "s1"), fact("a", "", "f2", "s2")};
+    SECTION("max_messages") {
+        MemoryStatusStore store(1);
+        CHECK(show(apply_checked(store, batch)) == show(expected("1101", {{}, {}})));
+        CHECK(store.applied_facts() == 3);
+        CHECK(show(store.read("a")) == show(StatusRecord{{"", {"s1", "s2"}}}));
+    }
+    SECTION("max_facts") {
+        MemoryStatusStore store(100, 1);
+        CHECK(show(apply_checked(store, batch)) == show(expected("1101", {{}, {}})));
+        CHECK(store.applied_facts() == 3);
+        CHECK(show(store.read("a")) == show(StatusRecord{{"", {"s1", "s2"}}}));
+    }
+    SECTION("a later call forgets them as the bounds say") {
+        MemoryStatusStore store(1);
+        apply_checked(store, batch);
+        CHECK(apply_one(store, fact("c", "", "f1", "s1")));
+        CHECK(store.size() == 1);
+        CHECK_FALSE(store.read("a").has_value());
+        CHECK(apply_one(store, fact("a", "", "f1", "s1")));  // forgotten: new again
+    }
 }
 
 #endif
@@ -657,6 +613,14 @@ long long rows_for(const std::string& path, const char* table, const std::string
     return sqlite3_column_int64(raw, 0);
 }
 
+/// Runs `sql` on the file at `path` with SQLite directly (made when missing).
+void exec_on(const std::string& path, const char* sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer(db, &sqlite3_close);
+    REQUIRE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+}
+
 TEST_CASE("the SQLite store keeps the StatusStore contract", "[status][store][sqlite]") {
     TempDir dir;
     check_contract([&] { return std::make_shared<SqliteStatusStore>(dir.fresh()); });
@@ -691,12 +655,17 @@ TEST_CASE("the SQLite store keeps its records in the file", "[status][store][sql
     const std::string path = dir.fresh();
     {
         SqliteStatusStore store(path);
-        store.apply({fact("k", "f1", {add_op("n", 3)}), fact("k", "f2", {add_op("n", 4)})});
+        store.apply({fact("k", "", "f1", "s1"), fact("k", "a@example.com", "f2", "a2"),
+                     fact("k", "", "f3", "s3")});
     }
     SqliteStatusStore reopened(path);
-    CHECK(show(reopened.read("k")) == show(StatusRecord{{"n", "7"}}));
-    CHECK(reopened.applied_facts() == 2);
-    CHECK_FALSE(apply_one(reopened, fact("k", "f2", {add_op("n", 4)})).applied);
+    CHECK(show(reopened.read("k")) ==
+          show(StatusRecord{{"", {"s1", "s3"}}, {"a@example.com", {"a2"}}}));
+    CHECK(reopened.applied_facts() == 3);
+    const AppliedFacts again = apply_checked(
+        reopened, {fact("k", "a@example.com", "f2", "a2"), fact("k", "", "f4", "s4")});
+    CHECK(show(again) == show(expected("01", {{"a2"}, {"s1", "s3"}})));
+    CHECK(reopened.applied_facts() == 4);
 }
 
 TEST_CASE("the SQLite store forgets a message max_age after its last applied fact",
@@ -709,27 +678,30 @@ TEST_CASE("the SQLite store forgets a message max_age after its last applied fac
     options.clock = &clock;
     SqliteStatusStore store(path, options);
     const std::int64_t start = clock.unix_time;
-    store.apply({fact("old", "f1", {add_op("n", 1)}), fact("kept", "f1", {add_op("n", 1)})});
+    store.apply({fact("old", "", "f1", "o1"), fact("kept", "a", "f1", "k1")});
     clock.unix_time = start + 60;
-    CHECK_FALSE(apply_one(store, fact("old", "f1", {add_op("n", 1)})).applied);  // no refresh
-    CHECK(apply_one(store, fact("kept", "f2", {add_op("n", 1)})).applied);       // refreshes
+    CHECK_FALSE(apply_one(store, fact("old", "", "f1", "o1")));  // a copy: no refresh
+    CHECK(apply_one(store, fact("kept", "", "f2", "k2")));       // refreshes, whatever the target
     clock.unix_time = start + 99;
     CHECK(store.read("old").has_value());
     clock.unix_time = start + 100;
     CHECK_FALSE(store.read("old").has_value());
-    CHECK(show(store.read("kept")) == show(StatusRecord{{"n", "2"}}));
-    // Forgotten with its fingerprints: the fact is new again.
-    CHECK(apply_one(store, fact("old", "f1", {add_op("n", 5)}, {"n"})).before == Values{0});
-    CHECK(show(store.read("old")) == show(StatusRecord{{"n", "5"}}));
-    CHECK(store.applied_facts() == 4);
+    CHECK(show(store.read("kept")) == show(StatusRecord{{"", {"k2"}}, {"a", {"k1"}}}));
+    // Forgotten with its facts: the fact is new again, and the target held nothing before.
+    CHECK(show(apply_checked(store,
+                             {fact("old", "", "f1", "o1 again"), fact("old", "b", "f1", "b")})) ==
+          show(expected("11", {{}, {}})));
+    CHECK(show(store.read("old")) == show(StatusRecord{{"", {"o1 again"}}, {"b", {"b"}}}));
+    CHECK(store.applied_facts() == 5);
     // Another key's apply deletes a forgotten message's rows.
     clock.unix_time = start + 1000;
-    CHECK(rows_for(path, "records", "kept") == 1);
-    store.apply({fact("new", "f1", {add_op("n", 1)})});
-    CHECK(rows_for(path, "records", "kept") == 0);
-    CHECK(rows_for(path, "fingerprints", "kept") == 0);
+    CHECK(rows_for(path, "facts", "kept") == 2);
+    CHECK(rows_for(path, "messages", "kept") == 1);
+    store.apply({fact("new", "", "f1", "n1")});
+    CHECK(rows_for(path, "facts", "kept") == 0);
     CHECK(rows_for(path, "messages", "kept") == 0);
-    CHECK(rows_for(path, "records", "new") == 1);
+    CHECK(rows_for(path, "facts", "old") == 0);
+    CHECK(rows_for(path, "facts", "new") == 1);
 }
 
 TEST_CASE("the SQLite store forgets old messages also past what one apply deletes",
@@ -747,16 +719,18 @@ TEST_CASE("the SQLite store forgets old messages also past what one apply delete
     const std::int64_t start = clock.unix_time;
     for (int i = 0; i < messages; ++i) {  // within max_age: none is forgotten on the way
         clock.unix_time = start + i / 3;
-        store.apply({fact("m" + std::to_string(i), "f1", {add_op("n", 1)})});
+        store.apply({fact("m" + std::to_string(i), "", "f1", "old"),
+                     fact("m" + std::to_string(i), "r", "f1", "old")});
     }
     clock.unix_time = start + messages / 3 + 100;
     const std::string newest = "m" + std::to_string(messages - 1);
-    const AppliedFact again = apply_one(store, fact(newest, "f1", {add_op("n", 1)}, {"n"}));
-    CHECK(again.applied);
-    CHECK(again.before == Values{0});
-    CHECK(show(store.read(newest)) == show(StatusRecord{{"n", "1"}}));
+    CHECK(rows_for(path, "facts", newest) == 2);
+    const AppliedFacts again = apply_checked(store, {fact(newest, "", "f1", "new")});
+    CHECK(show(again) == show(expected("1", {{}})));
+    CHECK(show(store.read(newest)) == show(StatusRecord{{"", {"new"}}}));
     CHECK_FALSE(store.read("m0").has_value());
     CHECK(rows_for(path, "messages", "m0") == 0);
+    CHECK(rows_for(path, "facts", "m0") == 0);
 }
 
 TEST_CASE("the SQLite store: errors name the file and say SQLite's reason; options checked",
@@ -796,6 +770,50 @@ TEST_CASE("the SQLite store: errors name the file and say SQLite's reason; optio
     CHECK(refused(options) == "<accepted>");
 }
 
+TEST_CASE("the SQLite store refuses a file in sendgrid_backend 0.16's format, naming it",
+          "[status][store][sqlite]") {
+    TempDir dir;
+    // 0.16's tables (a record of fields per message, its fingerprints), with a status in them.
+    const std::string old_file = dir.fresh();
+    exec_on(old_file, R"sql(
+CREATE TABLE records (
+    key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (key, field)) WITHOUT ROWID;
+CREATE TABLE fingerprints (
+    key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    PRIMARY KEY (key, fingerprint)) WITHOUT ROWID;
+CREATE TABLE messages (
+    key TEXT NOT NULL PRIMARY KEY, changed INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX messages_by_change ON messages (changed);
+CREATE TABLE counters (
+    name TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('applied', 1);
+INSERT INTO records (key, field, value) VALUES ('k', 'state', 'delivered');
+INSERT INTO fingerprints (key, fingerprint) VALUES ('k', 'f1');
+INSERT INTO messages (key, changed) VALUES ('k', 1000);
+)sql");
+    CHECK_THROWS_AS(SqliteStatusStore(old_file), SqliteError);
+    CHECK_THROWS_WITH(SqliteStatusStore(old_file), Catch::Contains("[sendgrid_backend.sqlite]") &&
+                                                       Catch::Contains(old_file) &&
+                                                       Catch::Contains("0.16"));
+    // Its statuses are left as they were.
+    CHECK(rows_for(old_file, "records", "k") == 1);
+    CHECK(rows_for(old_file, "fingerprints", "k") == 1);
+    CHECK(rows_for(old_file, "messages", "k") == 1);
+    // A records table alone is refused as well.
+    const std::string records_only = dir.fresh();
+    exec_on(records_only,
+            "CREATE TABLE records (key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, "
+            "PRIMARY KEY (key, field)) WITHOUT ROWID");
+    CHECK_THROWS_WITH(SqliteStatusStore(records_only),
+                      Catch::Contains(records_only) && Catch::Contains("0.16"));
+    // A file of this version opens again.
+    const std::string current = dir.fresh();
+    { SqliteStatusStore store(current); }
+    SqliteStatusStore reopened(current);
+    CHECK(reopened.applied_facts() == 0);
+}
+
 TEST_CASE("the SQLite store: a writer that holds the file too long is an error, not a hang",
           "[status][store][sqlite]") {
     TempDir dir;
@@ -807,12 +825,13 @@ TEST_CASE("the SQLite store: a writer that holds the file too long is an error, 
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer(db, &sqlite3_close);
     REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-    CHECK_THROWS_WITH(store.apply({fact("k", "f1", {add_op("n", 1)})}),
+    CHECK_THROWS_WITH(store.apply({fact("k", "", "f1", "s1")}),
                       Catch::Contains(path) && Catch::Contains("locked"));
     REQUIRE(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
     // Nothing of the failed batch was kept; the store works on.
     CHECK(store.applied_facts() == 0);
-    CHECK(apply_one(store, fact("k", "f1", {add_op("n", 1)})).applied);
+    CHECK_FALSE(store.read("k").has_value());
+    CHECK(apply_one(store, fact("k", "", "f1", "s1")));
     CHECK(store.applied_facts() == 1);
 }
 
@@ -846,6 +865,11 @@ RedisStatusStoreOptions fresh_options() {
     options.prefix =
         "test:status:" + std::to_string(::getpid()) + ":" + std::to_string(++counter) + ":";
     return options;
+}
+
+/// The keys of the calls' kept answers under the store's prefix.
+std::vector<std::string> kept_answers(RedisClient& redis, const RedisStatusStoreOptions& options) {
+    return test_support::redis_keys(redis, options.call_key("*"));
 }
 
 TEST_CASE("the Redis store keeps the StatusStore contract", "[status][store][redis]") {
@@ -886,31 +910,31 @@ TEST_CASE("the Redis store: two clients apply the same facts at once, each fact 
     }
 }
 
-TEST_CASE("the Redis store: a message's two keys expire ttl after its last fact",
+TEST_CASE("the Redis store: a message's hash, a line per fact, expires ttl after its last fact",
           "[status][store][redis]") {
     if (!have_redis()) return;
     auto redis = fixture_client();
     RedisStatusStoreOptions options = fresh_options();
     options.ttl = std::chrono::seconds(3600);
     RedisStatusStore store(redis, options);
-    store.apply({fact("k", "f1", {add_op("n", 1)})});
-    for (const std::string& key : {options.record_key("k"), options.fingerprints_key("k")}) {
-        CAPTURE(key);
-        const auto ttl = redis->command({"TTL", key}).integer;
-        CHECK(ttl > 3500);
-        CHECK(ttl <= 3600);
-    }
+    store.apply({fact("k", "", "f1", "s\t1"), fact("k", "a@example.com", "f2", "a2"),
+                 fact("k", "", "f3", "")});
+    const std::string key = options.message_key("k");
+    CHECK(key == options.prefix + "msg:k");
+    const auto ttl = redis->command({"TTL", key}).integer;
+    CHECK(ttl > 3500);
+    CHECK(ttl <= 3600);
     CHECK(redis->command({"TTL", options.applied_key()}).integer == -1);  // the counter stays
-    CHECK(redis->command({"SISMEMBER", options.fingerprints_key("k"), "f1"}).integer == 1);
-    CHECK(redis->command({"HGET", options.record_key("k"), "n"}).text == "1");
-    // A copy does not refresh them; a new fact does.
-    redis->command({"EXPIRE", options.record_key("k"), "100"});
-    redis->command({"EXPIRE", options.fingerprints_key("k"), "100"});
-    store.apply({fact("k", "f1", {add_op("n", 1)})});
-    CHECK(redis->command({"TTL", options.record_key("k")}).integer <= 100);
-    store.apply({fact("k", "f2", {add_op("n", 1)})});
-    CHECK(redis->command({"TTL", options.record_key("k")}).integer > 3500);
-    CHECK(redis->command({"TTL", options.fingerprints_key("k")}).integer > 3500);
+    CHECK(redis->command({"GET", options.applied_key()}).text == "3");
+    CHECK(show(redis->command({"HGET", key, ""}).text) == show(std::string("f1\ts\t1\nf3\t\n")));
+    CHECK(redis->command({"HGET", key, "a@example.com"}).text == "f2\ta2\n");
+    CHECK(redis->command({"HLEN", key}).integer == 2);
+    // A copy does not refresh it; a new fact does, whatever its target.
+    redis->command({"EXPIRE", key, "100"});
+    store.apply({fact("k", "", "f1", "s\t1"), fact("k", "a@example.com", "f2", "a2")});
+    CHECK(redis->command({"TTL", key}).integer <= 100);
+    store.apply({fact("k", "b@example.com", "f1", "b1")});
+    CHECK(redis->command({"TTL", key}).integer > 3500);
 }
 
 TEST_CASE("the Redis store: options checked; a key of another type refused, nothing written",
@@ -935,23 +959,55 @@ TEST_CASE("the Redis store: options checked; a key of another type refused, noth
     auto redis = fixture_client();
     const RedisStatusStoreOptions options = fresh_options();
     RedisStatusStore store(redis, options);
-    redis->command({"SET", options.record_key("taken"), "a string"});
-    CHECK_THROWS_WITH(
-        store.apply({fact("free", "f1", {add_op("n", 1)}), fact("taken", "f1", {add_op("n", 1)})}),
-        Catch::Contains("WRONGTYPE") && Catch::Contains("taken"));
-    CHECK(redis->command({"EXISTS", options.fingerprints_key("free")}).integer == 0);
-    CHECK(redis->command({"EXISTS", options.fingerprints_key("taken")}).integer == 0);
+    redis->command({"SET", options.message_key("taken"), "a string"});
+    CHECK_THROWS_WITH(store.apply({fact("free", "", "f1", "s1"), fact("taken", "", "f1", "s1")}),
+                      Catch::Contains("WRONGTYPE") && Catch::Contains("taken"));
+    CHECK(redis->command({"EXISTS", options.message_key("free")}).integer == 0);
+    CHECK(redis->command({"GET", options.message_key("taken")}).text == "a string");
     CHECK_FALSE(store.read("free").has_value());
     CHECK(store.applied_facts() == 0);
-    // A fact that reads no field: the record's type is checked all the same, and its time to
-    // live left alone.
-    REQUIRE(redis->command({"EXPIRE", options.record_key("taken"), "5000"}).integer == 1);
-    CHECK_THROWS_WITH(store.apply({fact("taken", "f2", {})}),
+    CHECK(kept_answers(*redis, options).empty());
+    // The key of another type first in the batch, and its time to live left alone.
+    REQUIRE(redis->command({"EXPIRE", options.message_key("taken"), "5000"}).integer == 1);
+    CHECK_THROWS_WITH(store.apply({fact("taken", "a", "f2", "x"), fact("free", "", "f1", "s1")}),
                       Catch::Contains("WRONGTYPE") && Catch::Contains("taken"));
-    const std::int64_t ttl = redis->command({"TTL", options.record_key("taken")}).integer;
+    const std::int64_t ttl = redis->command({"TTL", options.message_key("taken")}).integer;
     CHECK(ttl > 4000);
     CHECK(ttl <= 5000);
+    CHECK(redis->command({"EXISTS", options.message_key("free")}).integer == 0);
+    CHECK_THROWS_AS(store.read("taken"), sendgrid_backend::RedisError);
+    // A counter that is no counter: refused too, before anything is written.
+    redis->command({"SET", options.applied_key(), "not a number"});
+    CHECK_THROWS_WITH(store.apply({fact("free", "", "f1", "s1")}),
+                      Catch::Contains("WRONGTYPE") && Catch::Contains(options.applied_key()));
+    CHECK(redis->command({"EXISTS", options.message_key("free")}).integer == 0);
+    CHECK(redis->command({"GET", options.applied_key()}).text == "not a number");
+    CHECK(kept_answers(*redis, options).empty());
+}
+
+TEST_CASE(
+    "the Redis store refuses a fingerprint with a tab or line break, a body with a line "
+    "break: nothing of the batch written",
+    "[status][store][redis]") {
+    if (!have_redis()) return;
+    auto redis = fixture_client();
+    const RedisStatusStoreOptions options = fresh_options();
+    RedisStatusStore store(redis, options);
+    for (const PreparedFact& bad :
+         {fact("k", "", "f\t1", "s"), fact("k", "", "f\n1", "s"), fact("k", "", "\n", "s"),
+          fact("k", "a", "f1", "s\n"), fact("k", "a", "f1", "line 1\nf2\tline 2")}) {
+        CAPTURE(show(bad.fingerprint), show(bad.body));
+        CHECK_THROWS_AS(store.apply({fact("k", "", "good", "s"), bad, fact("j", "", "f", "s")}),
+                        std::invalid_argument);
+    }
+    CHECK(redis->command({"EXISTS", options.message_key("k")}).integer == 0);
+    CHECK(redis->command({"EXISTS", options.message_key("j")}).integer == 0);
     CHECK(store.applied_facts() == 0);
+    // Tabs and carriage returns in a body, and a carriage return in a fingerprint, are fine.
+    CHECK(bits(apply_checked(store, {fact("k", "", "f\r", "a\tb\r"), fact("k", "", "f", "\t")})) ==
+          "11");
+    CHECK(show(store.read("k")) == show(StatusRecord{{"", {"a\tb\r", "\t"}}}));
+    CHECK_FALSE(apply_one(store, fact("k", "", "f\r", "other")));
 }
 
 TEST_CASE("the Redis store loads its script again after Redis forgot it",
@@ -959,17 +1015,13 @@ TEST_CASE("the Redis store loads its script again after Redis forgot it",
     if (!have_redis()) return;
     auto redis = fixture_client();
     RedisStatusStore store(redis, fresh_options());
-    CHECK(apply_one(store, fact("k", "f1", {add_op("n", 1)})).applied);
+    CHECK(apply_one(store, fact("k", "", "f1", "s1")));
     // As after a restart (other processes' scripts reload on NOSCRIPT as this one does).
     REQUIRE(redis->command({"SCRIPT", "FLUSH"}).text == "OK");
-    CHECK(apply_one(store, fact("k", "f2", {add_op("n", 1)})).applied);
-    CHECK(show(store.read("k")) == show(StatusRecord{{"n", "2"}}));
+    CHECK(show(apply_checked(store, {fact("k", "", "f2", "s2"), fact("k", "", "f1", "s1")})) ==
+          show(expected("10", {{"s1"}})));
+    CHECK(show(store.read("k")) == show(StatusRecord{{"", {"s1", "s2"}}}));
     CHECK(store.applied_facts() == 2);
-}
-
-/// The keys of the calls' kept answers under the store's prefix.
-std::vector<std::string> kept_answers(RedisClient& redis, const RedisStatusStoreOptions& options) {
-    return test_support::redis_keys(redis, options.call_key("*"));
 }
 
 TEST_CASE("the Redis store: a connection broken during a call loses no answer and applies once",
@@ -983,32 +1035,29 @@ TEST_CASE("the Redis store: a connection broken during a call loses no answer an
     const RedisStatusStoreOptions options = fresh_options();
     auto direct = fixture_client();
     RedisStatusStore store(std::make_shared<RedisClient>(through), options);
-    CHECK(apply_one(store, fact("warm", "w", {add_op("n", 1)})).applied);  // the script loaded
+    CHECK(apply_one(store, fact("warm", "", "w", "w")));  // the script loaded
 
     // Redis ran the script and its answer was lost: the call sent again answers what it did.
     proxy.arm(CuttingProxy::Cut::next_answer);
-    std::vector<AppliedFact> results =
-        store.apply({fact("k", "f1", {add_op("n", 1), max_op("m", 5)}, {"n", "m"}),
-                     fact("k", "f2", {add_op("n", 1)}, {"n"}),
-                     fact("k", "f1", {add_op("n", 1), max_op("m", 5)}, {"n", "m"})});
+    AppliedFacts result = apply_checked(
+        store, {fact("k", "", "f1", "s1"), fact("k", "a", "f2", "a2"), fact("k", "", "f1", "s1")});
     CHECK(proxy.cuts() == 1);
-    CHECK(show(results) ==
-          "applied, before 0 0, after 1 5\napplied, before 1, after 2\nnot applied\n");
+    CHECK(show(result) == show(expected("110", {{}, {}})));
     RedisStatusStore reader(direct, options);
-    CHECK(show(reader.read("k")) == show(StatusRecord{{"m", "5"}, {"n", "2"}}));
+    CHECK(show(reader.read("k")) == show(StatusRecord{{"", {"s1"}}, {"a", {"a2"}}}));
     CHECK(reader.applied_facts() == 3);
 
     // The request never reached Redis: the call sent again applies it.
     proxy.arm(CuttingProxy::Cut::next_request);
-    results = store.apply({fact("k", "f3", {add_op("n", 1)}, {"n"})});
+    result = apply_checked(store, {fact("k", "", "f3", "s3")});
     CHECK(proxy.cuts() == 2);
-    CHECK(show(results) == "applied, before 2, after 3\n");
+    CHECK(show(result) == show(expected("1", {{"s1"}})));
     CHECK(reader.applied_facts() == 4);
 
     // Each call that applied something keeps its answer for answer_ttl; one that applied
     // nothing keeps none.
     CHECK(kept_answers(*direct, options).size() == 3);
-    CHECK_FALSE(apply_one(store, fact("k", "f3", {add_op("n", 1)})).applied);
+    CHECK_FALSE(apply_one(store, fact("k", "", "f3", "s3")));
     const std::vector<std::string> kept = kept_answers(*direct, options);
     REQUIRE(kept.size() == 3);
     const std::int64_t ttl = direct->command({"TTL", kept[0]}).integer;
@@ -1021,19 +1070,20 @@ TEST_CASE("the Redis store: a connection broken during a call loses no answer an
     RedisOptions impatient = through;
     impatient.reconnect_for = std::chrono::milliseconds(200);
     RedisStatusStore hurried(std::make_shared<RedisClient>(impatient), options);
-    CHECK(apply_one(hurried, fact("k", "f4", {add_op("n", 1)})).applied);
+    CHECK(apply_one(hurried, fact("k", "", "f4", "s4")));
     proxy.arm(CuttingProxy::Cut::next_answer);
     proxy.down();  // the store's connection stays; a new one is refused
     try {
-        hurried.apply({fact("k", "f5", {add_op("n", 1)})});
+        hurried.apply({fact("k", "", "f5", "s5")});
         FAIL("apply returned");
     } catch (const sendgrid_backend::RedisConnectionLost& lost) {
         CHECK_THAT(lost.what(), Catch::Contains("may have been applied"));
     }
     proxy.up();
     CHECK(reader.applied_facts() == 6);
-    CHECK_FALSE(apply_one(hurried, fact("k", "f5", {add_op("n", 1)})).applied);
-    CHECK(show(reader.read("k")) == show(StatusRecord{{"m", "5"}, {"n", "5"}}));
+    CHECK_FALSE(apply_one(hurried, fact("k", "", "f5", "s5")));
+    CHECK(show(reader.read("k")) ==
+          show(StatusRecord{{"", {"s1", "s3", "s4", "s5"}}, {"a", {"a2"}}}));
 }
 
 TEST_CASE("the Redis store: a connection broken during a batch loses no status change",
@@ -1045,13 +1095,13 @@ TEST_CASE("the Redis store: a connection broken during a batch loses no status c
     sg::StatusTrackerOptions memory;
     memory.store = std::make_shared<MemoryStatusStore>();
     sg::StatusTracker oracle(memory);
-    decltype(status_property::ChangeLog::changes) expected;
+    decltype(status_property::ChangeLog::changes) expected_changes;
     {
         status_property::ChangeLog log("cut-batch");
         oracle.record(status_property::parse(status_property::recorded_sequence("cut-batch")));
-        expected = log.changes;
+        expected_changes = log.changes;
     }
-    REQUIRE(expected.size() > 5);
+    REQUIRE(expected_changes.size() > 5);
 
     const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
     CuttingProxy proxy(target.host, target.port);
@@ -1060,7 +1110,7 @@ TEST_CASE("the Redis store: a connection broken during a batch loses no status c
     auto store =
         std::make_shared<RedisStatusStore>(std::make_shared<RedisClient>(through), fresh_options());
     // Connected and the script loaded, so that the cut falls on the batch's answer.
-    CHECK(apply_one(*store, fact("warm", "w", {add_op("n", 1)})).applied);
+    CHECK(apply_one(*store, fact("warm", "", "w", "w")));
     sg::StatusTrackerOptions shared;
     shared.store = store;
     sg::StatusTracker tracker(shared);
@@ -1069,10 +1119,10 @@ TEST_CASE("the Redis store: a connection broken during a batch loses no status c
     const auto events = status_property::parse(status_property::recorded_sequence("cut-batch"));
     CHECK(tracker.record(events) == events.size());
     CHECK(proxy.cuts() == 1);
-    CHECK(seen.changes == expected);  // each change once, as the oracle signalled it
+    CHECK(seen.changes == expected_changes);  // each change once, as the oracle signalled it
     // SendGrid posting the batch again changes and signals nothing.
     CHECK(tracker.record(events) == 0);
-    CHECK(seen.changes.size() == expected.size());
+    CHECK(seen.changes.size() == expected_changes.size());
     CHECK(status_property::status_text(*tracker.status("cut-batch")) ==
           status_property::status_text(*oracle.status("cut-batch")));
 }

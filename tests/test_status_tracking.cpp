@@ -179,7 +179,7 @@ TEST_CASE("tracking keys can be turned off, or carried in another custom_arg",
 TEST_CASE("a status store that throws is reported; the message is still emitted once",
           "[status][tracking]") {
     struct BrokenStore : sg::StatusStore {
-        std::vector<sg::AppliedFact> apply(const std::vector<sg::PreparedFact>&) override {
+        sg::AppliedFacts apply(const std::vector<sg::PreparedFact>&) override {
             throw std::runtime_error("store down");
         }
         std::optional<sg::StatusRecord> read(const std::string&) override { return std::nullopt; }
@@ -210,6 +210,34 @@ TEST_CASE("a status store that throws is reported; the message is still emitted 
     CHECK(emitted == 1);
     CHECK(outbox->size() == 1);
     CHECK(errors == std::vector<std::string>{"store down"});
+}
+
+TEST_CASE("a status store that answers for other facts than it was given is an error, not a guess",
+          "[status][tracking]") {
+    struct LyingStore : sg::StatusStore {
+        bool short_answer = true;
+        sg::AppliedFacts apply(const std::vector<sg::PreparedFact>& facts) override {
+            sg::AppliedFacts answer;
+            answer.applied.assign(facts.size() - (short_answer ? 1 : 0), true);
+            answer.before.resize(short_answer ? 9 : 1);
+            return answer;
+        }
+        std::optional<sg::StatusRecord> read(const std::string&) override { return std::nullopt; }
+        std::uint64_t applied_facts() override { return 0; }
+    };
+    auto store = std::make_shared<LyingStore>();
+    sg::StatusTrackerOptions options;
+    options.store = store;
+    sg::StatusTracker tracker(options);
+    int changes = 0;
+    sg::ScopedConnection connection = sg::sendgrid_status_changed.connect(
+        [&](const std::string&, const std::string&, const sg::RecipientState&,
+            const sg::RecipientState&, const sg::StatusEvent&) { ++changes; });
+    CHECK_THROWS_WITH(tracker.record_queue("k", sg::DeliveryState::queued),
+                      Catch::Contains("breaks StatusStore's contract"));
+    store->short_answer = false;  // one target, one fact: an answer of the right shape
+    tracker.record_queue("k", sg::DeliveryState::queued);
+    CHECK(changes == 1);
 }
 
 TEST_CASE("the tracking key reaches personalizations with custom_args of their own",

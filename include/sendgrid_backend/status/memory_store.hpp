@@ -3,10 +3,10 @@
 /// @file
 /// `MemoryStatusStore`: the in-process `StatusStore`, the default. Bounded: past `max_messages`
 /// messages, or past `max_facts` facts kept in all (a few messages with many recipients and
-/// events weigh as much as many small ones), the messages
-/// whose facts (new or copies) came least recently are forgotten, with their facts. The
-/// message a fact is being applied to is never forgotten for it: one message alone may hold
-/// more than `max_facts`.
+/// events weigh as much as many small ones), the messages whose facts (new or copies) came
+/// least recently are forgotten, with their facts, once a call is applied. The messages a call
+/// names are kept for it: one message alone may hold more than `max_facts`, and one call may name
+/// more than `max_messages`.
 
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +15,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
@@ -63,8 +65,14 @@ class MemoryStatusStore : public StatusStore {
             result.applied.push_back(true);
             ++facts_;
             ++applied_;
-            // The entry is the most recent: the others go first, and it stays.
-            while (facts_ > max_facts_ && recency_.front() != fact.key) forget_least_recent();
+        }
+        // Bounds once the call is applied: a message forgotten halfway would take a later copy
+        // of its fact for new. The call's messages are the most recent, and stay.
+        std::unordered_set<std::string_view> named;
+        for (const PreparedFact& fact : facts) named.insert(fact.key);
+        while ((entries_.size() > max_messages_ || facts_ > max_facts_) &&
+               named.count(recency_.front()) == 0) {
+            forget_least_recent();
         }
         return result;
     }
@@ -106,14 +114,13 @@ class MemoryStatusStore : public StatusStore {
         std::list<std::string>::iterator position;  ///< in recency_
     };
 
-    /// The entry of `key`, made the most recent; a new one may push out the least recent.
+    /// The entry of `key`, made the most recent.
     Entry& touch(const std::string& key) {
         auto found = entries_.find(key);
         if (found != entries_.end()) {
             recency_.splice(recency_.end(), recency_, found->second.position);
             return found->second;
         }
-        if (entries_.size() >= max_messages_) forget_least_recent();
         Entry& entry = entries_[key];
         try {
             recency_.push_back(key);

@@ -262,7 +262,6 @@ class PackReader {
     std::size_t at_ = 0;
 };
 
-
 /// A batch as the script gets it (see the file comment), and what reading its answer needs.
 struct StatusBatch {
     std::vector<std::string> call;  ///< numkeys, KEYS, ARGV

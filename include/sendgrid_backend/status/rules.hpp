@@ -427,10 +427,10 @@ inline std::vector<PreparedFact> fact_from_outcome(const std::string& key,
     std::vector<PreparedFact> facts;
     facts.reserve(targets.size() + 1);
     if (part.empty()) {
-        facts.push_back({key, "", fingerprint,
-                         detail::fact_body(state, time, hash, "", outcome.message_id,
-                                           std::to_string(outcome.http_status),
-                                           outcome.failure_reason)});
+        facts.push_back(
+            {key, "", fingerprint,
+             detail::fact_body(state, time, hash, "", outcome.message_id,
+                               std::to_string(outcome.http_status), outcome.failure_reason)});
     }
     const std::string_view reason =
         state == DeliveryState::accepted ? std::string_view() : outcome.failure_reason;

@@ -333,15 +333,6 @@ class SqliteStatusStore : public StatusStore {
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
-        exec("BEGIN IMMEDIATE", "cannot lock it to make the status tables");
-        if (sqlite3_exec(db_.get(), detail::sqlite_status_schema, nullptr, nullptr, nullptr) !=
-            SQLITE_OK) {
-            const std::string message = sqlite3_errmsg(db_.get());
-            sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
-            throw SqliteError("SQLite database '" + path_ +
-                              "': cannot make the status tables: " + message);
-        }
-        exec("COMMIT", "cannot make the status tables");
         // 0.16 and older kept a record of fields per message: its tables are not read, and
         // leaving them unsaid would look like lost statuses.
         int old_tables = 0;
@@ -361,6 +352,15 @@ class SqliteStatusStore : public StatusStore {
                               "older (tables records and fingerprints), which this version does "
                               "not read; give the store a new file");
         }
+        exec("BEGIN IMMEDIATE", "cannot lock it to make the status tables");
+        if (sqlite3_exec(db_.get(), detail::sqlite_status_schema, nullptr, nullptr, nullptr) !=
+            SQLITE_OK) {
+            const std::string message = sqlite3_errmsg(db_.get());
+            sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+            throw SqliteError("SQLite database '" + path_ +
+                              "': cannot make the status tables: " + message);
+        }
+        exec("COMMIT", "cannot make the status tables");
     }
 
     void prepare() {

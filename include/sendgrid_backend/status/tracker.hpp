@@ -204,12 +204,13 @@ class StatusTracker : public StatusRecorder {
         AppliedFacts result = options_.store->apply(facts);
         const detail::TargetGroups groups = detail::target_groups(facts);
         if (result.applied.size() != facts.size() || result.before.size() != groups.first.size()) {
-            throw std::logic_error(
-                "sendgrid_backend: the status store answered for " + std::to_string(result.applied.size()) +
-                            " facts and " + std::to_string(result.before.size()) +
-                            " targets, not " + std::to_string(facts.size()) + " and " +
-                            std::to_string(groups.first.size()) + " (it breaks StatusStore's "
-                            "contract)");
+            throw std::logic_error("sendgrid_backend: the status store answered for " +
+                                   std::to_string(result.applied.size()) + " facts and " +
+                                   std::to_string(result.before.size()) + " targets, not " +
+                                   std::to_string(facts.size()) + " and " +
+                                   std::to_string(groups.first.size()) +
+                                   " (it breaks StatusStore's "
+                                   "contract)");
         }
         if (!sendgrid_status_changed.has_listeners()) return std::move(result.applied);
         // Each target's status folded from what it held, then from each fact applied now.
