@@ -21,15 +21,17 @@
 /// A message's hash expires `ttl` after a fact was last applied to it.
 ///
 /// `apply` sends its whole batch in one script call (one round trip): the script is atomic, so
-/// processes applying the same facts at once apply each one once. KEYS[1] is the counter,
-/// KEYS[2] the call's answer, KEYS[2 + m] message m's hash (m = 1, 2, ...); ARGV[1] is the time
-/// to live, ARGV[2] how long to keep the answer, then per message its number of targets, and
-/// per target its name, its number of facts and each fact's fingerprint and body. Per message
+/// processes applying the same facts at once apply each one once (a fact's copies within one
+/// call are answered by the client, and not sent). KEYS[1] is the counter, KEYS[2] the call's
+/// answer, KEYS[2 + m] message m's hash (m = 1, 2, ...); ARGV[1] is the time to live, ARGV[2]
+/// how long to keep the answer, then per message its number of targets, and per target its
+/// name, its number of facts and the facts' lines, as stored (one argument). Per message
 /// the script reads the targets' values (one `HMGET`), appends the new facts' lines, and writes
 /// the changed values back (one `HSET`, one `EXPIRE`): three commands per message, whatever
-/// the number of its facts. It answers one MessagePack array: per message and target, the
-/// target's value before the call (false when none), then per fact 1 (applied) or 0 (applied
-/// before). The client folds the statuses from those (status/rules.hpp), not Redis.
+/// the number of its facts; a new target's lines are written as they came. It answers one
+/// MessagePack array: per message and target, the target's value before the call (false when
+/// none), then a text of one character per fact, '1' (applied) or '0' (applied before). The
+/// client folds the statuses from those (status/rules.hpp), not Redis.
 ///
 /// A connection that breaks after the script ran loses its answer, and with it the changes to
 /// signal. So a call that applied anything keeps its answer under a token of the call, and
@@ -46,6 +48,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -114,36 +117,43 @@ end
 local messages, at = {}, 3
 for m = 3, #KEYS do
     local count = tonumber(ARGV[at])
-    at = at + 1
-    local names, firsts, counts = {}, {}, {}
+    local names, counts, lines = {}, {}, {}
     for t = 1, count do
-        names[t], firsts[t], counts[t] = ARGV[at], at + 2, tonumber(ARGV[at + 1])
-        at = at + 2 + 2 * counts[t]
+        names[t], counts[t], lines[t] = ARGV[at + 3 * t - 2], tonumber(ARGV[at + 3 * t - 1]),
+            ARGV[at + 3 * t]
     end
-    messages[#messages + 1] = {names, firsts, counts, read(KEYS[m], names)}
+    at = at + 1 + 3 * count
+    messages[#messages + 1] = {names, counts, lines, read(KEYS[m], names)}
 end
 local answer, applied = {}, 0
 for m, message in ipairs(messages) do
-    local names, firsts, counts, stored = message[1], message[2], message[3], message[4]
+    local names, counts, lines, stored = message[1], message[2], message[3], message[4]
     local changed = {}
     for t = 1, #names do
         local value = stored[t]
         answer[#answer + 1] = value
-        local known = '\n' .. (value or '')
-        local seen, lines = {}, {}
-        for i = firsts[t], firsts[t] + 2 * counts[t] - 1, 2 do
-            local print = ARGV[i]
-            local new = not seen[print] and not string.find(known, '\n' .. print .. '\t', 1, true)
-            if new then
-                seen[print] = true
-                lines[#lines + 1] = print .. '\t' .. ARGV[i + 1] .. '\n'
-            end
-            answer[#answer + 1] = new and 1 or 0
-        end
-        if #lines > 0 then
-            applied = applied + #lines
+        if not value then  -- a new target: every fact is new, its lines are its value
+            answer[#answer + 1] = string.rep('1', counts[t])
+            applied = applied + counts[t]
             changed[#changed + 1] = names[t]
-            changed[#changed + 1] = (value or '') .. table.concat(lines)
+            changed[#changed + 1] = lines[t]
+        else
+            local known, flags, new = '\n' .. value, {}, {}
+            for line in string.gmatch(lines[t], '[^\n]*\n') do
+                local print = string.match(line, '^[^\t]*')
+                if string.find(known, '\n' .. print .. '\t', 1, true) then
+                    flags[#flags + 1] = '0'
+                else
+                    flags[#flags + 1] = '1'
+                    new[#new + 1] = line
+                end
+            end
+            answer[#answer + 1] = table.concat(flags)
+            if #new > 0 then
+                applied = applied + #new
+                changed[#changed + 1] = names[t]
+                changed[#changed + 1] = value .. table.concat(new)
+            end
         end
     end
     for first = 1, #changed, 1000 do  -- even: name and value stay together
@@ -268,7 +278,7 @@ struct StatusBatch {
     TargetGroups groups;            ///< the batch's targets (AppliedFacts::before's order)
     /// Per message, its targets' numbers, in the order the call names them.
     std::vector<std::vector<std::size_t>> messages;
-    /// Per target, its facts (indices into the batch), in order.
+    /// Per target, its facts (indices into the batch), in order, copies within the call left out.
     std::vector<std::vector<std::size_t>> facts_of;
 };
 
@@ -282,6 +292,7 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
     batch.groups = target_groups(facts);
     batch.facts_of.resize(batch.groups.first.size());
     std::unordered_map<std::string_view, std::size_t> positions;  // message key -> its index
+    std::unordered_set<std::string> later;  // "<target>:<fingerprint>" of a target's later facts
     std::size_t arguments = 0;
     for (std::size_t i = 0; i < facts.size(); ++i) {
         const PreparedFact& fact = facts[i];
@@ -293,6 +304,16 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
                 fact.key + "')");
         }
         const std::size_t target = batch.groups.of_fact[i];
+        if (batch.groups.first[target] != i) {
+            // A copy in the same call is answered here (not applied); Redis checks only facts
+            // against what it holds.
+            std::string copy = std::to_string(target);
+            copy.append(1, ':').append(fact.fingerprint);
+            if (facts[batch.groups.first[target]].fingerprint == fact.fingerprint ||
+                !later.insert(std::move(copy)).second) {
+                continue;
+            }
+        }
         if (batch.groups.first[target] == i) {
             auto [position, added] = positions.emplace(fact.key, batch.messages.size());
             if (added) {
@@ -300,10 +321,9 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
                 ++arguments;
             }
             batch.messages[position->second].push_back(target);
-            arguments += 2;
+            arguments += 3;
         }
         batch.facts_of[target].push_back(i);
-        arguments += 2;
     }
     batch.call.reserve(5 + batch.messages.size() + arguments);
     batch.call.push_back(std::to_string(2 + batch.messages.size()));
@@ -319,9 +339,15 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
         for (std::size_t target : message) {
             batch.call.push_back(facts[batch.groups.first[target]].target);
             batch.call.push_back(std::to_string(batch.facts_of[target].size()));
+            std::string& lines = batch.call.emplace_back();
+            std::size_t size = 0;
             for (std::size_t i : batch.facts_of[target]) {
-                batch.call.push_back(facts[i].fingerprint);
-                batch.call.push_back(facts[i].body);
+                size += facts[i].fingerprint.size() + facts[i].body.size() + 2;
+            }
+            lines.reserve(size);
+            for (std::size_t i : batch.facts_of[target]) {
+                lines.append(facts[i].fingerprint).append(1, '\t');
+                lines.append(facts[i].body).append(1, '\n');
             }
         }
     }
@@ -367,11 +393,14 @@ inline AppliedFacts decode_status_answer(const RedisValue& answer, const StatusB
                 if (const auto value = reader.text_or_none()) {
                     stored_bodies(*value, result.before[target]);
                 }
-                for (std::size_t i : batch.facts_of[target]) {
-                    take();
-                    const std::optional<std::int64_t> applied = reader.integer();
-                    if (!applied || (*applied != 0 && *applied != 1)) unexpected();
-                    result.applied[i] = *applied == 1;
+                take();
+                const auto flags = reader.text_or_none();
+                const auto& mine = batch.facts_of[target];
+                if (!flags || flags->size() != mine.size()) unexpected();
+                for (std::size_t f = 0; f < mine.size(); ++f) {
+                    const char flag = (*flags)[f];
+                    if (flag != '0' && flag != '1') unexpected();
+                    result.applied[mine[f]] = flag == '1';
                 }
             }
         }
