@@ -292,7 +292,13 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
     batch.groups = target_groups(facts);
     batch.facts_of.resize(batch.groups.first.size());
     std::unordered_map<std::string_view, std::size_t> positions;  // message key -> its index
-    std::unordered_set<std::string> later;  // "<target>:<fingerprint>" of a target's later facts
+    // The fingerprints of each target's facts after its first, by the target's number.
+    struct Later {
+        std::size_t operator()(const std::pair<std::size_t, std::string_view>& later) const {
+            return std::hash<std::string_view>()(later.second) ^ later.first;
+        }
+    };
+    std::unordered_set<std::pair<std::size_t, std::string_view>, Later> later;
     std::size_t arguments = 0;
     for (std::size_t i = 0; i < facts.size(); ++i) {
         const PreparedFact& fact = facts[i];
@@ -307,10 +313,8 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
         if (batch.groups.first[target] != i) {
             // A copy in the same call is answered here (not applied); Redis checks only facts
             // against what it holds.
-            std::string copy = std::to_string(target);
-            copy.append(1, ':').append(fact.fingerprint);
             if (facts[batch.groups.first[target]].fingerprint == fact.fingerprint ||
-                !later.insert(std::move(copy)).second) {
+                !later.emplace(target, fact.fingerprint).second) {
                 continue;
             }
         }

@@ -12,14 +12,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 
@@ -73,16 +76,26 @@ struct TargetGroups {
     std::vector<std::size_t> first;    ///< per target, its first fact
 };
 
+/// Hashes a pair of texts (a key and a target, a target and a fingerprint) without joining
+/// them into a string.
+struct TextPairHash {
+    SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE std::size_t operator()(
+        const std::pair<std::string_view, std::string_view>& pair) const {
+        const std::size_t first = std::hash<std::string_view>()(pair.first);
+        return first ^ (std::hash<std::string_view>()(pair.second) + 0x9e3779b97f4a7c15ull +
+                        (first << 6) + (first >> 2));
+    }
+};
+
 inline TargetGroups target_groups(const std::vector<PreparedFact>& facts) {
     TargetGroups groups;
     groups.of_fact.reserve(facts.size());
-    // The key's length first: no two (key, target) pairs join to one text.
-    std::unordered_map<std::string, std::size_t> numbers;
-    std::string joined;
+    std::unordered_map<std::pair<std::string_view, std::string_view>, std::size_t, TextPairHash>
+        numbers;
     for (std::size_t i = 0; i < facts.size(); ++i) {
-        joined.assign(std::to_string(facts[i].key.size())).append(1, ':');
-        joined.append(facts[i].key).append(facts[i].target);
-        auto [at, added] = numbers.emplace(joined, groups.first.size());
+        auto [at, added] = numbers.emplace(
+            std::make_pair(std::string_view(facts[i].key), std::string_view(facts[i].target)),
+            groups.first.size());
         if (added) groups.first.push_back(i);
         groups.of_fact.push_back(at->second);
     }

@@ -161,7 +161,9 @@ class StatusTracker : public StatusRecorder {
         sources.reserve(2 * events.size());
         is_event.reserve(2 * events.size());
         // A message's events all say the same of its send: that fact goes to the store once.
-        std::unordered_set<std::string> sends;
+        // Views of the facts' own strings: `facts` is reserved, so it never moves them.
+        std::unordered_set<std::pair<std::string_view, std::string_view>, detail::TextPairHash>
+            sends;
         for (const WebhookEvent& event : events) {
             auto made = fact_from_event(event, options_.tracking_arg);
             if (!made) continue;
@@ -173,8 +175,11 @@ class StatusTracker : public StatusRecorder {
             facts.push_back(std::move(made->recipient));
             sources.push_back(source);
             is_event.push_back(true);
-            if (!sends.insert(made->send.fingerprint + '\n' + made->send.key).second) continue;
             facts.push_back(std::move(made->send));
+            if (!sends.emplace(facts.back().key, facts.back().fingerprint).second) {
+                facts.pop_back();
+                continue;
+            }
             source.implies = DeliveryState::accepted;
             sources.push_back(source);
             is_event.push_back(false);
