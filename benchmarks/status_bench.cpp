@@ -260,8 +260,7 @@ void BM_handle_redis(benchmark::State& state) {
     const double iterations = static_cast<double>(state.iterations());
     state.SetItemsProcessed(state.iterations() * kEventsPerBatch);
     state.counters["applied/event"] = static_cast<double>(applied) / (iterations * kEventsPerBatch);
-    state.counters["changes/event"] =
-        static_cast<double>(changes) / (iterations * kEventsPerBatch);
+    state.counters["changes/event"] = static_cast<double>(changes) / (iterations * kEventsPerBatch);
     script.report(state);
 }
 BENCHMARK(BM_handle_redis)->Name("status/handle_redis")->UseRealTime();
@@ -392,8 +391,8 @@ BENCHMARK(BM_handle_no_statuses)->Name("status/handle_no_statuses")->UseRealTime
 BENCHMARK(BM_handle_raw_hset)->Name("status/handle_raw_hset")->UseRealTime();
 
 /// The floor of any receiver that hands its handlers nlohmann::json events, as WebhookEvent
-/// does (`raw`, `custom_args`): nlohmann's reading of the same batch, only checked (`accept`,
-/// nothing built) and as a tree (`parse`). No signature, no events, no Redis.
+/// did before its `raw` and `custom_args` became text: nlohmann's reading of the same batch, only
+/// checked (`accept`, nothing built) and as a tree (`parse`). No signature, no events, no Redis.
 void run_nlohmann(benchmark::State& state, bool build) {
     batches();
     std::size_t next = 0;

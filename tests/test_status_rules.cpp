@@ -99,9 +99,15 @@ TEST_CASE("the rules table: the state each kind of event implies", "[status][rul
     nlohmann::json keyless = ev("delivered", 1, "x");
     keyless.erase("sendgrid_backend_key");
     CHECK_FALSE(sg::fact_from_event(one(keyless), "sendgrid_backend_key"));
+    // Any value is a key by its text; an empty one is none.
     nlohmann::json numeric_key = ev("delivered", 1, "x");
     numeric_key["sendgrid_backend_key"] = 42;
-    CHECK_FALSE(sg::fact_from_event(one(numeric_key), "sendgrid_backend_key"));
+    const auto numeric = sg::fact_from_event(one(numeric_key), "sendgrid_backend_key");
+    REQUIRE(numeric);
+    CHECK(numeric->recipient.key == "42");
+    nlohmann::json empty_key = ev("delivered", 1, "x");
+    empty_key["sendgrid_backend_key"] = "";
+    CHECK_FALSE(sg::fact_from_event(one(empty_key), "sendgrid_backend_key"));
     CHECK_FALSE(sg::fact_from_event(one(ev("delivered", 1, "x")), "other_arg"));
     CHECK(sg::fact_from_event(one(ev("delivered", 1, "x")), "sendgrid_backend_key"));
 }
@@ -378,6 +384,91 @@ TEST_CASE("a fingerprint tells texts apart by their lengths", "[status][rules]")
     CHECK(tracked.tracker.record(parse({first})) == 1);
     CHECK(tracked.tracker.record(parse({second})) == 1);
     CHECK(tracked.after({}).open.count == 2);
+}
+
+TEST_CASE("an event's fingerprint is its JSON value's, less sg_event_id", "[status][rules]") {
+    const auto fingerprint = [](const std::string& event) {
+        const auto events = sg::parse_webhook_events("[" + event + "]");
+        REQUIRE(events.size() == 1);
+        const auto facts = sg::fact_from_event(events[0], "sendgrid_backend_key");
+        REQUIRE(facts);
+        return facts->recipient.fingerprint;
+    };
+    const std::string base =
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"x"}})";
+    const std::string same_value[] = {
+        // members reordered, at the top and inside
+        R"({"o":{"d":"x","a":[1,{"c":true,"b":null}]},"ua":"Mail","sendgrid_backend_key":"k",)"
+        R"("timestamp":100,"email":"a@example.com","event":"open","sg_event_id":"e1"})",
+        // other spaces
+        "{ \"event\" : \"open\" ,\n \"email\":\"a@example.com\",\t\"timestamp\" : 100, "
+        "\"sg_event_id\":\"e1\", \"sendgrid_backend_key\":\"k\",\"ua\":\"Mail\","
+        "\"o\":{ \"a\":[ 1 , { \"b\" : null , \"c\" : true } ] , \"d\" : \"x\" } }",
+        // an escaped character, in a value and in a key
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","u\u0061":"M\u0061il","o":{"a":[1,{"b":null,"c":true}],)"
+        R"("d":"\u0078"}})",
+        // a fresh sg_event_id (a copy SendGrid sent again), or none
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e2",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"x"}})",
+        R"({"event":"open","email":"a@example.com","timestamp":100,)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"x"}})",
+        // a key twice: the last counts
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1","ua":"X",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"x"}})",
+    };
+    for (const std::string& event : same_value) {
+        INFO(event);
+        CHECK(fingerprint(event) == fingerprint(base));
+    }
+    const std::string other_value[] = {
+        R"({"event":"open","email":"a@example.com","timestamp":101,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"x"}})",
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[{"b":null,"c":true},1],"d":"x"}})",
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":false}],"d":"x"}})",
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"xx"}})",
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"e":"x"}})",
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":["x"]}})",
+        // sg_event_id inside a value is content
+        R"({"event":"open","email":"a@example.com","timestamp":100,"sg_event_id":"e1",)"
+        R"("sendgrid_backend_key":"k","ua":"Mail","o":{"a":[1,{"b":null,"c":true}],"d":"x",)"
+        R"("sg_event_id":"e1"}})",
+    };
+    for (const std::string& event : other_value) {
+        INFO(event);
+        CHECK(fingerprint(event) != fingerprint(base));
+    }
+    // Strings and keys go in after their lengths: moving a byte from one to the next differs.
+    CHECK(sg::detail::content_hash(R"({"ab":"c"})", 0) !=
+          sg::detail::content_hash(R"({"a":"bc"})", 0));
+    CHECK(sg::detail::content_hash(R"(["ab","c"])", 0) !=
+          sg::detail::content_hash(R"(["a","bc"])", 0));
+    CHECK(sg::detail::content_hash(R"([[],[[]]])", 0) !=
+          sg::detail::content_hash(R"([[[]],[]])", 0));
+    // A raw text that is not JSON (an event built by hand) is hashed as its bytes, no crash.
+    sg::WebhookEvent built;
+    built.type = sg::EventType::open;
+    built.email = "a@example.com";
+    built.custom_args["sendgrid_backend_key"] = "k";
+    for (const char* raw : {"", "{", "{\"a\":", "[1] x", "\"\xff\"", "{\"a\":1,\"a\"}"}) {
+        INFO(raw);
+        built.raw = raw;
+        CHECK(sg::fact_from_event(built, "sendgrid_backend_key"));
+    }
+    built.raw = "{";
+    const auto first = sg::fact_from_event(built, "sendgrid_backend_key");
+    built.raw = "}";
+    CHECK(first->recipient.fingerprint !=
+          sg::fact_from_event(built, "sendgrid_backend_key")->recipient.fingerprint);
+    std::string deep(2000, '[');
+    built.raw = deep;
+    CHECK(sg::fact_from_event(built, "sendgrid_backend_key"));
 }
 
 TEST_CASE("texts of any bytes and lengths are fingerprinted (UTF-8, over 127 bytes)",

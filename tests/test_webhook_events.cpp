@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <iterator>
 #include <limits>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -73,13 +75,101 @@ TEST_CASE("unknown keys and kinds are kept: custom_args and raw", "[webhook][par
     CHECK(event.event == "brand_new_kind");
     CHECK(event.email == "a@b.c");
     CHECK(event.smtp_id.empty());
-    // Every key SendGrid does not document, with its JSON value as sent; "response" is SendGrid's.
-    CHECK(event.custom_args ==
-          nlohmann::json::parse(R"({"order":{"id":[1,2]},"tenant":null,"":"empty key",)"
-                                R"("Email":"not email","smtp_id":"not smtp-id"})"));
-    CHECK(event.raw == nlohmann::json::parse(body)[0]);
-    // No custom args: an empty object, not null.
-    CHECK(one_event(R"("timestamp":1)").custom_args == nlohmann::json::object());
+    // Every key SendGrid does not document, with its value as text; "response" is SendGrid's.
+    CHECK(event.custom_args == std::map<std::string, std::string>{{"order", R"({"id":[1,2]})"},
+                                                                  {"tenant", "null"},
+                                                                  {"", "empty key"},
+                                                                  {"Email", "not email"},
+                                                                  {"smtp_id", "not smtp-id"}});
+    CHECK(event.raw == body.substr(1, body.size() - 2));
+    CHECK(event.json() == nlohmann::json::parse(body)[0]);
+    CHECK(one_event(R"("timestamp":1)").custom_args.empty());
+}
+
+TEST_CASE("custom_args: strings decoded, other values their JSON text without spaces",
+          "[webhook][parse]") {
+    const auto event = one_event(
+        "\"s\":\"caf\\u00e9 \\\"x\\\"\", \"n\" : -12.50e1 ,\"t\":true,\"z\":null,"
+        "\"o\":{ \"a\" :\t[ 1 ,\n2 ], \"b c\":\" x \\\" y \" },\"e\":[ ]");
+    CHECK(event.custom_args.at("s") == "caf\xC3\xA9 \"x\"");
+    CHECK(event.custom_args.at("n") == "-12.50e1");  // as received, not reformatted
+    CHECK(event.custom_args.at("t") == "true");
+    CHECK(event.custom_args.at("z") == "null");
+    CHECK(event.custom_args.at("o") ==
+          R"({"a":[1,2],"b c":" x \" y "})");  // spaces in strings stay
+    CHECK(event.custom_args.at("e") == "[]");
+    // A text field takes the same rule, but null is empty there.
+    const auto text = one_event(R"("reason": { "a" : [ 1 , "b c" ] }, "url" : 1.50, "ip":null)");
+    CHECK(text.reason == R"({"a":[1,"b c"]})");
+    CHECK(text.url == "1.50");
+    CHECK(text.ip.empty());
+    CHECK(one_event(R"("bounce_classification":"Invalid Address")").bounce_classification ==
+          "Invalid Address");
+    CHECK(one_event(R"("bounce_classification":"Invalid Address")").custom_args.empty());
+}
+
+TEST_CASE("a key given twice: the last one counts", "[webhook][parse]") {
+    const auto event =
+        one_event(R"("order":"1","order":{"id":2},"category":["a","b"],"category":"c","tls":true,)"
+                  R"("tls":"yes","attempt":3,"attempt":"x","url_offset":{"index":1,"index":"2",)"
+                  R"("type":"html","type":null},"reason":"first","reason":"second")");
+    CHECK(event.custom_args.at("order") == R"({"id":2})");
+    CHECK(event.categories == std::vector<std::string>{"c"});
+    CHECK_FALSE(event.tls.has_value());
+    CHECK_FALSE(event.attempt.has_value());
+    CHECK(event.url_offset_index == 2);
+    CHECK(event.url_offset_type.empty());
+    CHECK(event.reason == "second");
+    CHECK(one_event(R"("url_offset":{"index":1},"url_offset":7)").url_offset_index == std::nullopt);
+    CHECK(one_event(R"("category":["a"],"category":7)").categories.empty());
+    CHECK(one_event(R"("email":"x@y.z")").email == "x@y.z");  // after one_event's own email
+}
+
+TEST_CASE("raw is the event's text as received; json() parses it", "[webhook][parse]") {
+    const std::string first = "{ \"event\" : \"open\",\n\t\"email\":\"a@b.c\", \"k\":\"\\u0041\" }";
+    const std::string second = R"({"event":"click","url_offset":{"index":1}})";
+    const auto events = parse_webhook_events("\xEF\xBB\xBF [ " + first + " ,\n" + second + " ] ");
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].raw == first);
+    CHECK(events[1].raw == second);
+    CHECK(events[0].json() == nlohmann::json{{"event", "open"}, {"email", "a@b.c"}, {"k", "A"}});
+    CHECK(events[1].json() == nlohmann::json::parse(second));
+    CHECK(parse_webhook_events("[{}]")[0].raw == "{}");
+    sendgrid_backend::WebhookEvent built;
+    built.raw = "{not json";
+    CHECK_THROWS_AS(built.json(), sendgrid_backend::InvalidWebhookBody);
+}
+
+TEST_CASE("bodies that are not a JSON array of objects are refused as before", "[webhook][parse]") {
+    namespace detail = sendgrid_backend::detail;
+    const auto refusal = [](std::string_view body) {
+        try {
+            parse_webhook_events(body);
+        } catch (const sendgrid_backend::InvalidWebhookBody& invalid) {
+            return invalid.field() + " " + invalid.reason();
+        }
+        return std::string("taken");
+    };
+    std::string deep;
+    for (int i = 0; i < detail::max_json_text_depth; ++i) deep += "[";
+    deep += std::string(static_cast<std::size_t>(detail::max_json_text_depth), ']');
+    CHECK(refusal("[{}] x") == "body is not valid JSON");
+    CHECK(refusal("[{},]") == "body is not valid JSON");
+    CHECK(refusal("") == "body is not valid JSON");
+    CHECK(refusal(R"([{"a":1}, 2, {"b":3}])") == "body[1] is not an event object");
+    CHECK(refusal(R"([{"a":1}, 2, {"b":])") == "body is not valid JSON");  // JSON decides first
+    CHECK(refusal(R"({"event":"open"})") == "body is not a JSON array of events");
+    CHECK(refusal(R"({"event":)") == "body is not valid JSON");
+    CHECK(refusal("[{\"a\":\"\xC3\"}]") == "body is not valid JSON");    // not UTF-8
+    CHECK(refusal("[{\"a\":[\"\xC3\"]}]") == "body is not valid JSON");  // nor in a skipped value
+    CHECK(refusal("[{\"response\":\"\xFF\"}]") == "body is not valid JSON");
+    CHECK(refusal("[{\"a\":\"\\ud83d\"}]") == "body is not valid JSON");
+    CHECK(refusal(std::string("[{}]\0", 5)) == "body is not valid JSON");
+    CHECK(refusal("[{\"a\":" + deep + "}]") ==
+          "body " + detail::too_deep_json(detail::max_json_text_depth));
+    // Just within the limit: taken.
+    const std::string within = deep.substr(2, deep.size() - 4);
+    CHECK(refusal("[{\"a\":" + within + "}]") == "taken");
 }
 
 TEST_CASE("text fields: strings as sent, null as empty, other JSON as its text",
@@ -194,6 +284,13 @@ TEST_CASE("the webhook's JSON reader builds nlohmann's tree and refuses what nlo
         deep_too,
         "[\"unterminated",
         "]" + deep_too,  // more closed than opened: not JSON, whatever follows
+        R"([{"a":1,"a":{"x":[1]}}, {"tls":1e-400,"attempt":"7"}, {}])",
+        "[{\"a\":\"\xC3\"}]",
+        "[{\"response\":[\"\\ud83d\"]}]",
+        "[{\"a\":1} x",
+        "[{\"a\":1}, 2, {\"a\":}]",
+        "[{\"a\":1}, 2, {\"a\":2}]",
+        "[{" + std::string(200, ' ') + "}]",
     };
     CHECK_FALSE(detail::text_nests_deeper("]" + deep_too, detail::max_json_text_depth));
     CHECK(detail::text_nests_deeper(deep_too, detail::max_json_text_depth));
@@ -204,6 +301,29 @@ TEST_CASE("the webhook's JSON reader builds nlohmann's tree and refuses what nlo
         const nlohmann::json ours = detail::read_json_text(text, &our_problem);
         CHECK(ours.is_discarded() == theirs.is_discarded());
         CHECK(our_problem == nlohmann_problem);
+        // parse_webhook_events reads without a tree: the same texts refused, the same words.
+        std::string expected = "taken";
+        if (theirs.is_discarded()) {
+            expected = "body " + nlohmann_problem;
+        } else if (!theirs.is_array()) {
+            expected = "body is not a JSON array of events";
+        } else {
+            for (std::size_t i = 0; i < theirs.size(); ++i) {
+                if (!theirs[i].is_object()) {
+                    expected = "body[" + std::to_string(i) + "] is not an event object";
+                    break;
+                }
+            }
+        }
+        std::string got = "taken";
+        std::size_t events = 0;
+        try {
+            events = parse_webhook_events(text).size();
+        } catch (const sendgrid_backend::InvalidWebhookBody& invalid) {
+            got = invalid.field() + " " + invalid.reason();
+        }
+        CHECK(got == expected);
+        if (got == "taken") CHECK(events == theirs.size());
         if (ours.is_discarded() || theirs.is_discarded()) continue;
         CHECK(ours == theirs);
         CHECK(ours.dump() == theirs.dump());

@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -27,9 +27,12 @@
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/json/depth.hpp"
 #include "sendgrid_backend/detail/json/event_keys.hpp"
+#include "sendgrid_backend/detail/json/parse.hpp"
+#include "sendgrid_backend/detail/json/scan.hpp"
+#include "sendgrid_backend/detail/json/scanned_values.hpp"
 #include "sendgrid_backend/detail/json/tree.hpp"
-#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/exceptions.hpp"
 #include "sendgrid_backend/fwd.hpp"
 #include "sendgrid_backend/message.hpp"
@@ -109,10 +112,23 @@ struct WebhookEvent {
     std::string marketing_campaign_name;
     std::string marketing_campaign_version;
     std::string marketing_campaign_split_id;
-    /// Top-level keys SendGrid does not define: the custom_args sent with the message.
-    nlohmann::json custom_args = nlohmann::json::object();
-    /// The event exactly as received.
-    nlohmann::json raw;
+    std::string bounce_classification;  ///< bounce, blocked: e.g. "Invalid Address"
+    /// Top-level keys SendGrid does not define: the custom_args sent with the message. Each
+    /// value as text: a string decoded, any other value its JSON text without spaces, e.g.
+    /// `12`, `null` or `{"a":[1,2]}`. The same rule gives a text field above a value that is
+    /// not a string, but null there is "".
+    std::map<std::string, std::string> custom_args;
+    /// The event's JSON text exactly as received, from its `{` to its `}`.
+    std::string raw;
+
+    /// `raw` parsed: the event as a tree. Parses on every call.
+    /// @throws InvalidWebhookBody (field "raw") when `raw` is not JSON (an event built by hand).
+    nlohmann::json json() const {
+        std::string problem;
+        nlohmann::json tree = detail::read_json_text(raw, &problem);
+        if (tree.is_discarded()) throw InvalidWebhookBody("raw", problem);
+        return tree;
+    }
 };
 
 /// Whether `event` is about the message SendGrid accepted with X-Message-Id `message_id`:
@@ -131,53 +147,6 @@ inline bool belongs_to(const WebhookEvent& event, const EmailMessage& message) n
 
 namespace detail {
 
-/// A text field's value: a string as it is, nothing for null, any other JSON as its text.
-inline std::string text_of(const nlohmann::json& value) {
-    if (value.is_string()) return value.get_ref<const std::string&>();
-    if (value.is_null()) return "";
-    return value.dump();
-}
-
-/// The same for `object[key]`; nothing when it is absent.
-inline std::string json_text(const nlohmann::json& object, const char* key) {
-    auto found = object.find(key);
-    return found == object.end() ? std::string() : text_of(*found);
-}
-
-/// An integer field's value; nullopt when it is not a number or outside [min, max] (a number
-/// from the network is refused rather than wrapped or converted with undefined behaviour).
-inline std::optional<std::int64_t> integer_of(
-    const nlohmann::json& value, std::int64_t min = std::numeric_limits<std::int64_t>::min(),
-    std::int64_t max = std::numeric_limits<std::int64_t>::max()) {
-    std::optional<std::int64_t> result;
-    if (value.is_number_unsigned()) {
-        const auto number = value.get<std::uint64_t>();
-        if (number <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-            result = static_cast<std::int64_t>(number);
-        }
-    } else if (value.is_number_integer()) {
-        result = value.get<std::int64_t>();
-    } else if (value.is_number_float()) {
-        // In range, the conversion truncates; out of it (1e300), it would be undefined.
-        const double number = value.get<double>();
-        if (number >= -9223372036854775808.0 && number < 9223372036854775808.0) {
-            result = static_cast<std::int64_t>(number);
-        }
-    } else if (value.is_string()) {  // SendGrid sends some numbers as strings ("attempt": "1")
-        result = parse_decimal(value.get_ref<const std::string&>());
-    }
-    if (result && (*result < min || *result > max)) return std::nullopt;
-    return result;
-}
-
-/// The same for an int field that cannot be negative (attempt, url_offset.index).
-inline std::optional<int> count_of(const nlohmann::json& value) {
-    if (auto number = integer_of(value, 0, std::numeric_limits<int>::max())) {
-        return static_cast<int>(*number);
-    }
-    return std::nullopt;
-}
-
 inline EventType event_type_from(std::string_view name) noexcept {
     for (EventType type :
          {EventType::processed, EventType::dropped, EventType::delivered, EventType::deferred,
@@ -188,104 +157,146 @@ inline EventType event_type_from(std::string_view name) noexcept {
     return EventType::unknown;
 }
 
-inline void read_categories(const nlohmann::json& value, std::vector<std::string>& categories) {
-    if (value.is_array()) {
-        categories.reserve(value.size());
-        for (const auto& item : value) {  // null is "null" here, unlike in a text field
-            categories.push_back(item.is_string() ? item.get_ref<const std::string&>()
-                                                  : item.dump());
+/// "category": a string, or an array whose items are strings or else their JSON text (null is
+/// "null" here, unlike in a text field); anything else is no category.
+inline bool read_categories(JsonScanner& scan, std::vector<std::string>& categories) {
+    categories.clear();  // of a repeated key the last value counts
+    const char first = scan.peek();
+    if (first == '"') return scan.string(categories.emplace_back());
+    if (first != '[') return scan.value();
+    scan.take('[');
+    if (scan.take(']')) return true;
+    for (;;) {
+        if (scan.peek() == '"') {
+            if (!scan.string(categories.emplace_back())) return false;
+        } else {
+            std::string_view raw;
+            if (!scan.value(&raw)) return false;
+            categories.push_back(compact_json(raw));
         }
-    } else if (value.is_string()) {
-        categories.push_back(value.get_ref<const std::string&>());
+        if (scan.take(']')) return true;
+        if (!scan.take(',')) return false;
     }
 }
 
-/// Reads `object` (one event) in one pass over its keys, then keeps it as `raw`: moved, since a
-/// batch's events are parsed once and the tree is not needed afterwards.
-inline WebhookEvent parse_event(nlohmann::json&& object) {
-    WebhookEvent event;
-    auto& custom_args = event.custom_args.get_ref<nlohmann::json::object_t&>();
-    for (const auto& [key, value] : object.get_ref<const nlohmann::json::object_t&>()) {
-        switch (event_key(key)) {
-            case EventKey::custom:  // keys come in order: each one goes at the end
-                custom_args.emplace_hint(custom_args.end(), key, value);
-                break;
-            case EventKey::documented:
-                break;
-            case EventKey::email:
-                event.email = text_of(value);
-                break;
-            case EventKey::timestamp:
-                event.timestamp = integer_of(value).value_or(0);
-                break;
-            case EventKey::event:
-                event.event = text_of(value);
-                break;
-            case EventKey::smtp_id:
-                event.smtp_id = text_of(value);
-                break;
-            case EventKey::sg_event_id:
-                event.sg_event_id = text_of(value);
-                break;
-            case EventKey::sg_message_id:
-                event.sg_message_id = text_of(value);
-                break;
-            case EventKey::category:
-                read_categories(value, event.categories);
-                break;
-            case EventKey::ip:
-                event.ip = text_of(value);
-                break;
-            case EventKey::useragent:
-                event.useragent = text_of(value);
-                break;
-            case EventKey::tls:
-                if (value.is_boolean()) event.tls = value.get<bool>();
-                if (value.is_number()) event.tls = value.get<double>() != 0;
-                break;
-            case EventKey::reason:
-                event.reason = text_of(value);
-                break;
-            case EventKey::status:
-                event.status = text_of(value);
-                break;
-            case EventKey::type:
-                event.bounce_type = text_of(value);
-                break;
-            case EventKey::attempt:
-                event.attempt = count_of(value);
-                break;
-            case EventKey::url:
-                event.url = text_of(value);
-                break;
-            case EventKey::url_offset:
-                if (value.is_object()) {
-                    if (auto index = value.find("index"); index != value.end()) {
-                        event.url_offset_index = count_of(*index);
-                    }
-                    event.url_offset_type = json_text(value, "type");
-                }
-                break;
-            case EventKey::asm_group_id:
-                event.asm_group_id = integer_of(value);
-                break;
-            case EventKey::marketing_campaign_id:
-                event.marketing_campaign_id = integer_of(value);
-                break;
-            case EventKey::marketing_campaign_name:
-                event.marketing_campaign_name = text_of(value);
-                break;
-            case EventKey::marketing_campaign_version:
-                event.marketing_campaign_version = text_of(value);
-                break;
-            case EventKey::marketing_campaign_split_id:
-                event.marketing_campaign_split_id = text_of(value);
-                break;
+/// "url_offset": an object with "index" and "type"; anything else leaves both unset.
+inline bool read_url_offset(JsonScanner& scan, WebhookEvent& event, std::string& key) {
+    event.url_offset_index.reset();
+    event.url_offset_type.clear();
+    if (scan.peek() != '{') return scan.value();
+    scan.take('{');
+    if (scan.take('}')) return true;
+    for (;;) {
+        if (!scan.string(key) || !scan.take(':')) return false;
+        bool ok = true;
+        if (key == "index") {
+            ok = read_count(scan, event.url_offset_index);
+        } else if (key == "type") {
+            ok = read_text(scan, event.url_offset_type);
+        } else {
+            ok = scan.value();
+        }
+        if (!ok) return false;
+        if (scan.take('}')) return true;
+        if (!scan.take(',')) return false;
+    }
+}
+
+/// "tls": a boolean, or a number (other than 0: true); anything else leaves it unset.
+inline bool read_tls(JsonScanner& scan, std::optional<bool>& tls) {
+    tls.reset();
+    const char first = scan.peek();
+    if (first == 't' || first == 'f') {
+        tls = first == 't';
+        return scan.value();
+    }
+    if (first == '-' || (first >= '0' && first <= '9')) {
+        std::string_view token;
+        if (!scan.number(token)) return false;
+        tls = is_nonzero_number(token);
+        return true;
+    }
+    return scan.value();
+}
+
+/// Reads the value of the top-level key `key` into its field. Of a repeated key, the last
+/// value counts, as each read replaces what an earlier one left.
+inline bool read_event_member(JsonScanner& scan, WebhookEvent& event, std::string& key) {
+    std::optional<std::int64_t> number;
+    switch (event_key(key)) {
+        case EventKey::custom:
+            return read_text(scan, event.custom_args[key], /*null_is_empty=*/false);
+        case EventKey::documented:
+            return scan.value();
+        case EventKey::email:
+            return read_text(scan, event.email);
+        case EventKey::timestamp:
+            if (!read_integer(scan, number)) return false;
+            event.timestamp = number.value_or(0);
+            return true;
+        case EventKey::event:
+            return read_text(scan, event.event);
+        case EventKey::smtp_id:
+            return read_text(scan, event.smtp_id);
+        case EventKey::sg_event_id:
+            return read_text(scan, event.sg_event_id);
+        case EventKey::sg_message_id:
+            return read_text(scan, event.sg_message_id);
+        case EventKey::category:
+            return read_categories(scan, event.categories);
+        case EventKey::ip:
+            return read_text(scan, event.ip);
+        case EventKey::useragent:
+            return read_text(scan, event.useragent);
+        case EventKey::tls:
+            return read_tls(scan, event.tls);
+        case EventKey::reason:
+            return read_text(scan, event.reason);
+        case EventKey::status:
+            return read_text(scan, event.status);
+        case EventKey::type:
+            return read_text(scan, event.bounce_type);
+        case EventKey::attempt:
+            return read_count(scan, event.attempt);
+        case EventKey::url:
+            return read_text(scan, event.url);
+        case EventKey::url_offset:
+            return read_url_offset(scan, event, key);
+        case EventKey::asm_group_id:
+            return read_integer(scan, event.asm_group_id);
+        case EventKey::marketing_campaign_id:
+            return read_integer(scan, event.marketing_campaign_id);
+        case EventKey::marketing_campaign_name:
+            return read_text(scan, event.marketing_campaign_name);
+        case EventKey::marketing_campaign_version:
+            return read_text(scan, event.marketing_campaign_version);
+        case EventKey::marketing_campaign_split_id:
+            return read_text(scan, event.marketing_campaign_split_id);
+        case EventKey::bounce_classification:
+            return read_text(scan, event.bounce_classification);
+    }
+    return scan.value();
+}
+
+/// Reads one event object (the scanner at its `{`) into `event`, keeping its text as `raw`.
+/// `key` is scratch space, reused from event to event. False when the text is not JSON.
+inline bool read_event(JsonScanner& scan, std::string_view text, WebhookEvent& event,
+                       std::string& key) {
+    scan.peek();
+    const std::size_t start = scan.position();
+    if (!scan.take('{')) return false;
+    if (!scan.take('}')) {
+        for (;;) {
+            if (!scan.string(key) || !scan.take(':') || !read_event_member(scan, event, key)) {
+                return false;
+            }
+            if (scan.take('}')) break;
+            if (!scan.take(',')) return false;
         }
     }
     event.type = event_type_from(event.event);
-    event.raw = std::move(object);
-    return event;
+    event.raw = text.substr(start, scan.position() - start);
+    return true;
 }
 
 }  // namespace detail
@@ -338,22 +349,42 @@ class InMemorySeenEventIds : public SeenEventIds {
     std::unordered_set<std::string_view> ids_;
 };
 
-/// Parses the POSTed JSON array into events (no signature check).
+/// Parses the POSTed JSON array into events (no signature check), in one pass over the text:
+/// no tree is built.
 /// @throws InvalidWebhookBody (field "body" or `body[i]`) when the body is not a JSON array of
 /// objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
-    std::string problem;
-    nlohmann::json json = detail::read_json_text(body, &problem);
-    if (json.is_discarded()) throw InvalidWebhookBody("body", problem);
-    if (!json.is_array()) throw InvalidWebhookBody("body", "is not a JSON array of events");
-    auto& items = json.get_ref<nlohmann::json::array_t&>();
+    if (detail::text_nests_deeper(body, detail::max_json_text_depth)) {
+        throw InvalidWebhookBody("body", detail::too_deep_json(detail::max_json_text_depth));
+    }
+    if (body.substr(0, 3) == "\xEF\xBB\xBF") body.remove_prefix(3);  // as nlohmann skips it
+    detail::JsonScanner scan(body, detail::max_json_text_depth);
+    const auto not_json = [] { return InvalidWebhookBody("body", detail::not_json); };
+    if (scan.peek() != '[') {
+        // Whether JSON at all decides the words.
+        if (!scan.value() || !scan.at_end()) throw not_json();
+        throw InvalidWebhookBody("body", "is not a JSON array of events");
+    }
+    scan.take('[');
     std::vector<WebhookEvent> events;
-    events.reserve(items.size());
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (!items[i].is_object()) {
-            throw InvalidWebhookBody("body[" + std::to_string(i) + "]", "is not an event object");
+    std::optional<std::size_t> not_an_object;  // the first; the rest is still checked for JSON
+    std::string key;
+    if (!scan.take(']')) {
+        for (std::size_t i = 0;; ++i) {
+            if (!not_an_object && scan.peek() == '{') {
+                if (!detail::read_event(scan, body, events.emplace_back(), key)) throw not_json();
+            } else {
+                if (!not_an_object) not_an_object = i;
+                if (!scan.value()) throw not_json();
+            }
+            if (scan.take(']')) break;
+            if (!scan.take(',')) throw not_json();
         }
-        events.push_back(detail::parse_event(std::move(items[i])));
+    }
+    if (!scan.at_end()) throw not_json();
+    if (not_an_object) {
+        throw InvalidWebhookBody("body[" + std::to_string(*not_an_object) + "]",
+                                 "is not an event object");
     }
     return events;
 }

@@ -35,6 +35,7 @@
 #include "sendgrid_backend/address.hpp"
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
+#include "sendgrid_backend/detail/json/content_hash.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/status/state.hpp"
@@ -103,61 +104,6 @@ constexpr DeliveryState state_of(SendStatus status) noexcept {
 
 namespace detail {
 
-/// 64-bit FNV-1a: a fingerprint, not a secret (a collision merges two facts of one message).
-SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
-    std::string_view text, std::uint64_t hash = 14695981039346656037ull) {
-    for (char c : text) {
-        hash ^= static_cast<unsigned char>(c);  // a byte: explicit, as it changes signed chars
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
-
-/// Hashes `value`'s content (for an object, leaving out the member `skip`): equal JSON, equal
-/// hash. Walks the tree in place; a copy and a dump of each event cost more than the rest of
-/// its fact.
-inline std::uint64_t content_hash(const nlohmann::json& value, std::uint64_t hash,
-                                  std::string_view skip = {}) {
-    const auto tag = [&hash](char kind) { return hash = fnv1a(std::string_view(&kind, 1), hash); };
-    // A text goes in after its length, so that no two different trees give one stream.
-    const auto text = [&hash](std::string_view bytes) {
-        const std::uint64_t size = bytes.size();
-        hash = fnv1a(std::string_view(reinterpret_cast<const char*>(&size), sizeof size), hash);
-        return hash = fnv1a(bytes, hash);
-    };
-    switch (value.type()) {
-        case nlohmann::json::value_t::object:
-            tag('{');
-            for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>()) {
-                if (key == skip) continue;
-                tag('k');
-                text(key);
-                hash = content_hash(member, hash);
-            }
-            return tag('}');
-        case nlohmann::json::value_t::array:
-            tag('[');
-            for (const auto& item : value) hash = content_hash(item, hash);
-            return tag(']');
-        case nlohmann::json::value_t::string:
-            tag('s');
-            return text(value.get_ref<const std::string&>());
-        case nlohmann::json::value_t::number_integer:
-            tag('n');
-            return text(std::to_string(value.get<std::int64_t>()));
-        case nlohmann::json::value_t::number_unsigned:
-            tag('n');
-            return text(std::to_string(value.get<std::uint64_t>()));
-        case nlohmann::json::value_t::number_float:
-            tag('f');
-            return text(value.dump());
-        case nlohmann::json::value_t::boolean:
-            return tag(value.get<bool>() ? 't' : 'F');
-        default:  // null, binary, discarded
-            return tag('0');
-    }
-}
-
 inline std::string hex64(std::uint64_t value) {
     static const char digits[] = "0123456789abcdef";
     std::string text(16, '0');
@@ -182,11 +128,11 @@ inline std::int64_t storable_time(std::int64_t time) noexcept {
 
 }  // namespace detail
 
-/// The tracking key `event` carries in `tracking_arg`; empty when it carries none (or not text).
+/// The tracking key `event` carries in `tracking_arg` (its text, see WebhookEvent::custom_args);
+/// empty when it carries none.
 inline std::string tracking_key_of(const WebhookEvent& event, const std::string& tracking_arg) {
     auto found = event.custom_args.find(tracking_arg);
-    if (found == event.custom_args.end() || !found->is_string()) return "";
-    return found->get<std::string>();
+    return found == event.custom_args.end() ? std::string() : found->second;
 }
 
 namespace detail {
@@ -371,11 +317,9 @@ inline std::optional<EventFacts> fact_from_event(const WebhookEvent& event,
     // A state implied by an engagement (an open, a click) has no reason of its own.
     const bool own_reason =
         rule->implies != DeliveryState::delivered || rule->type == EventType::delivered;
-    std::string classification;
-    if (own_reason) classification = detail::json_text(event.raw, "bounce_classification");
-    recipient.body = detail::fact_body(rule->implies, event.timestamp, hash, rule->count,
-                                       own_reason ? event.reason : "",
-                                       own_reason ? event.status : "", classification);
+    recipient.body = detail::fact_body(
+        rule->implies, event.timestamp, hash, rule->count, own_reason ? event.reason : "",
+        own_reason ? event.status : "", own_reason ? event.bounce_classification : "");
     // A recorded send (time > 0) tells it better. Ties between events naming different ids (one
     // key on two sends) go by the id's hash, not by which event came first.
     const std::string_view message_id =

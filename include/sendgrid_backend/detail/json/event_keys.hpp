@@ -41,6 +41,7 @@ enum class EventKey : unsigned char {
     marketing_campaign_name,
     marketing_campaign_version,
     marketing_campaign_split_id,
+    bounce_classification,
 };
 
 struct NamedEventKey {
@@ -52,7 +53,7 @@ struct NamedEventKey {
 inline constexpr NamedEventKey documented_event_keys[] = {
     {"asm_group_id", EventKey::asm_group_id},
     {"attempt", EventKey::attempt},
-    {"bounce_classification", EventKey::documented},
+    {"bounce_classification", EventKey::bounce_classification},
     {"category", EventKey::category},
     {"cert_err", EventKey::documented},
     {"email", EventKey::email},

@@ -1,12 +1,13 @@
 #pragma once
 
 /// @file
-/// A strict JSON reader for the one JSON text the send path reads off the network: SendGrid's
-/// error bodies (api_errors.hpp). Hand-written instead of nlohmann::json::parse for compile time
-/// only: every file that sends compiles the send path header-only, and with nlohmann's parser in
-/// it such a file no longer compiled within the library's budget against using the dependencies
-/// directly (benchmarks/compile_cost.sh; the figures are in docs/benchmarks.md).
-/// tests/fuzz/fuzz_error_body.cpp holds its reading to nlohmann's, both ways.
+/// A strict JSON reader for the JSON text read off the network: SendGrid's error bodies
+/// (api_errors.hpp), and the Event Webhook's bodies (webhook_events.hpp). Hand-written instead of
+/// nlohmann::json::parse for compile time only: every file that sends compiles the send path
+/// header-only, and with nlohmann's parser in it such a file no longer compiled within the
+/// library's budget against using the dependencies directly (benchmarks/compile_cost.sh; the
+/// figures are in docs/benchmarks.md). tests/fuzz/fuzz_error_body.cpp holds its reading to
+/// nlohmann's, both ways.
 
 #include <charconv>
 #include <cstddef>
@@ -100,8 +101,45 @@ class JsonScanner {
         return false;  // unterminated
     }
 
+    /// Checks a string value without decoding it (nothing is allocated); `raw` (if given)
+    /// receives its text as written, quotes included.
+    bool skip_string(std::string_view* raw = nullptr) noexcept {
+        if (!take('"')) return false;
+        const std::size_t start = at_ - 1;
+        while (at_ < text_.size()) {
+            std::size_t end = at_;
+            while (end < text_.size()) {
+                const auto c = static_cast<unsigned char>(text_[end]);
+                if (c == '"' || c == '\\' || c < 0x20) break;
+                ++end;
+            }
+            // Escapes decode to whole characters, so checking each run between them is
+            // checking the decoded string.
+            if (!is_valid_utf8(text_.substr(at_, end - at_))) return false;
+            at_ = end;
+            if (at_ >= text_.size()) return false;
+            const char c = text_[at_++];
+            if (c == '"') {
+                if (raw != nullptr) *raw = text_.substr(start, at_ - start);
+                return true;
+            }
+            if (c != '\\' || at_ >= text_.size()) return false;
+            const char escaped = text_[at_++];
+            std::uint32_t code = 0;
+            if (escaped == 'u') {
+                if (!unicode_code(code)) return false;
+            } else if (std::string_view("\"\\/bfnrt").find(escaped) == std::string_view::npos) {
+                return false;
+            }
+        }
+        return false;  // unterminated
+    }
+
     /// Skips one value of any kind; `raw` (if given) receives its text as written.
     bool value(std::string_view* raw = nullptr) { return value(raw, 0); }
+
+    /// Where the next character is read: with `text`, the span of what was read in between.
+    std::size_t position() const noexcept { return at_; }
 
     /// Reads a number (see number()) and gives its text.
     bool number(std::string_view& token) noexcept {
@@ -131,8 +169,7 @@ class JsonScanner {
         const std::size_t start = at_;
         bool ok = false;
         if (first == '"') {
-            std::string ignored;
-            ok = string(ignored);
+            ok = skip_string();
         } else if (first == '{' || first == '[') {
             ok = depth < max_depth_ && container(first, depth + 1);
         } else if (first == 't') {
@@ -261,9 +298,8 @@ class JsonScanner {
         return true;
     }
 
-    /// \uXXXX (after the 'u'), a surrogate pair included, appended as UTF-8.
-    bool unicode_escape(std::string& out) {
-        std::uint32_t code = 0;
+    /// \uXXXX (after the 'u'), a surrogate pair included: the code point.
+    bool unicode_code(std::uint32_t& code) noexcept {
         if (!hex4(code)) return false;
         if (code >= 0xDC00 && code <= 0xDFFF) return false;  // a lone low surrogate
         if (code >= 0xD800 && code <= 0xDBFF) {
@@ -273,6 +309,13 @@ class JsonScanner {
             if (!hex4(low) || low < 0xDC00 || low > 0xDFFF) return false;
             code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
         }
+        return true;
+    }
+
+    /// The same, appended as UTF-8.
+    bool unicode_escape(std::string& out) {
+        std::uint32_t code = 0;
+        if (!unicode_code(code)) return false;
         if (code < 0x80) {
             out += static_cast<char>(code);
         } else if (code < 0x800) {

@@ -3,9 +3,9 @@
 /// @file
 /// Untrusted JSON text into nlohmann::json by the library's own reader (detail/json/scan.hpp):
 /// the same tree nlohmann's parser builds (parse_json_text), the same texts refused with the
-/// same words, in less time: nlohmann's lexer reads a byte at a time through its input adapter,
-/// and a webhook receiver reads every body it accepts. tests/fuzz/fuzz_webhook.cpp holds the
-/// events read through it to those read through nlohmann's parser.
+/// same words, in less time (nlohmann's lexer reads a byte at a time through its input
+/// adapter), and without nlohmann's parser compiled in. WebhookEvent::json() reads its `raw`
+/// with it; tests/test_webhook_events.cpp holds it to nlohmann's parser.
 
 #include <charconv>
 #include <cstdint>

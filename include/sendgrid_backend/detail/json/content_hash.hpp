@@ -1,0 +1,158 @@
+#pragma once
+
+/// @file
+/// A fingerprint of JSON text that is equal for equal JSON values: a status fact is identified
+/// by its event's content (status/rules.hpp), and SendGrid's copies of an event need not
+/// write it byte for byte the same. Read in place with the JsonScanner, no tree.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
+#include "sendgrid_backend/detail/json/depth.hpp"
+#include "sendgrid_backend/detail/json/scan.hpp"
+
+SENDGRID_BACKEND_NAMESPACE_BEGIN
+namespace detail {
+
+/// 64-bit FNV-1a: a fingerprint, not a secret (a collision merges two facts of one message).
+SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
+    std::string_view text, std::uint64_t hash = 14695981039346656037ull) {
+    for (char c : text) {
+        hash ^= static_cast<unsigned char>(c);  // a byte: explicit, as it changes signed chars
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+
+/// What content_hash keeps while it reads: the members of the objects being read (each
+/// object's above its parent's), and the keys and strings that had escapes, decoded.
+struct ContentHashScratch {
+    struct Member {
+        std::string_view key;  ///< decoded: into the text, or into `decoded_keys`
+        std::uint64_t digest;  ///< the member's value hashed on its own
+        std::size_t order;     ///< of a repeated key the last counts
+    };
+    std::vector<Member> members;
+    std::deque<std::string> decoded_keys;  // a deque: views of earlier keys stay valid
+    std::string decoded;
+};
+
+inline std::uint64_t hash_tag(char kind, std::uint64_t hash) {
+    return fnv1a(std::string_view(&kind, 1), hash);
+}
+
+/// A text goes in after its length, so that no two different values give one stream.
+inline std::uint64_t hash_text(std::string_view bytes, std::uint64_t hash) {
+    const std::uint64_t size = bytes.size();
+    hash = fnv1a(std::string_view(reinterpret_cast<const char*>(&size), sizeof size), hash);
+    return fnv1a(bytes, hash);
+}
+
+/// A string the scanner took (`raw`, quotes included) decoded: a view of its text when it has
+/// no escape, else of `out`.
+inline std::string_view decoded_string(std::string_view raw, std::string& out) {
+    const std::string_view inside = raw.substr(1, raw.size() - 2);
+    if (inside.find('\\') == std::string_view::npos) return inside;
+    JsonScanner decoder(raw);
+    decoder.string(out);  // cannot fail: the scanner took it
+    return out;
+}
+
+/// Hashes the next value into `hash`; an object's member `skip` is left out. False when the
+/// text is not JSON or nests deeper than max_json_text_depth.
+inline bool hash_json_value(JsonScanner& scan, std::uint64_t& hash, ContentHashScratch& scratch,
+                            int depth, std::string_view skip = {}) {
+    const char first = scan.peek();
+    if (first == '"') {
+        std::string_view raw;
+        if (!scan.skip_string(&raw)) return false;
+        hash = hash_text(decoded_string(raw, scratch.decoded), hash_tag('s', hash));
+        return true;
+    }
+    if (first == '[') {
+        if (depth >= max_json_text_depth) return false;
+        scan.take('[');
+        hash = hash_tag('[', hash);
+        if (!scan.take(']')) {
+            for (;;) {
+                if (!hash_json_value(scan, hash, scratch, depth + 1)) return false;
+                if (scan.take(']')) break;
+                if (!scan.take(',')) return false;
+            }
+        }
+        hash = hash_tag(']', hash);
+        return true;
+    }
+    if (first == '{') {
+        // Members in key order, each value hashed on its own: the order they came in does not
+        // count, and the text is read once.
+        if (depth >= max_json_text_depth) return false;
+        scan.take('{');
+        auto& members = scratch.members;
+        const std::size_t base = members.size();
+        if (!scan.take('}')) {
+            for (std::size_t order = 0;; ++order) {
+                std::string_view raw_key;
+                if (!scan.skip_string(&raw_key) || !scan.take(':')) return false;
+                std::string_view key = raw_key.substr(1, raw_key.size() - 2);
+                if (key.find('\\') != std::string_view::npos) {
+                    key = decoded_string(raw_key, scratch.decoded_keys.emplace_back());
+                }
+                std::uint64_t digest = fnv1a({});
+                if (!hash_json_value(scan, digest, scratch, depth + 1)) return false;
+                if (key != skip || skip.empty()) members.push_back({key, digest, order});
+                if (scan.take('}')) break;
+                if (!scan.take(',')) return false;
+            }
+        }
+        const auto begin = members.begin() + static_cast<std::ptrdiff_t>(base);
+        std::sort(begin, members.end(), [](const auto& a, const auto& b) {
+            return a.key != b.key ? a.key < b.key : a.order < b.order;
+        });
+        hash = hash_tag('{', hash);
+        for (auto it = begin; it != members.end(); ++it) {
+            if (it + 1 != members.end() && (it + 1)->key == it->key) continue;
+            hash = hash_text(it->key, hash_tag('k', hash));
+            hash = fnv1a(
+                std::string_view(reinterpret_cast<const char*>(&it->digest), sizeof it->digest),
+                hash);
+        }
+        members.erase(begin, members.end());
+        hash = hash_tag('}', hash);
+        return true;
+    }
+    if (first == 't' || first == 'f' || first == 'n') {
+        const std::string_view word = first == 't' ? "true" : first == 'f' ? "false" : "null";
+        if (!scan.word(word)) return false;
+        hash = hash_tag(first == 't' ? 't' : first == 'f' ? 'F' : '0', hash);
+        return true;
+    }
+    std::string_view token;
+    if (!scan.number(token)) return false;
+    hash = hash_text(token, hash_tag('n', hash));
+    return true;
+}
+
+/// Hashes the JSON value `text` into `hash`, leaving out its top-level member `skip`: equal
+/// JSON, equal hash (members in any order, spaces, escapes, repeated keys as the last counts);
+/// numbers by their text (1 and 1.0 differ). Text that is not JSON (an event built by hand)
+/// is hashed as its bytes.
+inline std::uint64_t content_hash(std::string_view text, std::uint64_t hash,
+                                  std::string_view skip = {}) {
+    ContentHashScratch scratch;
+    scratch.members.reserve(32);
+    JsonScanner scan(text, max_json_text_depth);
+    std::uint64_t result = hash;
+    if (hash_json_value(scan, result, scratch, 0, skip) && scan.at_end()) return result;
+    return hash_text(text, hash_tag('?', hash));
+}
+
+}  // namespace detail
+SENDGRID_BACKEND_NAMESPACE_END
