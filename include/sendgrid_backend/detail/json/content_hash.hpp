@@ -48,11 +48,31 @@ inline std::uint64_t hash_tag(char kind, std::uint64_t hash) {
     return fnv1a(std::string_view(&kind, 1), hash);
 }
 
+/// One step of hash_words: a bijection of the state for a given word.
+SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE constexpr std::uint64_t hash_step(
+    std::uint64_t hash, std::uint64_t word) noexcept {
+    return (((hash << 5) | (hash >> 59)) ^ word) * 0x517cc1b727220a95ull;
+}
+
+/// Eight bytes a step (FNV-1a's one a step made it most of a fact's cost), so texts of one
+/// length that differ in one word never collide. The words are read little-endian whatever the
+/// host, as hosts share stores.
+inline std::uint64_t hash_words(std::string_view bytes, std::uint64_t hash) {
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+    std::size_t left = bytes.size();
+    for (; left >= 8; left -= 8, data += 8) {
+        std::uint64_t word = 0;
+        for (int i = 7; i >= 0; --i) word = (word << 8) | data[i];
+        hash = hash_step(hash, word);
+    }
+    std::uint64_t tail = 0;
+    for (std::size_t i = left; i > 0; --i) tail = (tail << 8) | data[i - 1];
+    return hash_step(hash, tail);
+}
+
 /// A text goes in after its length, so that no two different values give one stream.
 inline std::uint64_t hash_text(std::string_view bytes, std::uint64_t hash) {
-    const std::uint64_t size = bytes.size();
-    hash = fnv1a(std::string_view(reinterpret_cast<const char*>(&size), sizeof size), hash);
-    return fnv1a(bytes, hash);
+    return hash_words(bytes, hash_step(hash, bytes.size()));
 }
 
 /// A string the scanner took (`raw`, quotes included) decoded: a view of its text when it has
