@@ -579,3 +579,16 @@ TEST_CASE("a tracking_arg named like a key SendGrid's events have is refused, na
     options.tracking_arg = "order_key";  // any other custom arg
     CHECK_NOTHROW(sg::StatusTracker(options));
 }
+
+TEST_CASE("a fact's fingerprint is the same on every host: pinned values", "[status][rules]") {
+    // Receivers on hosts of either byte order share one store: a fingerprint made of a number's
+    // bytes in memory would differ between them, and each would apply every event once.
+    const auto events = sg::parse_webhook_events(
+        R"([{"email":"a@example.com","event":"open","timestamp":1700000000,"sg_event_id":"x",)"
+        R"("url_offset":{"index":1,"type":"html"},"category":["a","b"],)"
+        R"("sendgrid_backend_key":"k"}])");
+    const auto facts = sg::fact_from_event(events.at(0), "sendgrid_backend_key");
+    REQUIRE(facts);
+    CHECK(facts->recipient.fingerprint == "eb54e29c24aa5f7b1");
+    CHECK(facts->send.fingerprint == "a08bdd407b561c080");
+}

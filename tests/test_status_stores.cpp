@@ -982,6 +982,15 @@ TEST_CASE("the Redis store: options checked; a key of another type refused, noth
                       Catch::Contains("WRONGTYPE") && Catch::Contains(options.applied_key()));
     CHECK(redis->command({"EXISTS", options.message_key("free")}).integer == 0);
     CHECK(redis->command({"GET", options.applied_key()}).text == "not a number");
+    // One so large the count at the end would fail after the writes: refused before them.
+    for (const char* huge : {"99999999999999999999", "9223372036854775807"}) {
+        CAPTURE(huge);
+        redis->command({"SET", options.applied_key(), huge});
+        CHECK_THROWS_WITH(store.apply({fact("free", "", "f1", "s1")}),
+                          Catch::Contains(options.applied_key()));
+        CHECK(redis->command({"EXISTS", options.message_key("free")}).integer == 0);
+        CHECK(redis->command({"GET", options.applied_key()}).text == huge);
+    }
     CHECK(kept_answers(*redis, options).empty());
 }
 

@@ -97,8 +97,10 @@ inline constexpr const char* status_apply_script = R"lua(
 -- The same call again (its connection broke before the answer came): what it answered then.
 local kept = redis.call('GET', KEYS[2])
 if kept then return kept end
+-- Checked before anything is written: the INCRBY at the end must not fail (15 digits leave
+-- room for any batch below 2^63).
 local counter = redis.call('GET', KEYS[1])
-if counter and not string.find(counter, '^%d+$') then
+if counter and (not string.find(counter, '^%d+$') or #counter > 15) then
     return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter')
 end
 -- HMGET in calls of 1000 fields (unpack() is limited to a few thousand values), the answers

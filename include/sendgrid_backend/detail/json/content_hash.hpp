@@ -140,9 +140,7 @@ inline bool hash_json_value(JsonScanner& scan, std::uint64_t& hash, ContentHashS
         for (auto it = begin; it != members.end(); ++it) {
             if (it + 1 != members.end() && (it + 1)->key == it->key) continue;
             hash = hash_text(it->key, hash_tag('k', hash));
-            hash = fnv1a(
-                std::string_view(reinterpret_cast<const char*>(&it->digest), sizeof it->digest),
-                hash);
+            hash = hash_step(hash, it->digest);  // a number, not its bytes: the same on any host
         }
         members.erase(begin, members.end());
         hash = hash_tag('}', hash);
