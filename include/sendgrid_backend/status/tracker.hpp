@@ -214,8 +214,7 @@ class StatusTracker : public StatusRecorder {
                                    std::to_string(result.before.size()) + " targets, not " +
                                    std::to_string(facts.size()) + " and " +
                                    std::to_string(groups.first.size()) +
-                                   " (it breaks StatusStore's "
-                                   "contract)");
+                                   " (it breaks StatusStore's contract)");
         }
         if (!sendgrid_status_changed.has_listeners()) return std::move(result.applied);
         // Each target's status folded from what it held, then from each fact applied now.

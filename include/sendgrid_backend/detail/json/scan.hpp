@@ -44,6 +44,18 @@ class JsonScanner {
         return true;
     }
 
+    /// Where the run of a string's plain characters from here ends: at its next quote, escape
+    /// or control character (or the text's end).
+    std::size_t plain_run_end() const noexcept {
+        std::size_t end = at_;
+        while (end < text_.size()) {
+            const auto c = static_cast<unsigned char>(text_[end]);
+            if (c == '"' || c == '\\' || c < 0x20) break;
+            ++end;
+        }
+        return end;
+    }
+
     /// Whether only spaces are left.
     bool at_end() noexcept { return peek() == '\0' && at_ == text_.size(); }
 
@@ -53,12 +65,7 @@ class JsonScanner {
         if (!take('"')) return false;
         while (at_ < text_.size()) {
             // The run up to the next quote, escape or control character, appended at once.
-            std::size_t end = at_;
-            while (end < text_.size()) {
-                const auto c = static_cast<unsigned char>(text_[end]);
-                if (c == '"' || c == '\\' || c < 0x20) break;
-                ++end;
-            }
+            const std::size_t end = plain_run_end();
             out.append(text_.data() + at_, end - at_);
             at_ = end;
             if (at_ >= text_.size()) return false;
@@ -107,12 +114,7 @@ class JsonScanner {
         if (!take('"')) return false;
         const std::size_t start = at_ - 1;
         while (at_ < text_.size()) {
-            std::size_t end = at_;
-            while (end < text_.size()) {
-                const auto c = static_cast<unsigned char>(text_[end]);
-                if (c == '"' || c == '\\' || c < 0x20) break;
-                ++end;
-            }
+            const std::size_t end = plain_run_end();
             // Escapes decode to whole characters, so checking each run between them is
             // checking the decoded string.
             if (!is_valid_utf8(text_.substr(at_, end - at_))) return false;
