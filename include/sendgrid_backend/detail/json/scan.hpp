@@ -341,5 +341,40 @@ class JsonScanner {
     int max_depth_;
 };
 
+/// A number the scanner took, typed as nlohmann types it: an integer without '-' is unsigned,
+/// with it signed, either a double when out of their range; a fraction or exponent makes a
+/// double. (The scanner refused the numbers a double cannot hold; one too small for a double
+/// reads as ±0, as with nlohmann's strtod. from_chars, unlike strtod, does not depend on the C
+/// locale. It rounds to nearest whatever fesetround says: a program that sets another rounding
+/// mode gets, at the edges of a double's range, what nlohmann would read in the default mode.)
+struct JsonNumber {
+    enum class Kind { signed_integer, unsigned_integer, floating };
+    Kind kind = Kind::floating;
+    std::int64_t signed_value = 0;
+    std::uint64_t unsigned_value = 0;
+    double floating_value = 0;
+};
+
+inline JsonNumber json_number_value(std::string_view token) noexcept {
+    JsonNumber number;
+    const char* first = token.data();
+    const char* last = token.data() + token.size();
+    if (token.find_first_of(".eE") == std::string_view::npos) {
+        if (token[0] == '-') {
+            if (std::from_chars(first, last, number.signed_value).ec == std::errc()) {
+                number.kind = JsonNumber::Kind::signed_integer;
+                return number;
+            }
+        } else if (std::from_chars(first, last, number.unsigned_value).ec == std::errc()) {
+            number.kind = JsonNumber::Kind::unsigned_integer;
+            return number;
+        }
+    }
+    if (std::from_chars(first, last, number.floating_value).ec != std::errc()) {
+        number.floating_value = token[0] == '-' ? -0.0 : 0.0;
+    }
+    return number;
+}
+
 }  // namespace detail
 SENDGRID_BACKEND_NAMESPACE_END

@@ -10,7 +10,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <system_error>
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/json/scan.hpp"
@@ -63,25 +62,20 @@ inline bool read_text(JsonScanner& scan, std::string& out, bool null_is_empty = 
 /// int64's range (1e300 would convert with undefined behaviour); except that an integer beyond
 /// int64's range and within uint64's, which nlohmann reads as unsigned, is none.
 inline std::optional<std::int64_t> integer_of_number(std::string_view token) noexcept {
-    const char* first = token.data();
-    const char* last = token.data() + token.size();
-    if (token.find_first_of(".eE") == std::string_view::npos) {
-        if (token[0] == '-') {
-            std::int64_t value = 0;
-            if (std::from_chars(first, last, value).ec == std::errc()) return value;
-        } else {
-            std::uint64_t value = 0;
-            if (std::from_chars(first, last, value).ec == std::errc()) {
-                if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-                    return std::nullopt;
-                }
-                return static_cast<std::int64_t>(value);
+    const JsonNumber number = json_number_value(token);
+    switch (number.kind) {
+        case JsonNumber::Kind::signed_integer:
+            return number.signed_value;
+        case JsonNumber::Kind::unsigned_integer:
+            if (number.unsigned_value >
+                static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+                return std::nullopt;
             }
-        }
+            return static_cast<std::int64_t>(number.unsigned_value);
+        case JsonNumber::Kind::floating:
+            break;
     }
-    double value = 0;  // too small for a double: 0, as nlohmann reads it (the scanner refused
-                       // one too large)
-    (void)std::from_chars(first, last, value);
+    const double value = number.floating_value;
     if (value >= -9223372036854775808.0 && value < 9223372036854775808.0) {
         return static_cast<std::int64_t>(value);
     }

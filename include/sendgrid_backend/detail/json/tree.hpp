@@ -7,11 +7,9 @@
 /// adapter), and without nlohmann's parser compiled in. WebhookEvent::json() reads its `raw`
 /// with it; tests/test_webhook_events.cpp holds it to nlohmann's parser.
 
-#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -24,27 +22,18 @@
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
-/// A number as nlohmann types it: an integer without '-' is unsigned, with it signed, either
-/// a double when out of their range; a fraction or exponent makes a double. (The scanner has
-/// refused the numbers a double cannot hold; one too small for a double reads as ±0, as with
-/// nlohmann's strtod. from_chars, unlike strtod, does not depend on the C locale. It rounds to
-/// nearest whatever fesetround says: a program that sets another rounding mode gets, at the
-/// edges of a double's range, what nlohmann would read in the default mode.)
+/// A number as nlohmann types it (json_number_value).
 inline nlohmann::json json_number(std::string_view token) {
-    const char* first = token.data();
-    const char* last = token.data() + token.size();
-    if (token.find_first_of(".eE") == std::string_view::npos) {
-        if (token[0] == '-') {
-            std::int64_t value = 0;
-            if (std::from_chars(first, last, value).ec == std::errc()) return value;
-        } else {
-            std::uint64_t value = 0;
-            if (std::from_chars(first, last, value).ec == std::errc()) return value;
-        }
+    const JsonNumber number = json_number_value(token);
+    switch (number.kind) {
+        case JsonNumber::Kind::signed_integer:
+            return number.signed_value;
+        case JsonNumber::Kind::unsigned_integer:
+            return number.unsigned_value;
+        case JsonNumber::Kind::floating:
+            break;
     }
-    double value = 0;
-    if (std::from_chars(first, last, value).ec != std::errc()) value = token[0] == '-' ? -0.0 : 0.0;
-    return value;
+    return number.floating_value;
 }
 
 /// Reads one value into `out`; false on anything that is not JSON. The caller bounds the
