@@ -1,10 +1,12 @@
 // Internals that payloads and webhooks rely on: base64, UTF-8 validation, MIME type guesses.
 #include <boost/beast/core/detail/base64.hpp>
+#include <sendgrid_backend/detail/json/scan.hpp>
 #include <sendgrid_backend/detail/json/sinks.hpp>
 #include <sendgrid_backend/detail/text/base64.hpp>
 #include <sendgrid_backend/detail/text/mime_types.hpp>
 #include <sendgrid_backend/detail/text/strings.hpp>
 
+#include <algorithm>
 #include <random>
 #include <string>
 
@@ -148,6 +150,31 @@ TEST_CASE("printable ASCII: every byte value at every offset of texts up to 20 b
                 if (detail::is_printable_ascii(text) != by_byte(text)) {
                     FAIL_CHECK("length " << length << ", byte " << value << " at " << at);
                 }
+            }
+        }
+    }
+}
+
+TEST_CASE("a string's run of plain characters ends at the first quote, escape or control byte",
+          "[detail][json]") {
+    // Every byte value at every offset of runs up to 20 bytes (eight at a time, then the rest),
+    // against the plain definition, one byte at a time.
+    for (std::size_t size = 0; size <= 20; ++size) {
+        for (std::size_t offset = 0; offset < std::max<std::size_t>(size, 1); ++offset) {
+            for (int value = 0; value < 256; ++value) {
+                std::string text(size, 'a');
+                if (offset < size) text[offset] = static_cast<char>(value);
+                // A second byte further on, so that a flag past the first cannot be taken for it.
+                if (offset + 3 < size) text[offset + 3] = '"';
+                std::size_t expected = 0;
+                while (expected < text.size()) {
+                    const auto c = static_cast<unsigned char>(text[expected]);
+                    if (c == '"' || c == '\\' || c < 0x20) break;
+                    ++expected;
+                }
+                const detail::JsonScanner scan(text);
+                INFO("size " << size << ", byte " << value << " at " << offset);
+                REQUIRE(scan.plain_run_end() == expected);
             }
         }
     }

@@ -1,5 +1,6 @@
 #include <sendgrid_backend/webhook.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -373,14 +374,15 @@ TEST_CASE("in-memory seen ids keep the most recent ones", "[webhook]") {
 TEST_CASE("in-memory seen ids forget in the order ids came, as 0.8.0's set did", "[webhook]") {
     using Oracle = test_support::SeenEventIds08;  // 0.8.0's set, the ring's oracle
     std::mt19937 random(20261206);
-    for (std::size_t capacity : {0, 1, 2, 3, 4, 7, 64}) {
+    // 1000: a table grown many times and emptied slot by slot, past its wrap-around, for long.
+    for (std::size_t capacity : {0, 1, 2, 3, 4, 7, 64, 1000}) {
         INFO("capacity " << capacity);
         sendgrid_backend::InMemorySeenEventIds seen(capacity);
         Oracle oracle(capacity);
-        // Ids short enough for std::string's inline buffer and long ones on the heap: the set
-        // views the stored strings, which must not move as the store grows.
-        const std::size_t distinct = capacity + 3;
-        for (int i = 0; i < 5000; ++i) {
+        // Ids short enough for std::string's inline buffer and long ones on the heap: a reused
+        // place's string takes a longer or a shorter id.
+        const std::size_t distinct = capacity + 3 + capacity / 2;
+        for (std::size_t i = 0; i < std::max<std::size_t>(5000, 200 * capacity); ++i) {
             const std::size_t which = random() % distinct;
             const std::string id = which % 2 == 0 ? "e" + std::to_string(which)
                                                   : std::string(40, 'x') + std::to_string(which);

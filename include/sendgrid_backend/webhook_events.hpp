@@ -15,19 +15,18 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "sendgrid_backend/detail/abi.hpp"
+#include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/json/depth.hpp"
 #include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/detail/json/parse.hpp"
@@ -318,36 +317,92 @@ class InMemorySeenEventIds : public SeenEventIds {
 
     bool first_time(std::string_view id) override {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (ids_.find(id) != ids_.end()) return false;
         if (capacity_ == 0) return true;
-        if (ring_.size() < capacity_) {
-            ring_.emplace_back(id);
-            ids_.insert(ring_.back());
+        const std::uint64_t hash = std::hash<std::string_view>()(id);
+        if (find(id, hash) != none) return false;
+        if (ids_.size() < capacity_) {
+            if (2 * (ids_.size() + 1) > slots_.size()) grow();
+            ids_.emplace_back(id);
+            hashes_.push_back(hash);
+            place(hash, ids_.size() - 1);
             return true;
         }
-        // Full: the oldest id makes room. Its string and its set node are reused, so that a
-        // receiver past its first `capacity` events allocates nothing here.
-        std::string& oldest = ring_[oldest_];
-        auto node = ids_.extract(oldest);
-        oldest.assign(id.data(), id.size());
-        if (node.empty()) {  // only after an allocation failed half-way through a call
-            ids_.insert(oldest);
-        } else {
-            node.value() = oldest;
-            ids_.insert(std::move(node));
-        }
+        // Full: the oldest id makes room. Its string is reused, so that a receiver past its first
+        // `capacity` events allocates nothing here (for ids no longer than the ones it replaces).
+        erase(oldest_);
+        ids_[oldest_].assign(id.data(), id.size());
+        hashes_[oldest_] = hash;
+        place(hash, oldest_);
         oldest_ = (oldest_ + 1) % capacity_;
         return true;
     }
 
   private:
+    static constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+    /// A slot of the open-addressing table: an id's hash and its place in ids_ plus one (0: the
+    /// slot is empty). Linear probing keeps a lookup of a new id (most of them) to one or two
+    /// cache lines, where a node-based set follows pointers to its nodes and their strings.
+    struct Slot {
+        std::uint64_t hash = 0;
+        std::size_t index_plus_one = 0;
+    };
+
+    /// Fibonacci hashing: the slot from the product's top bits, whatever the quality of the
+    /// hash's low ones.
+    SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE std::size_t home(std::uint64_t hash) const noexcept {
+        return static_cast<std::size_t>((hash * 0x9e3779b97f4a7c15ull) >> (64 - bits_));
+    }
+    std::size_t next(std::size_t slot) const noexcept { return (slot + 1) & (slots_.size() - 1); }
+
+    std::size_t find(std::string_view id, std::uint64_t hash) const noexcept {
+        if (slots_.empty()) return none;
+        for (std::size_t at = home(hash); slots_[at].index_plus_one != 0; at = next(at)) {
+            const std::size_t index = slots_[at].index_plus_one - 1;
+            if (slots_[at].hash == hash && ids_[index] == id) return index;
+        }
+        return none;
+    }
+
+    void place(std::uint64_t hash, std::size_t index) noexcept {
+        std::size_t at = home(hash);
+        while (slots_[at].index_plus_one != 0) at = next(at);
+        slots_[at] = Slot{hash, index + 1};
+    }
+
+    /// Takes ids_[index] out of the table, moving back the entries after it that would no
+    /// longer be found past the emptied slot (no tombstones: lookups stay short).
+    void erase(std::size_t index) noexcept {
+        std::size_t hole = home(hashes_[index]);
+        while (slots_[hole].index_plus_one != index + 1) hole = next(hole);
+        for (std::size_t at = next(hole); slots_[at].index_plus_one != 0; at = next(at)) {
+            const std::size_t wanted = home(slots_[at].hash);
+            // It stays when its home lies cyclically after the hole and up to where it is.
+            const bool stays =
+                hole <= at ? (hole < wanted && wanted <= at) : (hole < wanted || wanted <= at);
+            if (stays) continue;
+            slots_[hole] = slots_[at];
+            hole = at;
+        }
+        slots_[hole] = Slot{};
+    }
+
+    /// Doubles the table (at most half full), placing every id again.
+    void grow() {
+        const unsigned bits = slots_.empty() ? 4 : bits_ + 1;
+        std::vector<Slot> bigger(std::size_t{1} << bits);
+        slots_.swap(bigger);
+        bits_ = bits;
+        for (std::size_t i = 0; i < ids_.size(); ++i) place(hashes_[i], i);
+    }
+
     std::size_t capacity_;
     std::mutex mutex_;
-    // The ids in the order they came; ids_ views them. A deque never moves its elements when it
-    // grows, so the views stay valid (a vector would move short strings' bytes along with them).
-    std::deque<std::string> ring_;
-    std::size_t oldest_ = 0;  ///< once ring_ is full, the slot the next new id takes
-    std::unordered_set<std::string_view> ids_;
+    std::vector<std::string> ids_;       ///< the ids, in the order they came until full
+    std::vector<std::uint64_t> hashes_;  ///< each id's hash
+    std::size_t oldest_ = 0;             ///< once full, the place the next new id takes
+    std::vector<Slot> slots_;            ///< ids_ by hash: a power of two in size, or empty
+    unsigned bits_ = 0;                  ///< slots_.size() is 2^bits_
 };
 
 /// Parses the POSTed JSON array into events (no signature check), in one pass over the text:
