@@ -207,6 +207,21 @@ class RedisClient {
     /// While Redis is loading its data after a restart it refuses every command with LOADING;
     /// none of them ran, so they are sent again (with backoff, within `reconnect_for`).
     std::vector<RedisValue> pipeline(const std::vector<std::vector<std::string>>& commands) {
+        return run_with_retries(commands);
+    }
+
+    /// As `pipeline`, each command's arguments viewed where they are (nothing copied on the way
+    /// to hiredis: a large script call need not be copied to put its head before it).
+    std::vector<RedisValue> pipeline_views(
+        const std::vector<std::vector<std::string_view>>& commands) {
+        return run_with_retries(commands);
+    }
+
+    const RedisOptions& options() const noexcept { return options_; }
+
+  private:
+    template <class Commands>
+    std::vector<RedisValue> run_with_retries(const Commands& commands) {
         std::lock_guard<std::mutex> lock(mutex_);
         const auto give_up = std::chrono::steady_clock::now() + options_.reconnect_for;
         std::chrono::milliseconds wait{20};
@@ -221,9 +236,6 @@ class RedisClient {
         }
     }
 
-    const RedisOptions& options() const noexcept { return options_; }
-
-  private:
     static void check_options(const RedisOptions& options) {
         detail::require_within("RedisOptions::port", options.port, 1, 65535);
         detail::require_within("RedisOptions::database", options.database, 0, 99'999);
@@ -244,7 +256,8 @@ class RedisClient {
         return true;
     }
 
-    std::vector<RedisValue> run_pipeline(const std::vector<std::vector<std::string>>& commands) {
+    template <class Commands>
+    std::vector<RedisValue> run_pipeline(const Commands& commands) {
         ensure_connected();
         for (const auto& arguments : commands) append(arguments);
         std::vector<RedisValue> answers;
@@ -266,9 +279,12 @@ class RedisClient {
         return answers;
     }
 
-    void append(const std::vector<std::string>& arguments) {
+    template <class Arguments>
+    void append(const Arguments& arguments) {
         std::vector<const char*> pointers;
         std::vector<std::size_t> lengths;
+        pointers.reserve(arguments.size());
+        lengths.reserve(arguments.size());
         for (const auto& argument : arguments) {
             pointers.push_back(argument.data());
             lengths.push_back(argument.size());
@@ -322,7 +338,7 @@ class RedisClient {
             if (read_status() != "OK") refuse("Redis at " + where + " refused the credentials");
         }
         if (options_.database != 0) {
-            append({"SELECT", std::to_string(options_.database)});
+            append(std::vector<std::string>{"SELECT", std::to_string(options_.database)});
             if (read_status() != "OK") {
                 refuse("Redis at " + where + " refused database " +
                        std::to_string(options_.database));

@@ -6,6 +6,7 @@
 
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -190,14 +191,16 @@ class StoredScript {
     static std::vector<RedisValue> run_as(RedisClient& redis,
                                           const std::vector<std::vector<std::string>>& calls,
                                           const std::vector<std::string>& head) {
-        std::vector<std::vector<std::string>> commands;
+        // Views: a status batch's call is a few hundred kilobytes, not worth a copy.
+        std::vector<std::vector<std::string_view>> commands;
         commands.reserve(calls.size());
         for (const auto& call : calls) {
-            std::vector<std::string> command = head;
+            std::vector<std::string_view>& command = commands.emplace_back();
+            command.reserve(head.size() + call.size());
+            command.insert(command.end(), head.begin(), head.end());
             command.insert(command.end(), call.begin(), call.end());
-            commands.push_back(std::move(command));
         }
-        return redis.pipeline(commands);
+        return redis.pipeline_views(commands);
     }
 
     std::string sha(RedisClient& redis) {

@@ -164,8 +164,11 @@ inline bool hash_json_value(JsonScanner& scan, std::uint64_t& hash, ContentHashS
 /// is hashed as its bytes.
 inline std::uint64_t content_hash(std::string_view text, std::uint64_t hash,
                                   std::string_view skip = {}) {
-    ContentHashScratch scratch;
-    scratch.members.reserve(32);
+    // One per thread, kept: a fresh one cost each event its allocations (a deque allocates
+    // even empty). Nothing called while it is in use can call back here.
+    thread_local ContentHashScratch scratch;
+    scratch.members.clear();
+    scratch.decoded_keys.clear();
     JsonScanner scan(text, max_json_text_depth);
     std::uint64_t result = hash;
     if (hash_json_value(scan, result, scratch, 0, skip) && scan.at_end()) return result;

@@ -2,9 +2,10 @@
 
 /// @file
 /// The top-level keys SendGrid documents for Event Webhook events, each with the WebhookEvent
-/// field it fills (or none), found by binary search: any other key is a custom arg.
+/// field it fills (or none), looked up among the keys of the same length: any other key is a
+/// custom arg.
 
-#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <iterator>
 #include <string>
@@ -49,7 +50,7 @@ struct NamedEventKey {
     EventKey key;
 };
 
-/// Sorted by name, byte-wise (checked below), for the binary search.
+/// Sorted by name, byte-wise, without repeats (checked below).
 inline constexpr NamedEventKey documented_event_keys[] = {
     {"asm_group_id", EventKey::asm_group_id},
     {"attempt", EventKey::attempt},
@@ -120,15 +121,40 @@ inline std::string tracking_arg_problem(std::string_view name) {
            "key under it; choose another name";
 }
 
+/// documented_event_keys by length, then name: a key is compared only with the few of its
+/// length (every event's dozen or so keys are looked up, most of them by a memcmp or two).
+struct EventKeysByLength {
+    static constexpr std::size_t longest = 32;  // above the longest documented key
+    std::array<NamedEventKey, std::size(documented_event_keys)> keys{};
+    std::array<std::size_t, longest + 2> first{};  ///< first[n]: where length n begins in keys
+};
+
+constexpr EventKeysByLength event_keys_by_length() noexcept {
+    EventKeysByLength table;
+    std::size_t count = 0;
+    for (std::size_t length = 0; length <= EventKeysByLength::longest; ++length) {
+        table.first[length] = count;
+        for (const NamedEventKey& entry : documented_event_keys) {
+            if (entry.name.size() == length) table.keys[count++] = entry;
+        }
+    }
+    table.first[EventKeysByLength::longest + 1] = count;
+    return table;
+}
+
+inline constexpr EventKeysByLength event_keys_of_length = event_keys_by_length();
+static_assert(event_keys_of_length.first[EventKeysByLength::longest + 1] ==
+                  std::size(documented_event_keys),
+              "a documented event key is longer than EventKeysByLength::longest");
+
 /// The kind of the top-level key `name`; EventKey::custom for a key SendGrid does not document.
 inline EventKey event_key(std::string_view name) noexcept {
-    const auto* end = std::end(documented_event_keys);
-    const auto* found =
-        std::lower_bound(std::begin(documented_event_keys), end, name,
-                         [](const NamedEventKey& entry, std::string_view wanted) noexcept {
-                             return entry.name < wanted;
-                         });
-    return found != end && found->name == name ? found->key : EventKey::custom;
+    const EventKeysByLength& table = event_keys_of_length;
+    if (name.size() > EventKeysByLength::longest) return EventKey::custom;
+    for (std::size_t i = table.first[name.size()]; i < table.first[name.size() + 1]; ++i) {
+        if (table.keys[i].name == name) return table.keys[i].key;
+    }
+    return EventKey::custom;
 }
 
 }  // namespace detail
