@@ -103,65 +103,73 @@ local counter = redis.call('GET', KEYS[1])
 if counter and (not string.find(counter, '^%d+$') or #counter > 15) then
     return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter')
 end
--- HMGET in calls of 1000 fields (unpack() is limited to a few thousand values), the answers
--- joined. A key of the wrong type is an error naming it.
-local function read(key, names)
-    local answer = {}
-    for first = 1, #names, 1000 do
-        local part = redis.pcall('HMGET', key, unpack(names, first, math.min(first + 999, #names)))
-        if type(part) == 'table' and part.err then
+-- HMGET of a message's targets: one call, or calls of 1000 fields joined (unpack() is limited
+-- to a few thousand values). A key of the wrong type is an error naming it.
+local function read(key, names, count)
+    local answer, n = nil, 0
+    for first = 1, count, 1000 do
+        local part = redis.pcall('HMGET', key, unpack(names, first, math.min(first + 999, count)))
+        if part.err then
             error({err = 'WRONGTYPE ' .. key .. ' is not a hash: ' .. part.err})
         end
-        for i = 1, #part do answer[#answer + 1] = part[i] end
+        if count <= 1000 then return part end
+        answer = answer or {}
+        for i = 1, #part do n = n + 1; answer[n] = part[i] end
     end
     return answer
 end
-local messages, at = {}, 3
+-- Every message's targets read first; ARGV walked again below (no table per message kept).
+local stored_of, at = {}, 3
 for m = 3, #KEYS do
     local count = tonumber(ARGV[at])
-    local names, counts, lines = {}, {}, {}
-    for t = 1, count do
-        names[t], counts[t], lines[t] = ARGV[at + 3 * t - 2], tonumber(ARGV[at + 3 * t - 1]),
-            ARGV[at + 3 * t]
-    end
+    local names = {}
+    for t = 1, count do names[t] = ARGV[at + 3 * t - 2] end
+    stored_of[m] = read(KEYS[m], names, count)
     at = at + 1 + 3 * count
-    messages[#messages + 1] = {names, counts, lines, read(KEYS[m], names)}
 end
-local answer, applied = {}, 0
-for m, message in ipairs(messages) do
-    local names, counts, lines, stored = message[1], message[2], message[3], message[4]
-    local changed = {}
-    for t = 1, #names do
+local answer, n, applied = {}, 0, 0
+at = 3
+for m = 3, #KEYS do
+    local count, stored, changed, c = tonumber(ARGV[at]), stored_of[m], {}, 0
+    for t = 1, count do
+        local name, facts, lines = ARGV[at + 3 * t - 2], tonumber(ARGV[at + 3 * t - 1]),
+            ARGV[at + 3 * t]
         local value = stored[t]
-        answer[#answer + 1] = value
+        n = n + 1
+        answer[n] = value
         if not value then  -- a new target: every fact is new, its lines are its value
-            answer[#answer + 1] = string.rep('1', counts[t])
-            applied = applied + counts[t]
-            changed[#changed + 1] = names[t]
-            changed[#changed + 1] = lines[t]
+            n = n + 1
+            answer[n] = string.rep('1', facts)
+            applied = applied + facts
+            changed[c + 1], changed[c + 2], c = name, lines, c + 2
         else
-            local known, flags, new = '\n' .. value, {}, {}
-            for line in string.gmatch(lines[t], '[^\n]*\n') do
+            local known, flags, new, f, k = '\n' .. value, {}, {}, 0, 0
+            for line in string.gmatch(lines, '[^\n]*\n') do
                 local print = string.match(line, '^[^\t]*')
+                f = f + 1
                 if string.find(known, '\n' .. print .. '\t', 1, true) then
-                    flags[#flags + 1] = '0'
+                    flags[f] = '0'
                 else
-                    flags[#flags + 1] = '1'
-                    new[#new + 1] = line
+                    flags[f] = '1'
+                    k = k + 1
+                    new[k] = line
                 end
             end
-            answer[#answer + 1] = table.concat(flags)
-            if #new > 0 then
-                applied = applied + #new
-                changed[#changed + 1] = names[t]
-                changed[#changed + 1] = value .. table.concat(new)
+            n = n + 1
+            answer[n] = table.concat(flags)
+            if k > 0 then
+                applied = applied + k
+                changed[c + 1], changed[c + 2], c = name, value .. table.concat(new), c + 2
             end
         end
     end
-    for first = 1, #changed, 1000 do  -- even: name and value stay together
-        redis.call('HSET', KEYS[m + 2], unpack(changed, first, math.min(first + 999, #changed)))
+    at = at + 1 + 3 * count
+    if c > 0 then
+        for first = 1, c, 1000 do  -- even: name and value stay together
+            redis.call('HSET', KEYS[m], unpack(changed, first, math.min(first + 999, c)))
+        end
+        redis.call('EXPIRE', KEYS[m], ARGV[1])
     end
-    if #changed > 0 then redis.call('EXPIRE', KEYS[m + 2], ARGV[1]) end
 end
 )lua";
 
