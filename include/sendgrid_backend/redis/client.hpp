@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -217,6 +218,48 @@ class RedisClient {
         return run_with_retries(commands);
     }
 
+    /// As `pipeline_views`, with the commands made one at a time by `next` (null: no more), and
+    /// each sent as soon as it is made, so that Redis works on one while the next is made; the
+    /// answers are read once all are sent. `next` runs under the client's lock: it must not use
+    /// this client, nor throw. Commands Redis refuses while loading its data are not sent
+    /// again here (the caller has them).
+    /// @throws as `pipeline`; RedisConnectionLost also when a send broke: the commands sent
+    ///         may or may not have run.
+    std::vector<RedisValue> pipeline_streamed(
+        const std::function<const std::vector<std::string_view>*()>& next) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ensure_connected();
+        std::size_t sent = 0;
+        try {
+            while (const std::vector<std::string_view>* command = next()) {
+                append(*command);
+                ++sent;
+                int done = 0;
+                while (done == 0) {
+                    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) {
+                        const std::string why = context_->errstr;
+                        context_.reset();
+                        throw RedisConnectionLost(
+                            "the connection to Redis broke while commands were sent (" + why +
+                            "); they may or may not have run");
+                    }
+                }
+            }
+        } catch (const RedisConnectionLost&) {
+            throw;
+        } catch (const RedisError& error) {
+            if (sent == 0) throw;
+            throw RedisConnectionLost(std::string(error.what()) + ", after " +
+                                      std::to_string(sent) +
+                                      " commands were sent; they may or may not have run");
+        } catch (...) {
+            // Answers on the way would be read as another call's: the connection goes.
+            context_.reset();
+            throw;
+        }
+        return read_answers(sent);
+    }
+
     const RedisOptions& options() const noexcept { return options_; }
 
   private:
@@ -260,9 +303,14 @@ class RedisClient {
     std::vector<RedisValue> run_pipeline(const Commands& commands) {
         ensure_connected();
         for (const auto& arguments : commands) append(arguments);
+        return read_answers(commands.size());
+    }
+
+    /// Reads `count` answers (sending what is still buffered first).
+    std::vector<RedisValue> read_answers(std::size_t count) {
         std::vector<RedisValue> answers;
-        answers.reserve(commands.size());
-        for (std::size_t i = 0; i < commands.size(); ++i) {
+        answers.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) {
             void* raw = nullptr;
             if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
                 const std::string why = context_->errstr;

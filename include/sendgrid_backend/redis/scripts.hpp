@@ -4,6 +4,7 @@
 /// The durable queue's Lua scripts (part of its data format: producers and workers of every
 /// version run them on the same keys) and `StoredScript`, which runs one by its SHA1.
 
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -185,6 +186,26 @@ class StoredScript {
             }
         }
         return answers;
+    }
+
+    /// Runs the script once per call that `next` makes (null: no more), each sent as soon as it
+    /// is made (RedisClient::pipeline_streamed: `next` must neither throw nor use the client).
+    /// Answers as they came: a NOSCRIPT or LOADING answer is the caller's to send again (with
+    /// `run`), as the calls were made on the way.
+    std::vector<RedisValue> run_streamed(
+        RedisClient& redis, const std::function<const std::vector<std::string>*()>& next) {
+        const std::string hash = sha(redis);
+        std::vector<std::string_view> command;
+        return redis.pipeline_streamed([&]() -> const std::vector<std::string_view>* {
+            const std::vector<std::string>* call = next();
+            if (call == nullptr) return nullptr;
+            command.clear();
+            command.reserve(2 + call->size());
+            command.push_back("EVALSHA");
+            command.push_back(hash);
+            command.insert(command.end(), call->begin(), call->end());
+            return &command;
+        });
     }
 
   private:

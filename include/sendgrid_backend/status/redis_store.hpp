@@ -38,10 +38,13 @@
 /// `apply` sends the same call again after a broken connection: a script that finds the token's
 /// answer returns it and does nothing else, so the facts are applied once and reported once.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -295,8 +298,7 @@ struct StatusBatch {
 /// `token` names the call (its kept answer); a call sent again keeps it.
 /// @throws std::invalid_argument for a fingerprint holding a tab or line break, or a body holding
 ///         a line break (the stored lines would not read back).
-inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options,
-                                       const std::vector<PreparedFact>& facts,
+inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, FactSpan facts,
                                        const std::string& token) {
     StatusBatch batch;
     batch.groups = target_groups(facts);
@@ -448,41 +450,21 @@ class RedisStatusStore : public StatusStore {
     ///         RedisError when Redis is out of reach or refuses the script (a key of another
     ///         type under the prefix) in the first try: nothing is written then.
     AppliedFacts apply(const std::vector<PreparedFact>& facts) override {
-        if (facts.empty()) return {};
-        const detail::StatusBatch batch =
-            detail::encode_status_batch(options_, facts, detail::random_key());
-        // A try may wait this long for a connection (twice: to connect, then while Redis
-        // loads), then for its answer.
-        const RedisOptions& client = redis_->options();
-        const auto longest_try = 2 * client.reconnect_for + client.timeout;
-        const auto keep_until =
-            std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl;
-        bool lost = false;  // a try's connection broke: the batch may have been applied
-        for (int attempt = 1;; ++attempt) {
-            try {
-                const RedisValue answer = detail::stored_script<&detail::status_apply_script,
-                                                                &detail::status_answer_lua>()
-                                              .run(*redis_, {batch.call})
-                                              .at(0);
-                return detail::decode_status_answer(answer, batch, facts.size());
-            } catch (const RedisConnectionLost&) {
-                lost = true;
-                if (attempt < 3 && std::chrono::steady_clock::now() + longest_try < keep_until) {
-                    continue;
-                }
-                throw;
-            } catch (const RedisError& error) {
-                // After a broken try, a later one that fails (no connection, or BUSY while the
-                // first still runs) cannot say the batch was not applied.
-                if (!lost) throw;
-                std::string why = error.what();
-                why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
-                throw RedisConnectionLost(
-                    "the connection broke under the status script, and sending it again failed "
-                    "(the batch may have been applied): " +
-                    why);
-            }
-        }
+        AppliedFacts result;
+        apply_in_parts_of(
+            facts, [first = true]() mutable { return std::exchange(first, false); },
+            [&](std::size_t, std::size_t, AppliedFacts answer) { result = std::move(answer); });
+        return result;
+    }
+
+    /// Sends each part as soon as it is made (one script call each, all on one connection before
+    /// the first answer is read): Redis applies a part while the next is made, and the whole is
+    /// still one round trip. After a broken connection, every call is sent again as `apply`
+    /// sends its one. A part Redis refuses (a key of another type) does not stop the others:
+    /// `applied` is told of each part that was applied, then the first refusal is thrown.
+    void apply_in_parts(std::vector<PreparedFact>& facts, const std::function<bool()>& more,
+                        const PartApplied& applied) override {
+        apply_in_parts_of(facts, more, applied);
     }
 
     /// @throws RedisError.
@@ -512,6 +494,120 @@ class RedisStatusStore : public StatusStore {
     const RedisStatusStoreOptions& options() const noexcept { return options_; }
 
   private:
+    using Script = detail::StoredScript;
+    static Script& script() {
+        return detail::stored_script<&detail::status_apply_script, &detail::status_answer_lua>();
+    }
+
+    /// A part sent: its facts' place in the vector, and its call.
+    struct SentPart {
+        std::size_t first = 0;
+        std::size_t end = 0;
+        detail::StatusBatch batch;
+    };
+
+    void apply_in_parts_of(const std::vector<PreparedFact>& facts,
+                           const std::function<bool()>& more, const PartApplied& applied) {
+        std::vector<SentPart> parts;
+        std::exception_ptr not_made;  // thrown by `more` or the encoding: after the answers
+        std::size_t made = 0;  // facts before it were sent (any already there: the first part)
+        const auto next_call = [&]() -> const std::vector<std::string>* {
+            try {
+                while (more()) {
+                    if (facts.size() == made) continue;  // an empty part: nothing to send
+                    SentPart& part = parts.emplace_back();
+                    part.first = made;
+                    part.end = made = facts.size();
+                    part.batch = detail::encode_status_batch(
+                        options_,
+                        detail::FactSpan(facts.data() + part.first, part.end - part.first),
+                        detail::random_key());
+                    return &part.batch.call;
+                }
+            } catch (...) {
+                if (!parts.empty() && parts.back().batch.call.empty()) parts.pop_back();
+                not_made = std::current_exception();
+            }
+            return nullptr;
+        };
+        // A try may wait this long for a connection (twice: to connect, then while Redis
+        // loads), then for its answer.
+        const RedisOptions& client = redis_->options();
+        const auto longest_try = 2 * client.reconnect_for + client.timeout;
+        const auto keep_until =
+            std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl;
+        bool lost = false;  // a try's connection broke: the parts may have been applied
+        std::vector<RedisValue> answers;
+        try {
+            answers = script().run_streamed(*redis_, next_call);
+        } catch (const RedisConnectionLost&) {
+            lost = true;
+        }
+        // Not run (the script not loaded, Redis loading its data) or not answered: all of them
+        // again, with the same tokens: a part that ran answers what it did then.
+        const auto refused_unrun = [](const RedisValue& answer) {
+            return answer.is_error() &&
+                   (answer.text.rfind("NOSCRIPT", 0) == 0 || answer.text.rfind("LOADING", 0) == 0);
+        };
+        if (lost || std::any_of(answers.begin(), answers.end(), refused_unrun)) {
+            std::vector<std::vector<std::string>> calls;
+            for (const SentPart& part : parts) calls.push_back(part.batch.call);
+            for (int attempt = lost ? 2 : 1;; ++attempt) {
+                if (lost && !(std::chrono::steady_clock::now() + longest_try < keep_until)) {
+                    throw RedisConnectionLost(
+                        "the connection broke under the status script, too late to send it again "
+                        "(the batch may have been applied)");
+                }
+                try {
+                    answers = script().run(*redis_, calls);
+                    break;
+                } catch (const RedisConnectionLost&) {
+                    lost = true;
+                    if (attempt >= 3) throw;
+                } catch (const RedisError& error) {
+                    // After a broken try, a later one that fails (no connection, or BUSY while
+                    // the first still runs) cannot say the batch was not applied.
+                    if (!lost) throw;
+                    std::string why = error.what();
+                    why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
+                    throw RedisConnectionLost(
+                        "the connection broke under the status script, and sending it again "
+                        "failed (the batch may have been applied): " +
+                        why);
+                }
+            }
+        }
+        if (answers.size() != parts.size()) {
+            throw RedisError("Redis answered " + std::to_string(answers.size()) +
+                             " status script calls of " + std::to_string(parts.size()));
+        }
+        std::exception_ptr refused;
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            const SentPart& part = parts[i];
+            AppliedFacts result;
+            try {
+                result =
+                    detail::decode_status_answer(answers[i], part.batch, part.end - part.first);
+            } catch (const RedisError& error) {
+                if (!refused && lost) {
+                    // Sent again after a broken connection: the first may still have run.
+                    std::string why = error.what();
+                    why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
+                    refused = std::make_exception_ptr(RedisConnectionLost(
+                        "the connection broke under the status script, and sending it again "
+                        "failed (the batch may have been applied): " +
+                        why));
+                } else if (!refused) {
+                    refused = std::current_exception();
+                }
+                continue;
+            }
+            applied(part.first, part.end, std::move(result));
+        }
+        if (refused) std::rethrow_exception(refused);
+        if (not_made) std::rethrow_exception(not_made);
+    }
+
     /// A read, sent again (a few times) when the connection broke under it.
     RedisValue idempotent(const std::vector<std::string>& command) {
         for (int attempt = 1;; ++attempt) {

@@ -61,8 +61,28 @@ using StatusRecord = std::map<std::string, std::vector<std::string>>;
 /// Implementations are thread-safe.
 class StatusStore {
   public:
+    /// Told what one call of `apply_in_parts` applied: facts[first, end) and what `apply` would
+    /// have answered for them.
+    using PartApplied =
+        std::function<void(std::size_t first, std::size_t end, AppliedFacts result)>;
+
     virtual ~StatusStore() = default;
     virtual AppliedFacts apply(const std::vector<PreparedFact>& facts) = 0;
+
+    /// Applies facts made while the store works: each `more()` appends the next part to `facts`
+    /// (empty when the call begins; false: no part left), and the facts are applied as `apply`
+    /// applies a batch, in order (a later call sees an earlier one's facts), `applied` told of
+    /// each call. This one makes every part first, then applies them in one call. A store may send
+    /// each part as it comes instead (RedisStatusStore: Redis applies one while the next is
+    /// made). `more` must not use the store.
+    /// @throws what `apply` throws; the calls `applied` was told of before were applied.
+    virtual void apply_in_parts(std::vector<PreparedFact>& facts, const std::function<bool()>& more,
+                                const PartApplied& applied) {
+        while (more()) {
+        }
+        if (!facts.empty()) applied(0, facts.size(), apply(facts));
+    }
+
     virtual std::optional<StatusRecord> read(const std::string& key) = 0;
     virtual std::uint64_t applied_facts() = 0;
 };
@@ -87,7 +107,19 @@ struct TextPairHash {
     }
 };
 
-inline TargetGroups target_groups(const std::vector<PreparedFact>& facts) {
+/// A run of facts in a vector that may grow (`apply_in_parts`): where it starts and its size.
+struct FactSpan {
+    const PreparedFact* first = nullptr;
+    std::size_t count = 0;
+
+    FactSpan(const PreparedFact* begin, std::size_t size) : first(begin), count(size) {}
+    FactSpan(const std::vector<PreparedFact>& facts)  // NOLINT(google-explicit-constructor)
+        : first(facts.data()), count(facts.size()) {}
+    std::size_t size() const noexcept { return count; }
+    const PreparedFact& operator[](std::size_t i) const noexcept { return first[i]; }
+};
+
+inline TargetGroups target_groups(FactSpan facts) {
     TargetGroups groups;
     groups.of_fact.reserve(facts.size());
     std::unordered_map<std::pair<std::string_view, std::string_view>, std::size_t, TextPairHash>

@@ -18,6 +18,7 @@
 /// ..."
 /// @endcode
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
@@ -147,48 +148,83 @@ class StatusTracker : public StatusRecorder {
         apply(facts, [&](std::size_t) -> const StatusEvent& { return event; });
     }
 
-    /// Applies the tracked ones of `events` in one store call; returns how many were new.
-    /// @throws what the store throws: then nothing was applied by this call (a store applies a
-    ///         batch at once) and the events can be offered again; except RedisConnectionLost,
-    ///         thrown when the connection broke in every try of the Redis store's call: the
-    ///         batch may have been applied, and offered again its facts are applied once but not
-    ///         signalled (RedisStatusStore::apply).
+    /// Applies the tracked ones of `events`, made into facts a part at a time
+    /// (`StatusStore::apply_in_parts`: the Redis store applies a part while the next is made, in
+    /// one round trip); returns how many were new.
+    /// @throws what the store throws: then the parts it had applied are signalled, and the
+    ///         events can be offered again (no fact is applied twice); RedisConnectionLost when
+    ///         the connection broke in every try of the Redis store's call: the batch may have
+    ///         been applied, and offered again its facts are applied once but not signalled
+    ///         (RedisStatusStore::apply).
     std::size_t record(const std::vector<WebhookEvent>& events) {
         std::vector<PreparedFact> facts;
         std::vector<StatusEvent> sources;
         std::vector<bool> is_event;  // per fact: an event's own fact (counted), or its send's
+        // Two facts an event at most: reserved, `facts` never moves the strings viewed below.
         facts.reserve(2 * events.size());
         sources.reserve(2 * events.size());
         is_event.reserve(2 * events.size());
         // A message's events all say the same of its send: that fact goes to the store once.
-        // Views of the facts' own strings: `facts` is reserved, so it never moves them.
         std::unordered_set<std::pair<std::string_view, std::string_view>, detail::TextPairHash>
             sends;
-        for (const WebhookEvent& event : events) {
-            auto made = fact_from_event(event, options_.tracking_arg);
-            if (!made) continue;
-            StatusEvent source;
-            source.source = StatusEvent::Source::webhook;
-            source.event = &event;
-            source.implies = rule_for(event)->implies;
-            source.time = event.timestamp;
-            facts.push_back(std::move(made->recipient));
-            sources.push_back(source);
-            is_event.push_back(true);
-            facts.push_back(std::move(made->send));
-            if (!sends.emplace(facts.back().key, facts.back().fingerprint).second) {
-                facts.pop_back();
-                continue;
+        std::size_t next = 0;
+        const auto more = [&] {
+            if (next == events.size()) return false;
+            const std::size_t end = std::min(events.size(), next + events_per_part);
+            for (; next < end; ++next) {
+                const WebhookEvent& event = events[next];
+                auto made = fact_from_event(event, options_.tracking_arg);
+                if (!made) continue;
+                StatusEvent source;
+                source.source = StatusEvent::Source::webhook;
+                source.event = &event;
+                source.implies = rule_for(event)->implies;
+                source.time = event.timestamp;
+                facts.push_back(std::move(made->recipient));
+                sources.push_back(source);
+                is_event.push_back(true);
+                facts.push_back(std::move(made->send));
+                if (!sends.emplace(facts.back().key, facts.back().fingerprint).second) {
+                    facts.pop_back();
+                    continue;
+                }
+                source.implies = DeliveryState::accepted;
+                sources.push_back(source);
+                is_event.push_back(false);
             }
-            source.implies = DeliveryState::accepted;
-            sources.push_back(source);
-            is_event.push_back(false);
+            return true;
+        };
+        struct Part {
+            std::size_t first;
+            std::size_t end;
+            AppliedFacts result;
+        };
+        std::vector<Part> parts;
+        std::exception_ptr failed;
+        try {
+            options_.store->apply_in_parts(
+                facts, more, [&](std::size_t first, std::size_t end, AppliedFacts result) {
+                    parts.push_back({first, end, std::move(result)});
+                });
+        } catch (...) {
+            failed = std::current_exception();  // after the changes of what was applied
         }
-        if (facts.empty()) return 0;
-        const std::vector<bool> applied =
-            apply(facts, [&](std::size_t i) -> const StatusEvent& { return sources[i]; });
         std::size_t count = 0;
-        for (std::size_t i = 0; i < facts.size(); ++i) count += applied[i] && is_event[i] ? 1 : 0;
+        for (Part& part : parts) {
+            if (part.first > part.end || part.end > facts.size()) {
+                throw std::logic_error(
+                    "sendgrid_backend: the status store answered for facts it was not given (it "
+                    "breaks StatusStore's contract)");
+            }
+            const std::vector<bool> applied = signal_changes(
+                detail::FactSpan(facts.data() + part.first, part.end - part.first),
+                std::move(part.result),
+                [&](std::size_t i) -> const StatusEvent& { return sources[part.first + i]; });
+            for (std::size_t i = 0; i < applied.size(); ++i) {
+                count += applied[i] && is_event[part.first + i] ? 1 : 0;
+            }
+        }
+        if (failed) std::rethrow_exception(failed);
         return count;
     }
 
@@ -203,10 +239,21 @@ class StatusTracker : public StatusRecorder {
     StatusStore& store() const noexcept { return *options_.store; }
 
   private:
+    /// Events made into facts a part at a time: parts of a batch this size (the Redis store
+    /// sends each as it is made).
+    static constexpr std::size_t events_per_part = 250;
+
     /// Applies `facts` and signals each real change; returns which were applied.
     template <class SourceOf>
     std::vector<bool> apply(const std::vector<PreparedFact>& facts, SourceOf&& source_of) const {
-        AppliedFacts result = options_.store->apply(facts);
+        return signal_changes(facts, options_.store->apply(facts), source_of);
+    }
+
+    /// Signals each real change `result` (a store's answer for `facts`) holds; returns which
+    /// facts were applied.
+    template <class SourceOf>
+    std::vector<bool> signal_changes(detail::FactSpan facts, AppliedFacts result,
+                                     SourceOf&& source_of) const {
         const detail::TargetGroups groups = detail::target_groups(facts);
         if (result.applied.size() != facts.size() || result.before.size() != groups.first.size()) {
             throw std::logic_error("sendgrid_backend: the status store answered for " +
