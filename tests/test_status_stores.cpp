@@ -477,6 +477,72 @@ void check_property(const MakeStore& make_store, int rounds, unsigned first_seed
     }
 }
 
+/// What one apply_in_parts call reported: facts[first, end) and the answer for them.
+struct PartCall {
+    std::size_t first;
+    std::size_t end;
+    AppliedFacts result;
+};
+
+/// Feeds `parts` to the store's apply_in_parts, one a `more`; `made` ends holding them all,
+/// `calls` what the store reported (also when it throws).
+void apply_parts(StatusStore& store, const std::vector<std::vector<PreparedFact>>& parts,
+                 std::vector<PreparedFact>& made, std::vector<PartCall>& calls) {
+    std::size_t next = 0;
+    store.apply_in_parts(
+        made,
+        [&] {
+            if (next == parts.size()) return false;
+            made.insert(made.end(), parts[next].begin(), parts[next].end());
+            ++next;
+            return true;
+        },
+        [&](std::size_t first, std::size_t end, AppliedFacts result) {
+            calls.push_back({first, end, std::move(result)});
+        });
+    CHECK(next == parts.size());
+}
+
+/// Facts made in parts while the store applies them (`apply_in_parts`, empty parts among them):
+/// the calls it reports cover the facts in order, each answering what the memory store answers
+/// for the same facts as a batch of their own, and the records end as one batch leaves them.
+/// `one_call_a_part`: the store says it sends each part as it comes (the Redis store).
+void check_parts(const MakeStore& make_store, int rounds, unsigned first_seed,
+                 bool one_call_a_part) {
+    for (int round = 0; round < rounds; ++round) {
+        const unsigned seed = first_seed + static_cast<unsigned>(round);
+        CAPTURE(seed);
+        std::mt19937 rng(seed);
+        const std::vector<PreparedFact> facts = random_facts(rng, 40);
+        auto parts = random_batches(facts, rng);
+        parts.insert(parts.begin() + static_cast<std::ptrdiff_t>(rng() % (parts.size() + 1)),
+                     std::vector<PreparedFact>());
+        std::shared_ptr<StatusStore> store = make_store();
+        std::vector<PreparedFact> made;
+        std::vector<PartCall> calls;
+        apply_parts(*store, parts, made, calls);
+        if (one_call_a_part) CHECK(calls.size() == parts.size() - 1);  // but the empty one
+        MemoryStatusStore oracle;
+        std::size_t at = 0;
+        for (PartCall& call : calls) {
+            REQUIRE(call.first == at);
+            REQUIRE(call.end > call.first);
+            REQUIRE(call.end <= made.size());
+            at = call.end;
+            const std::vector<PreparedFact> same(
+                made.begin() + static_cast<std::ptrdiff_t>(call.first),
+                made.begin() + static_cast<std::ptrdiff_t>(call.end));
+            CHECK(show(call.result) == show(oracle.apply(same)));
+        }
+        CHECK(at == made.size());
+        for (const std::string& key : property_keys) {
+            CAPTURE(key);
+            CHECK(show(store->read(key)) == show(oracle.read(key)));
+        }
+        CHECK(store->applied_facts() == distinct_facts(facts));
+    }
+}
+
 /// `threads` threads, each with a store of its own over the same data (`open_shared`, called
 /// in the thread), apply the same facts in different orders at once: each fact is applied once.
 void check_concurrent(const std::function<std::shared_ptr<StatusStore>()>& open_shared,
@@ -528,6 +594,10 @@ TEST_CASE("the memory store keeps the StatusStore contract", "[status][store]") 
 TEST_CASE("the memory store: any order, copies and batches give the same records",
           "[status][store]") {
     check_property([] { return std::make_shared<MemoryStatusStore>(); }, 40, 1000);
+}
+
+TEST_CASE("the memory store: facts made in parts are applied as one batch", "[status][store]") {
+    check_parts([] { return std::make_shared<MemoryStatusStore>(); }, 30, 3000, false);
 }
 
 TEST_CASE("the memory store: two threads apply the same facts once", "[status][store]") {
@@ -630,6 +700,12 @@ TEST_CASE("the SQLite store: any order, copies and batches give the same records
           "[status][store][sqlite]") {
     TempDir dir;
     check_property([&] { return std::make_shared<SqliteStatusStore>(dir.fresh()); }, 12, 2000);
+}
+
+TEST_CASE("the SQLite store: facts made in parts are applied as one batch",
+          "[status][store][sqlite]") {
+    TempDir dir;
+    check_parts([&] { return std::make_shared<SqliteStatusStore>(dir.fresh()); }, 8, 3100, false);
 }
 
 TEST_CASE("the SQLite store: recorded events in any order and copies give one status",
@@ -886,6 +962,59 @@ TEST_CASE("the Redis store: any order, copies and batches give the same records"
                    4000);
 }
 
+TEST_CASE("the Redis store: facts made in parts, each part one script call sent as it comes",
+          "[status][store][redis]") {
+    if (!have_redis()) return;
+    auto redis = fixture_client();
+    check_parts([&] { return std::make_shared<RedisStatusStore>(redis, fresh_options()); }, 25,
+                3200, true);
+
+    SECTION("a part that cannot be made stops the making; the parts sent were applied") {
+        RedisStatusStore store(redis, fresh_options());
+        std::vector<PreparedFact> made;
+        std::vector<PartCall> calls;
+        int asked = 0;
+        try {
+            store.apply_in_parts(
+                made,
+                [&] {
+                    ++asked;
+                    if (asked == 3) throw std::runtime_error("no third part");
+                    made.push_back(fact("m", "", "p" + std::to_string(asked), "b"));
+                    return true;
+                },
+                [&](std::size_t first, std::size_t end, AppliedFacts result) {
+                    calls.push_back({first, end, std::move(result)});
+                });
+            FAIL("apply_in_parts returned");
+        } catch (const std::runtime_error& error) {
+            CHECK(std::string(error.what()) == "no third part");
+        }
+        REQUIRE(calls.size() == 2);
+        CHECK(bits(calls[0].result) + bits(calls[1].result) == "11");
+        CHECK(store.applied_facts() == 2);
+        CHECK(show(store.read("m")) == show(StatusRecord{{"", {"b", "b"}}}));
+    }
+
+    SECTION("a part Redis refuses does not stop the others; its refusal is thrown after them") {
+        const RedisStatusStoreOptions options = fresh_options();
+        RedisStatusStore store(redis, options);
+        redis->command({"SET", options.message_key("taken"), "not a hash"});
+        const std::vector<std::vector<PreparedFact>> parts = {
+            {fact("a", "", "f", "a")}, {fact("taken", "", "f", "t")}, {fact("c", "", "f", "c")}};
+        std::vector<PreparedFact> made;
+        std::vector<PartCall> calls;
+        CHECK_THROWS_AS(apply_parts(store, parts, made, calls), sendgrid_backend::RedisError);
+        REQUIRE(calls.size() == 2);
+        CHECK(calls[0].first == 0);
+        CHECK(calls[1].first == 2);  // the third part's: the second was not applied
+        CHECK(bits(calls[0].result) + bits(calls[1].result) == "11");
+        CHECK(store.applied_facts() == 2);
+        CHECK(store.read("a").has_value());
+        CHECK(store.read("c").has_value());
+    }
+}
+
 TEST_CASE("the Redis store: recorded events in any order and copies give one status",
           "[status][store][redis][property]") {
     if (!have_redis()) return;
@@ -1093,6 +1222,86 @@ TEST_CASE("the Redis store: a connection broken during a call loses no answer an
     CHECK_FALSE(apply_one(hurried, fact("k", "", "f5", "s5")));
     CHECK(show(reader.read("k")) ==
           show(StatusRecord{{"", {"s1", "s3", "s4", "s5"}}, {"a", {"a2"}}}));
+}
+
+TEST_CASE("the Redis store: a connection broken while parts are sent loses no answer",
+          "[status][store][redis]") {
+    if (!have_redis()) return;
+    using test_support::CuttingProxy;
+    const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
+    CuttingProxy proxy(target.host, target.port);
+    RedisOptions through = target;
+    through.port = proxy.port();
+    const RedisStatusStoreOptions options = fresh_options();
+    RedisStatusStore store(std::make_shared<RedisClient>(through), options);
+    CHECK(apply_one(store, fact("warm", "", "w", "w")));  // connected, the script loaded
+    RedisStatusStore reader(fixture_client(), options);
+    const std::vector<std::vector<PreparedFact>> parts = {
+        {fact("k", "", "f1", "s1"), fact("k", "a", "f2", "a2")},
+        {fact("k", "", "f1", "s1"), fact("k", "b", "f3", "b3")},
+        {fact("k", "a", "f4", "a4")}};
+    for (const auto cut : {CuttingProxy::Cut::next_answer, CuttingProxy::Cut::next_request}) {
+        CAPTURE(cut == CuttingProxy::Cut::next_answer ? "answer" : "request");
+        const std::uint64_t before = reader.applied_facts();
+        std::vector<PreparedFact> made;
+        std::vector<PartCall> calls;
+        std::vector<std::vector<PreparedFact>> these = parts;
+        for (auto& part : these) {
+            for (auto& one : part) one.key += cut == CuttingProxy::Cut::next_answer ? "1" : "2";
+        }
+        const int cuts = proxy.cuts();
+        proxy.arm(cut);
+        apply_parts(store, these, made, calls);
+        CHECK(proxy.cuts() == cuts + 1);
+        // Each part answered once, as if nothing had broken.
+        REQUIRE(calls.size() == 3);
+        CHECK(show(calls[0].result) == show(expected("11", {{}, {}})));
+        CHECK(show(calls[1].result) == show(expected("01", {{"s1"}, {}})));
+        CHECK(show(calls[2].result) == show(expected("1", {{"a2"}})));
+        CHECK(reader.applied_facts() == before + 4);
+    }
+}
+
+TEST_CASE("the Redis store: a batch the tracker makes in parts changes what one call would",
+          "[status][store][redis]") {
+    if (!have_redis()) return;
+    namespace sg = sendgrid_backend;
+    // 40 messages' events, each 1 to 3 times, shuffled: several parts of the tracker's size.
+    std::vector<nlohmann::json> events;
+    std::mt19937 rng(20261207);
+    for (int k = 0; k < 40; ++k) {
+        for (const auto& event : status_property::recorded_sequence("parts-" + std::to_string(k))) {
+            events.insert(events.end(), 1 + rng() % 3, event);
+        }
+    }
+    std::shuffle(events.begin(), events.end(), rng);
+    const std::vector<sg::WebhookEvent> parsed = status_property::parse(events);
+    REQUIRE(parsed.size() > 1000);
+    using Change = std::tuple<std::string, std::string, sg::RecipientState, sg::RecipientState>;
+    const auto record_into = [&](std::shared_ptr<StatusStore> store, std::size_t& applied) {
+        std::vector<Change> changes;
+        sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
+            [&](const std::string& key, const std::string& recipient, const sg::RecipientState& was,
+                const sg::RecipientState& now, const sg::StatusEvent&) {
+                if (key.rfind("parts-", 0) == 0) changes.emplace_back(key, recipient, was, now);
+            });
+        sg::StatusTrackerOptions options;
+        options.store = std::move(store);
+        applied = sg::StatusTracker(options).record(parsed);
+        return changes;
+    };
+    std::size_t applied_in_memory = 0;
+    std::size_t applied_in_redis = 0;
+    const std::vector<Change> in_memory =
+        record_into(std::make_shared<MemoryStatusStore>(), applied_in_memory);
+    const RedisStatusStoreOptions options = fresh_options();
+    auto redis = fixture_client();
+    const std::vector<Change> in_redis =
+        record_into(std::make_shared<RedisStatusStore>(redis, options), applied_in_redis);
+    CHECK(kept_answers(*redis, options).size() > 3);  // a script call a part
+    CHECK(applied_in_redis == applied_in_memory);
+    CHECK(in_redis.size() == in_memory.size());
+    CHECK(in_redis == in_memory);  // the same changes, in the same order
 }
 
 TEST_CASE("the Redis store: a connection broken during a batch loses no status change",
