@@ -3,12 +3,18 @@
 #include <sendgrid_backend/redis/client.hpp>
 #include <sendgrid_backend/redis/metrics.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -89,6 +95,46 @@ TEST_CASE("a lost connection is reported for the command under way, then reconne
     CHECK(admin.command({"CLIENT", "KILL", "ID", id}).integer == 1);
     CHECK_THROWS_AS(redis.command({"PING"}), sendgrid_backend::RedisConnectionLost);
     CHECK(redis.command({"PING"}).text == "PONG");  // the next command reconnects
+}
+
+TEST_CASE("a server that closed the connection is an error, not a SIGPIPE ending the process",
+          "[redis]") {
+    // A listener that takes each connection and closes it at once: the client's large write
+    // meets a closed socket (EPIPE, which by default raises SIGPIPE).
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(listener >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    REQUIRE(::listen(listener, 4) == 0);
+    std::thread closer([listener] {
+        for (int i = 0; i < 2; ++i) {
+            const int connection = ::accept(listener, nullptr, nullptr);
+            if (connection < 0) return;
+            ::close(connection);
+        }
+    });
+    sendgrid_backend::RedisOptions options;
+    options.host = "127.0.0.1";
+    options.port = ntohs(address.sin_port);
+    options.reconnect_for = std::chrono::milliseconds(0);
+    sendgrid_backend::RedisClient client(options);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // closed by now
+    const std::string large(8 << 20, 'x');
+    CHECK_THROWS_AS(client.command({"SET", "k", large}), sendgrid_backend::RedisError);
+    CHECK_THROWS_AS(client.pipeline_streamed(
+                        [&, sent = false]() mutable -> const std::vector<std::string_view>* {
+                            static const std::vector<std::string_view> set{"SET", "k", large};
+                            if (std::exchange(sent, true)) return nullptr;
+                            return &set;
+                        }),
+                    sendgrid_backend::RedisError);
+    ::shutdown(listener, SHUT_RDWR);
+    ::close(listener);
+    closer.join();
 }
 
 TEST_CASE("an ACL user with a password, on a database of its own", "[redis]") {

@@ -320,15 +320,22 @@ class InMemorySeenEventIds : public SeenEventIds {
         if (capacity_ == 0) return true;
         const std::uint64_t hash = std::hash<std::string_view>()(id);
         if (find(id, hash) != none) return false;
+        // What may fail to allocate comes before any change: a failure leaves the set whole.
         if (ids_.size() < capacity_) {
+            std::string copy(id);
+            const std::size_t room =
+                std::min(capacity_, std::max<std::size_t>(16, 2 * ids_.size()));
+            if (ids_.size() == ids_.capacity()) ids_.reserve(room);
+            if (hashes_.size() == hashes_.capacity()) hashes_.reserve(room);
             if (2 * (ids_.size() + 1) > slots_.size()) grow();
-            ids_.emplace_back(id);
+            ids_.push_back(std::move(copy));
             hashes_.push_back(hash);
             place(hash, ids_.size() - 1);
             return true;
         }
         // Full: the oldest id makes room. Its string is reused, so that a receiver past its first
         // `capacity` events allocates nothing here (for ids no longer than the ones it replaces).
+        ids_[oldest_].reserve(id.size());
         erase(oldest_);
         ids_[oldest_].assign(id.data(), id.size());
         hashes_[oldest_] = hash;

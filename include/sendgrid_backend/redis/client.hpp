@@ -16,9 +16,14 @@
 
 #include <hiredis/hiredis.h>
 
+#include <pthread.h>
+
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -85,6 +90,44 @@ struct RedisValue {
 };
 
 namespace detail {
+
+/// Holds SIGPIPE back from this thread while it talks to Redis: hiredis writes with write(),
+/// which raises SIGPIPE on a connection the server closed, and by default that ends the process.
+/// A SIGPIPE raised meanwhile is taken back before the thread's mask is restored (the write
+/// itself fails with EPIPE, which the client reports).
+class SigpipeHeldBack {
+  public:
+    SigpipeHeldBack() noexcept {
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        sigset_t pending;
+        sigemptyset(&pending);
+        was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+        held_ = pthread_sigmask(SIG_BLOCK, &pipe, &old_) == 0;
+    }
+    ~SigpipeHeldBack() {
+        if (!held_) return;
+        sigset_t pending;
+        sigemptyset(&pending);
+        if (!was_pending_ && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+            sigset_t pipe;
+            sigemptyset(&pipe);
+            sigaddset(&pipe, SIGPIPE);
+            const timespec now{0, 0};
+            while (sigtimedwait(&pipe, nullptr, &now) == -1 && errno == EINTR) {
+            }
+        }
+        pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    }
+    SigpipeHeldBack(const SigpipeHeldBack&) = delete;
+    SigpipeHeldBack& operator=(const SigpipeHeldBack&) = delete;
+
+  private:
+    sigset_t old_{};
+    bool was_pending_ = false;
+    bool held_ = false;
+};
 
 [[noreturn]] inline void refuse_redis_url(const std::string& reason) {
     throw ImproperlyConfigured("SENDGRID_REDIS_URL", reason);
@@ -189,6 +232,7 @@ class RedisClient {
     explicit RedisClient(RedisOptions options) : options_(std::move(options)) {
         check_options(options_);
         std::lock_guard<std::mutex> lock(mutex_);
+        const detail::SigpipeHeldBack held_back;
         connect_once();
     }
 
@@ -228,6 +272,7 @@ class RedisClient {
     std::vector<RedisValue> pipeline_streamed(
         const std::function<const std::vector<std::string_view>*()>& next) {
         std::lock_guard<std::mutex> lock(mutex_);
+        const detail::SigpipeHeldBack held_back;
         ensure_connected();
         std::size_t sent = 0;
         try {
@@ -266,6 +311,7 @@ class RedisClient {
     template <class Commands>
     std::vector<RedisValue> run_with_retries(const Commands& commands) {
         std::lock_guard<std::mutex> lock(mutex_);
+        const detail::SigpipeHeldBack held_back;
         const auto give_up = std::chrono::steady_clock::now() + options_.reconnect_for;
         std::chrono::milliseconds wait{20};
         for (;;) {

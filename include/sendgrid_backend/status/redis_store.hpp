@@ -17,12 +17,14 @@
 ///   for the send) whose value is the target's facts, one line each, `<fingerprint>\t<body>\n`
 ///   (a fingerprint holds no tab or line break, a body no line break: `apply` refuses others);
 /// - `<prefix>applied`: a counter, the facts applied since it was made (it never expires);
-/// - `<prefix>call:<token>`: what one `apply` call answered, kept `answer_ttl` (below).
+/// - `<prefix>call:<token>`: what one script call answered, kept `answer_ttl` (below).
 /// A message's hash expires `ttl` after a fact was last applied to it.
 ///
-/// `apply` sends its whole batch in one script call (one round trip): the script is atomic, so
-/// processes applying the same facts at once apply each one once (a fact's copies within one
-/// call are answered by the client, and not sent). KEYS[1] is the counter, KEYS[2] the call's
+/// `apply` sends its whole batch in one script call, `apply_in_parts` one call a part, each sent
+/// as soon as it is made and all before the first answer is read (one round trip, Redis applying
+/// a part while the next is made). The script is atomic, so processes applying the same facts at
+/// once apply each one once (a fact's copies within one call are answered by the client, and
+/// not sent). KEYS[1] is the counter, KEYS[2] the call's
 /// answer, KEYS[2 + m] message m's hash (m = 1, 2, ...); ARGV[1] is the time to live, ARGV[2]
 /// how long to keep the answer, then per message its number of targets, and per target its
 /// name, its number of facts and the facts' lines, as stored (one argument). Per message
@@ -460,9 +462,10 @@ class RedisStatusStore : public StatusStore {
     /// Sends each part as soon as it is made (one script call each, all on one connection before
     /// the first answer is read): Redis applies a part while the next is made, and the whole is
     /// still one round trip. After a broken connection, every call is sent again as `apply`
-    /// sends its one. A part Redis refuses (a key of another type) does not stop the others:
-    /// `applied` is told of each part that was applied, then the first refusal is thrown.
-    void apply_in_parts(std::vector<PreparedFact>& facts, const std::function<bool()>& more,
+    /// sends its one, and the making goes on. A part Redis refuses (a key of another type) does
+    /// not stop the others: `applied` is told of each part that was applied, then the first
+    /// refusal is thrown. `more` runs under the RedisClient's lock: it must not use that client.
+    void apply_in_parts(const std::vector<PreparedFact>& facts, const std::function<bool()>& more,
                         const PartApplied& applied) override {
         apply_in_parts_of(facts, more, applied);
     }
@@ -499,17 +502,20 @@ class RedisStatusStore : public StatusStore {
         return detail::stored_script<&detail::status_apply_script, &detail::status_answer_lua>();
     }
 
-    /// A part sent: its facts' place in the vector, and its call.
+    /// A part sent: its facts' place in the vector, its call, and what Redis answered.
     struct SentPart {
         std::size_t first = 0;
         std::size_t end = 0;
         detail::StatusBatch batch;
+        AppliedFacts result;
+        std::exception_ptr error;  ///< Redis refused it
     };
 
     void apply_in_parts_of(const std::vector<PreparedFact>& facts,
                            const std::function<bool()>& more, const PartApplied& applied) {
-        std::vector<SentPart> parts;
+        std::vector<SentPart> parts;  // this round's
         std::exception_ptr not_made;  // thrown by `more` or the encoding: after the answers
+        bool made_all = false;        // `more` said no more (or threw)
         std::size_t made = 0;  // facts before it were sent (any already there: the first part)
         const auto next_call = [&]() -> const std::vector<std::string>* {
             try {
@@ -528,8 +534,38 @@ class RedisStatusStore : public StatusStore {
                 if (!parts.empty() && parts.back().batch.call.empty()) parts.pop_back();
                 not_made = std::current_exception();
             }
+            made_all = true;
             return nullptr;
         };
+        // The first part made before Redis is reached: a batch of no facts never reaches it.
+        const std::vector<std::string>* first_call = next_call();
+        std::exception_ptr refused;  // the first part Redis refused: thrown after the others
+        // Rounds: a connection that broke while parts were sent stops the sending; the parts
+        // sent are sent again and reported, then the making goes on in a new round.
+        while (!parts.empty()) {
+            send_round(parts, [&]() -> const std::vector<std::string>* {
+                if (first_call != nullptr) return std::exchange(first_call, nullptr);
+                return made_all ? nullptr : next_call();
+            });
+            for (SentPart& part : parts) {
+                if (part.error) {
+                    if (!refused) refused = part.error;
+                    continue;
+                }
+                applied(part.first, part.end, std::move(part.result));
+            }
+            parts.clear();
+            if (!made_all) first_call = next_call();
+        }
+        if (refused) std::rethrow_exception(refused);
+        if (not_made) std::rethrow_exception(not_made);
+    }
+
+    /// Sends the round's parts as `next` makes them and reads their answers into them (a part
+    /// Redis refused gets its error); after a broken connection, sends every part made so far
+    /// again. @throws as `apply` when no try got the answers.
+    void send_round(std::vector<SentPart>& parts,
+                    const std::function<const std::vector<std::string>*()>& next) {
         // A try may wait this long for a connection (twice: to connect, then while Redis
         // loads), then for its answer.
         const RedisOptions& client = redis_->options();
@@ -539,18 +575,25 @@ class RedisStatusStore : public StatusStore {
         bool lost = false;  // a try's connection broke: the parts may have been applied
         std::vector<RedisValue> answers;
         try {
-            answers = script().run_streamed(*redis_, next_call);
+            answers = script().run_streamed(*redis_, next);
         } catch (const RedisConnectionLost&) {
             lost = true;
+        } catch (const RedisError&) {
+            throw;  // no connection: nothing was sent
+        } catch (...) {
+            lost = true;  // e.g. out of memory with parts on the way: the connection was closed
         }
         // Not run (the script not loaded, Redis loading its data) or not answered: all of them
         // again, with the same tokens: a part that ran answers what it did then.
-        const auto refused_unrun = [](const RedisValue& answer) {
+        const auto unrun = [](const RedisValue& answer) {
             return answer.is_error() &&
                    (answer.text.rfind("NOSCRIPT", 0) == 0 || answer.text.rfind("LOADING", 0) == 0);
         };
-        if (lost || std::any_of(answers.begin(), answers.end(), refused_unrun)) {
+        if (lost || std::any_of(answers.begin(), answers.end(), unrun)) {
+            // Some parts ran: a failure from here on cannot say nothing was applied.
+            lost = lost || !std::all_of(answers.begin(), answers.end(), unrun);
             std::vector<std::vector<std::string>> calls;
+            calls.reserve(parts.size());
             for (const SentPart& part : parts) calls.push_back(part.batch.call);
             for (int attempt = lost ? 2 : 1;; ++attempt) {
                 if (lost && !(std::chrono::steady_clock::now() + longest_try < keep_until)) {
@@ -568,12 +611,7 @@ class RedisStatusStore : public StatusStore {
                     // After a broken try, a later one that fails (no connection, or BUSY while
                     // the first still runs) cannot say the batch was not applied.
                     if (!lost) throw;
-                    std::string why = error.what();
-                    why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
-                    throw RedisConnectionLost(
-                        "the connection broke under the status script, and sending it again "
-                        "failed (the batch may have been applied): " +
-                        why);
+                    throw RedisConnectionLost(may_have_been_applied(error));
                 }
             }
         }
@@ -581,31 +619,27 @@ class RedisStatusStore : public StatusStore {
             throw RedisError("Redis answered " + std::to_string(answers.size()) +
                              " status script calls of " + std::to_string(parts.size()));
         }
-        std::exception_ptr refused;
         for (std::size_t i = 0; i < parts.size(); ++i) {
-            const SentPart& part = parts[i];
-            AppliedFacts result;
+            SentPart& part = parts[i];
             try {
-                result =
+                part.result =
                     detail::decode_status_answer(answers[i], part.batch, part.end - part.first);
             } catch (const RedisError& error) {
-                if (!refused && lost) {
-                    // Sent again after a broken connection: the first may still have run.
-                    std::string why = error.what();
-                    why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
-                    refused = std::make_exception_ptr(RedisConnectionLost(
-                        "the connection broke under the status script, and sending it again "
-                        "failed (the batch may have been applied): " +
-                        why));
-                } else if (!refused) {
-                    refused = std::current_exception();
-                }
-                continue;
+                // Sent again after a broken connection: the first may still have run.
+                part.error =
+                    lost
+                        ? std::make_exception_ptr(RedisConnectionLost(may_have_been_applied(error)))
+                        : std::current_exception();
             }
-            applied(part.first, part.end, std::move(result));
         }
-        if (refused) std::rethrow_exception(refused);
-        if (not_made) std::rethrow_exception(not_made);
+    }
+
+    static std::string may_have_been_applied(const RedisError& error) {
+        std::string why = error.what();
+        why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
+        return "the connection broke under the status script, and sending it again failed (the "
+               "batch may have been applied): " +
+               why;
     }
 
     /// A read, sent again (a few times) when the connection broke under it.

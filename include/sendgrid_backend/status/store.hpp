@@ -76,8 +76,8 @@ class StatusStore {
     /// each part as it comes instead (RedisStatusStore: Redis applies one while the next is
     /// made). `more` must not use the store.
     /// @throws what `apply` throws; the calls `applied` was told of before were applied.
-    virtual void apply_in_parts(std::vector<PreparedFact>& facts, const std::function<bool()>& more,
-                                const PartApplied& applied) {
+    virtual void apply_in_parts(const std::vector<PreparedFact>& facts,
+                                const std::function<bool()>& more, const PartApplied& applied) {
         while (more()) {
         }
         if (!facts.empty()) applied(0, facts.size(), apply(facts));
@@ -107,7 +107,8 @@ struct TextPairHash {
     }
 };
 
-/// A run of facts in a vector that may grow (`apply_in_parts`): where it starts and its size.
+/// A run of facts in a vector (a part of `apply_in_parts`): where it starts and its size, valid
+/// until the vector grows past its capacity.
 struct FactSpan {
     const PreparedFact* first = nullptr;
     std::size_t count = 0;
