@@ -1162,18 +1162,28 @@ TEST_CASE("the Redis store loads its script again after Redis forgot it",
     CHECK(store.applied_facts() == 2);
 }
 
+/// A Redis store whose connection goes through a CuttingProxy: connected, its script loaded.
+struct StoreBehindProxy {
+    static RedisOptions on_port(RedisOptions options, int port) {
+        options.port = port;
+        return options;
+    }
+    const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
+    test_support::CuttingProxy proxy{target.host, target.port};
+    const RedisOptions through = on_port(target, proxy.port());
+    const RedisStatusStoreOptions options = fresh_options();
+    RedisStatusStore store{std::make_shared<RedisClient>(through), options};
+
+    StoreBehindProxy() { CHECK(apply_one(store, fact("warm", "", "w", "w"))); }
+};
+
 TEST_CASE("the Redis store: a connection broken during a call loses no answer and applies once",
           "[status][store][redis]") {
     if (!have_redis()) return;
     using test_support::CuttingProxy;
-    const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
-    CuttingProxy proxy(target.host, target.port);
-    RedisOptions through = target;
-    through.port = proxy.port();
-    const RedisStatusStoreOptions options = fresh_options();
+    StoreBehindProxy behind;
+    auto& [target, proxy, through, options, store] = behind;
     auto direct = fixture_client();
-    RedisStatusStore store(std::make_shared<RedisClient>(through), options);
-    CHECK(apply_one(store, fact("warm", "", "w", "w")));  // the script loaded
 
     // Redis ran the script and its answer was lost: the call sent again answers what it did.
     proxy.arm(CuttingProxy::Cut::next_answer);
@@ -1228,13 +1238,8 @@ TEST_CASE("the Redis store: a connection broken while parts are sent loses no an
           "[status][store][redis]") {
     if (!have_redis()) return;
     using test_support::CuttingProxy;
-    const RedisOptions target = RedisOptions::from_url(test_support::redis_fixture_url());
-    CuttingProxy proxy(target.host, target.port);
-    RedisOptions through = target;
-    through.port = proxy.port();
-    const RedisStatusStoreOptions options = fresh_options();
-    RedisStatusStore store(std::make_shared<RedisClient>(through), options);
-    CHECK(apply_one(store, fact("warm", "", "w", "w")));  // connected, the script loaded
+    StoreBehindProxy behind;
+    auto& [target, proxy, through, options, store] = behind;
     RedisStatusStore reader(fixture_client(), options);
     const std::vector<std::vector<PreparedFact>> parts = {
         {fact("k", "", "f1", "s1"), fact("k", "a", "f2", "a2")},
