@@ -1309,6 +1309,57 @@ TEST_CASE("the Redis store: a batch the tracker makes in parts changes what one 
     CHECK(in_redis == in_memory);  // the same changes, in the same order
 }
 
+TEST_CASE("the Redis store: threads sharing one tracker and client apply big batches once",
+          "[status][store][redis]") {
+    if (!have_redis()) return;
+    namespace sg = sendgrid_backend;
+    // The same 30 messages' events in two orders, each order several parts: the client is held
+    // while a thread makes and sends its parts, so the threads take turns, and no event counts
+    // twice.
+    std::vector<nlohmann::json> events;
+    for (int k = 0; k < 30; ++k) {
+        const auto sequence = status_property::recorded_sequence("shared-" + std::to_string(k));
+        events.insert(events.end(), sequence.begin(), sequence.end());
+    }
+    std::mt19937 rng(7);
+    std::vector<std::vector<sg::WebhookEvent>> orders;
+    for (int t = 0; t < 2; ++t) {
+        std::vector<nlohmann::json> order = events;
+        order.insert(order.end(), events.begin(), events.end());  // a copy of each, too
+        std::shuffle(order.begin(), order.end(), rng);
+        orders.push_back(status_property::parse(order));
+    }
+    REQUIRE(orders[0].size() > 2 * 250);
+    sg::StatusTrackerOptions options;
+    const RedisStatusStoreOptions store_options = fresh_options();
+    options.store = std::make_shared<RedisStatusStore>(fixture_client(), store_options);
+    sg::StatusTracker shared(options);
+    std::atomic<std::size_t> applied{0};
+    std::vector<std::exception_ptr> errors(orders.size());
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < orders.size(); ++t) {
+        threads.emplace_back([&, t] {
+            try {
+                applied += shared.record(orders[t]);
+            } catch (...) {
+                errors[t] = std::current_exception();
+            }
+        });
+    }
+    for (std::thread& thread : threads) thread.join();
+    for (const std::exception_ptr& error : errors) {
+        if (error) std::rethrow_exception(error);
+    }
+    sg::StatusTracker oracle;  // the memory store
+    CHECK(applied.load() == oracle.record(status_property::parse(events)));
+    for (int k = 0; k < 30; ++k) {
+        const std::string key = "shared-" + std::to_string(k);
+        CAPTURE(key);
+        CHECK(status_property::status_text(*shared.status(key)) ==
+              status_property::status_text(*oracle.status(key)));
+    }
+}
+
 TEST_CASE("the Redis store: a connection broken during a batch loses no status change",
           "[status][store][redis]") {
     if (!have_redis()) return;
