@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -85,6 +86,47 @@ TEST_CASE("commands and pipelines, binary-safe", "[redis]") {
     CHECK(answers[2].is_error());
     // An error answer does not break the connection.
     CHECK(redis.command({"PING"}).text == "PONG");
+}
+
+TEST_CASE("streamed commands: each answer handed over as it is read, before the next", "[redis]") {
+    RedisClient redis(RedisOptions::from_url(redis_fixture_url()));
+    RedisClient other(RedisOptions::from_url(redis_fixture_url()));
+    const std::string list = unique_key("streamed");
+    const std::vector<std::vector<std::string_view>> commands = {
+        {"PING"}, {"BLPOP", list, "5"}, {"LLEN", list}};
+    std::size_t next = 0;
+    std::vector<std::size_t> handed;
+    const auto started = std::chrono::steady_clock::now();
+    // The BLPOP waits for a push the first answer's handler makes: were answers handed over
+    // only once all were read, it would wait its 5 s out and answer nil.
+    const std::vector<RedisValue> answers = redis.pipeline_streamed(
+        [&]() -> const std::vector<std::string_view>* {
+            return next < commands.size() ? &commands[next++] : nullptr;
+        },
+        [&](std::size_t i, const RedisValue& answer) {
+            handed.push_back(i);
+            if (i == 0) {
+                CHECK(answer.text == "PONG");
+                CHECK(other.command({"RPUSH", list, "pushed"}).integer == 1);
+            }
+        });
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(4));
+    REQUIRE(answers.size() == 3);
+    REQUIRE(answers[1].elements.size() == 2);
+    CHECK(answers[1].elements[1].text == "pushed");
+    CHECK(answers[2].integer == 0);
+    CHECK(handed == std::vector<std::size_t>{0, 1, 2});
+
+    // A handler that throws: thrown, the answers after it not read as another call's.
+    next = 0;
+    const std::vector<std::vector<std::string_view>> echoes = {{"ECHO", "one"}, {"ECHO", "two"}};
+    CHECK_THROWS_WITH(redis.pipeline_streamed(
+                          [&]() -> const std::vector<std::string_view>* {
+                              return next < echoes.size() ? &echoes[next++] : nullptr;
+                          },
+                          [](std::size_t, const RedisValue&) { throw std::runtime_error("no"); }),
+                      "no");
+    CHECK(redis.command({"ECHO", "three"}).text == "three");
 }
 
 TEST_CASE("a lost connection is reported for the command under way, then reconnected", "[redis]") {

@@ -1162,6 +1162,82 @@ TEST_CASE("the Redis store loads its script again after Redis forgot it",
     CHECK(store.applied_facts() == 2);
 }
 
+TEST_CASE(
+    "the Redis store tells of a part as its answer comes, once, in order, also when later parts "
+    "are sent again; what `applied` throws is thrown after the answers",
+    "[status][store][redis]") {
+    if (!have_redis()) return;
+    auto direct = fixture_client();  // a connection of its own, free while the store's is busy
+    const RedisStatusStoreOptions options = fresh_options();
+    RedisStatusStore store(fixture_client(), options);
+    RedisStatusStore reader(direct, options);
+    CHECK(apply_one(store, fact("warm", "", "w", "w")));  // the script loaded
+    const auto parts_of = [](const std::string& key) {
+        return std::vector<std::vector<PreparedFact>>{
+            {fact(key, "", "f1", "s1"), fact(key, "a", "f2", "a2")},
+            {fact(key, "", "f1", "s1"), fact(key, "b", "f3", "b3")},
+            {fact(key, "a", "f4", "a4")}};
+    };
+    const auto feed = [](const std::vector<std::vector<PreparedFact>>& parts,
+                         std::vector<PreparedFact>& made, std::function<void(std::size_t)> before) {
+        return [parts = &parts, made = &made, before, next = std::size_t{0}]() mutable {
+            if (next == parts->size()) return false;
+            before(next);
+            made->insert(made->end(), (*parts)[next].begin(), (*parts)[next].end());
+            ++next;
+            return true;
+        };
+    };
+    // The first part applied, then the script forgotten: the later parts answer NOSCRIPT and
+    // every part is sent again; the first, told of as its answer came, is not told twice.
+    std::uint64_t applied = reader.applied_facts();
+    const auto parts = parts_of("k");
+    std::vector<PreparedFact> made;
+    std::vector<PartCall> calls;
+    store.apply_in_parts(made,
+                         feed(parts, made,
+                              [&](std::size_t next) {
+                                  if (next != 1) return;
+                                  const auto until =
+                                      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                                  while (reader.applied_facts() != applied + 2 &&
+                                         std::chrono::steady_clock::now() < until) {
+                                      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                                  }
+                                  REQUIRE(direct->command({"SCRIPT", "FLUSH"}).text == "OK");
+                              }),
+                         [&](std::size_t first, std::size_t end, AppliedFacts result) {
+                             calls.push_back({first, end, std::move(result)});
+                         });
+    REQUIRE(calls.size() == 3);
+    CHECK(calls[0].first == 0);
+    CHECK(calls[1].first == 2);
+    CHECK(calls[2].first == 4);
+    CHECK(calls[2].end == 5);
+    CHECK(show(calls[0].result) == show(expected("11", {{}, {}})));
+    CHECK(show(calls[1].result) == show(expected("01", {{"s1"}, {}})));
+    CHECK(show(calls[2].result) == show(expected("1", {{"a2"}})));
+    CHECK(reader.applied_facts() == applied + 4);
+
+    // `applied` throws for the first part: no part is told of after it, every part was sent
+    // (and applied), and the connection still answers each call as its own.
+    applied = reader.applied_facts();
+    const auto others = parts_of("j");
+    made.clear();
+    calls.clear();
+    CHECK_THROWS_WITH(
+        store.apply_in_parts(made, feed(others, made, [](std::size_t) {}),
+                             [&](std::size_t first, std::size_t end, AppliedFacts result) {
+                                 calls.push_back({first, end, std::move(result)});
+                                 throw std::runtime_error("a handler's error");
+                             }),
+        "a handler's error");
+    CHECK(calls.size() == 1);
+    CHECK(reader.applied_facts() == applied + 4);
+    CHECK(show(apply_checked(store, {fact("j", "", "f1", "s1"), fact("j", "c", "f5", "c5")})) ==
+          show(expected("01", {{"s1"}, {}})));
+}
+
 /// A Redis store whose connection goes through a CuttingProxy: connected, its script loaded.
 struct StoreBehindProxy {
     static RedisOptions on_port(RedisOptions options, int port) {

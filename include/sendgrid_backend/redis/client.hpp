@@ -264,13 +264,16 @@ class RedisClient {
 
     /// As `pipeline_views`, with the commands made one at a time by `next` (null: no more), and
     /// each sent as soon as it is made, so that Redis works on one while the next is made; the
-    /// answers are read once all are sent. `next` runs under the client's lock: it must not use
-    /// this client, nor throw. Commands Redis refuses while loading its data are not sent
-    /// again here (the caller has them).
+    /// answers are read once all are sent, each handed to `answered` (if any) as it is read, so
+    /// that the caller can work on it while later ones are still under way. `next` and
+    /// `answered` run under the client's lock: they must not use this client. Commands Redis
+    /// refuses while loading its data are not sent again here (the caller has them).
     /// @throws as `pipeline`; RedisConnectionLost also when a send broke: the commands sent
-    ///         may or may not have run.
+    ///         may or may not have run. What `next` or `answered` throws, with the connection
+    ///         closed (answers not read would be taken for another call's).
     std::vector<RedisValue> pipeline_streamed(
-        const std::function<const std::vector<std::string_view>*()>& next) {
+        const std::function<const std::vector<std::string_view>*()>& next,
+        const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
         std::lock_guard<std::mutex> lock(mutex_);
         const detail::SigpipeHeldBack held_back;
         ensure_connected();
@@ -302,7 +305,7 @@ class RedisClient {
             context_.reset();
             throw;
         }
-        return read_answers(sent);
+        return read_answers(sent, answered);
     }
 
     const RedisOptions& options() const noexcept { return options_; }
@@ -353,7 +356,9 @@ class RedisClient {
     }
 
     /// Reads `count` answers (sending what is still buffered first).
-    std::vector<RedisValue> read_answers(std::size_t count) {
+    std::vector<RedisValue> read_answers(
+        std::size_t count,
+        const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
         std::vector<RedisValue> answers;
         answers.reserve(count);
         for (std::size_t i = 0; i < count; ++i) {
@@ -369,6 +374,14 @@ class RedisClient {
             std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(
                 static_cast<redisReply*>(raw), &freeReplyObject);
             answers.push_back(detail::copy_reply(*reply));
+            if (!answered) continue;
+            try {
+                answered(i, answers.back());
+            } catch (...) {
+                // The answers still on the way would be read as another call's.
+                context_.reset();
+                throw;
+            }
         }
         return answers;
     }

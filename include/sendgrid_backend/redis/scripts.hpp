@@ -189,23 +189,26 @@ class StoredScript {
     }
 
     /// Runs the script once per call that `next` makes (null: no more), each sent as soon as it
-    /// is made (RedisClient::pipeline_streamed: `next` must neither throw nor use the client).
-    /// Answers as they came: a NOSCRIPT or LOADING answer is the caller's to send again (with
-    /// `run`), as the calls were made on the way.
+    /// is made, each answer handed to `answered` as it is read (RedisClient::pipeline_streamed:
+    /// neither may use the client). Answers as they came: a NOSCRIPT or LOADING answer is the
+    /// caller's to send again (with `run`), as the calls were made on the way.
     std::vector<RedisValue> run_streamed(
-        RedisClient& redis, const std::function<const std::vector<std::string>*()>& next) {
+        RedisClient& redis, const std::function<const std::vector<std::string>*()>& next,
+        const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
         const std::string hash = sha(redis);
         std::vector<std::string_view> command;
-        return redis.pipeline_streamed([&]() -> const std::vector<std::string_view>* {
-            const std::vector<std::string>* call = next();
-            if (call == nullptr) return nullptr;
-            command.clear();
-            command.reserve(2 + call->size());
-            command.push_back("EVALSHA");
-            command.push_back(hash);
-            command.insert(command.end(), call->begin(), call->end());
-            return &command;
-        });
+        return redis.pipeline_streamed(
+            [&]() -> const std::vector<std::string_view>* {
+                const std::vector<std::string>* call = next();
+                if (call == nullptr) return nullptr;
+                command.clear();
+                command.reserve(2 + call->size());
+                command.push_back("EVALSHA");
+                command.push_back(hash);
+                command.insert(command.end(), call->begin(), call->end());
+                return &command;
+            },
+            answered);
     }
 
   private:

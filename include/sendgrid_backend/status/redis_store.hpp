@@ -464,7 +464,9 @@ class RedisStatusStore : public StatusStore {
     /// still one round trip. After a broken connection, every call is sent again as `apply`
     /// sends its one, and the making goes on. A part Redis refuses (a key of another type) does
     /// not stop the others: `applied` is told of each part that was applied, then the first
-    /// refusal is thrown. `more` runs under the RedisClient's lock: it must not use that client.
+    /// refusal is thrown. `applied` is told of a part as soon as its answer is read, while Redis
+    /// still works on later ones. `more` and `applied` run under the RedisClient's lock: they
+    /// must not use that client.
     void apply_in_parts(const std::vector<PreparedFact>& facts, const std::function<bool()>& more,
                         const PartApplied& applied) override {
         apply_in_parts_of(facts, more, applied);
@@ -509,6 +511,7 @@ class RedisStatusStore : public StatusStore {
         detail::StatusBatch batch;
         AppliedFacts result;
         std::exception_ptr error;  ///< Redis refused it
+        bool reported = false;     ///< `applied` was told of it as its answer came
     };
 
     void apply_in_parts_of(const std::vector<PreparedFact>& facts,
@@ -539,33 +542,52 @@ class RedisStatusStore : public StatusStore {
         };
         // The first part made before Redis is reached: a batch of no facts never reaches it.
         const std::vector<std::string>* first_call = next_call();
-        std::exception_ptr refused;  // the first part Redis refused: thrown after the others
+        std::exception_ptr refused;      // the first part Redis refused: thrown after the others
+        std::exception_ptr told_failed;  // what `applied` threw: no part is told of after it
+        const auto tell = [&](SentPart& part) {
+            part.reported = true;
+            if (told_failed) return;
+            try {
+                applied(part.first, part.end, std::move(part.result));
+            } catch (...) {
+                told_failed = std::current_exception();
+            }
+        };
         // Rounds: a connection that broke while parts were sent stops the sending; the parts
         // sent are sent again and reported, then the making goes on in a new round.
         while (!parts.empty()) {
-            send_round(parts, [&]() -> const std::vector<std::string>* {
-                if (first_call != nullptr) return std::exchange(first_call, nullptr);
-                return made_all ? nullptr : next_call();
-            });
+            send_round(
+                parts,
+                [&]() -> const std::vector<std::string>* {
+                    if (first_call != nullptr) return std::exchange(first_call, nullptr);
+                    return made_all ? nullptr : next_call();
+                },
+                tell);
             for (SentPart& part : parts) {
+                if (part.reported) continue;
                 if (part.error) {
                     if (!refused) refused = part.error;
                     continue;
                 }
-                applied(part.first, part.end, std::move(part.result));
+                tell(part);
             }
             parts.clear();
             if (!made_all) first_call = next_call();
         }
+        if (told_failed) std::rethrow_exception(told_failed);
         if (refused) std::rethrow_exception(refused);
         if (not_made) std::rethrow_exception(not_made);
     }
 
     /// Sends the round's parts as `next` makes them and reads their answers into them (a part
     /// Redis refused gets its error); after a broken connection, sends every part made so far
-    /// again. @throws as `apply` when no try got the answers.
+    /// again. A part whose first answer says what it applied is handed to `tell` as that answer
+    /// comes (its result is final: a part sent again answers what it did then), so that the
+    /// caller works on it while Redis works on the later ones. @throws as `apply` when no try
+    /// got the answers.
+    template <class Tell>
     void send_round(std::vector<SentPart>& parts,
-                    const std::function<const std::vector<std::string>*()>& next) {
+                    const std::function<const std::vector<std::string>*()>& next, Tell&& tell) {
         // A try may wait this long for a connection (twice: to connect, then while Redis
         // loads), then for its answer.
         const RedisOptions& client = redis_->options();
@@ -574,8 +596,22 @@ class RedisStatusStore : public StatusStore {
             std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl;
         bool lost = false;  // a try's connection broke: the parts may have been applied
         std::vector<RedisValue> answers;
+        std::size_t told_in_order = 0;  // the first parts, told of as their answers came
+        const auto answered = [&](std::size_t i, const RedisValue& answer) {
+            // In order only: a part after one refused or not run waits for it, below.
+            if (i != told_in_order || i >= parts.size() || answer.is_error()) return;
+            SentPart& part = parts[i];
+            try {
+                part.result =
+                    detail::decode_status_answer(answer, part.batch, part.end - part.first);
+            } catch (const RedisError&) {
+                return;  // decoded again below, where its error is kept
+            }
+            tell(part);
+            ++told_in_order;
+        };
         try {
-            answers = script().run_streamed(*redis_, next);
+            answers = script().run_streamed(*redis_, next, answered);
         } catch (const RedisConnectionLost&) {
             lost = true;
         } catch (const RedisError&) {
@@ -621,6 +657,7 @@ class RedisStatusStore : public StatusStore {
         }
         for (std::size_t i = 0; i < parts.size(); ++i) {
             SentPart& part = parts[i];
+            if (part.reported) continue;
             try {
                 part.result =
                     detail::decode_status_answer(answers[i], part.batch, part.end - part.first);

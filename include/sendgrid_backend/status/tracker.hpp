@@ -197,33 +197,45 @@ class StatusTracker : public StatusRecorder {
         struct Part {
             std::size_t first;
             std::size_t end;
-            AppliedFacts result;
+            FoldedPart folded;
         };
         std::vector<Part> parts;
-        std::exception_ptr failed;
+        std::exception_ptr failed;       // the store's
+        std::exception_ptr fold_failed;  // a part the store answered wrongly (or no memory)
         try {
+            // A part is folded as the store reports it (the Redis store: while Redis works on
+            // the later ones); handlers are called once the store is done, outside its locks.
             options_.store->apply_in_parts(
                 facts, more, [&](std::size_t first, std::size_t end, AppliedFacts result) {
-                    parts.push_back({first, end, std::move(result)});
+                    if (fold_failed) return;
+                    try {
+                        if (first > end || end > facts.size()) {
+                            throw std::logic_error(
+                                "sendgrid_backend: the status store answered for facts it was "
+                                "not given (it breaks StatusStore's contract)");
+                        }
+                        parts.push_back(
+                            {first, end,
+                             fold_changes(detail::FactSpan(facts.data() + first, end - first),
+                                          std::move(result))});
+                    } catch (...) {
+                        fold_failed = std::current_exception();
+                    }
                 });
         } catch (...) {
             failed = std::current_exception();  // after the changes of what was applied
         }
         std::size_t count = 0;
-        for (Part& part : parts) {
-            if (part.first > part.end || part.end > facts.size()) {
-                throw std::logic_error(
-                    "sendgrid_backend: the status store answered for facts it was not given (it "
-                    "breaks StatusStore's contract)");
-            }
-            const std::vector<bool> applied = signal_changes(
-                detail::FactSpan(facts.data() + part.first, part.end - part.first),
-                std::move(part.result),
-                [&](std::size_t i) -> const StatusEvent& { return sources[part.first + i]; });
-            for (std::size_t i = 0; i < applied.size(); ++i) {
-                count += applied[i] && is_event[part.first + i] ? 1 : 0;
+        for (const Part& part : parts) {
+            emit_changes(detail::FactSpan(facts.data() + part.first, part.end - part.first),
+                         part.folded.changes, [&](std::size_t i) -> const StatusEvent& {
+                             return sources[part.first + i];
+                         });
+            for (std::size_t i = 0; i < part.folded.applied.size(); ++i) {
+                count += part.folded.applied[i] && is_event[part.first + i] ? 1 : 0;
             }
         }
+        if (fold_failed) std::rethrow_exception(fold_failed);
         if (failed) std::rethrow_exception(failed);
         return count;
     }
@@ -249,11 +261,48 @@ class StatusTracker : public StatusRecorder {
         return signal_changes(facts, options_.store->apply(facts), source_of);
     }
 
+    /// A real change a fact made: its index among the facts, and the recipient's state
+    /// before and after it.
+    struct Change {
+        std::size_t fact;
+        RecipientState before;
+        RecipientState after;
+    };
+    /// What a store's answer for some facts says: which were applied, and the changes they made
+    /// (none worked out when no handler listens).
+    struct FoldedPart {
+        std::vector<bool> applied;
+        std::vector<Change> changes;
+    };
+
     /// Signals each real change `result` (a store's answer for `facts`) holds; returns which
     /// facts were applied.
     template <class SourceOf>
     std::vector<bool> signal_changes(detail::FactSpan facts, AppliedFacts result,
                                      SourceOf&& source_of) const {
+        FoldedPart folded = fold_changes(facts, std::move(result));
+        emit_changes(facts, folded.changes, source_of);
+        return std::move(folded.applied);
+    }
+
+    /// Sends sendgrid_status_changed for each of `changes` (of `facts`).
+    template <class SourceOf>
+    void emit_changes(detail::FactSpan facts, const std::vector<Change>& changes,
+                      SourceOf&& source_of) const {
+        for (const Change& change : changes) {
+            const PreparedFact& fact = facts[change.fact];
+            for (const auto& error : sendgrid_status_changed.send_robust(
+                     fact.key, fact.target, change.before, change.after, source_of(change.fact))) {
+                detail::report_handler_error(options_.on_handler_error, fact.key, error,
+                                             "sendgrid_status_changed handler");
+            }
+        }
+    }
+
+    /// Works out the real changes `result` (a store's answer for `facts`) holds: each target's
+    /// status folded from what it held, then from each fact applied now. Calls no user code.
+    /// @throws std::logic_error when the answer does not fit the facts.
+    FoldedPart fold_changes(detail::FactSpan facts, AppliedFacts result) const {
         const detail::TargetGroups groups = detail::target_groups(facts);
         if (result.applied.size() != facts.size() || result.before.size() != groups.first.size()) {
             throw std::logic_error("sendgrid_backend: the status store answered for " +
@@ -263,28 +312,25 @@ class StatusTracker : public StatusRecorder {
                                    std::to_string(groups.first.size()) +
                                    " (it breaks StatusStore's contract)");
         }
-        if (!sendgrid_status_changed.has_listeners()) return std::move(result.applied);
-        // Each target's status folded from what it held, then from each fact applied now.
+        FoldedPart folded;
+        folded.applied = std::move(result.applied);
+        if (!sendgrid_status_changed.has_listeners()) return folded;
         std::vector<std::optional<StatusFold>> folds(groups.first.size());
         for (std::size_t i = 0; i < facts.size(); ++i) {
-            if (!result.applied[i]) continue;
+            if (!folded.applied[i]) continue;
             const std::size_t group = groups.of_fact[i];
             std::optional<StatusFold>& fold = folds[group];
             if (!fold) {
                 fold.emplace(facts[i].target);
                 for (const std::string& body : result.before[group]) fold->add(body);
             }
-            const RecipientState before = fold->status().summary();
+            RecipientState before = fold->status().summary();
             fold->add(facts[i].body);
-            const RecipientState after = fold->status().summary();
+            RecipientState after = fold->status().summary();
             if (before == after) continue;
-            for (const auto& error : sendgrid_status_changed.send_robust(
-                     facts[i].key, facts[i].target, before, after, source_of(i))) {
-                detail::report_handler_error(options_.on_handler_error, facts[i].key, error,
-                                             "sendgrid_status_changed handler");
-            }
+            folded.changes.push_back({i, std::move(before), std::move(after)});
         }
-        return std::move(result.applied);
+        return folded;
     }
 
     StatusTrackerOptions options_;
