@@ -1,7 +1,10 @@
 #include <sendgrid_backend/webhook.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -468,4 +471,131 @@ TEST_CASE(
     CHECK(again.statuses_applied == 0);
     CHECK(again.duplicates == 2);
     CHECK(store->applied_facts() == 2);  // the event, and what it says of its send
+}
+
+namespace {
+
+/// A memory store that applies each part as soon as it is made (as the Redis store sends it),
+/// noting how many facts each part held and how many events had been read by then.
+struct PartByPartStore : sendgrid_backend::MemoryStatusStore {
+    std::vector<std::size_t> part_sizes;
+    std::function<std::size_t()> events_read;  // set by the test, when it can tell
+    std::vector<std::size_t> read_at_part;
+
+    void apply_in_parts(const std::vector<sendgrid_backend::PreparedFact>& facts,
+                        const std::function<bool()>& more, const PartApplied& applied) override {
+        std::size_t done = 0;
+        while (more()) {
+            if (facts.size() == done) continue;
+            const std::vector<sendgrid_backend::PreparedFact> part(
+                facts.begin() + static_cast<std::ptrdiff_t>(done), facts.end());
+            part_sizes.push_back(part.size());
+            if (events_read) read_at_part.push_back(events_read());
+            applied(done, facts.size(), apply(part));
+            done = facts.size();
+        }
+    }
+};
+
+/// `count` tracked events, one message each, as SendGrid posts them.
+std::string tracked_events(int count) {
+    std::string body = "[";
+    for (int i = 0; i < count; ++i) {
+        if (i > 0) body += ',';
+        body += R"({"email":"u)" + std::to_string(i) + R"(@example.com","event":"delivered",)" +
+                R"("timestamp":1700000000,"sg_event_id":"e)" + std::to_string(i) +
+                R"(","sendgrid_backend_key":"k)" + std::to_string(i) + R"("})";
+    }
+    return body + "]";
+}
+
+}  // namespace
+
+TEST_CASE(
+    "WebhookOptions::statuses: the body checked whole, then read a part at a time while the "
+    "store applies the part before; a body refused changes no status",
+    "[webhook][status]") {
+    namespace sg = sendgrid_backend;
+    auto store = std::make_shared<PartByPartStore>();
+    sg::StatusTrackerOptions tracker_options;
+    tracker_options.store = store;
+    WebhookOptions options;
+    options.allow_unsigned = true;
+    options.statuses = std::make_shared<sg::StatusTracker>(tracker_options);
+    const EventWebhook webhook(options);
+    std::vector<std::string> changed;  // each change's event, by its id
+    sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
+        [&](const std::string& key, const std::string&, const sg::RecipientState&,
+            const sg::RecipientState&, const sg::StatusEvent& event) {
+            REQUIRE(event.event != nullptr);
+            changed.push_back(key + "/" + event.event->sg_event_id);
+        });
+
+    // Broken at its very end: refused before anything is applied.
+    const std::string body = tracked_events(600);
+    const auto refused = webhook.handle({}, body.substr(0, body.size() - 1));
+    CHECK(refused.http_status == 400);
+    CHECK(refused.refusal == WebhookRefusal::malformed_body);
+    CHECK(refused.refusal_reason == "body is not valid JSON");
+    CHECK(store->applied_facts() == 0);
+    CHECK(store->part_sizes.empty());
+    CHECK(changed.empty());
+    const auto not_objects = webhook.handle({}, "[" + body.substr(1, body.size() - 2) + ",7]");
+    CHECK(not_objects.refusal_reason == "body[600] is not an event object");
+    CHECK(store->applied_facts() == 0);
+
+    const auto accepted = webhook.handle({}, body);
+    CHECK(accepted.http_status == 200);
+    CHECK(accepted.statuses_applied == 600);
+    const std::vector<WebhookEvent> parsed = sg::parse_webhook_events(body);
+    REQUIRE(accepted.events.size() == parsed.size());
+    for (std::size_t i = 0; i < parsed.size(); ++i) CHECK(accepted.events[i].raw == parsed[i].raw);
+    // Parts of 250 events, each two facts (the recipient's, the send's).
+    CHECK(store->part_sizes == std::vector<std::size_t>{500, 500, 200});
+    CHECK(store->applied_facts() == 1200);
+    REQUIRE(changed.size() == 1200);  // a change a fact: each message new
+    CHECK(changed.front() == "k0/e0");
+    CHECK(changed.back() == "k599/e599");
+}
+
+TEST_CASE(
+    "StatusTracker::record with a reader: events read as their parts are applied, each "
+    "signal pointing at its event however the vector grew",
+    "[webhook][status]") {
+    namespace sg = sendgrid_backend;
+    auto store = std::make_shared<PartByPartStore>();
+    sg::StatusTrackerOptions tracker_options;
+    tracker_options.store = store;
+    sg::StatusTracker tracker(tracker_options);
+    const std::vector<WebhookEvent> source = sg::parse_webhook_events(tracked_events(700));
+    std::vector<WebhookEvent> events;  // no room reserved: it moves as it grows
+    std::vector<std::size_t> asked;
+    store->events_read = [&] { return events.size(); };
+    std::size_t mismatched = 0;
+    std::size_t changes = 0;
+    sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
+        [&](const std::string& key, const std::string& recipient, const sg::RecipientState&,
+            const sg::RecipientState&, const sg::StatusEvent& event) {
+            ++changes;
+            const std::string number = key.substr(1);
+            if (event.event == nullptr || event.event->sg_event_id != "e" + number ||
+                (!recipient.empty() && recipient != "u" + number + "@example.com")) {
+                ++mismatched;
+            }
+        });
+    const std::size_t applied =
+        tracker.record(events, [&](std::vector<WebhookEvent>& into, std::size_t most) {
+            asked.push_back(most);
+            const std::size_t take = std::min(most, source.size() - into.size());
+            into.insert(into.end(), source.begin() + static_cast<std::ptrdiff_t>(into.size()),
+                        source.begin() + static_cast<std::ptrdiff_t>(into.size() + take));
+            return take;
+        });
+    CHECK(applied == 700);
+    CHECK(events.size() == 700);
+    // Each part read just before it is applied: 250 events, then 500, then 700.
+    CHECK(store->read_at_part == std::vector<std::size_t>{250, 500, 700});
+    CHECK(asked == std::vector<std::size_t>{250, 250, 250, 250});
+    CHECK(changes == 1400);
+    CHECK(mismatched == 0);
 }

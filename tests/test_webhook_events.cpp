@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,7 +29,63 @@ sendgrid_backend::WebhookEvent one_event(const std::string& fields) {
     return events[0];
 }
 
+/// What WebhookBodyReader::check says of `body`: "taken", or the refusal's field and reason.
+std::string check_refusal(std::string_view body) {
+    try {
+        sendgrid_backend::detail::WebhookBodyReader::check(body);
+    } catch (const sendgrid_backend::InvalidWebhookBody& invalid) {
+        return invalid.field() + " " + invalid.reason();
+    }
+    return "taken";
+}
+
 }  // namespace
+
+TEST_CASE("a body read a few events at a time gives the events parsed at once",
+          "[webhook][parse]") {
+    using sendgrid_backend::WebhookEvent;
+    using sendgrid_backend::detail::WebhookBodyReader;
+    std::string body = "\xEF\xBB\xBF[";
+    for (int i = 0; i < 11; ++i) {
+        if (i > 0) body += i % 2 == 0 ? "," : " ,\n ";
+        body += R"({"event":"open","email":"u)" + std::to_string(i) +
+                R"(@example.com","timestamp":)" + std::to_string(1700000000 + i) +
+                R"(,"sg_event_id":"e)" + std::to_string(i) + R"(","key":{"n":[)" +
+                std::to_string(i) + "]}}";
+    }
+    body += "]";
+    const std::vector<WebhookEvent> whole = parse_webhook_events(body);
+    REQUIRE(whole.size() == 11);
+    for (std::size_t step : {1, 2, 7, 11, 100}) {
+        CAPTURE(step);
+        WebhookBodyReader reader(body);
+        std::vector<WebhookEvent> events;
+        CHECK(reader.check_rest() == 11);
+        std::size_t calls = 0;
+        while (reader.read(&events, step) > 0) {
+            ++calls;
+            if (calls == 1) CHECK(reader.check_rest() == 11 - events.size());  // and goes on
+        }
+        CHECK_NOTHROW(reader.finish());
+        CHECK(calls == (11 + step - 1) / step);
+        REQUIRE(events.size() == whole.size());
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            CHECK(events[i].raw == whole[i].raw);
+            CHECK(events[i].email == whole[i].email);
+            CHECK(events[i].timestamp == whole[i].timestamp);
+            CHECK(events[i].sg_event_id == whole[i].sg_event_id);
+            CHECK(events[i].custom_args == whole[i].custom_args);
+        }
+    }
+    // A body check() refuses: read a part at a time without it, the refusal comes where the
+    // reading meets it (why EventWebhook checks first).
+    const std::string broken = body.substr(0, body.size() - 3);
+    CHECK(check_refusal(broken) == "body is not valid JSON");
+    WebhookBodyReader reader(broken);
+    std::vector<WebhookEvent> events;
+    CHECK(reader.read(&events, 5) == 5);
+    CHECK_THROWS_AS(reader.read(&events, 100), sendgrid_backend::InvalidWebhookBody);
+}
 
 TEST_CASE("timestamps that do not fit an int64 are refused, not wrapped", "[webhook][numbers]") {
     CHECK(one_event(R"("timestamp":1700000000)").timestamp == 1700000000);
@@ -143,11 +200,15 @@ TEST_CASE("raw is the event's text as received; json() parses it", "[webhook][pa
 TEST_CASE("bodies that are not a JSON array of objects are refused as before", "[webhook][parse]") {
     namespace detail = sendgrid_backend::detail;
     const auto refusal = [](std::string_view body) {
+        // The check before reading in parts (EventWebhook with statuses) says the same.
+        const std::string checked = check_refusal(body);
         try {
             parse_webhook_events(body);
         } catch (const sendgrid_backend::InvalidWebhookBody& invalid) {
+            CHECK(checked == invalid.field() + " " + invalid.reason());
             return invalid.field() + " " + invalid.reason();
         }
+        CHECK(checked == "taken");
         return std::string("taken");
     };
     std::string deep;
@@ -323,7 +384,11 @@ TEST_CASE("the webhook's JSON reader builds nlohmann's tree and refuses what nlo
             got = invalid.field() + " " + invalid.reason();
         }
         CHECK(got == expected);
-        if (got == "taken") CHECK(events == theirs.size());
+        CHECK(check_refusal(text) == got);
+        if (got == "taken") {
+            CHECK(events == theirs.size());
+            CHECK(sendgrid_backend::detail::WebhookBodyReader::check(text) == events);
+        }
         if (ours.is_discarded() || theirs.is_discarded()) continue;
         CHECK(ours == theirs);
         CHECK(ours.dump() == theirs.dump());

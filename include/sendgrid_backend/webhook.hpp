@@ -232,15 +232,30 @@ class EventWebhook {
         WebhookResult result = check(headers, body);
         if (!result.accepted()) return result;
         result.verified = verifier_.has_value();
-        try {
-            result.events = parse_webhook_events(body);
-        } catch (const InvalidWebhookBody& invalid) {
+        const auto malformed = [](const InvalidWebhookBody& invalid) {
             return refuse(WebhookRefusal::malformed_body, 400,
                           invalid.field() + " " + invalid.reason());
-        }
-        if (options_.statuses) {
+        };
+        if (!options_.statuses) {
             try {
-                result.statuses_applied = options_.statuses->record(result.events);
+                result.events = parse_webhook_events(body);
+            } catch (const InvalidWebhookBody& invalid) {
+                return malformed(invalid);
+            }
+        } else {
+            // The body checked whole first (nothing is applied from one that is refused), then
+            // read a part at a time while the store applies the part before.
+            try {
+                detail::WebhookBodyReader reader(body);
+                result.events.reserve(reader.check_rest());
+                result.statuses_applied = options_.statuses->record(
+                    result.events, [&reader](std::vector<WebhookEvent>& events, std::size_t most) {
+                        return reader.read(&events, most);
+                    });
+                reader.read(&result.events, static_cast<std::size_t>(-1));  // none left: in case
+                reader.finish();
+            } catch (const InvalidWebhookBody& invalid) {
+                return malformed(invalid);  // by check(): nothing was applied
             } catch (...) {
                 return refuse(WebhookRefusal::status_store_failed, 503,
                               "the status store failed: " +

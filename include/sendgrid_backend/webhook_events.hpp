@@ -412,46 +412,118 @@ class InMemorySeenEventIds : public SeenEventIds {
     unsigned bits_ = 0;                  ///< slots_.size() is 2^bits_
 };
 
+namespace detail {
+
+/// A POSTed body's events read a few at a time, so that EventWebhook can apply one part's
+/// statuses while it reads the next. `check` a body first: reading it cannot fail then, and
+/// nothing is applied from a body that will be refused.
+class WebhookBodyReader {
+  public:
+    /// The number of events in `body`, checked whole as parse_webhook_events checks it (the
+    /// same InvalidWebhookBody for the same body), without reading the events.
+    static std::size_t check(std::string_view body) { return WebhookBodyReader(body).check_rest(); }
+
+    /// Opens the array. @throws InvalidWebhookBody as parse_webhook_events, when `body` nests
+    /// too deep or is not a JSON array.
+    explicit WebhookBodyReader(std::string_view body)
+        : body_(body.substr(0, 3) == "\xEF\xBB\xBF" ? body.substr(3) : body),  // as nlohmann
+          scan_(body_, max_json_text_depth) {
+        if (text_nests_deeper(body, max_json_text_depth)) {
+            throw InvalidWebhookBody("body", too_deep_json(max_json_text_depth));
+        }
+        if (scan_.peek() != '[') {
+            // Whether JSON at all decides the words.
+            if (!scan_.value() || !scan_.at_end()) throw not_json();
+            throw InvalidWebhookBody("body", "is not a JSON array of events");
+        }
+        scan_.take('[');
+        done_ = scan_.take(']');
+    }
+
+    /// Reads up to `count` more events, appending them to `events` (null: only checked);
+    /// returns how many. Past an element that is not an object the rest is only checked as
+    /// JSON, for `finish` to name it. @throws InvalidWebhookBody (field "body") for text that is
+    /// not JSON.
+    std::size_t read(std::vector<WebhookEvent>* events, std::size_t count) {
+        std::size_t read = 0;
+        while (!done_ && read < count) {
+            if (!not_an_object_ && scan_.peek() == '{') {
+                const bool ok = events == nullptr
+                                    ? scan_.value()
+                                    : read_event(scan_, body_, events->emplace_back(), key_);
+                if (!ok) throw not_json();
+                ++read;
+            } else {
+                if (!not_an_object_) not_an_object_ = elements_;
+                if (!scan_.value()) throw not_json();
+            }
+            ++elements_;
+            if (scan_.take(']')) {
+                done_ = true;
+            } else if (!scan_.take(',')) {
+                throw not_json();
+            }
+        }
+        return read;
+    }
+
+    /// The number of events not read yet, the rest of the body checked as reading it all and
+    /// `finish` would check it; the reading then goes on from where it was.
+    /// @throws InvalidWebhookBody as `read` and `finish`.
+    std::size_t check_rest() {
+        const JsonScanner scan = scan_;
+        const std::size_t elements = elements_;
+        const std::optional<std::size_t> not_an_object = not_an_object_;
+        const bool done = done_;
+        const std::size_t count = read(nullptr, static_cast<std::size_t>(-1));
+        finish();
+        scan_ = scan;
+        elements_ = elements;
+        not_an_object_ = not_an_object;
+        done_ = done;
+        return count;
+    }
+
+    /// After the last read: @throws InvalidWebhookBody for text after the array ("body") or an
+    /// element that is not an object (`body[i]`, the first).
+    void finish() {
+        if (!done_ || !scan_.at_end()) throw not_json();
+        if (not_an_object_) {
+            throw InvalidWebhookBody("body[" + std::to_string(*not_an_object_) + "]",
+                                     "is not an event object");
+        }
+    }
+
+    /// Room for most bodies' events at once, from the body's size alone (SendGrid's events
+    /// take a few hundred bytes each; moving events already read, each a few dozen strings, as
+    /// a vector grows cost more).
+    std::size_t likely_events() const noexcept {
+        return std::min<std::size_t>(body_.size() / 256 + 1, 10'000);
+    }
+
+  private:
+    static InvalidWebhookBody not_json() { return InvalidWebhookBody("body", detail::not_json); }
+
+    std::string_view body_;
+    JsonScanner scan_;
+    std::string key_;  // scratch, reused from event to event
+    std::size_t elements_ = 0;
+    std::optional<std::size_t> not_an_object_;  // the first; the rest is still checked for JSON
+    bool done_ = false;                         // the array's `]` was read
+};
+
+}  // namespace detail
+
 /// Parses the POSTed JSON array into events (no signature check), in one pass over the text:
 /// no tree is built.
 /// @throws InvalidWebhookBody (field "body" or `body[i]`) when the body is not a JSON array of
 /// objects.
 inline std::vector<WebhookEvent> parse_webhook_events(std::string_view body) {
-    if (detail::text_nests_deeper(body, detail::max_json_text_depth)) {
-        throw InvalidWebhookBody("body", detail::too_deep_json(detail::max_json_text_depth));
-    }
-    if (body.substr(0, 3) == "\xEF\xBB\xBF") body.remove_prefix(3);  // as nlohmann skips it
-    detail::JsonScanner scan(body, detail::max_json_text_depth);
-    const auto not_json = [] { return InvalidWebhookBody("body", detail::not_json); };
-    if (scan.peek() != '[') {
-        // Whether JSON at all decides the words.
-        if (!scan.value() || !scan.at_end()) throw not_json();
-        throw InvalidWebhookBody("body", "is not a JSON array of events");
-    }
-    scan.take('[');
+    detail::WebhookBodyReader reader(body);
     std::vector<WebhookEvent> events;
-    // SendGrid's events take a few hundred bytes each: room for most batches at once (moving
-    // the events already read, each a few dozen strings, as the vector grows cost more).
-    events.reserve(std::min<std::size_t>(body.size() / 256 + 1, 10'000));
-    std::optional<std::size_t> not_an_object;  // the first; the rest is still checked for JSON
-    std::string key;
-    if (!scan.take(']')) {
-        for (std::size_t i = 0;; ++i) {
-            if (!not_an_object && scan.peek() == '{') {
-                if (!detail::read_event(scan, body, events.emplace_back(), key)) throw not_json();
-            } else {
-                if (!not_an_object) not_an_object = i;
-                if (!scan.value()) throw not_json();
-            }
-            if (scan.take(']')) break;
-            if (!scan.take(',')) throw not_json();
-        }
-    }
-    if (!scan.at_end()) throw not_json();
-    if (not_an_object) {
-        throw InvalidWebhookBody("body[" + std::to_string(*not_an_object) + "]",
-                                 "is not an event object");
-    }
+    events.reserve(reader.likely_events());
+    reader.read(&events, static_cast<std::size_t>(-1));
+    reader.finish();
     return events;
 }
 

@@ -364,8 +364,10 @@ void same_handled(const sg::WebhookResult& got, const oracle::Handled& want,
     same_events(got.events, want.events, body);
 }
 
-/// parse_webhook_events and handle() (without and with de-duplication) against the oracle.
-void compare_with_oracle(const sg::EventWebhook& unsigned_webhook, std::string_view body) {
+/// parse_webhook_events and handle() (without and with de-duplication, and with statuses: the
+/// body checked whole, then read in parts) against the oracle.
+void compare_with_oracle(const sg::EventWebhook& unsigned_webhook,
+                         const sg::EventWebhook& with_statuses, std::string_view body) {
     ++stats.bodies;
     std::optional<std::vector<oracle::Event>> want;
     std::string want_refusal;
@@ -387,6 +389,16 @@ void compare_with_oracle(const sg::EventWebhook& unsigned_webhook, std::string_v
     }
 
     same_handled(unsigned_webhook.handle({}, body), oracle::handle(body, nullptr), body);
+    try {
+        const std::size_t count = sg::detail::WebhookBodyReader::check(body);
+        if (!want) fuzz::fail("WebhookBodyReader::check took a body 0.8.0 refused");
+        same(count, want->size(), "WebhookBodyReader::check counted other events than 0.8.0");
+    } catch (const sg::InvalidMessage& invalid) {
+        if (want) fuzz::fail("WebhookBodyReader::check refused a body 0.8.0 took");
+        same(invalid.field() + " " + invalid.reason(), want_refusal,
+             "WebhookBodyReader::check refused with other words than 0.8.0");
+    }
+    same_handled(with_statuses.handle({}, body), oracle::handle(body, nullptr), body);
 
     // De-duplication: the same body twice into a small set (so that eviction happens too). An
     // id that is not a string is its text as received, which 0.8.0's tree cannot tell (ids of
@@ -413,6 +425,13 @@ struct Fixture {
     sg::EventWebhookVerifier verifier{signer.public_key_base64()};
     sg::EventWebhook checked{options(true)};
     sg::EventWebhook unsigned_{options(false)};
+    sg::EventWebhook with_statuses{statuses_options()};
+
+    sg::WebhookOptions statuses_options() const {
+        sg::WebhookOptions result = options(false);
+        result.statuses = std::make_shared<sg::StatusTracker>();
+        return result;
+    }
 
     sg::WebhookOptions options(bool with_key) const {
         sg::WebhookOptions result;
@@ -451,6 +470,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         {std::string(sg::webhook_signature_header), std::string(signature)},
         {std::string(sg::webhook_timestamp_header), std::string(timestamp)}};
     (void)fixture.checked.handle(headers, body);
-    compare_with_oracle(fixture.unsigned_, body);  // reaches the parser with any body
+    compare_with_oracle(fixture.unsigned_, fixture.with_statuses,
+                        body);  // reaches the parser with any body
     return 0;
 }

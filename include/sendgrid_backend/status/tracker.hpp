@@ -157,19 +157,62 @@ class StatusTracker : public StatusRecorder {
     ///         been applied, and offered again its facts are applied once but not signalled
     ///         (RedisStatusStore::apply).
     std::size_t record(const std::vector<WebhookEvent>& events) {
+        return record_events(events, [](std::size_t) { return std::size_t{0}; });
+    }
+
+    /// Reads more events into `events` with `read_more`: `read_more(events, most)` appends at
+    /// most `most` and returns how many (0: none left).
+    using EventReader =
+        std::function<std::size_t(std::vector<WebhookEvent>& events, std::size_t most)>;
+
+    /// As `record(events)`, the events read with `read_more` as they are applied (after any
+    /// already in `events`): a part's facts are made as soon as its events are read, so the
+    /// Redis store applies one part while the next is read (EventWebhook reads a body so).
+    /// `events` may grow past its capacity. @throws also what `read_more` throws, after the
+    /// parts applied before are signalled.
+    std::size_t record(std::vector<WebhookEvent>& events, const EventReader& read_more) {
+        return record_events(events, [&](std::size_t most) { return read_more(events, most); });
+    }
+
+    /// The status of the message with tracking key `key`; nullopt when nothing is known of it.
+    std::optional<MessageStatus> status(const std::string& key) const {
+        auto record = options_.store->read(key);
+        if (!record) return std::nullopt;
+        return status_from_record(key, *record);
+    }
+
+    const std::string& tracking_arg() const noexcept { return options_.tracking_arg; }
+    StatusStore& store() const noexcept { return *options_.store; }
+
+  private:
+    /// Events made into facts a part at a time: parts of a batch this size (the Redis store
+    /// sends each as it is made).
+    static constexpr std::size_t events_per_part = 250;
+
+    /// `record`'s work: `read_more(most)` appends at most `most` events to `events`.
+    template <class ReadMore>
+    std::size_t record_events(const std::vector<WebhookEvent>& events, ReadMore&& read_more) {
         std::vector<PreparedFact> facts;
-        std::vector<StatusEvent> sources;
+        std::vector<StatusEvent> sources;   // per fact; the events' places set once all are read
+        std::vector<std::size_t> event_of;  // per fact, its event's index
         std::vector<bool> is_event;  // per fact: an event's own fact (counted), or its send's
-        // Two facts an event at most: reserved, `facts` never moves the strings viewed below.
-        facts.reserve(2 * events.size());
-        sources.reserve(2 * events.size());
-        is_event.reserve(2 * events.size());
+        facts.reserve(2 * events.capacity());
+        sources.reserve(2 * events.capacity());
+        event_of.reserve(2 * events.capacity());
+        is_event.reserve(2 * events.capacity());
         // A message's events all say the same of its send: that fact goes to the store once.
-        std::unordered_set<std::pair<std::string_view, std::string_view>, detail::TextPairHash>
-            sends;
+        // Facts by their index, as `facts` may grow.
+        const auto send_hash = [&facts](std::size_t i) {
+            return detail::TextPairHash()({facts[i].key, facts[i].fingerprint});
+        };
+        const auto same_send = [&facts](std::size_t a, std::size_t b) {
+            return facts[a].key == facts[b].key && facts[a].fingerprint == facts[b].fingerprint;
+        };
+        std::unordered_set<std::size_t, decltype(send_hash), decltype(same_send)> sends(
+            64, send_hash, same_send);
         std::size_t next = 0;
         const auto more = [&] {
-            if (next == events.size()) return false;
+            if (next == events.size() && read_more(events_per_part) == 0) return false;
             const std::size_t end = std::min(events.size(), next + events_per_part);
             for (; next < end; ++next) {
                 const WebhookEvent& event = events[next];
@@ -177,19 +220,20 @@ class StatusTracker : public StatusRecorder {
                 if (!made) continue;
                 StatusEvent source;
                 source.source = StatusEvent::Source::webhook;
-                source.event = &event;
                 source.implies = rule_for(event)->implies;
                 source.time = event.timestamp;
                 facts.push_back(std::move(made->recipient));
                 sources.push_back(source);
+                event_of.push_back(next);
                 is_event.push_back(true);
                 facts.push_back(std::move(made->send));
-                if (!sends.emplace(facts.back().key, facts.back().fingerprint).second) {
+                if (!sends.insert(facts.size() - 1).second) {
                     facts.pop_back();
                     continue;
                 }
                 source.implies = DeliveryState::accepted;
                 sources.push_back(source);
+                event_of.push_back(next);
                 is_event.push_back(false);
             }
             return true;
@@ -225,6 +269,7 @@ class StatusTracker : public StatusRecorder {
         } catch (...) {
             failed = std::current_exception();  // after the changes of what was applied
         }
+        for (std::size_t i = 0; i < sources.size(); ++i) sources[i].event = &events[event_of[i]];
         std::size_t count = 0;
         for (const Part& part : parts) {
             emit_changes(detail::FactSpan(facts.data() + part.first, part.end - part.first),
@@ -239,21 +284,6 @@ class StatusTracker : public StatusRecorder {
         if (failed) std::rethrow_exception(failed);
         return count;
     }
-
-    /// The status of the message with tracking key `key`; nullopt when nothing is known of it.
-    std::optional<MessageStatus> status(const std::string& key) const {
-        auto record = options_.store->read(key);
-        if (!record) return std::nullopt;
-        return status_from_record(key, *record);
-    }
-
-    const std::string& tracking_arg() const noexcept { return options_.tracking_arg; }
-    StatusStore& store() const noexcept { return *options_.store; }
-
-  private:
-    /// Events made into facts a part at a time: parts of a batch this size (the Redis store
-    /// sends each as it is made).
-    static constexpr std::size_t events_per_part = 250;
 
     /// Applies `facts` and signals each real change; returns which were applied.
     template <class SourceOf>
