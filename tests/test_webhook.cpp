@@ -550,8 +550,8 @@ TEST_CASE(
     const std::vector<WebhookEvent> parsed = sg::parse_webhook_events(body);
     REQUIRE(accepted.events.size() == parsed.size());
     for (std::size_t i = 0; i < parsed.size(); ++i) CHECK(accepted.events[i].raw == parsed[i].raw);
-    // Parts of 250 events, each two facts (the recipient's, the send's).
-    CHECK(store->part_sizes == std::vector<std::size_t>{500, 500, 200});
+    // Parts of 50 events, then 250, each event two facts (the recipient's, the send's).
+    CHECK(store->part_sizes == std::vector<std::size_t>{100, 500, 500, 100});
     CHECK(store->applied_facts() == 1200);
     REQUIRE(changed.size() == 1200);  // a change a fact: each message new
     CHECK(changed.front() == "k0/e0");
@@ -593,9 +593,10 @@ TEST_CASE(
         });
     CHECK(applied == 700);
     CHECK(events.size() == 700);
-    // Each part read just before it is applied: 250 events, then 500, then 700.
-    CHECK(store->read_at_part == std::vector<std::size_t>{250, 500, 700});
-    CHECK(asked == std::vector<std::size_t>{250, 250, 250, 250});
+    // Each part read just before it is applied: 50 events (the first part is small), then
+    // 250 at a time.
+    CHECK(store->read_at_part == std::vector<std::size_t>{50, 300, 550, 700});
+    CHECK(asked == std::vector<std::size_t>{50, 250, 250, 250, 250});
     CHECK(changes == 1400);
     CHECK(mismatched == 0);
 }

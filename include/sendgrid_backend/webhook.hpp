@@ -246,8 +246,9 @@ class EventWebhook {
             // The body checked whole first (nothing is applied from one that is refused), then
             // read a part at a time while the store applies the part before.
             try {
-                detail::WebhookBodyReader reader(body);
-                result.events.reserve(reader.check_rest());
+                std::size_t count = 0;
+                detail::WebhookBodyReader reader = detail::WebhookBodyReader::checked(body, count);
+                result.events.reserve(count);
                 result.statuses_applied = options_.statuses->record(
                     result.events, [&reader](std::vector<WebhookEvent>& events, std::size_t most) {
                         return reader.read(&events, most);

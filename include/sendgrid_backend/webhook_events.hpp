@@ -419,25 +419,36 @@ namespace detail {
 /// nothing is applied from a body that will be refused.
 class WebhookBodyReader {
   public:
-    /// The number of events in `body`, checked whole as parse_webhook_events checks it (the
-    /// same InvalidWebhookBody for the same body), without reading the events.
-    static std::size_t check(std::string_view body) { return WebhookBodyReader(body).check_rest(); }
+    /// A reader of `body` checked whole first, as parse_webhook_events checks it (the same
+    /// InvalidWebhookBody for the same body), its events not read yet; `count` receives their
+    /// number. Reading it cannot fail then.
+    static WebhookBodyReader checked(std::string_view body, std::size_t& count) {
+        try {
+            // The elements' nesting bounded by the scanner (one level below the limit, the array
+            // being one): the text's own pass over it only to word a refusal.
+            WebhookBodyReader reader(body, max_json_text_depth - 1);
+            reader.open();
+            count = reader.check_rest();
+            return reader;
+        } catch (const InvalidWebhookBody&) {
+            if (text_nests_deeper(body, max_json_text_depth)) throw too_deep();
+            throw;
+        }
+    }
+
+    /// The number of events in `body`, checked as `checked` checks it.
+    static std::size_t check(std::string_view body) {
+        std::size_t count = 0;
+        checked(body, count);
+        return count;
+    }
 
     /// Opens the array. @throws InvalidWebhookBody as parse_webhook_events, when `body` nests
     /// too deep or is not a JSON array.
     explicit WebhookBodyReader(std::string_view body)
-        : body_(body.substr(0, 3) == "\xEF\xBB\xBF" ? body.substr(3) : body),  // as nlohmann
-          scan_(body_, max_json_text_depth) {
-        if (text_nests_deeper(body, max_json_text_depth)) {
-            throw InvalidWebhookBody("body", too_deep_json(max_json_text_depth));
-        }
-        if (scan_.peek() != '[') {
-            // Whether JSON at all decides the words.
-            if (!scan_.value() || !scan_.at_end()) throw not_json();
-            throw InvalidWebhookBody("body", "is not a JSON array of events");
-        }
-        scan_.take('[');
-        done_ = scan_.take(']');
+        : WebhookBodyReader(body, max_json_text_depth) {
+        if (text_nests_deeper(body, max_json_text_depth)) throw too_deep();
+        open();
     }
 
     /// Reads up to `count` more events, appending them to `events` (null: only checked);
@@ -502,7 +513,26 @@ class WebhookBodyReader {
     }
 
   private:
+    /// Not opened yet; values inside an element nest at most `element_depth` deep.
+    WebhookBodyReader(std::string_view body, int element_depth)
+        : body_(body.substr(0, 3) == "\xEF\xBB\xBF" ? body.substr(3) : body),  // as nlohmann
+          scan_(body_, element_depth) {}
+
+    void open() {
+        if (scan_.peek() != '[') {
+            // Whether JSON at all decides the words.
+            JsonScanner whole(body_, max_json_text_depth);
+            if (!whole.value() || !whole.at_end()) throw not_json();
+            throw InvalidWebhookBody("body", "is not a JSON array of events");
+        }
+        scan_.take('[');
+        done_ = scan_.take(']');
+    }
+
     static InvalidWebhookBody not_json() { return InvalidWebhookBody("body", detail::not_json); }
+    static InvalidWebhookBody too_deep() {
+        return InvalidWebhookBody("body", too_deep_json(max_json_text_depth));
+    }
 
     std::string_view body_;
     JsonScanner scan_;

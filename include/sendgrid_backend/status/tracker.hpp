@@ -188,6 +188,7 @@ class StatusTracker : public StatusRecorder {
     /// Events made into facts a part at a time: parts of a batch this size (the Redis store
     /// sends each as it is made).
     static constexpr std::size_t events_per_part = 250;
+    static constexpr std::size_t first_part_events = 50;
 
     /// `record`'s work: `read_more(most)` appends at most `most` events to `events`.
     template <class ReadMore>
@@ -212,8 +213,11 @@ class StatusTracker : public StatusRecorder {
             64, send_hash, same_send);
         std::size_t next = 0;
         const auto more = [&] {
-            if (next == events.size() && read_more(events_per_part) == 0) return false;
-            const std::size_t end = std::min(events.size(), next + events_per_part);
+            // The first part small: the store (Redis) waits for it, and works on it while the
+            // next is read and made.
+            const std::size_t part = next == 0 ? first_part_events : events_per_part;
+            if (next == events.size() && read_more(part) == 0) return false;
+            const std::size_t end = std::min(events.size(), next + part);
             for (; next < end; ++next) {
                 const WebhookEvent& event = events[next];
                 auto made = fact_from_event(event, options_.tracking_arg);
