@@ -509,6 +509,14 @@ std::string tracked_events(int count) {
     return body + "]";
 }
 
+/// A tracker over `store`.
+std::shared_ptr<sendgrid_backend::StatusTracker> tracker_over(
+    std::shared_ptr<sendgrid_backend::StatusStore> store) {
+    sendgrid_backend::StatusTrackerOptions options;
+    options.store = std::move(store);
+    return std::make_shared<sendgrid_backend::StatusTracker>(options);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -517,11 +525,9 @@ TEST_CASE(
     "[webhook][status]") {
     namespace sg = sendgrid_backend;
     auto store = std::make_shared<PartByPartStore>();
-    sg::StatusTrackerOptions tracker_options;
-    tracker_options.store = store;
     WebhookOptions options;
     options.allow_unsigned = true;
-    options.statuses = std::make_shared<sg::StatusTracker>(tracker_options);
+    options.statuses = tracker_over(store);
     const EventWebhook webhook(options);
     std::vector<std::string> changed;  // each change's event, by its id
     sg::ScopedConnection log = sg::sendgrid_status_changed.connect(
@@ -564,9 +570,7 @@ TEST_CASE(
     "[webhook][status]") {
     namespace sg = sendgrid_backend;
     auto store = std::make_shared<PartByPartStore>();
-    sg::StatusTrackerOptions tracker_options;
-    tracker_options.store = store;
-    sg::StatusTracker tracker(tracker_options);
+    const auto tracker = tracker_over(store);
     const std::vector<WebhookEvent> source = sg::parse_webhook_events(tracked_events(700));
     std::vector<WebhookEvent> events;  // no room reserved: it moves as it grows
     std::vector<std::size_t> asked;
@@ -584,7 +588,7 @@ TEST_CASE(
             }
         });
     const std::size_t applied =
-        tracker.record(events, [&](std::vector<WebhookEvent>& into, std::size_t most) {
+        tracker->record(events, [&](std::vector<WebhookEvent>& into, std::size_t most) {
             asked.push_back(most);
             const std::size_t take = std::min(most, source.size() - into.size());
             into.insert(into.end(), source.begin() + static_cast<std::ptrdiff_t>(into.size()),

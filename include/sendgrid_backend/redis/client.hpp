@@ -360,28 +360,25 @@ class RedisClient {
         std::size_t count,
         const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
         std::vector<RedisValue> answers;
-        answers.reserve(count);
-        for (std::size_t i = 0; i < count; ++i) {
-            void* raw = nullptr;
-            if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
-                const std::string why = context_->errstr;
-                context_.reset();
-                throw RedisConnectionLost(
-                    "the connection to Redis broke while a command was under "
-                    "way (" +
-                    why + "); it may or may not have run");
+        try {
+            answers.reserve(count);
+            for (std::size_t i = 0; i < count; ++i) {
+                void* raw = nullptr;
+                if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
+                    throw RedisConnectionLost(
+                        "the connection to Redis broke while a command was under way (" +
+                        std::string(context_->errstr) + "); it may or may not have run");
+                }
+                std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(
+                    static_cast<redisReply*>(raw), &freeReplyObject);
+                answers.push_back(detail::copy_reply(*reply));
+                if (answered) answered(i, answers.back());
             }
-            std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(
-                static_cast<redisReply*>(raw), &freeReplyObject);
-            answers.push_back(detail::copy_reply(*reply));
-            if (!answered) continue;
-            try {
-                answered(i, answers.back());
-            } catch (...) {
-                // The answers still on the way would be read as another call's.
-                context_.reset();
-                throw;
-            }
+        } catch (...) {
+            // Answers still on the way (after a broken read, a handler's exception or no
+            // memory) would be read as another call's: the connection goes.
+            context_.reset();
+            throw;
         }
         return answers;
     }

@@ -572,7 +572,8 @@ class RedisStatusStore : public StatusStore {
                 tell(part);
             }
             parts.clear();
-            if (!made_all) first_call = next_call();
+            // After `applied` threw, nothing more is made or sent: the caller hears at once.
+            if (!made_all && !told_failed) first_call = next_call();
         }
         if (told_failed) std::rethrow_exception(told_failed);
         if (refused) std::rethrow_exception(refused);

@@ -74,7 +74,8 @@ class StatusStore {
     /// applies a batch, in order (a later call sees an earlier one's facts), `applied` told of
     /// each call. This one makes every part first, then applies them in one call. A store may send
     /// each part as it comes instead (RedisStatusStore: Redis applies one while the next is
-    /// made). `more` must not use the store.
+    /// made). `more` and `applied` must not use the store: a store may call them while it
+    /// works, under its locks (RedisStatusStore does).
     /// @throws what `apply` throws; the calls `applied` was told of before were applied.
     virtual void apply_in_parts(const std::vector<PreparedFact>& facts,
                                 const std::function<bool()>& more, const PartApplied& applied) {

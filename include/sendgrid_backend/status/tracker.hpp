@@ -157,7 +157,7 @@ class StatusTracker : public StatusRecorder {
     ///         been applied, and offered again its facts are applied once but not signalled
     ///         (RedisStatusStore::apply).
     std::size_t record(const std::vector<WebhookEvent>& events) {
-        return record_events(events, [](std::size_t) { return std::size_t{0}; });
+        return record_events(events, events.size(), [](std::size_t) { return std::size_t{0}; });
     }
 
     /// Reads more events into `events` with `read_more`: `read_more(events, most)` appends at
@@ -168,10 +168,13 @@ class StatusTracker : public StatusRecorder {
     /// As `record(events)`, the events read with `read_more` as they are applied (after any
     /// already in `events`): a part's facts are made as soon as its events are read, so the
     /// Redis store applies one part while the next is read (EventWebhook reads a body so).
-    /// `events` may grow past its capacity. @throws also what `read_more` throws, after the
+    /// `events` may grow past its capacity (reserve room for them all: the facts are reserved
+    /// for it). `read_more` runs while the store works, under its locks: it must not use the
+    /// store (nor the Redis store's client). @throws also what `read_more` throws, after the
     /// parts applied before are signalled.
     std::size_t record(std::vector<WebhookEvent>& events, const EventReader& read_more) {
-        return record_events(events, [&](std::size_t most) { return read_more(events, most); });
+        return record_events(events, events.capacity(),
+                             [&](std::size_t most) { return read_more(events, most); });
     }
 
     /// The status of the message with tracking key `key`; nullopt when nothing is known of it.
@@ -190,17 +193,19 @@ class StatusTracker : public StatusRecorder {
     static constexpr std::size_t events_per_part = 250;
     static constexpr std::size_t first_part_events = 50;
 
-    /// `record`'s work: `read_more(most)` appends at most `most` events to `events`.
+    /// `record`'s work: `read_more(most)` appends at most `most` events to `events`; room is
+    /// reserved for the facts of `expected` events.
     template <class ReadMore>
-    std::size_t record_events(const std::vector<WebhookEvent>& events, ReadMore&& read_more) {
+    std::size_t record_events(const std::vector<WebhookEvent>& events, std::size_t expected,
+                              ReadMore&& read_more) {
         std::vector<PreparedFact> facts;
         std::vector<StatusEvent> sources;   // per fact; the events' places set once all are read
         std::vector<std::size_t> event_of;  // per fact, its event's index
         std::vector<bool> is_event;  // per fact: an event's own fact (counted), or its send's
-        facts.reserve(2 * events.capacity());
-        sources.reserve(2 * events.capacity());
-        event_of.reserve(2 * events.capacity());
-        is_event.reserve(2 * events.capacity());
+        facts.reserve(2 * expected);
+        sources.reserve(2 * expected);
+        event_of.reserve(2 * expected);
+        is_event.reserve(2 * expected);
         // A message's events all say the same of its send: that fact goes to the store once.
         // Facts by their index, as `facts` may grow.
         const auto send_hash = [&facts](std::size_t i) {
