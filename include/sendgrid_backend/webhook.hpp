@@ -253,8 +253,9 @@ class EventWebhook {
                     result.events, [&reader](std::vector<WebhookEvent>& events, std::size_t most) {
                         return reader.read(&events, most);
                     });
-                reader.read(&result.events, static_cast<std::size_t>(-1));  // none left: in case
-                reader.finish();
+                // A store of the user's own may stop asking before the end: the events it did
+                // not take are still the request's (and its handlers').
+                reader.read(&result.events, static_cast<std::size_t>(-1));
             } catch (const InvalidWebhookBody& invalid) {
                 return malformed(invalid);  // by check(): nothing was applied
             } catch (...) {

@@ -481,17 +481,10 @@ class WebhookBodyReader {
     /// The number of events not read yet, the rest of the body checked as reading it all and
     /// `finish` would check it; the reading then goes on from where it was.
     /// @throws InvalidWebhookBody as `read` and `finish`.
-    std::size_t check_rest() {
-        const JsonScanner scan = scan_;
-        const std::size_t elements = elements_;
-        const std::optional<std::size_t> not_an_object = not_an_object_;
-        const bool done = done_;
-        const std::size_t count = read(nullptr, static_cast<std::size_t>(-1));
-        finish();
-        scan_ = scan;
-        elements_ = elements;
-        not_an_object_ = not_an_object;
-        done_ = done;
+    std::size_t check_rest() const {
+        WebhookBodyReader ahead = *this;  // reads on, this one stays where it is
+        const std::size_t count = ahead.read(nullptr, static_cast<std::size_t>(-1));
+        ahead.finish();
         return count;
     }
 

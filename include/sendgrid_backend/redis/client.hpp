@@ -91,6 +91,11 @@ struct RedisValue {
 
 namespace detail {
 
+/// Whether `answer` is an error Redis starts with `code` (e.g. "NOSCRIPT", "LOADING").
+inline bool is_redis_error(const RedisValue& answer, std::string_view code) noexcept {
+    return answer.is_error() && std::string_view(answer.text).substr(0, code.size()) == code;
+}
+
 /// Holds SIGPIPE back from this thread while it talks to Redis: hiredis writes with write(),
 /// which raises SIGPIPE on a connection the server closed, and by default that ends the process.
 /// A SIGPIPE raised meanwhile is taken back before the thread's mask is restored (the write
@@ -98,24 +103,20 @@ namespace detail {
 class SigpipeHeldBack {
   public:
     SigpipeHeldBack() noexcept {
-        sigset_t pipe;
-        sigemptyset(&pipe);
-        sigaddset(&pipe, SIGPIPE);
+        sigemptyset(&pipe_);
+        sigaddset(&pipe_, SIGPIPE);
         sigset_t pending;
         sigemptyset(&pending);
         was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-        held_ = pthread_sigmask(SIG_BLOCK, &pipe, &old_) == 0;
+        held_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
     }
     ~SigpipeHeldBack() {
         if (!held_) return;
         sigset_t pending;
         sigemptyset(&pending);
         if (!was_pending_ && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-            sigset_t pipe;
-            sigemptyset(&pipe);
-            sigaddset(&pipe, SIGPIPE);
             const timespec now{0, 0};
-            while (sigtimedwait(&pipe, nullptr, &now) == -1 && errno == EINTR) {
+            while (sigtimedwait(&pipe_, nullptr, &now) == -1 && errno == EINTR) {
             }
         }
         pthread_sigmask(SIG_SETMASK, &old_, nullptr);
@@ -124,6 +125,7 @@ class SigpipeHeldBack {
     SigpipeHeldBack& operator=(const SigpipeHeldBack&) = delete;
 
   private:
+    sigset_t pipe_{};  ///< SIGPIPE alone
     sigset_t old_{};
     bool was_pending_ = false;
     bool held_ = false;
@@ -343,7 +345,7 @@ class RedisClient {
     static bool all_refused_while_loading(const std::vector<RedisValue>& answers) {
         if (answers.empty()) return false;
         for (const auto& answer : answers) {
-            if (!answer.is_error() || answer.text.rfind("LOADING", 0) != 0) return false;
+            if (!detail::is_redis_error(answer, "LOADING")) return false;
         }
         return true;
     }

@@ -181,7 +181,7 @@ class StoredScript {
                                 const std::vector<std::vector<std::string>>& calls) {
         std::vector<RedisValue> answers = run_as(redis, calls, {"EVALSHA", sha(redis)});
         for (const RedisValue& answer : answers) {
-            if (answer.is_error() && answer.text.rfind("NOSCRIPT", 0) == 0) {
+            if (detail::is_redis_error(answer, "NOSCRIPT")) {
                 return run_as(redis, calls, {"EVAL", text_});
             }
         }

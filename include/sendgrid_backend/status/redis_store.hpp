@@ -623,8 +623,8 @@ class RedisStatusStore : public StatusStore {
         // Not run (the script not loaded, Redis loading its data) or not answered: all of them
         // again, with the same tokens: a part that ran answers what it did then.
         const auto unrun = [](const RedisValue& answer) {
-            return answer.is_error() &&
-                   (answer.text.rfind("NOSCRIPT", 0) == 0 || answer.text.rfind("LOADING", 0) == 0);
+            return detail::is_redis_error(answer, "NOSCRIPT") ||
+                   detail::is_redis_error(answer, "LOADING");
         };
         if (lost || std::any_of(answers.begin(), answers.end(), unrun)) {
             // Some parts ran: a failure from here on cannot say nothing was applied.
