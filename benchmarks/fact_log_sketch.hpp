@@ -10,7 +10,7 @@
 // needs), and applies the events to Redis in one script call that is atomic across receivers
 // and de-duplicates by content: each message is a hash of its facts (`HKEYS`, then one `HSET`
 // of the new ones and an `EXPIRE`), the call's answer is kept for a resend and the applied facts
-// are counted, as RedisStatusStore does. The status of each recipient is then folded in the
+// are counted in the script (as RedisStatusStore did until 0.19.0). The status of each recipient is then folded in the
 // client from the facts there before and the new ones, and the changes are counted (where the
 // library would emit `sendgrid_status_changed`).
 //
@@ -29,6 +29,8 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -37,6 +39,115 @@
 namespace fact_log_sketch {
 
 namespace sg = sendgrid_backend;
+
+/// The end of the sketch's script (kScript): answers `answer` packed, and when
+/// `applied` facts were applied counts them (KEYS[1]) and keeps the answer for a resend of the
+/// same call (KEYS[2], ARGV[2] seconds).
+inline constexpr const char* status_answer_lua = R"lua(
+local packed = cmsgpack.pack(answer)
+if applied > 0 then
+    redis.call('INCRBY', KEYS[1], applied)
+    redis.call('SET', KEYS[2], packed, 'EX', ARGV[2])
+end
+return packed
+)lua";
+
+/// Reads what the script answers: one MessagePack array of integers, texts and false (cmsgpack
+/// writes an integral Lua number as an integer, or as a float64 when it is large).
+class PackReader {
+  public:
+    explicit PackReader(std::string_view bytes) : bytes_(bytes) {}
+
+    std::optional<std::size_t> array() {
+        const int code = byte();
+        if (code >= 0x90 && code <= 0x9f) return static_cast<std::size_t>(code & 0x0f);
+        if (code == 0xdc) return unsigned_of(2);
+        if (code == 0xdd) return unsigned_of(4);
+        return std::nullopt;
+    }
+    std::optional<std::int64_t> integer() {
+        const int code = byte();
+        if (code < 0) return std::nullopt;
+        if (code <= 0x7f) return code;
+        if (code >= 0xe0) return code - 0x100;
+        switch (code) {
+            case 0xcc:
+                return unsigned_of(1);
+            case 0xcd:
+                return unsigned_of(2);
+            case 0xce:
+                return unsigned_of(4);
+            case 0xcf: {
+                const auto value = unsigned_of(8);
+                if (!value || *value > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+                return static_cast<std::int64_t>(*value);
+            }
+            case 0xd0:
+                return signed_of(1);
+            case 0xd1:
+                return signed_of(2);
+            case 0xd2:
+                return signed_of(4);
+            case 0xd3:
+                return signed_of(8);
+            case 0xcb: {  // a float64 holding an integer (|x| <= 2^53)
+                const auto bits = unsigned_of(8);
+                if (!bits) return std::nullopt;
+                double value = 0;
+                std::memcpy(&value, &*bits, sizeof value);
+                const double limit = 9007199254740992.0;  // 2^53: what a double holds exactly
+                if (!(value >= -limit && value <= limit)) {
+                    return std::nullopt;
+                }
+                return static_cast<std::int64_t>(value);
+            }
+            default:
+                return std::nullopt;
+        }
+    }
+    /// A text, or nullopt for false or nil; Malformed for anything else.
+    struct Malformed {};
+    std::optional<std::string_view> text_or_none() {
+        const int code = byte();
+        if (code == 0xc2 || code == 0xc0) return std::nullopt;
+        std::optional<std::uint64_t> size;
+        if (code >= 0xa0 && code <= 0xbf) {
+            size = static_cast<std::uint64_t>(code & 0x1f);
+        } else if (code == 0xd9) {
+            size = unsigned_of(1);
+        } else if (code == 0xda) {
+            size = unsigned_of(2);
+        } else if (code == 0xdb) {
+            size = unsigned_of(4);
+        }
+        if (!size || bytes_.size() - at_ < *size) throw Malformed{};
+        const std::string_view text = bytes_.substr(at_, static_cast<std::size_t>(*size));
+        at_ += static_cast<std::size_t>(*size);
+        return text;
+    }
+    bool at_end() const noexcept { return at_ == bytes_.size(); }
+
+  private:
+    int byte() { return at_ < bytes_.size() ? static_cast<unsigned char>(bytes_[at_++]) : -1; }
+    std::optional<std::uint64_t> unsigned_of(std::size_t size) {
+        if (bytes_.size() - at_ < size) return std::nullopt;
+        std::uint64_t value = 0;
+        for (std::size_t i = 0; i < size; ++i) {
+            value = (value << 8) | static_cast<unsigned char>(bytes_[at_++]);
+        }
+        return value;
+    }
+    std::optional<std::int64_t> signed_of(std::size_t size) {
+        const auto value = unsigned_of(size);
+        if (!value) return std::nullopt;
+        const unsigned shift = static_cast<unsigned>(64 - 8 * size);
+        // Sign-extends through the top bits; two's complement, as C++20 and every compiler has.
+        return static_cast<std::int64_t>(*value << shift) >> shift;
+    }
+
+    std::string_view bytes_;
+    std::size_t at_ = 0;
+};
 
 /// KEYS[1] the applied-facts counter, KEYS[2] the call's kept answer, KEYS[2 + p] message p's
 /// facts; ARGV[1] the messages' time to live, ARGV[2] the answer's, then per message its number
@@ -217,7 +328,7 @@ class Receiver {
 
     /// The statuses before and after each message's applied facts; the changes counted.
     Result apply(std::string_view answer) {
-        sg::detail::PackReader in(answer);
+        PackReader in(answer);
         Result result;
         result.applied = 0;
         if (in.array().value_or(0) != 2 * messages_.size()) return Result{};
@@ -249,8 +360,7 @@ class Receiver {
 
     sg::EventWebhookVerifier verifier_;
     std::string prefix_;
-    sg::detail::StoredScript& script_ =
-        sg::detail::stored_script<&kScript, &sg::detail::status_answer_lua>();
+    sg::detail::StoredScript& script_ = sg::detail::stored_script<&kScript, &status_answer_lua>();
     std::vector<Event> events_;
     std::size_t count_ = 0;
     std::string name_, skipped_;

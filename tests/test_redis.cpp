@@ -92,15 +92,16 @@ TEST_CASE("streamed commands: each answer handed over as it is read, before the 
     RedisClient redis(RedisOptions::from_url(redis_fixture_url()));
     RedisClient other(RedisOptions::from_url(redis_fixture_url()));
     const std::string list = unique_key("streamed");
-    const std::vector<std::vector<std::string_view>> commands = {
-        {"PING"}, {"BLPOP", list, "5"}, {"LLEN", list}};
+    // Two groups: the first of one command, the second of two (sent in one write).
+    const std::vector<std::vector<std::vector<std::string_view>>> commands = {
+        {{"PING"}}, {{"BLPOP", list, "5"}, {"LLEN", list}}};
     std::size_t next = 0;
     std::vector<std::size_t> handed;
     const auto started = std::chrono::steady_clock::now();
     // The BLPOP waits for a push the first answer's handler makes: were answers handed over
     // only once all were read, it would wait its 5 s out and answer nil.
     const std::vector<RedisValue> answers = redis.pipeline_streamed(
-        [&]() -> const std::vector<std::string_view>* {
+        [&]() -> const std::vector<std::vector<std::string_view>>* {
             return next < commands.size() ? &commands[next++] : nullptr;
         },
         [&](std::size_t i, const RedisValue& answer) {
@@ -119,9 +120,10 @@ TEST_CASE("streamed commands: each answer handed over as it is read, before the 
 
     // A handler that throws: thrown, the answers after it not read as another call's.
     next = 0;
-    const std::vector<std::vector<std::string_view>> echoes = {{"ECHO", "one"}, {"ECHO", "two"}};
+    const std::vector<std::vector<std::vector<std::string_view>>> echoes = {{{"ECHO", "one"}},
+                                                                            {{"ECHO", "two"}}};
     CHECK_THROWS_WITH(redis.pipeline_streamed(
-                          [&]() -> const std::vector<std::string_view>* {
+                          [&]() -> const std::vector<std::vector<std::string_view>>* {
                               return next < echoes.size() ? &echoes[next++] : nullptr;
                           },
                           [](std::size_t, const RedisValue&) { throw std::runtime_error("no"); }),
@@ -167,13 +169,14 @@ TEST_CASE("a server that closed the connection is an error, not a SIGPIPE ending
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // closed by now
     const std::string large(8 << 20, 'x');
     CHECK_THROWS_AS(client.command({"SET", "k", large}), sendgrid_backend::RedisError);
-    CHECK_THROWS_AS(client.pipeline_streamed(
-                        [&, sent = false]() mutable -> const std::vector<std::string_view>* {
-                            static const std::vector<std::string_view> set{"SET", "k", large};
-                            if (std::exchange(sent, true)) return nullptr;
-                            return &set;
-                        }),
-                    sendgrid_backend::RedisError);
+    CHECK_THROWS_AS(
+        client.pipeline_streamed(
+            [&, sent = false]() mutable -> const std::vector<std::vector<std::string_view>>* {
+                static const std::vector<std::vector<std::string_view>> set{{"SET", "k", large}};
+                if (std::exchange(sent, true)) return nullptr;
+                return &set;
+            }),
+        sendgrid_backend::RedisError);
     ::shutdown(listener, SHUT_RDWR);
     ::close(listener);
     closer.join();

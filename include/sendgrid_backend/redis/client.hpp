@@ -264,26 +264,29 @@ class RedisClient {
         return run_with_retries(commands);
     }
 
-    /// As `pipeline_views`, with the commands made one at a time by `next` (null: no more), and
-    /// each sent as soon as it is made, so that Redis works on one while the next is made; the
-    /// answers are read once all are sent, each handed to `answered` (if any) as it is read, so
-    /// that the caller can work on it while later ones are still under way. `next` and
-    /// `answered` run under the client's lock: they must not use this client. Commands Redis
-    /// refuses while loading its data are not sent again here (the caller has them).
+    /// As `pipeline_views`, with the commands made a group at a time by `next` (null: no more),
+    /// and each group sent as soon as it is made (one write, not one per command), so that
+    /// Redis works on one group while the next is made; the answers are read once all are sent,
+    /// each handed to `answered` (if any) with its command's number as it is read, so that the
+    /// caller can work on it while later ones are still under way. `next` and `answered` run
+    /// under the client's lock: they must not use this client. Commands Redis refuses while
+    /// loading its data are not sent again here (the caller has them).
     /// @throws as `pipeline`; RedisConnectionLost also when a send broke: the commands sent
     ///         may or may not have run. What `next` or `answered` throws, with the connection
     ///         closed (answers not read would be taken for another call's).
     std::vector<RedisValue> pipeline_streamed(
-        const std::function<const std::vector<std::string_view>*()>& next,
+        const std::function<const std::vector<std::vector<std::string_view>>*()>& next,
         const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
         std::lock_guard<std::mutex> lock(mutex_);
         const detail::SigpipeHeldBack held_back;
         ensure_connected();
         std::size_t sent = 0;
         try {
-            while (const std::vector<std::string_view>* command = next()) {
-                append(*command);
-                ++sent;
+            while (const std::vector<std::vector<std::string_view>>* group = next()) {
+                for (const auto& command : *group) {
+                    append(command);
+                    ++sent;
+                }
                 int done = 0;
                 while (done == 0) {
                     if (redisBufferWrite(context_.get(), &done) != REDIS_OK) {

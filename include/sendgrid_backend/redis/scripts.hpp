@@ -4,7 +4,6 @@
 /// The durable queue's Lua scripts (part of its data format: producers and workers of every
 /// version run them on the same keys) and `StoredScript`, which runs one by its SHA1.
 
-#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -186,29 +185,6 @@ class StoredScript {
             }
         }
         return answers;
-    }
-
-    /// Runs the script once per call that `next` makes (null: no more), each sent as soon as it
-    /// is made, each answer handed to `answered` as it is read (RedisClient::pipeline_streamed:
-    /// neither may use the client). Answers as they came: a NOSCRIPT or LOADING answer is the
-    /// caller's to send again (with `run`), as the calls were made on the way.
-    std::vector<RedisValue> run_streamed(
-        RedisClient& redis, const std::function<const std::vector<std::string>*()>& next,
-        const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
-        const std::string hash = sha(redis);
-        std::vector<std::string_view> command;
-        return redis.pipeline_streamed(
-            [&]() -> const std::vector<std::string_view>* {
-                const std::vector<std::string>* call = next();
-                if (call == nullptr) return nullptr;
-                command.clear();
-                command.reserve(2 + call->size());
-                command.push_back("EVALSHA");
-                command.push_back(hash);
-                command.insert(command.end(), call->begin(), call->end());
-                return &command;
-            },
-            answered);
     }
 
   private:

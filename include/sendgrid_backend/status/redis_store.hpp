@@ -13,33 +13,36 @@
 /// @endcode
 ///
 /// Its keys (its data format; every process using them must agree on it), under `prefix`:
-/// - `<prefix>msg:<key>`: a hash, the message's facts: a field per target (a recipient, or ""
-///   for the send) whose value is the target's facts, one line each, `<fingerprint>\t<body>\n`
-///   (a fingerprint holds no tab or line break, a body no line break: `apply` refuses others);
+/// - `<prefix>facts:<key>`: a string, the message's facts as lines in the order they came, each
+///   `\n<fingerprint>\t<call>\t<target>\t<body>` (the line break first, so that a line stays
+///   whole after whatever the string held, even text of another program's, read past as it does
+///   not parse): `call` names the apply call that sent the line,
+///   `target` is a recipient or "" for the send, escaped (`\\`, `\t`, `\n`). A fingerprint holds
+///   no tab or line break, a body no line break (`apply` refuses others). A target's first line
+///   of a fingerprint is the fact; later ones are copies, read past (a call appends every fact
+///   it names: whether one is new is known only from what Redis answers).
 /// - `<prefix>applied`: a counter, the facts applied since it was made (it never expires);
-/// - `<prefix>call:<token>`: what one script call answered, kept `answer_ttl` (below).
-/// A message's hash expires `ttl` after a fact was last applied to it.
+/// - `<prefix>call:<token>`: an apply call's count was added to the counter (kept `answer_ttl`).
+/// - `<prefix>msg:<key>`: where 0.19.0 and before kept a message (a hash, a field per target
+///   whose value is its lines `<fingerprint>\t<body>\n`): read, never written (those versions'
+///   records expire `ttl` after they last wrote them).
+/// A message's string expires `ttl` after a call last named it.
 ///
-/// `apply` sends its whole batch in one script call, `apply_in_parts` one call a part, each sent
-/// as soon as it is made and all before the first answer is read (one round trip, Redis applying
-/// a part while the next is made). The script is atomic, so processes applying the same facts at
-/// once apply each one once (a fact's copies within one call are answered by the client, and
-/// not sent). KEYS[1] is the counter, KEYS[2] the call's
-/// answer, KEYS[2 + m] message m's hash (m = 1, 2, ...); ARGV[1] is the time to live, ARGV[2]
-/// how long to keep the answer, then per message its number of targets, and per target its
-/// name, its number of facts and the facts' lines, as stored (one argument). Per message
-/// the script reads the targets' values (one `HMGET`), appends the new facts' lines, and writes
-/// the changed values back (one `HSET`, one `EXPIRE`): three commands per message, whatever
-/// the number of its facts; a new target's lines are written as they came. It answers one
-/// MessagePack array: per message and target, the target's value before the call (false when
-/// none), then a text of one character per fact, '1' (applied) or '0' (applied before). The
-/// client folds the statuses from those (status/rules.hpp), not Redis.
+/// Each part of facts (`apply` sends one, `apply_in_parts` one per part, each as soon as it is
+/// made, all before the first answer is read: one round trip) is one transaction, MULTI/EXEC,
+/// so processes applying the same facts at once apply each one once: an `EXISTS` of the part's
+/// 0.19 hashes, then per message an `APPEND` of its lines and a `GETEX` of its string that sets
+/// its time to live. Two commands a message and no script: Redis' work is that of plain writes.
+/// The client reads each message's string as Redis answers it, in order: the lines before this
+/// call's lines were there before (the statuses are folded from those, in the client:
+/// status/rules.hpp), a fact first seen in this call's lines was applied by it, and lines after
+/// them came later. A fact's copies within one call are answered by the client, and not sent.
 ///
-/// A connection that breaks after the script ran loses its answer, and with it the changes to
-/// signal. So a call that applied anything keeps its answer under a token of the call, and
-/// `apply` sends the same call again after a broken connection: a script that finds the token's
-/// answer returns it and does nothing else, so the facts are applied once and reported once.
-
+/// A connection that breaks after a transaction ran loses its answer, and with it the changes to
+/// signal: `apply` sends the same parts again (the same lines, the same call names), which
+/// answer as the first would have, whatever other processes appended meanwhile. Once the
+/// answers are in, a small script adds the applied facts to the counter, once per call.
+///
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -47,11 +50,13 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -76,8 +81,8 @@ struct RedisStatusStoreOptions {
     std::chrono::seconds ttl = std::chrono::hours(24 * 30);
 
     static constexpr std::chrono::seconds max_ttl{366 * 24 * 3600};
-    /// How long a call's answer is kept for the same call sent again after a broken connection
-    /// (see the file comment); `apply` sends it again only within half of this.
+    /// How long a call's mark that its count was added to the counter is kept: a count sent
+    /// again after a broken connection within this is not added twice.
     static constexpr std::chrono::seconds answer_ttl{120};
 
     /// @throws ImproperlyConfigured naming the option that is out of range.
@@ -87,222 +92,54 @@ struct RedisStatusStoreOptions {
                                max_ttl);
     }
 
-    std::string message_key(const std::string& key) const { return prefix + "msg:" + key; }
+    /// Where the message's facts are kept (see the file comment).
+    std::string message_key(const std::string& key) const { return prefix + "facts:" + key; }
+    /// Where 0.19.0 and before kept them (read, never written).
+    std::string legacy_message_key(const std::string& key) const { return prefix + "msg:" + key; }
     std::string applied_key() const { return prefix + "applied"; }
     std::string call_key(const std::string& token) const { return prefix + "call:" + token; }
 };
 
 namespace detail {
 
-/// Applies a batch of facts (the format is in the file comment). Every read (where a key of the
-/// wrong type fails) comes before the first write, as a script stopped by an error keeps what
-/// it wrote. A fact is known when its line, "\n<fingerprint>\t", is in the target's value: a
-/// plain search, as no body holds a line break.
-inline constexpr const char* status_apply_script = R"lua(
--- The same call again (its connection broke before the answer came): what it answered then.
-local kept = redis.call('GET', KEYS[2])
-if kept then return kept end
--- Checked before anything is written: the INCRBY at the end must not fail (15 digits leave
--- room for any batch below 2^63).
-local counter = redis.call('GET', KEYS[1])
-if counter and (not string.find(counter, '^%d+$') or #counter > 15) then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter')
+/// Adds an apply call's count of applied facts to the counter (KEYS[1]) once: KEYS[2] marks the
+/// call for ARGV[2] seconds, so that the count sent again after a broken connection is not added
+/// twice. ARGV[1] is the count. Answers the counter (or 0 for a count already added).
+inline constexpr const char* status_count_script = R"lua(
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+local counted = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(counted) == 'table' and counted.err then
+    redis.call('DEL', KEYS[2])
+    return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is not a counter: ' .. counted.err)
 end
--- HMGET of a message's targets: one call, or calls of 1000 fields joined (unpack() is limited
--- to a few thousand values). A key of the wrong type is an error naming it.
-local function read(key, names, count)
-    local answer, n = nil, 0
-    for first = 1, count, 1000 do
-        local part = redis.pcall('HMGET', key, unpack(names, first, math.min(first + 999, count)))
-        if part.err then
-            error({err = 'WRONGTYPE ' .. key .. ' is not a hash: ' .. part.err})
-        end
-        if count <= 1000 then return part end
-        answer = answer or {}
-        for i = 1, #part do n = n + 1; answer[n] = part[i] end
-    end
-    return answer
-end
--- Every message's targets read first; ARGV walked again below (no table per message kept).
-local stored_of, at = {}, 3
-for m = 3, #KEYS do
-    local count = tonumber(ARGV[at])
-    local names = {}
-    for t = 1, count do names[t] = ARGV[at + 3 * t - 2] end
-    stored_of[m] = read(KEYS[m], names, count)
-    at = at + 1 + 3 * count
-end
-local answer, n, applied = {}, 0, 0
-at = 3
-for m = 3, #KEYS do
-    local count, stored, changed, c = tonumber(ARGV[at]), stored_of[m], {}, 0
-    for t = 1, count do
-        local name, facts, lines = ARGV[at + 3 * t - 2], tonumber(ARGV[at + 3 * t - 1]),
-            ARGV[at + 3 * t]
-        local value = stored[t]
-        n = n + 1
-        answer[n] = value
-        if not value then  -- a new target: every fact is new, its lines are its value
-            n = n + 1
-            answer[n] = string.rep('1', facts)
-            applied = applied + facts
-            changed[c + 1], changed[c + 2], c = name, lines, c + 2
-        else
-            local known, flags, new, f, k = '\n' .. value, {}, {}, 0, 0
-            for line in string.gmatch(lines, '[^\n]*\n') do
-                local print = string.match(line, '^[^\t]*')
-                f = f + 1
-                if string.find(known, '\n' .. print .. '\t', 1, true) then
-                    flags[f] = '0'
-                else
-                    flags[f] = '1'
-                    k = k + 1
-                    new[k] = line
-                end
-            end
-            n = n + 1
-            answer[n] = table.concat(flags)
-            if k > 0 then
-                applied = applied + k
-                changed[c + 1], changed[c + 2], c = name, value .. table.concat(new), c + 2
-            end
-        end
-    end
-    at = at + 1 + 3 * count
-    if c > 0 then
-        for first = 1, c, 1000 do  -- even: name and value stay together
-            redis.call('HSET', KEYS[m], unpack(changed, first, math.min(first + 999, c)))
-        end
-        redis.call('EXPIRE', KEYS[m], ARGV[1])
-    end
-end
+return counted
 )lua";
 
-/// The end of a status script (after status_apply_script): answers `answer` packed, and when
-/// `applied` facts were applied counts them (KEYS[1]) and keeps the answer for a resend of the
-/// same call (KEYS[2], ARGV[2] seconds).
-inline constexpr const char* status_answer_lua = R"lua(
-local packed = cmsgpack.pack(answer)
-if applied > 0 then
-    redis.call('INCRBY', KEYS[1], applied)
-    redis.call('SET', KEYS[2], packed, 'EX', ARGV[2])
-end
-return packed
-)lua";
-
-/// Reads what the script answers: one MessagePack array of integers, texts and false (cmsgpack
-/// writes an integral Lua number as an integer, or as a float64 when it is large).
-class PackReader {
-  public:
-    explicit PackReader(std::string_view bytes) : bytes_(bytes) {}
-
-    std::optional<std::size_t> array() {
-        const int code = byte();
-        if (code >= 0x90 && code <= 0x9f) return static_cast<std::size_t>(code & 0x0f);
-        if (code == 0xdc) return unsigned_of(2);
-        if (code == 0xdd) return unsigned_of(4);
-        return std::nullopt;
-    }
-    std::optional<std::int64_t> integer() {
-        const int code = byte();
-        if (code < 0) return std::nullopt;
-        if (code <= 0x7f) return code;
-        if (code >= 0xe0) return code - 0x100;
-        switch (code) {
-            case 0xcc:
-                return unsigned_of(1);
-            case 0xcd:
-                return unsigned_of(2);
-            case 0xce:
-                return unsigned_of(4);
-            case 0xcf: {
-                const auto value = unsigned_of(8);
-                if (!value || *value > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
-                return static_cast<std::int64_t>(*value);
-            }
-            case 0xd0:
-                return signed_of(1);
-            case 0xd1:
-                return signed_of(2);
-            case 0xd2:
-                return signed_of(4);
-            case 0xd3:
-                return signed_of(8);
-            case 0xcb: {  // a float64 holding an integer (|x| <= 2^53)
-                const auto bits = unsigned_of(8);
-                if (!bits) return std::nullopt;
-                double value = 0;
-                std::memcpy(&value, &*bits, sizeof value);
-                const double limit = 9007199254740992.0;  // 2^53: what a double holds exactly
-                if (!(value >= -limit && value <= limit)) {
-                    return std::nullopt;
-                }
-                return static_cast<std::int64_t>(value);
-            }
-            default:
-                return std::nullopt;
-        }
-    }
-    /// A text, or nullopt for false or nil; Malformed for anything else.
-    struct Malformed {};
-    std::optional<std::string_view> text_or_none() {
-        const int code = byte();
-        if (code == 0xc2 || code == 0xc0) return std::nullopt;
-        std::optional<std::uint64_t> size;
-        if (code >= 0xa0 && code <= 0xbf) {
-            size = static_cast<std::uint64_t>(code & 0x1f);
-        } else if (code == 0xd9) {
-            size = unsigned_of(1);
-        } else if (code == 0xda) {
-            size = unsigned_of(2);
-        } else if (code == 0xdb) {
-            size = unsigned_of(4);
-        }
-        if (!size || bytes_.size() - at_ < *size) throw Malformed{};
-        const std::string_view text = bytes_.substr(at_, static_cast<std::size_t>(*size));
-        at_ += static_cast<std::size_t>(*size);
-        return text;
-    }
-    bool at_end() const noexcept { return at_ == bytes_.size(); }
-
-  private:
-    int byte() { return at_ < bytes_.size() ? static_cast<unsigned char>(bytes_[at_++]) : -1; }
-    std::optional<std::uint64_t> unsigned_of(std::size_t size) {
-        if (bytes_.size() - at_ < size) return std::nullopt;
-        std::uint64_t value = 0;
-        for (std::size_t i = 0; i < size; ++i) {
-            value = (value << 8) | static_cast<unsigned char>(bytes_[at_++]);
-        }
-        return value;
-    }
-    std::optional<std::int64_t> signed_of(std::size_t size) {
-        const auto value = unsigned_of(size);
-        if (!value) return std::nullopt;
-        const unsigned shift = static_cast<unsigned>(64 - 8 * size);
-        // Sign-extends through the top bits; two's complement, as C++20 and every compiler has.
-        return static_cast<std::int64_t>(*value << shift) >> shift;
-    }
-
-    std::string_view bytes_;
-    std::size_t at_ = 0;
-};
-
-/// A batch as the script gets it (see the file comment), and what reading its answer needs.
+/// A part as one transaction (see the file comment), and what reading its answer needs.
 struct StatusBatch {
-    std::vector<std::string> call;  ///< numkeys, KEYS, ARGV
-    TargetGroups groups;            ///< the batch's targets (AppliedFacts::before's order)
-    /// Per message, its targets' numbers, in the order the call names them.
+    std::string token;  ///< the call's name in its lines
+    /// The texts the commands view (keys, lines): filled before `commands`, then never changed.
+    std::vector<std::string> texts;
+    /// MULTI, EXISTS of the 0.19 hashes, per message APPEND and GETEX, EXEC.
+    std::vector<std::vector<std::string_view>> commands;
+    TargetGroups groups;  ///< the part's targets (AppliedFacts::before's order)
+    /// Per message, its targets' numbers, in the order the commands name them.
     std::vector<std::vector<std::size_t>> messages;
-    /// Per target, its facts (indices into the batch), in order, copies within the call left out.
+    /// Per message, the size of the lines it appends.
+    std::vector<std::size_t> appended;
+    /// Per target, its facts (indices into the part), in order, copies within the call left out.
     std::vector<std::vector<std::size_t>> facts_of;
+    /// Per target, its name as the lines write it (escaped).
+    std::vector<std::string> written_targets;
 };
 
-/// `token` names the call (its kept answer); a call sent again keeps it.
+/// `token` names the call in its lines; a call sent again keeps it.
 /// @throws std::invalid_argument for a fingerprint holding a tab or line break, or a body holding
 ///         a line break (the stored lines would not read back).
 inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, FactSpan facts,
-                                       const std::string& token) {
+                                       std::string token) {
     StatusBatch batch;
+    batch.token = std::move(token);
     batch.groups = target_groups(facts);
     batch.facts_of.resize(batch.groups.first.size());
     std::unordered_map<std::string_view, std::size_t> positions;  // message key -> its index
@@ -313,7 +150,6 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
         }
     };
     std::unordered_set<std::pair<std::size_t, std::string_view>, Later> later;
-    std::size_t arguments = 0;
     for (std::size_t i = 0; i < facts.size(); ++i) {
         const PreparedFact& fact = facts[i];
         if (fact.fingerprint.find_first_of("\t\n") != std::string::npos ||
@@ -325,114 +161,244 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
         }
         const std::size_t target = batch.groups.of_fact[i];
         if (batch.groups.first[target] != i) {
-            // A copy in the same call is answered here (not applied); Redis checks only facts
-            // against what it holds.
+            // A copy in the same call is answered here (not applied); Redis' answer tells only
+            // of facts against what it held.
             if (facts[batch.groups.first[target]].fingerprint == fact.fingerprint ||
                 !later.emplace(target, fact.fingerprint).second) {
                 continue;
             }
-        }
-        if (batch.groups.first[target] == i) {
+        } else {
             auto [position, added] = positions.emplace(fact.key, batch.messages.size());
-            if (added) {
-                batch.messages.emplace_back();
-                ++arguments;
-            }
+            if (added) batch.messages.emplace_back();
             batch.messages[position->second].push_back(target);
-            arguments += 3;
         }
         batch.facts_of[target].push_back(i);
     }
-    batch.call.reserve(5 + batch.messages.size() + arguments);
-    batch.call.push_back(std::to_string(2 + batch.messages.size()));
-    batch.call.push_back(options.applied_key());
-    batch.call.push_back(options.call_key(token));
-    for (const auto& message : batch.messages) {
-        batch.call.push_back(options.message_key(facts[batch.groups.first[message.front()]].key));
+    batch.written_targets.reserve(batch.groups.first.size());
+    for (std::size_t first : batch.groups.first) {
+        append_escaped(batch.written_targets.emplace_back(), facts[first].target);
     }
-    batch.call.push_back(std::to_string(options.ttl.count()));
-    batch.call.push_back(std::to_string(RedisStatusStoreOptions::answer_ttl.count()));
+    // The texts first (their places fixed), then the commands that view them.
+    const std::size_t messages = batch.messages.size();
+    batch.texts.reserve(1 + 3 * messages);
+    batch.texts.push_back(std::to_string(options.ttl.count()));
+    batch.appended.reserve(messages);
     for (const auto& message : batch.messages) {
-        batch.call.push_back(std::to_string(message.size()));
+        const std::string& key = facts[batch.groups.first[message.front()]].key;
+        batch.texts.push_back(options.message_key(key));
+        batch.texts.push_back(options.legacy_message_key(key));
+        std::size_t size = 0;
         for (std::size_t target : message) {
-            batch.call.push_back(facts[batch.groups.first[target]].target);
-            batch.call.push_back(std::to_string(batch.facts_of[target].size()));
-            std::string& lines = batch.call.emplace_back();
-            std::size_t size = 0;
+            const std::size_t name = batch.written_targets[target].size();
             for (std::size_t i : batch.facts_of[target]) {
-                size += facts[i].fingerprint.size() + facts[i].body.size() + 2;
-            }
-            lines.reserve(size);
-            for (std::size_t i : batch.facts_of[target]) {
-                lines.append(facts[i].fingerprint).append(1, '\t');
-                lines.append(facts[i].body).append(1, '\n');
+                size += facts[i].fingerprint.size() + batch.token.size() + name +
+                        facts[i].body.size() + 4;
             }
         }
+        std::string& lines = batch.texts.emplace_back();
+        lines.reserve(size);
+        for (std::size_t target : message) {
+            for (std::size_t i : batch.facts_of[target]) {
+                lines.append(1, '\n').append(facts[i].fingerprint).append(1, '\t');
+                lines.append(batch.token).append(1, '\t').append(batch.written_targets[target]);
+                lines.append(1, '\t').append(facts[i].body);
+            }
+        }
+        batch.appended.push_back(lines.size());
     }
+    const std::string_view ttl = batch.texts[0];
+    batch.commands.reserve(3 + 2 * messages);
+    batch.commands.push_back({"MULTI"});
+    std::vector<std::string_view>& exists = batch.commands.emplace_back();
+    exists.reserve(1 + messages);
+    exists.push_back("EXISTS");
+    for (std::size_t m = 0; m < messages; ++m) exists.push_back(batch.texts[2 + 3 * m]);
+    for (std::size_t m = 0; m < messages; ++m) {
+        const std::string_view key = batch.texts[1 + 3 * m];
+        batch.commands.push_back({"APPEND", key, batch.texts[3 + 3 * m]});
+        batch.commands.push_back({"GETEX", key, "EX", ttl});
+    }
+    batch.commands.push_back({"EXEC"});
     return batch;
 }
 
-/// The bodies in a target's stored value (lines of "<fingerprint>\t<body>"), appended to `into`.
-inline void stored_bodies(std::string_view value, std::vector<std::string>& into) {
+/// The bodies in a 0.19 target's value (lines of "<fingerprint>\t<body>"), appended to `into`,
+/// their fingerprints to `known` (when given).
+inline void legacy_bodies(std::string_view value, std::vector<std::string>& into,
+                          std::vector<std::string_view>* known = nullptr) {
     while (!value.empty()) {
         const std::size_t end = value.find('\n');
         const std::string_view line = value.substr(0, end);
         const std::size_t tab = line.find('\t');
-        if (tab != std::string_view::npos) into.emplace_back(line.substr(tab + 1));
+        if (tab != std::string_view::npos) {
+            into.emplace_back(line.substr(tab + 1));
+            if (known != nullptr) known->push_back(line.substr(0, tab));
+        }
         value.remove_prefix(end == std::string_view::npos ? value.size() : end + 1);
     }
 }
 
-/// The script's answer, checked against the batch it was given.
-inline AppliedFacts decode_status_answer(const RedisValue& answer, const StatusBatch& batch,
-                                         std::size_t fact_count) {
-    if (answer.is_error()) {
-        throw RedisError("Redis did not apply the status facts: " + answer.text);
+/// One line of a message's string: its fingerprint, call, target (as written) and body.
+struct StoredLine {
+    std::string_view fingerprint, call, target, body;
+};
+
+/// Calls `each(line)` for each line of `value` that reads as one (`\n` then four parts), in
+/// order, while it answers true.
+template <class Each>
+void each_line(std::string_view value, Each&& each) {
+    while (!value.empty()) {
+        const std::size_t end = value.find('\n');
+        std::string_view rest = value.substr(0, end);
+        value.remove_prefix(end == std::string_view::npos ? value.size() : end + 1);
+        StoredLine line;
+        std::string_view* parts[] = {&line.fingerprint, &line.call, &line.target};
+        bool whole = true;
+        for (std::string_view* part : parts) {
+            const std::size_t tab = rest.find('\t');
+            if (tab == std::string_view::npos) {
+                whole = false;
+                break;
+            }
+            *part = rest.substr(0, tab);
+            rest.remove_prefix(tab + 1);
+        }
+        if (!whole) continue;  // text not written by this store, or the empty start
+        line.body = rest;
+        if (!each(line)) return;
     }
-    auto unexpected = [] {
-        throw RedisError(
-            "Redis answered the status script with something it does not return (another "
-            "script under the same SHA1?)");
-    };
-    if (answer.type != RedisValue::Type::string) unexpected();
-    PackReader reader(answer.text);
-    std::size_t left = reader.array().value_or(0);
-    const auto take = [&] {
-        if (left == 0) unexpected();
-        --left;
-    };
+}
+
+/// Calls `each(line)` for the first line of every target and fingerprint in `value` (later
+/// lines are copies).
+template <class Each>
+void first_lines(std::string_view value, Each&& each) {
+    std::unordered_set<std::pair<std::string_view, std::string_view>, TextPairHash> seen;
+    each_line(value, [&](const StoredLine& line) {
+        if (seen.emplace(line.target, line.fingerprint).second) each(line);
+        return true;
+    });
+}
+
+/// What a part's transaction did: per fact applied or not, per target its facts before, and the
+/// first message Redis refused (a key of another type), if any: its facts are not applied.
+struct DecodedPart {
     AppliedFacts result;
-    result.applied.assign(fact_count, false);
+    std::string refused;
+};
+
+/// Whether a part's transaction found 0.19 records of its messages (their facts then count
+/// as there before: `decode_status_answer` needs them).
+inline bool has_legacy_records(const RedisValue& exec) {
+    return exec.type == RedisValue::Type::array && !exec.elements.empty() &&
+           exec.elements[0].type == RedisValue::Type::integer && exec.elements[0].integer > 0;
+}
+
+/// The answer to a part's EXEC, read against the part. `legacy` holds, per message, the answer
+/// to an HGETALL of its 0.19 hash (when `has_legacy_records`; else null).
+/// @throws RedisError when the transaction did not run or answered something it cannot.
+inline DecodedPart decode_status_answer(const RedisValue& exec, const StatusBatch& batch,
+                                        FactSpan facts,
+                                        const std::vector<RedisValue>* legacy = nullptr) {
+    if (exec.is_error()) throw RedisError("Redis did not apply the status facts: " + exec.text);
+    const auto unexpected = [] {
+        throw RedisError("Redis answered the status transaction with something it does not");
+    };
+    const std::size_t messages = batch.messages.size();
+    if (exec.type != RedisValue::Type::array || exec.elements.size() != 1 + 2 * messages) {
+        unexpected();
+    }
+    DecodedPart part;
+    AppliedFacts& result = part.result;
+    result.applied.assign(facts.size(), false);
     result.before.resize(batch.groups.first.size());
-    try {
-        for (const auto& message : batch.messages) {
-            for (std::size_t target : message) {
-                take();
-                if (const auto value = reader.text_or_none()) {
-                    stored_bodies(*value, result.before[target]);
-                }
-                take();
-                const auto flags = reader.text_or_none();
-                const auto& mine = batch.facts_of[target];
-                if (!flags || flags->size() != mine.size()) unexpected();
-                for (std::size_t f = 0; f < mine.size(); ++f) {
-                    const char flag = (*flags)[f];
-                    if (flag != '0' && flag != '1') unexpected();
-                    result.applied[mine[f]] = flag == '1';
+    for (std::size_t m = 0; m < messages; ++m) {
+        const std::vector<std::size_t>& targets = batch.messages[m];
+        const RedisValue& appended = exec.elements[1 + 2 * m];
+        const RedisValue& value = exec.elements[2 + 2 * m];
+        if (appended.is_error() || value.is_error()) {
+            if (part.refused.empty()) {
+                part.refused = "Redis did not apply the status facts of " +
+                               std::string(batch.texts[1 + 3 * m]) + ": " +
+                               (appended.is_error() ? appended.text : value.text);
+            }
+            continue;
+        }
+        if (appended.type != RedisValue::Type::integer || value.type != RedisValue::Type::string ||
+            static_cast<std::uint64_t>(appended.integer) != value.text.size() ||
+            value.text.size() < batch.appended[m]) {
+            unexpected();
+        }
+        // The 0.19 record's facts, by target: there before whatever the string says.
+        std::vector<std::vector<std::string_view>> legacy_known(targets.size());
+        if (legacy != nullptr && !(*legacy)[m].elements.empty()) {
+            const RedisValue& fields = (*legacy)[m];
+            for (std::size_t f = 0; f + 1 < fields.elements.size(); f += 2) {
+                for (std::size_t t = 0; t < targets.size(); ++t) {
+                    if (facts[batch.groups.first[targets[t]]].target == fields.elements[f].text) {
+                        legacy_bodies(fields.elements[f + 1].text, result.before[targets[t]],
+                                      &legacy_known[t]);
+                    }
                 }
             }
         }
-    } catch (const PackReader::Malformed&) {
-        unexpected();
+        const auto in_legacy = [&](std::size_t t, std::string_view fingerprint) {
+            const auto& known = legacy_known[t];
+            return std::find(known.begin(), known.end(), fingerprint) != known.end();
+        };
+        if (static_cast<std::uint64_t>(appended.integer) == batch.appended[m]) {
+            // The string was empty: every fact is new (but for the 0.19 record's).
+            for (std::size_t t = 0; t < targets.size(); ++t) {
+                for (std::size_t i : batch.facts_of[targets[t]]) {
+                    result.applied[i] = !in_legacy(t, facts[i].fingerprint);
+                }
+            }
+            continue;
+        }
+        // The string's lines in the order they came, up to the end of this call's first lines (a
+        // try lost before this one wrote them, or this one): the facts first seen there were
+        // applied by this call; the lines before them were there before; those after came later.
+        std::unordered_map<std::string_view, std::size_t> target_of;  // written name -> t
+        for (std::size_t t = 0; t < targets.size(); ++t) {
+            target_of.emplace(batch.written_targets[targets[t]], t);
+        }
+        std::unordered_map<std::pair<std::string_view, std::string_view>, bool, TextPairHash>
+            first_seen;  // (target, fingerprint) -> first seen in this call's lines
+        bool in_ours = false;
+        each_line(value.text, [&](const StoredLine& line) {
+            const bool mine = line.call == batch.token;
+            if (in_ours && !mine) return false;  // this call's lines end here
+            in_ours = mine;
+            const auto found = target_of.find(line.target);
+            if (found == target_of.end() || in_legacy(found->second, line.fingerprint)) {
+                return true;
+            }
+            if (first_seen.emplace(std::make_pair(line.target, line.fingerprint), mine).second &&
+                !mine) {
+                result.before[targets[found->second]].emplace_back(line.body);
+            }
+            return true;
+        });
+        for (std::size_t t = 0; t < targets.size(); ++t) {
+            const std::string_view name = batch.written_targets[targets[t]];
+            for (std::size_t i : batch.facts_of[targets[t]]) {
+                const auto found =
+                    first_seen.find(std::make_pair(name, std::string_view(facts[i].fingerprint)));
+                if (found != first_seen.end()) {
+                    result.applied[i] = found->second;
+                } else if (!in_legacy(t, facts[i].fingerprint)) {
+                    unexpected();  // appended by this call, so it must be there
+                }
+            }
+        }
     }
-    if (left != 0 || !reader.at_end()) unexpected();
-    return result;
+    return part;
 }
 
 }  // namespace detail
 
 /// A `StatusStore` in Redis; see the file comment. Thread-safe as its RedisClient. Forgets a
-/// message `ttl` after its last applied fact (Redis expires its keys).
+/// message `ttl` after a call last named it (Redis expires its keys).
 class RedisStatusStore : public StatusStore {
   public:
     /// @throws ImproperlyConfigured when `redis` is null or an option is out of range.
@@ -443,14 +409,15 @@ class RedisStatusStore : public StatusStore {
         options_.validate();
     }
 
-    /// One script call for the whole batch; after a broken connection the same call again (up
-    /// to 3 tries, each started only while its answer would still be kept: `answer_ttl` after
-    /// the first, less the client's longest wait), which answers what the first one did if it ran.
+    /// One transaction for the whole batch; after a broken connection the same again (up to 3
+    /// tries), which answers what the first one did if it ran.
     /// @throws RedisConnectionLost when the connection broke and no later try got an answer: the
     ///         batch may or may not have been applied. Applying it again is safe (no fact is
     ///         applied twice), but reports the facts the lost call applied as applied before.
-    ///         RedisError when Redis is out of reach or refuses the script (a key of another
-    ///         type under the prefix) in the first try: nothing is written then.
+    ///         RedisError when Redis is out of reach (nothing is written then), refuses a
+    ///         message (a key of another type under the prefix: the others are applied and
+    ///         reported, then this is thrown naming the key), or refuses to count the applied
+    ///         facts (a counter that is not one: the facts were applied).
     AppliedFacts apply(const std::vector<PreparedFact>& facts) override {
         AppliedFacts result;
         apply_in_parts_of(
@@ -459,14 +426,14 @@ class RedisStatusStore : public StatusStore {
         return result;
     }
 
-    /// Sends each part as soon as it is made (one script call each, all on one connection before
-    /// the first answer is read): Redis applies a part while the next is made, and the whole is
-    /// still one round trip. After a broken connection, every call is sent again as `apply`
-    /// sends its one, and the making goes on. A part Redis refuses (a key of another type) does
-    /// not stop the others: `applied` is told of each part that was applied, then the first
-    /// refusal is thrown. `applied` is told of a part as soon as its answer is read, while Redis
-    /// still works on later ones. `more` and `applied` run under the RedisClient's lock: they
-    /// must not use that client.
+    /// Sends each part as soon as it is made (one transaction each, all on one connection
+    /// before the first answer is read): Redis applies a part while the next is made, and the
+    /// whole is still one round trip. After a broken connection, every part is sent again as
+    /// `apply` sends its one, and the making goes on. A message Redis refuses (a key of another
+    /// type) does not stop the others: `applied` is told of every part, then the first refusal
+    /// is thrown. `applied` is told of a part as soon as its answer is read, while Redis still
+    /// works on later ones. `more` and `applied` run under the RedisClient's lock: they must not
+    /// use that client.
     void apply_in_parts(const std::vector<PreparedFact>& facts, const std::function<bool()>& more,
                         const PartApplied& applied) override {
         apply_in_parts_of(facts, more, applied);
@@ -474,19 +441,35 @@ class RedisStatusStore : public StatusStore {
 
     /// @throws RedisError.
     std::optional<StatusRecord> read(const std::string& key) override {
-        const RedisValue fields = idempotent({"HGETALL", options_.message_key(key)});
-        if (fields.is_error()) throw RedisError("Redis did not read a status: " + fields.text);
-        if (fields.elements.empty()) return std::nullopt;
+        const std::vector<RedisValue> answers = idempotent(
+            {{"GET", options_.message_key(key)}, {"HGETALL", options_.legacy_message_key(key)}});
+        const RedisValue& value = answers.at(0);
+        const RedisValue& legacy = answers.at(1);
+        if (value.is_error()) throw RedisError("Redis did not read a status: " + value.text);
+        if (legacy.is_error()) throw RedisError("Redis did not read a status: " + legacy.text);
+        if (value.is_nil() && legacy.elements.empty()) return std::nullopt;
         StatusRecord record;
-        for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
-            detail::stored_bodies(fields.elements[i + 1].text, record[fields.elements[i].text]);
+        std::map<std::string, std::vector<std::string_view>> legacy_known;
+        for (std::size_t i = 0; i + 1 < legacy.elements.size(); i += 2) {
+            const std::string& target = legacy.elements[i].text;
+            detail::legacy_bodies(legacy.elements[i + 1].text, record[target],
+                                  &legacy_known[target]);
         }
+        detail::first_lines(value.text, [&](const detail::StoredLine& line) {
+            std::string target = detail::unescaped(line.target);
+            const auto known = legacy_known.find(target);
+            if (known != legacy_known.end() && std::find(known->second.begin(), known->second.end(),
+                                                         line.fingerprint) != known->second.end()) {
+                return;
+            }
+            record[std::move(target)].emplace_back(line.body);
+        });
         return record;
     }
 
     /// @throws RedisError.
     std::uint64_t applied_facts() override {
-        const RedisValue count = idempotent({"GET", options_.applied_key()});
+        const RedisValue count = idempotent({{"GET", options_.applied_key()}}).at(0);
         if (count.is_nil()) return 0;
         const auto value = detail::parse_decimal(count.text);
         if (count.is_error() || !value) {
@@ -499,18 +482,17 @@ class RedisStatusStore : public StatusStore {
     const RedisStatusStoreOptions& options() const noexcept { return options_; }
 
   private:
-    using Script = detail::StoredScript;
-    static Script& script() {
-        return detail::stored_script<&detail::status_apply_script, &detail::status_answer_lua>();
+    static detail::StoredScript& count_script() {
+        return detail::stored_script<&detail::status_count_script>();
     }
 
-    /// A part sent: its facts' place in the vector, its call, and what Redis answered.
+    /// A part sent: its facts' place in the vector, its transaction, and what Redis answered.
     struct SentPart {
         std::size_t first = 0;
         std::size_t end = 0;
         detail::StatusBatch batch;
         AppliedFacts result;
-        std::exception_ptr error;  ///< Redis refused it
+        std::exception_ptr error;  ///< Redis refused it, or a message of it
         bool reported = false;     ///< `applied` was told of it as its answer came
     };
 
@@ -520,7 +502,7 @@ class RedisStatusStore : public StatusStore {
         std::exception_ptr not_made;  // thrown by `more` or the encoding: after the answers
         bool made_all = false;        // `more` said no more (or threw)
         std::size_t made = 0;  // facts before it were sent (any already there: the first part)
-        const auto next_call = [&]() -> const std::vector<std::string>* {
+        const auto next_part = [&]() -> const std::vector<std::vector<std::string_view>>* {
             try {
                 while (more()) {
                     if (facts.size() == made) continue;  // an empty part: nothing to send
@@ -530,22 +512,24 @@ class RedisStatusStore : public StatusStore {
                     part.batch = detail::encode_status_batch(
                         options_,
                         detail::FactSpan(facts.data() + part.first, part.end - part.first),
-                        detail::random_key());
-                    return &part.batch.call;
+                        detail::random_key().substr(0, 12));
+                    return &part.batch.commands;
                 }
             } catch (...) {
-                if (!parts.empty() && parts.back().batch.call.empty()) parts.pop_back();
+                if (!parts.empty() && parts.back().batch.commands.empty()) parts.pop_back();
                 not_made = std::current_exception();
             }
             made_all = true;
             return nullptr;
         };
         // The first part made before Redis is reached: a batch of no facts never reaches it.
-        const std::vector<std::string>* first_call = next_call();
-        std::exception_ptr refused;      // the first part Redis refused: thrown after the others
+        const std::vector<std::vector<std::string_view>>* first_part = next_part();
+        std::exception_ptr refused;      // the first message Redis refused: thrown at the end
         std::exception_ptr told_failed;  // what `applied` threw: no part is told of after it
+        std::uint64_t applied_count = 0;
         const auto tell = [&](SentPart& part) {
             part.reported = true;
+            for (bool fact_applied : part.result.applied) applied_count += fact_applied ? 1 : 0;
             if (told_failed) return;
             try {
                 applied(part.first, part.end, std::move(part.result));
@@ -557,54 +541,106 @@ class RedisStatusStore : public StatusStore {
         // sent are sent again and reported, then the making goes on in a new round.
         while (!parts.empty()) {
             send_round(
-                parts,
-                [&]() -> const std::vector<std::string>* {
-                    if (first_call != nullptr) return std::exchange(first_call, nullptr);
-                    return made_all ? nullptr : next_call();
+                parts, facts,
+                [&]() -> const std::vector<std::vector<std::string_view>>* {
+                    if (first_part != nullptr) return std::exchange(first_part, nullptr);
+                    return made_all ? nullptr : next_part();
                 },
                 tell);
             for (SentPart& part : parts) {
-                if (part.reported) continue;
-                if (part.error) {
-                    if (!refused) refused = part.error;
-                    continue;
-                }
-                tell(part);
+                if (part.error && !refused) refused = part.error;
+                if (!part.reported && !part.result.applied.empty()) tell(part);
             }
             parts.clear();
             // After `applied` threw, nothing more is made or sent: the caller hears at once.
-            if (!made_all && !told_failed) first_call = next_call();
+            if (!made_all && !told_failed) first_part = next_part();
+        }
+        std::exception_ptr not_counted;
+        if (applied_count > 0) {
+            try {
+                count(applied_count);
+            } catch (...) {
+                not_counted = std::current_exception();
+            }
         }
         if (told_failed) std::rethrow_exception(told_failed);
         if (refused) std::rethrow_exception(refused);
+        if (not_counted) std::rethrow_exception(not_counted);
         if (not_made) std::rethrow_exception(not_made);
+    }
+
+    /// Adds `applied` facts to the counter, once, also when sent again after a broken connection.
+    void count(std::uint64_t applied) {
+        const std::vector<std::string> call = {
+            "2", options_.applied_key(), options_.call_key(detail::random_key()),
+            std::to_string(applied), std::to_string(RedisStatusStoreOptions::answer_ttl.count())};
+        for (int attempt = 1;; ++attempt) {
+            try {
+                const RedisValue answer = count_script().run(*redis_, {call}).at(0);
+                if (answer.is_error()) {
+                    throw RedisError("Redis did not count the applied status facts: " +
+                                     answer.text);
+                }
+                return;
+            } catch (const RedisConnectionLost&) {
+                if (attempt >= 3) throw;
+            }
+        }
+    }
+
+    /// The part's transaction did not run because Redis was loading its data (it refused the
+    /// commands, and EXEC discarded them): it is sent again.
+    static bool not_run(const std::vector<RedisValue>& answers, std::size_t begin,
+                        std::size_t end) {
+        if (end > answers.size() || !answers[end - 1].is_error()) return false;
+        for (std::size_t i = begin; i < end; ++i) {
+            if (detail::is_redis_error(answers[i], "LOADING")) return true;
+        }
+        return false;
     }
 
     /// Sends the round's parts as `next` makes them and reads their answers into them (a part
     /// Redis refused gets its error); after a broken connection, sends every part made so far
-    /// again. A part whose first answer says what it applied is handed to `tell` as that answer
-    /// comes (its result is final: a part sent again answers what it did then), so that the
-    /// caller works on it while Redis works on the later ones. @throws as `apply` when no try
-    /// got the answers.
+    /// again. A part whose answer says what it applied is handed to `tell` as that answer comes
+    /// (its result is final: a part sent again answers what it did then), so that the caller
+    /// works on it while Redis works on the later ones. @throws as `apply` when no try got the
+    /// answers.
     template <class Tell>
-    void send_round(std::vector<SentPart>& parts,
-                    const std::function<const std::vector<std::string>*()>& next, Tell&& tell) {
-        // A try may wait this long for a connection (twice: to connect, then while Redis
-        // loads), then for its answer.
-        const RedisOptions& client = redis_->options();
-        const auto longest_try = 2 * client.reconnect_for + client.timeout;
-        const auto keep_until =
-            std::chrono::steady_clock::now() + RedisStatusStoreOptions::answer_ttl;
+    void send_round(std::vector<SentPart>& parts, const std::vector<PreparedFact>& facts,
+                    const std::function<const std::vector<std::vector<std::string_view>>*()>& next,
+                    Tell&& tell) {
+        const auto span_of = [&](const SentPart& part) {
+            return detail::FactSpan(facts.data() + part.first, part.end - part.first);
+        };
         bool lost = false;  // a try's connection broke: the parts may have been applied
         std::vector<RedisValue> answers;
-        std::size_t told_in_order = 0;  // the first parts, told of as their answers came
+        std::vector<std::size_t> exec_at;  // per part, its EXEC's answer's number
+        std::size_t told_in_order = 0;     // the first parts, told of as their answers came
+        const auto decoded = [&](SentPart& part, const RedisValue& exec,
+                                 const std::vector<RedisValue>* legacy) {
+            detail::DecodedPart answer =
+                detail::decode_status_answer(exec, part.batch, span_of(part), legacy);
+            part.result = std::move(answer.result);
+            if (!answer.refused.empty()) {
+                part.error = std::make_exception_ptr(RedisError(answer.refused));
+            }
+        };
+        const auto index_parts = [&] {
+            exec_at.clear();
+            std::size_t commands = 0;
+            for (const SentPart& part : parts) {
+                commands += part.batch.commands.size();
+                exec_at.push_back(commands - 1);
+            }
+        };
         const auto answered = [&](std::size_t i, const RedisValue& answer) {
-            // In order only: a part after one refused or not run waits for it, below.
-            if (i != told_in_order || i >= parts.size() || answer.is_error()) return;
-            SentPart& part = parts[i];
+            // In order only: a part after one refused, not run or read later waits for it.
+            if (exec_at.size() != parts.size()) index_parts();
+            if (told_in_order >= parts.size() || i != exec_at[told_in_order]) return;
+            if (answer.is_error() || detail::has_legacy_records(answer)) return;
+            SentPart& part = parts[told_in_order];
             try {
-                part.result =
-                    detail::decode_status_answer(answer, part.batch, part.end - part.first);
+                decoded(part, answer, nullptr);
             } catch (const RedisError&) {
                 return;  // decoded again below, where its error is kept
             }
@@ -612,7 +648,7 @@ class RedisStatusStore : public StatusStore {
             ++told_in_order;
         };
         try {
-            answers = script().run_streamed(*redis_, next, answered);
+            answers = redis_->pipeline_streamed(next, answered);
         } catch (const RedisConnectionLost&) {
             lost = true;
         } catch (const RedisError&) {
@@ -620,49 +656,83 @@ class RedisStatusStore : public StatusStore {
         } catch (...) {
             lost = true;  // e.g. out of memory with parts on the way: the connection was closed
         }
-        // Not run (the script not loaded, Redis loading its data) or not answered: all of them
-        // again, with the same tokens: a part that ran answers what it did then.
-        const auto unrun = [](const RedisValue& answer) {
-            return detail::is_redis_error(answer, "NOSCRIPT") ||
-                   detail::is_redis_error(answer, "LOADING");
+        index_parts();  // every part made by now
+        const auto any_not_run = [&] {
+            for (std::size_t p = 0; p < parts.size(); ++p) {
+                const std::size_t begin = p == 0 ? 0 : exec_at[p - 1] + 1;
+                if (not_run(answers, begin, exec_at[p] + 1)) return true;
+            }
+            return false;
         };
-        if (lost || std::any_of(answers.begin(), answers.end(), unrun)) {
-            // Some parts ran: a failure from here on cannot say nothing was applied.
-            lost = lost || !std::all_of(answers.begin(), answers.end(), unrun);
-            std::vector<std::vector<std::string>> calls;
-            calls.reserve(parts.size());
-            for (const SentPart& part : parts) calls.push_back(part.batch.call);
+        // Not run (Redis loading its data) or not answered: all of them again, with the same
+        // names: a part that ran answers what it did then.
+        if (lost || (answers.size() == exec_at.back() + 1 && any_not_run())) {
+            std::vector<std::vector<std::string_view>> commands;
+            commands.reserve(exec_at.back() + 1);
+            for (const SentPart& part : parts) {
+                commands.insert(commands.end(), part.batch.commands.begin(),
+                                part.batch.commands.end());
+            }
+            const auto give_up = std::chrono::steady_clock::now() + redis_->options().reconnect_for;
+            std::chrono::milliseconds wait{20};
             for (int attempt = lost ? 2 : 1;; ++attempt) {
-                if (lost && !(std::chrono::steady_clock::now() + longest_try < keep_until)) {
-                    throw RedisConnectionLost(
-                        "the connection broke under the status script, too late to send it again "
-                        "(the batch may have been applied)");
-                }
                 try {
-                    answers = script().run(*redis_, calls);
-                    break;
+                    answers = redis_->pipeline_views(commands);
+                    if (!any_not_run()) break;
+                    if (std::chrono::steady_clock::now() + wait > give_up) break;
+                    std::this_thread::sleep_for(wait);
+                    wait = std::min(wait * 2, std::chrono::milliseconds(500));
                 } catch (const RedisConnectionLost&) {
                     lost = true;
                     if (attempt >= 3) throw;
                 } catch (const RedisError& error) {
-                    // After a broken try, a later one that fails (no connection, or BUSY while
-                    // the first still runs) cannot say the batch was not applied.
+                    // After a broken try, a later one that fails (no connection) cannot say the
+                    // batch was not applied.
                     if (!lost) throw;
                     throw RedisConnectionLost(may_have_been_applied(error));
                 }
             }
         }
-        if (answers.size() != parts.size()) {
-            throw RedisError("Redis answered " + std::to_string(answers.size()) +
-                             " status script calls of " + std::to_string(parts.size()));
+        if (answers.size() != exec_at.back() + 1) {
+            throw RedisError("Redis answered " + std::to_string(answers.size()) + " commands of " +
+                             std::to_string(exec_at.back() + 1));
         }
-        for (std::size_t i = 0; i < parts.size(); ++i) {
-            SentPart& part = parts[i];
+        // The 0.19 records of the parts that found some: one more round trip (only while such
+        // records last).
+        std::vector<std::vector<RedisValue>> legacy(parts.size());
+        {
+            std::vector<std::vector<std::string_view>> reads;
+            for (std::size_t p = 0; p < parts.size(); ++p) {
+                if (parts[p].reported || !detail::has_legacy_records(answers[exec_at[p]])) continue;
+                for (std::size_t m = 0; m < parts[p].batch.messages.size(); ++m) {
+                    reads.push_back({"HGETALL", parts[p].batch.texts[2 + 3 * m]});
+                }
+            }
+            if (!reads.empty()) {
+                std::vector<RedisValue> read = idempotent_views(reads);
+                std::size_t at = 0;
+                for (std::size_t p = 0; p < parts.size(); ++p) {
+                    if (parts[p].reported || !detail::has_legacy_records(answers[exec_at[p]])) {
+                        continue;
+                    }
+                    for (std::size_t m = 0; m < parts[p].batch.messages.size(); ++m) {
+                        if (read[at].is_error()) {
+                            throw RedisError("Redis did not read a 0.19 status record: " +
+                                             read[at].text);
+                        }
+                        legacy[p].push_back(std::move(read[at++]));
+                    }
+                }
+            }
+        }
+        for (std::size_t p = 0; p < parts.size(); ++p) {
+            SentPart& part = parts[p];
             if (part.reported) continue;
+            const RedisValue& exec = answers[exec_at[p]];
             try {
-                part.result =
-                    detail::decode_status_answer(answers[i], part.batch, part.end - part.first);
+                decoded(part, exec, legacy[p].empty() ? nullptr : &legacy[p]);
             } catch (const RedisError& error) {
+                part.result = AppliedFacts();
                 // Sent again after a broken connection: the first may still have run.
                 part.error =
                     lost
@@ -675,16 +745,26 @@ class RedisStatusStore : public StatusStore {
     static std::string may_have_been_applied(const RedisError& error) {
         std::string why = error.what();
         why.erase(0, why.find("] ") == std::string::npos ? 0 : why.find("] ") + 2);
-        return "the connection broke under the status script, and sending it again failed (the "
-               "batch may have been applied): " +
+        return "the connection broke under the status transaction, and sending it again failed "
+               "(the batch may have been applied): " +
                why;
     }
 
-    /// A read, sent again (a few times) when the connection broke under it.
-    RedisValue idempotent(const std::vector<std::string>& command) {
+    /// Reads, sent again (a few times) when the connection broke under them.
+    std::vector<RedisValue> idempotent(const std::vector<std::vector<std::string>>& commands) {
         for (int attempt = 1;; ++attempt) {
             try {
-                return redis_->command(command);
+                return redis_->pipeline(commands);
+            } catch (const RedisConnectionLost&) {
+                if (attempt >= 3) throw;
+            }
+        }
+    }
+    std::vector<RedisValue> idempotent_views(
+        const std::vector<std::vector<std::string_view>>& commands) {
+        for (int attempt = 1;; ++attempt) {
+            try {
+                return redis_->pipeline_views(commands);
             } catch (const RedisConnectionLost&) {
                 if (attempt >= 3) throw;
             }

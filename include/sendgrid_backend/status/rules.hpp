@@ -36,6 +36,7 @@
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
 #include "sendgrid_backend/detail/json/content_hash.hpp"
+#include "sendgrid_backend/detail/text/strings.hpp"
 #include "sendgrid_backend/message.hpp"
 #include "sendgrid_backend/outcome.hpp"
 #include "sendgrid_backend/status/state.hpp"
@@ -151,24 +152,6 @@ inline constexpr const char* engagement_counts[] = {
 /// when this fact sets it: a recipient's reason, SMTP status and classification, or the send's
 /// message id, HTTP status and reason. Texts are escaped (`\\`, `\t`, `\n`), so a body holds no
 /// tab of its own and no line break.
-inline void append_escaped(std::string& out, std::string_view text) {
-    for (char c : text) {
-        switch (c) {
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            default:
-                out += c;
-        }
-    }
-}
-
 inline std::string fact_body(DeliveryState state, std::int64_t time, std::uint64_t hash,
                              std::string_view count, std::string_view first,
                              std::string_view second, std::string_view third) {
@@ -186,20 +169,6 @@ inline std::string fact_body(DeliveryState state, std::int64_t time, std::uint64
         append_escaped(body, text);
     }
     return body;
-}
-
-inline std::string unescaped(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '\\' || i + 1 == text.size()) {
-            out += text[i];
-            continue;
-        }
-        const char next = text[++i];
-        out += next == 't' ? '\t' : next == 'n' ? '\n' : next;
-    }
-    return out;
 }
 
 /// A non-negative decimal below 2^53 (what the rules write); nullopt for anything else.

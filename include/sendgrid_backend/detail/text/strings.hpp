@@ -16,6 +16,41 @@
 SENDGRID_BACKEND_NAMESPACE_BEGIN
 namespace detail {
 
+/// Appends `text` with its backslashes, tabs and line breaks escaped (`\\`, `\t`, `\n`):
+/// a field of a tab-separated line that holds no line break.
+inline void append_escaped(std::string& out, std::string_view text) {
+    for (char c : text) {
+        switch (c) {
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            default:
+                out += c;
+        }
+    }
+}
+
+/// `text` without the escapes `append_escaped` wrote.
+inline std::string unescaped(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\\' || i + 1 == text.size()) {
+            out += text[i];
+            continue;
+        }
+        const char next = text[++i];
+        out += next == 't' ? '\t' : next == 'n' ? '\n' : next;
+    }
+    return out;
+}
+
 /// Whether `text` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
 /// SendGrid answers 415 to anything else, and nlohmann::json::dump would throw on it.
 inline bool is_valid_utf8(std::string_view text) noexcept {
