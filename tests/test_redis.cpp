@@ -93,15 +93,18 @@ TEST_CASE("streamed commands: each answer handed over as it is read, before the 
     RedisClient other(RedisOptions::from_url(redis_fixture_url()));
     const std::string list = unique_key("streamed");
     // Two groups: the first of one command, the second of two (sent in one write).
-    const std::vector<std::vector<std::vector<std::string_view>>> commands = {
-        {{"PING"}}, {{"BLPOP", list, "5"}, {"LLEN", list}}};
+    std::string first, second;
+    sendgrid_backend::detail::append_command(first, {"PING"});
+    sendgrid_backend::detail::append_command(second, {"BLPOP", list, "5"});
+    sendgrid_backend::detail::append_command(second, {"LLEN", list});
+    const std::vector<sendgrid_backend::FormattedCommands> commands = {{first, 1}, {second, 2}};
     std::size_t next = 0;
     std::vector<std::size_t> handed;
     const auto started = std::chrono::steady_clock::now();
     // The BLPOP waits for a push the first answer's handler makes: were answers handed over
     // only once all were read, it would wait its 5 s out and answer nil.
     const std::vector<RedisValue> answers = redis.pipeline_streamed(
-        [&]() -> const std::vector<std::vector<std::string_view>>* {
+        [&]() -> const sendgrid_backend::FormattedCommands* {
             return next < commands.size() ? &commands[next++] : nullptr;
         },
         [&](std::size_t i, const RedisValue& answer) {
@@ -120,10 +123,12 @@ TEST_CASE("streamed commands: each answer handed over as it is read, before the 
 
     // A handler that throws: thrown, the answers after it not read as another call's.
     next = 0;
-    const std::vector<std::vector<std::vector<std::string_view>>> echoes = {{{"ECHO", "one"}},
-                                                                            {{"ECHO", "two"}}};
+    std::string one, two;
+    sendgrid_backend::detail::append_command(one, {"ECHO", "one"});
+    sendgrid_backend::detail::append_command(two, {"ECHO", "two"});
+    const std::vector<sendgrid_backend::FormattedCommands> echoes = {{one, 1}, {two, 1}};
     CHECK_THROWS_WITH(redis.pipeline_streamed(
-                          [&]() -> const std::vector<std::vector<std::string_view>>* {
+                          [&]() -> const sendgrid_backend::FormattedCommands* {
                               return next < echoes.size() ? &echoes[next++] : nullptr;
                           },
                           [](std::size_t, const RedisValue&) { throw std::runtime_error("no"); }),
@@ -169,14 +174,18 @@ TEST_CASE("a server that closed the connection is an error, not a SIGPIPE ending
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // closed by now
     const std::string large(8 << 20, 'x');
     CHECK_THROWS_AS(client.command({"SET", "k", large}), sendgrid_backend::RedisError);
-    CHECK_THROWS_AS(
-        client.pipeline_streamed(
-            [&, sent = false]() mutable -> const std::vector<std::vector<std::string_view>>* {
-                static const std::vector<std::vector<std::string_view>> set{{"SET", "k", large}};
-                if (std::exchange(sent, true)) return nullptr;
-                return &set;
-            }),
-        sendgrid_backend::RedisError);
+    CHECK_THROWS_AS(client.pipeline_streamed(
+                        [&, sent = false]() mutable -> const sendgrid_backend::FormattedCommands* {
+                            static std::string set;
+                            static sendgrid_backend::FormattedCommands formatted;
+                            if (set.empty()) {
+                                sendgrid_backend::detail::append_command(set, {"SET", "k", large});
+                                formatted = {set, 1};
+                            }
+                            if (std::exchange(sent, true)) return nullptr;
+                            return &formatted;
+                        }),
+                    sendgrid_backend::RedisError);
     ::shutdown(listener, SHUT_RDWR);
     ::close(listener);
     closer.join();

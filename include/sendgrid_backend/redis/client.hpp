@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <ctime>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -224,6 +225,37 @@ inline RedisOptions RedisOptions::from_url(std::string_view url) {
     return options;
 }
 
+/// Commands already written in Redis' protocol (RESP), one after the other: `count` of them in
+/// `text` (detail::append_command writes one). What `RedisClient::pipeline_streamed` sends at a
+/// time: a caller of many small commands writes them once, with no copy per command.
+struct FormattedCommands {
+    std::string_view text;
+    std::size_t count = 0;
+};
+
+namespace detail {
+
+/// Appends the head of a bulk argument of `size` bytes (its text and "\r\n" come next).
+inline void append_bulk_head(std::string& out, std::size_t size) {
+    out += '$';
+    out += std::to_string(size);
+    out += "\r\n";
+}
+
+/// Appends one command (binary-safe arguments) to `out`, in Redis' protocol.
+inline void append_command(std::string& out, std::initializer_list<std::string_view> arguments) {
+    out += '*';
+    out += std::to_string(arguments.size());
+    out += "\r\n";
+    for (const std::string_view argument : arguments) {
+        append_bulk_head(out, argument.size());
+        out.append(argument.data(), argument.size());
+        out += "\r\n";
+    }
+}
+
+}  // namespace detail
+
 /// A synchronous Redis connection; thread-safe (commands from several threads take turns on
 /// the one connection). See the file comment.
 class RedisClient {
@@ -264,29 +296,31 @@ class RedisClient {
         return run_with_retries(commands);
     }
 
-    /// As `pipeline_views`, with the commands made a group at a time by `next` (null: no more),
-    /// and each group sent as soon as it is made (one write, not one per command), so that
-    /// Redis works on one group while the next is made; the answers are read once all are sent,
-    /// each handed to `answered` (if any) with its command's number as it is read, so that the
-    /// caller can work on it while later ones are still under way. `next` and `answered` run
-    /// under the client's lock: they must not use this client. Commands Redis refuses while
-    /// loading its data are not sent again here (the caller has them).
+    /// Sends commands made a group at a time by `next` (null: no more), each group (already in
+    /// Redis' protocol) sent as soon as it is made, in one write, so that Redis works on one
+    /// group while the next is made; the answers are read once all are sent, each handed to
+    /// `answered` (if any) with its command's number as it is read, so that the caller can work
+    /// on it while later ones are still under way. `next` and `answered` run under the client's
+    /// lock: they must not use this client. Commands Redis refuses while loading its data are
+    /// not sent again here (the caller has them).
     /// @throws as `pipeline`; RedisConnectionLost also when a send broke: the commands sent
     ///         may or may not have run. What `next` or `answered` throws, with the connection
     ///         closed (answers not read would be taken for another call's).
     std::vector<RedisValue> pipeline_streamed(
-        const std::function<const std::vector<std::vector<std::string_view>>*()>& next,
+        const std::function<const FormattedCommands*()>& next,
         const std::function<void(std::size_t, const RedisValue&)>& answered = nullptr) {
         std::lock_guard<std::mutex> lock(mutex_);
         const detail::SigpipeHeldBack held_back;
         ensure_connected();
         std::size_t sent = 0;
         try {
-            while (const std::vector<std::vector<std::string_view>>* group = next()) {
-                for (const auto& command : *group) {
-                    append(command);
-                    ++sent;
+            while (const FormattedCommands* group = next()) {
+                if (redisAppendFormattedCommand(context_.get(), group->text.data(),
+                                                group->text.size()) != REDIS_OK) {
+                    context_.reset();  // commands queued before must not go out with the next
+                    throw RedisError("cannot queue Redis commands (out of memory)");
                 }
+                sent += group->count;
                 int done = 0;
                 while (done == 0) {
                     if (redisBufferWrite(context_.get(), &done) != REDIS_OK) {
@@ -311,6 +345,14 @@ class RedisClient {
             throw;
         }
         return read_answers(sent, answered);
+    }
+
+    /// As `pipeline_streamed`, the groups made beforehand.
+    std::vector<RedisValue> pipeline_formatted(const std::vector<FormattedCommands>& groups) {
+        std::size_t next = 0;
+        return pipeline_streamed([&]() -> const FormattedCommands* {
+            return next < groups.size() ? &groups[next++] : nullptr;
+        });
     }
 
     const RedisOptions& options() const noexcept { return options_; }

@@ -26,7 +26,9 @@
 /// - `<prefix>msg:<key>`: where 0.19.0 and before kept a message (a hash, a field per target
 ///   whose value is its lines `<fingerprint>\t<body>\n`): read, never written (those versions'
 ///   records expire `ttl` after they last wrote them).
-/// A message's string expires `ttl` after a call last named it.
+/// A message's string expires `ttl` after a call last named it. Needs Redis 6.2 or later (GETEX).
+/// Each call naming a message reads its string whole, copies included: a message to thousands of
+/// recipients, or one whose events keep coming again, costs each later batch naming it that much.
 ///
 /// Each part of facts (`apply` sends one, `apply_in_parts` one per part, each as soon as it is
 /// made, all before the first answer is read: one round trip) is one transaction, MULTI/EXEC,
@@ -57,6 +59,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -76,8 +79,8 @@ SENDGRID_BACKEND_NAMESPACE_BEGIN
 /// Where a `RedisStatusStore` keeps its records, and for how long.
 struct RedisStatusStoreOptions {
     std::string prefix = "sendgrid_backend:status:";
-    /// A message's facts expire this long after a fact was last applied to it: 1 second to
-    /// `max_ttl` (a year).
+    /// A message's facts expire this long after a call last named it: 1 second to `max_ttl`
+    /// (a year).
     std::chrono::seconds ttl = std::chrono::hours(24 * 30);
 
     static constexpr std::chrono::seconds max_ttl{366 * 24 * 3600};
@@ -118,19 +121,30 @@ return counted
 /// A part as one transaction (see the file comment), and what reading its answer needs.
 struct StatusBatch {
     std::string token;  ///< the call's name in its lines
-    /// The texts the commands view (keys, lines): filled before `commands`, then never changed.
-    std::vector<std::string> texts;
-    /// MULTI, EXISTS of the 0.19 hashes, per message APPEND and GETEX, EXEC.
-    std::vector<std::vector<std::string_view>> commands;
+    /// MULTI, EXISTS of the 0.19 hashes, per message APPEND and GETEX, EXEC, in Redis' protocol.
+    std::string commands;
+    std::size_t command_count = 0;
     TargetGroups groups;  ///< the part's targets (AppliedFacts::before's order)
     /// Per message, its targets' numbers, in the order the commands name them.
     std::vector<std::vector<std::size_t>> messages;
-    /// Per message, the size of the lines it appends.
-    std::vector<std::size_t> appended;
+    /// Per message, where its key and its 0.19 hash's key are in `commands`, and the size of the
+    /// lines it appends.
+    struct Place {
+        std::size_t key = 0, key_size = 0, legacy = 0, legacy_size = 0, appended = 0;
+    };
+    std::vector<Place> places;
     /// Per target, its facts (indices into the part), in order, copies within the call left out.
     std::vector<std::vector<std::size_t>> facts_of;
     /// Per target, its name as the lines write it (escaped).
     std::vector<std::string> written_targets;
+
+    std::string_view key(std::size_t message) const {
+        return std::string_view(commands).substr(places[message].key, places[message].key_size);
+    }
+    std::string_view legacy_key(std::size_t message) const {
+        return std::string_view(commands).substr(places[message].legacy,
+                                                 places[message].legacy_size);
+    }
 };
 
 /// `token` names the call in its lines; a call sent again keeps it.
@@ -178,47 +192,69 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
     for (std::size_t first : batch.groups.first) {
         append_escaped(batch.written_targets.emplace_back(), facts[first].target);
     }
-    // The texts first (their places fixed), then the commands that view them.
     const std::size_t messages = batch.messages.size();
-    batch.texts.reserve(1 + 3 * messages);
-    batch.texts.push_back(std::to_string(options.ttl.count()));
-    batch.appended.reserve(messages);
-    for (const auto& message : batch.messages) {
-        const std::string& key = facts[batch.groups.first[message.front()]].key;
-        batch.texts.push_back(options.message_key(key));
-        batch.texts.push_back(options.legacy_message_key(key));
+    const std::string ttl = std::to_string(options.ttl.count());
+    // The lines' sizes first, so that the whole is written in one string, each message's lines
+    // straight into it.
+    batch.places.resize(messages);
+    std::size_t total = 64 + messages * (128 + 3 * options.prefix.size() + ttl.size());
+    for (std::size_t m = 0; m < messages; ++m) {
         std::size_t size = 0;
-        for (std::size_t target : message) {
+        for (std::size_t target : batch.messages[m]) {
             const std::size_t name = batch.written_targets[target].size();
             for (std::size_t i : batch.facts_of[target]) {
                 size += facts[i].fingerprint.size() + batch.token.size() + name +
                         facts[i].body.size() + 4;
             }
         }
-        std::string& lines = batch.texts.emplace_back();
-        lines.reserve(size);
-        for (std::size_t target : message) {
+        batch.places[m].appended = size;
+        total += size + 3 * facts[batch.groups.first[batch.messages[m].front()]].key.size();
+    }
+    std::string& out = batch.commands;
+    out.reserve(total);
+    append_command(out, {"MULTI"});
+    out += '*';
+    out += std::to_string(1 + messages);
+    out += "\r\n";
+    append_bulk_head(out, 6);
+    out += "EXISTS\r\n";
+    const auto append_key = [&](std::string_view part, const std::string& key, std::size_t& at,
+                                std::size_t& size) {
+        size = options.prefix.size() + part.size() + key.size();
+        append_bulk_head(out, size);
+        at = out.size();
+        out.append(options.prefix).append(part).append(key).append("\r\n");
+    };
+    const auto key_of = [&](std::size_t m) -> const std::string& {
+        return facts[batch.groups.first[batch.messages[m].front()]].key;
+    };
+    for (std::size_t m = 0; m < messages; ++m) {
+        StatusBatch::Place& place = batch.places[m];
+        append_key("msg:", key_of(m), place.legacy, place.legacy_size);
+    }
+    for (std::size_t m = 0; m < messages; ++m) {
+        StatusBatch::Place& place = batch.places[m];
+        out += "*3\r\n$6\r\nAPPEND\r\n";
+        append_key("facts:", key_of(m), place.key, place.key_size);
+        append_bulk_head(out, place.appended);
+        for (std::size_t target : batch.messages[m]) {
             for (std::size_t i : batch.facts_of[target]) {
-                lines.append(1, '\n').append(facts[i].fingerprint).append(1, '\t');
-                lines.append(batch.token).append(1, '\t').append(batch.written_targets[target]);
-                lines.append(1, '\t').append(facts[i].body);
+                out.append(1, '\n').append(facts[i].fingerprint).append(1, '\t');
+                out.append(batch.token).append(1, '\t').append(batch.written_targets[target]);
+                out.append(1, '\t').append(facts[i].body);
             }
         }
-        batch.appended.push_back(lines.size());
+        out += "\r\n";
+        // The key written again, not viewed in `out`: a view of a string it appends to.
+        out += "*4\r\n$5\r\nGETEX\r\n";
+        append_bulk_head(out, place.key_size);
+        out.append(options.prefix).append("facts:").append(key_of(m)).append("\r\n");
+        out += "$2\r\nEX\r\n";
+        append_bulk_head(out, ttl.size());
+        out.append(ttl).append("\r\n");
     }
-    const std::string_view ttl = batch.texts[0];
-    batch.commands.reserve(3 + 2 * messages);
-    batch.commands.push_back({"MULTI"});
-    std::vector<std::string_view>& exists = batch.commands.emplace_back();
-    exists.reserve(1 + messages);
-    exists.push_back("EXISTS");
-    for (std::size_t m = 0; m < messages; ++m) exists.push_back(batch.texts[2 + 3 * m]);
-    for (std::size_t m = 0; m < messages; ++m) {
-        const std::string_view key = batch.texts[1 + 3 * m];
-        batch.commands.push_back({"APPEND", key, batch.texts[3 + 3 * m]});
-        batch.commands.push_back({"GETEX", key, "EX", ttl});
-    }
-    batch.commands.push_back({"EXEC"});
+    append_command(out, {"EXEC"});
+    batch.command_count = 3 + 2 * messages;
     return batch;
 }
 
@@ -319,14 +355,14 @@ inline DecodedPart decode_status_answer(const RedisValue& exec, const StatusBatc
         if (appended.is_error() || value.is_error()) {
             if (part.refused.empty()) {
                 part.refused = "Redis did not apply the status facts of " +
-                               std::string(batch.texts[1 + 3 * m]) + ": " +
+                               std::string(batch.key(m)) + ": " +
                                (appended.is_error() ? appended.text : value.text);
             }
             continue;
         }
         if (appended.type != RedisValue::Type::integer || value.type != RedisValue::Type::string ||
             static_cast<std::uint64_t>(appended.integer) != value.text.size() ||
-            value.text.size() < batch.appended[m]) {
+            value.text.size() < batch.places[m].appended) {
             unexpected();
         }
         // The 0.19 record's facts, by target: there before whatever the string says.
@@ -346,7 +382,7 @@ inline DecodedPart decode_status_answer(const RedisValue& exec, const StatusBatc
             const auto& known = legacy_known[t];
             return std::find(known.begin(), known.end(), fingerprint) != known.end();
         };
-        if (static_cast<std::uint64_t>(appended.integer) == batch.appended[m]) {
+        if (static_cast<std::uint64_t>(appended.integer) == batch.places[m].appended) {
             // The string was empty: every fact is new (but for the 0.19 record's).
             for (std::size_t t = 0; t < targets.size(); ++t) {
                 for (std::size_t i : batch.facts_of[targets[t]]) {
@@ -414,10 +450,13 @@ class RedisStatusStore : public StatusStore {
     /// @throws RedisConnectionLost when the connection broke and no later try got an answer: the
     ///         batch may or may not have been applied. Applying it again is safe (no fact is
     ///         applied twice), but reports the facts the lost call applied as applied before.
-    ///         RedisError when Redis is out of reach (nothing is written then), refuses a
+    ///         RedisError when Redis is out of reach (nothing of the parts not yet told of is
+    ///         written then), refuses a
     ///         message (a key of another type under the prefix: the others are applied and
     ///         reported, then this is thrown naming the key), or refuses to count the applied
-    ///         facts (a counter that is not one: the facts were applied).
+    ///         facts (a counter that is not one: the facts were applied). std::invalid_argument
+    ///         for a fingerprint with a tab or line break, or a body with a line break (nothing
+    ///         is written then).
     AppliedFacts apply(const std::vector<PreparedFact>& facts) override {
         AppliedFacts result;
         apply_in_parts_of(
@@ -464,6 +503,7 @@ class RedisStatusStore : public StatusStore {
             }
             record[std::move(target)].emplace_back(line.body);
         });
+        if (record.empty()) return std::nullopt;  // text of another program's, no line of ours
         return record;
     }
 
@@ -491,10 +531,13 @@ class RedisStatusStore : public StatusStore {
         std::size_t first = 0;
         std::size_t end = 0;
         detail::StatusBatch batch;
+        FormattedCommands formatted;  ///< the batch's commands, as sent
         AppliedFacts result;
         std::exception_ptr error;  ///< Redis refused it, or a message of it
         bool reported = false;     ///< `applied` was told of it as its answer came
     };
+    // `formatted` views the batch's string: parts move (never copy) when their vector grows.
+    static_assert(std::is_nothrow_move_constructible_v<SentPart>);
 
     void apply_in_parts_of(const std::vector<PreparedFact>& facts,
                            const std::function<bool()>& more, const PartApplied& applied) {
@@ -502,7 +545,7 @@ class RedisStatusStore : public StatusStore {
         std::exception_ptr not_made;  // thrown by `more` or the encoding: after the answers
         bool made_all = false;        // `more` said no more (or threw)
         std::size_t made = 0;  // facts before it were sent (any already there: the first part)
-        const auto next_part = [&]() -> const std::vector<std::vector<std::string_view>>* {
+        const auto next_part = [&]() -> const FormattedCommands* {
             try {
                 while (more()) {
                     if (facts.size() == made) continue;  // an empty part: nothing to send
@@ -513,7 +556,8 @@ class RedisStatusStore : public StatusStore {
                         options_,
                         detail::FactSpan(facts.data() + part.first, part.end - part.first),
                         detail::random_key().substr(0, 12));
-                    return &part.batch.commands;
+                    part.formatted = {part.batch.commands, part.batch.command_count};
+                    return &part.formatted;
                 }
             } catch (...) {
                 if (!parts.empty() && parts.back().batch.commands.empty()) parts.pop_back();
@@ -523,7 +567,7 @@ class RedisStatusStore : public StatusStore {
             return nullptr;
         };
         // The first part made before Redis is reached: a batch of no facts never reaches it.
-        const std::vector<std::vector<std::string_view>>* first_part = next_part();
+        const FormattedCommands* first_part = next_part();
         std::exception_ptr refused;      // the first message Redis refused: thrown at the end
         std::exception_ptr told_failed;  // what `applied` threw: no part is told of after it
         std::uint64_t applied_count = 0;
@@ -539,21 +583,33 @@ class RedisStatusStore : public StatusStore {
         };
         // Rounds: a connection that broke while parts were sent stops the sending; the parts
         // sent are sent again and reported, then the making goes on in a new round.
-        while (!parts.empty()) {
-            send_round(
-                parts, facts,
-                [&]() -> const std::vector<std::vector<std::string_view>>* {
-                    if (first_part != nullptr) return std::exchange(first_part, nullptr);
-                    return made_all ? nullptr : next_part();
-                },
-                tell);
-            for (SentPart& part : parts) {
-                if (part.error && !refused) refused = part.error;
-                if (!part.reported && !part.result.applied.empty()) tell(part);
+        try {
+            while (!parts.empty()) {
+                send_round(
+                    parts, facts,
+                    [&]() -> const FormattedCommands* {
+                        if (first_part != nullptr) return std::exchange(first_part, nullptr);
+                        return made_all ? nullptr : next_part();
+                    },
+                    tell);
+                for (SentPart& part : parts) {
+                    if (part.error && !refused) refused = part.error;
+                    if (!part.reported && !part.result.applied.empty()) tell(part);
+                }
+                parts.clear();
+                // After `applied` threw, nothing more is made or sent: the caller hears at once.
+                if (!made_all && !told_failed) first_part = next_part();
             }
-            parts.clear();
-            // After `applied` threw, nothing more is made or sent: the caller hears at once.
-            if (!made_all && !told_failed) first_part = next_part();
+        } catch (...) {
+            // The parts told of before were applied: counted still, if Redis can be reached.
+            if (applied_count > 0) {
+                try {
+                    count(applied_count);
+                } catch (...) {  // NOLINT(bugprone-empty-catch): the first failure is the news
+                }
+            }
+            if (told_failed) std::rethrow_exception(told_failed);
+            throw;
         }
         std::exception_ptr not_counted;
         if (applied_count > 0) {
@@ -607,8 +663,7 @@ class RedisStatusStore : public StatusStore {
     /// answers.
     template <class Tell>
     void send_round(std::vector<SentPart>& parts, const std::vector<PreparedFact>& facts,
-                    const std::function<const std::vector<std::vector<std::string_view>>*()>& next,
-                    Tell&& tell) {
+                    const std::function<const FormattedCommands*()>& next, Tell&& tell) {
         const auto span_of = [&](const SentPart& part) {
             return detail::FactSpan(facts.data() + part.first, part.end - part.first);
         };
@@ -629,7 +684,7 @@ class RedisStatusStore : public StatusStore {
             exec_at.clear();
             std::size_t commands = 0;
             for (const SentPart& part : parts) {
-                commands += part.batch.commands.size();
+                commands += part.batch.command_count;
                 exec_at.push_back(commands - 1);
             }
         };
@@ -667,17 +722,14 @@ class RedisStatusStore : public StatusStore {
         // Not run (Redis loading its data) or not answered: all of them again, with the same
         // names: a part that ran answers what it did then.
         if (lost || (answers.size() == exec_at.back() + 1 && any_not_run())) {
-            std::vector<std::vector<std::string_view>> commands;
-            commands.reserve(exec_at.back() + 1);
-            for (const SentPart& part : parts) {
-                commands.insert(commands.end(), part.batch.commands.begin(),
-                                part.batch.commands.end());
-            }
+            std::vector<FormattedCommands> commands;
+            commands.reserve(parts.size());
+            for (const SentPart& part : parts) commands.push_back(part.formatted);
             const auto give_up = std::chrono::steady_clock::now() + redis_->options().reconnect_for;
             std::chrono::milliseconds wait{20};
             for (int attempt = lost ? 2 : 1;; ++attempt) {
                 try {
-                    answers = redis_->pipeline_views(commands);
+                    answers = redis_->pipeline_formatted(commands);
                     if (!any_not_run()) break;
                     if (std::chrono::steady_clock::now() + wait > give_up) break;
                     std::this_thread::sleep_for(wait);
@@ -705,7 +757,7 @@ class RedisStatusStore : public StatusStore {
             for (std::size_t p = 0; p < parts.size(); ++p) {
                 if (parts[p].reported || !detail::has_legacy_records(answers[exec_at[p]])) continue;
                 for (std::size_t m = 0; m < parts[p].batch.messages.size(); ++m) {
-                    reads.push_back({"HGETALL", parts[p].batch.texts[2 + 3 * m]});
+                    reads.push_back({"HGETALL", parts[p].batch.legacy_key(m)});
                 }
             }
             if (!reads.empty()) {
@@ -716,10 +768,9 @@ class RedisStatusStore : public StatusStore {
                         continue;
                     }
                     for (std::size_t m = 0; m < parts[p].batch.messages.size(); ++m) {
-                        if (read[at].is_error()) {
-                            throw RedisError("Redis did not read a 0.19 status record: " +
-                                             read[at].text);
-                        }
+                        // A key of another type there is no record of 0.19's (they wrote
+                        // hashes): none.
+                        if (read[at].is_error()) read[at] = RedisValue();
                         legacy[p].push_back(std::move(read[at++]));
                     }
                 }
@@ -728,6 +779,15 @@ class RedisStatusStore : public StatusStore {
         for (std::size_t p = 0; p < parts.size(); ++p) {
             SentPart& part = parts[p];
             if (part.reported) continue;
+            const RedisValue& multi = answers[p == 0 ? 0 : exec_at[p - 1] + 1];
+            if (multi.is_error()) {
+                // Its commands ran one by one, or not at all: which, nothing says.
+                part.result = AppliedFacts();
+                part.error = std::make_exception_ptr(
+                    RedisConnectionLost("Redis refused MULTI for the status facts (" + multi.text +
+                                        "): they may have been applied outside a transaction"));
+                continue;
+            }
             const RedisValue& exec = answers[exec_at[p]];
             try {
                 decoded(part, exec, legacy[p].empty() ? nullptr : &legacy[p]);
