@@ -10,9 +10,9 @@
 // needs), and applies the events to Redis in one script call that is atomic across receivers
 // and de-duplicates by content: each message is a hash of its facts (`HKEYS`, then one `HSET`
 // of the new ones and an `EXPIRE`), the call's answer is kept for a resend and the applied facts
-// are counted in the script (as RedisStatusStore did until 0.19.0). The status of each recipient is then folded in the
-// client from the facts there before and the new ones, and the changes are counted (where the
-// library would emit `sendgrid_status_changed`).
+// are counted in the script (as RedisStatusStore did until 0.19.0). The status of each recipient is
+// then folded in the client from the facts there before and the new ones, and the changes are
+// counted (where the library would emit `sendgrid_status_changed`).
 //
 // Left out: the first and last times, reasons and classifications a status keeps, per-event
 // refusals (a field of the wrong type refuses the whole body here), the `WebhookEvent`s handed

@@ -1107,7 +1107,7 @@ TEST_CASE("the Redis store: a message's string, a line per fact, expires ttl aft
           show(StatusRecord{{"", {"s\t1", ""}}, {"a@example.com", {"a2"}}, {"b\tc\nd\\", {"b4"}}}));
 }
 
-TEST_CASE("the Redis store reads what 0.19.0 and before wrote, and never writes it",
+TEST_CASE("the Redis store reads what 0.17.0 to 0.19.0 wrote, and never writes it",
           "[status][store][redis]") {
     if (!have_redis()) return;
     auto redis = fixture_client();
@@ -1132,6 +1132,13 @@ TEST_CASE("the Redis store reads what 0.19.0 and before wrote, and never writes 
     CHECK(redis->command({"HGET", legacy, "a"}).text == "f3\ta3\n");
     CHECK(redis->command({"EXISTS", options.legacy_message_key("new")}).integer == 0);
     CHECK(store.applied_facts() == 3);
+    // A key of another type where a 0.19 hash would be is no record of 0.19's: none.
+    redis->command({"SET", options.legacy_message_key("odd"), "text"});
+    CHECK_FALSE(store.read("odd").has_value());
+    CHECK(show(apply_checked(store, {fact("odd", "", "f1", "s1"), fact("odd", "", "f2", "s2")})) ==
+          show(expected("11", {{}})));
+    CHECK(show(store.read("odd")) == show(StatusRecord{{"", {"s1", "s2"}}}));
+    CHECK(redis->command({"GET", options.legacy_message_key("odd")}).text == "text");
 }
 
 TEST_CASE("the Redis store: options checked; a key of another type refused, nothing written",

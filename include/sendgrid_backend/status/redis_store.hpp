@@ -16,14 +16,14 @@
 /// - `<prefix>facts:<key>`: a string, the message's facts as lines in the order they came, each
 ///   `\n<fingerprint>\t<call>\t<target>\t<body>` (the line break first, so that a line stays
 ///   whole after whatever the string held, even text of another program's, read past as it does
-///   not parse): `call` names the apply call that sent the line,
-///   `target` is a recipient or "" for the send, escaped (`\\`, `\t`, `\n`). A fingerprint holds
+///   not parse): `call` names the part (one transaction) that sent the line, `target` is a
+///   recipient or "" for the send, escaped (`\\`, `\t`, `\n`). A fingerprint holds
 ///   no tab or line break, a body no line break (`apply` refuses others). A target's first line
 ///   of a fingerprint is the fact; later ones are copies, read past (a call appends every fact
 ///   it names: whether one is new is known only from what Redis answers).
 /// - `<prefix>applied`: a counter, the facts applied since it was made (it never expires);
 /// - `<prefix>call:<token>`: an apply call's count was added to the counter (kept `answer_ttl`).
-/// - `<prefix>msg:<key>`: where 0.19.0 and before kept a message (a hash, a field per target
+/// - `<prefix>msg:<key>`: where 0.17.0 to 0.19.0 kept a message (a hash, a field per target
 ///   whose value is its lines `<fingerprint>\t<body>\n`): read, never written (those versions'
 ///   records expire `ttl` after they last wrote them).
 /// A message's string expires `ttl` after a call last named it. Needs Redis 6.2 or later (GETEX).
@@ -44,7 +44,7 @@
 /// signal: `apply` sends the same parts again (the same lines, the same call names), which
 /// answer as the first would have, whatever other processes appended meanwhile. Once the
 /// answers are in, a small script adds the applied facts to the counter, once per call.
-///
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -97,7 +97,7 @@ struct RedisStatusStoreOptions {
 
     /// Where the message's facts are kept (see the file comment).
     std::string message_key(const std::string& key) const { return prefix + "facts:" + key; }
-    /// Where 0.19.0 and before kept them (read, never written).
+    /// Where 0.17.0 to 0.19.0 kept them (read, never written).
     std::string legacy_message_key(const std::string& key) const { return prefix + "msg:" + key; }
     std::string applied_key() const { return prefix + "applied"; }
     std::string call_key(const std::string& token) const { return prefix + "call:" + token; }
@@ -483,9 +483,9 @@ class RedisStatusStore : public StatusStore {
         const std::vector<RedisValue> answers = idempotent(
             {{"GET", options_.message_key(key)}, {"HGETALL", options_.legacy_message_key(key)}});
         const RedisValue& value = answers.at(0);
-        const RedisValue& legacy = answers.at(1);
+        // A 0.19 key of another type is no record of theirs (they wrote hashes): none.
+        const RedisValue legacy = answers.at(1).is_error() ? RedisValue() : answers.at(1);
         if (value.is_error()) throw RedisError("Redis did not read a status: " + value.text);
-        if (legacy.is_error()) throw RedisError("Redis did not read a status: " + legacy.text);
         if (value.is_nil() && legacy.elements.empty()) return std::nullopt;
         StatusRecord record;
         std::map<std::string, std::vector<std::string_view>> legacy_known;

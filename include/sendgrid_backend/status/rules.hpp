@@ -270,34 +270,69 @@ struct EventFacts {
     PreparedFact send;
 };
 
-inline std::optional<EventFacts> fact_from_event(const WebhookEvent& event,
-                                                 const std::string& tracking_arg) {
+namespace detail {
+
+/// An event's own fact (for its recipient), and what its send's fact is made from: the
+/// tracking key's hash and the message id (its send fact's identity, `send_fact_hash`).
+struct RecipientFact {
+    PreparedFact fact;
+    std::uint64_t key_hash = 0;
+    std::string_view message_id;  ///< into the event
+};
+
+/// The event's recipient fact, or nullopt when it is not about a tracked message (see
+/// fact_from_event).
+inline std::optional<RecipientFact> recipient_fact(const WebhookEvent& event,
+                                                   const std::string& tracking_arg) {
     std::string key = tracking_key_of(event, tracking_arg);
     const std::optional<EventRule> rule = rule_for(event);
     if (key.empty() || event.email.empty() || !rule) return std::nullopt;
-    EventFacts facts;
-    const std::uint64_t key_hash = detail::fnv1a(key + '\n');
+    RecipientFact made;
+    made.key_hash = fnv1a(key + '\n');
     // The event as SendGrid sent it, less the id its retries may change.
-    const std::uint64_t hash = detail::content_hash(event.raw, key_hash, "sg_event_id");
-    PreparedFact& recipient = facts.recipient;
-    recipient.key = key;
-    recipient.target = detail::lower_email(event.email);
-    recipient.fingerprint = "e" + detail::hex64(hash);
+    const std::uint64_t hash = content_hash(event.raw, made.key_hash, "sg_event_id");
+    PreparedFact& recipient = made.fact;
+    recipient.key = std::move(key);
+    recipient.target = lower_email(event.email);
+    recipient.fingerprint = "e" + hex64(hash);
     // A state implied by an engagement (an open, a click) has no reason of its own.
     const bool own_reason =
         rule->implies != DeliveryState::delivered || rule->type == EventType::delivered;
-    recipient.body = detail::fact_body(
-        rule->implies, event.timestamp, hash, rule->count, own_reason ? event.reason : "",
-        own_reason ? event.status : "", own_reason ? event.bounce_classification : "");
+    recipient.body = fact_body(rule->implies, event.timestamp, hash, rule->count,
+                               own_reason ? event.reason : "", own_reason ? event.status : "",
+                               own_reason ? event.bounce_classification : "");
+    made.message_id =
+        std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
+    return made;
+}
+
+/// What a send fact's fingerprint is made of: equal for every event of one message.
+inline std::uint64_t send_fact_hash(std::string_view message_id, std::uint64_t key_hash) {
+    return fnv1a(message_id, key_hash);
+}
+
+/// The send's fact an event of message `message_id` under tracking key `key` tells: SendGrid
+/// took the message.
+inline PreparedFact send_fact(std::string key, std::string_view message_id,
+                              std::uint64_t key_hash) {
+    PreparedFact send;
+    send.key = std::move(key);
+    send.fingerprint = "a" + hex64(send_fact_hash(message_id, key_hash));
     // A recorded send (time > 0) tells it better. Ties between events naming different ids (one
     // key on two sends) go by the id's hash, not by which event came first.
-    const std::string_view message_id =
-        std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
-    const std::uint64_t id_hash = detail::fnv1a(message_id);
-    PreparedFact& send = facts.send;
-    send.key = std::move(key);
-    send.fingerprint = "a" + detail::hex64(detail::fnv1a(message_id, key_hash));
-    send.body = detail::fact_body(DeliveryState::accepted, 0, id_hash, "", message_id, "", "");
+    send.body = fact_body(DeliveryState::accepted, 0, fnv1a(message_id), "", message_id, "", "");
+    return send;
+}
+
+}  // namespace detail
+
+inline std::optional<EventFacts> fact_from_event(const WebhookEvent& event,
+                                                 const std::string& tracking_arg) {
+    std::optional<detail::RecipientFact> made = detail::recipient_fact(event, tracking_arg);
+    if (!made) return std::nullopt;
+    EventFacts facts;
+    facts.send = detail::send_fact(made->fact.key, made->message_id, made->key_hash);
+    facts.recipient = std::move(made->fact);
     return facts;
 }
 

@@ -29,7 +29,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -206,16 +206,9 @@ class StatusTracker : public StatusRecorder {
         sources.reserve(2 * expected);
         event_of.reserve(2 * expected);
         is_event.reserve(2 * expected);
-        // A message's events all say the same of its send: that fact goes to the store once.
-        // Facts by their index, as `facts` may grow.
-        const auto send_hash = [&facts](std::size_t i) {
-            return detail::TextPairHash()({facts[i].key, facts[i].fingerprint});
-        };
-        const auto same_send = [&facts](std::size_t a, std::size_t b) {
-            return facts[a].key == facts[b].key && facts[a].fingerprint == facts[b].fingerprint;
-        };
-        std::unordered_set<std::size_t, decltype(send_hash), decltype(same_send)> sends(
-            64, send_hash, same_send);
+        // A message's events all say the same of its send: that fact is made and goes to the
+        // store once. By its fingerprint's hash (the fact's index, as `facts` may grow).
+        std::unordered_map<std::uint64_t, std::size_t> sends;
         std::size_t next = 0;
         const auto more = [&] {
             // The first part small: the store (Redis) waits for it, and works on it while the
@@ -225,21 +218,22 @@ class StatusTracker : public StatusRecorder {
             const std::size_t end = std::min(events.size(), next + part);
             for (; next < end; ++next) {
                 const WebhookEvent& event = events[next];
-                auto made = fact_from_event(event, options_.tracking_arg);
+                auto made = detail::recipient_fact(event, options_.tracking_arg);
                 if (!made) continue;
                 StatusEvent source;
                 source.source = StatusEvent::Source::webhook;
                 source.implies = rule_for(event)->implies;
                 source.time = event.timestamp;
-                facts.push_back(std::move(made->recipient));
+                facts.push_back(std::move(made->fact));
                 sources.push_back(source);
                 event_of.push_back(next);
                 is_event.push_back(true);
-                facts.push_back(std::move(made->send));
-                if (!sends.insert(facts.size() - 1).second) {
-                    facts.pop_back();
-                    continue;
-                }
+                const auto [known, added] = sends.emplace(
+                    detail::send_fact_hash(made->message_id, made->key_hash), facts.size());
+                // The same hash and key: the same fingerprint, so the same fact.
+                if (!added && facts[known->second].key == facts.back().key) continue;
+                facts.push_back(
+                    detail::send_fact(facts.back().key, made->message_id, made->key_hash));
                 source.implies = DeliveryState::accepted;
                 sources.push_back(source);
                 event_of.push_back(next);
