@@ -298,9 +298,9 @@ inline std::optional<RecipientFact> recipient_fact(const WebhookEvent& event,
     // A state implied by an engagement (an open, a click) has no reason of its own.
     const bool own_reason =
         rule->implies != DeliveryState::delivered || rule->type == EventType::delivered;
-    recipient.body = fact_body(rule->implies, event.timestamp, hash, rule->count,
-                               own_reason ? event.reason : "", own_reason ? event.status : "",
-                               own_reason ? event.bounce_classification : "");
+    recipient.body =
+        fact_body(rule->implies, event.timestamp, hash, rule->count, own_reason ? event.reason : "",
+                  own_reason ? event.status : "", own_reason ? event.bounce_classification : "");
     made.message_id =
         std::string_view(event.sg_message_id).substr(0, event.sg_message_id.find('.'));
     return made;
