@@ -136,6 +136,28 @@ TEST_CASE("streamed commands: each answer handed over as it is read, before the 
     CHECK(redis.command({"ECHO", "three"}).text == "three");
 }
 
+TEST_CASE("commands written in Redis' protocol are binary-safe, several to a group", "[redis]") {
+    RedisClient redis(RedisOptions::from_url(redis_fixture_url()));
+    const std::string key = unique_key("formatted");
+    const char text[] = "line\r\n$3\r\n*1\0end";  // protocol text and a NUL inside
+    const std::string value(text, sizeof text - 1);
+    std::string group;
+    sendgrid_backend::detail::append_command(group, {"SET", key, value});
+    sendgrid_backend::detail::append_command(group, {"APPEND", key, std::string_view("\0", 1)});
+    sendgrid_backend::detail::append_command(group, {"GET", key});
+    std::string empty_argument;
+    sendgrid_backend::detail::append_command(empty_argument, {"ECHO", ""});
+    const std::vector<RedisValue> answers =
+        redis.pipeline_formatted({{group, 3}, {empty_argument, 1}});
+    REQUIRE(answers.size() == 4);
+    CHECK(answers[0].text == "OK");
+    CHECK(answers[1].integer == static_cast<std::int64_t>(value.size() + 1));
+    CHECK(answers[2].text == value + std::string("\0", 1));
+    CHECK(answers[3].type == RedisValue::Type::string);
+    CHECK(answers[3].text.empty());
+    CHECK(redis.command({"DEL", key}).integer == 1);
+}
+
 TEST_CASE("a lost connection is reported for the command under way, then reconnected", "[redis]") {
     RedisClient redis(RedisOptions::from_url(redis_fixture_url()));
     RedisClient admin(RedisOptions::from_url(redis_fixture_url()));
