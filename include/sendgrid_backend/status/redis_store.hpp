@@ -484,7 +484,8 @@ class RedisStatusStore : public StatusStore {
             {{"GET", options_.message_key(key)}, {"HGETALL", options_.legacy_message_key(key)}});
         const RedisValue& value = answers.at(0);
         // A 0.19 key of another type is no record of theirs (they wrote hashes): none.
-        const RedisValue legacy = answers.at(1).is_error() ? RedisValue() : answers.at(1);
+        static const RedisValue none;
+        const RedisValue& legacy = answers.at(1).is_error() ? none : answers.at(1);
         if (value.is_error()) throw RedisError("Redis did not read a status: " + value.text);
         if (value.is_nil() && legacy.elements.empty()) return std::nullopt;
         StatusRecord record;
@@ -581,6 +582,16 @@ class RedisStatusStore : public StatusStore {
                 told_failed = std::current_exception();
             }
         };
+        // The parts told of were applied: counted once all is sent, or something failed.
+        const auto count_told = [&]() -> std::exception_ptr {
+            if (applied_count == 0) return nullptr;
+            try {
+                count(applied_count);
+            } catch (...) {
+                return std::current_exception();
+            }
+            return nullptr;
+        };
         // Rounds: a connection that broke while parts were sent stops the sending; the parts
         // sent are sent again and reported, then the making goes on in a new round.
         try {
@@ -601,24 +612,11 @@ class RedisStatusStore : public StatusStore {
                 if (!made_all && !told_failed) first_part = next_part();
             }
         } catch (...) {
-            // The parts told of before were applied: counted still, if Redis can be reached.
-            if (applied_count > 0) {
-                try {
-                    count(applied_count);
-                } catch (...) {  // NOLINT(bugprone-empty-catch): the first failure is the news
-                }
-            }
+            count_told();  // if Redis can be reached; the first failure is the news
             if (told_failed) std::rethrow_exception(told_failed);
             throw;
         }
-        std::exception_ptr not_counted;
-        if (applied_count > 0) {
-            try {
-                count(applied_count);
-            } catch (...) {
-                not_counted = std::current_exception();
-            }
-        }
+        const std::exception_ptr not_counted = count_told();
         if (told_failed) std::rethrow_exception(told_failed);
         if (refused) std::rethrow_exception(refused);
         if (not_counted) std::rethrow_exception(not_counted);
@@ -761,7 +759,7 @@ class RedisStatusStore : public StatusStore {
                 }
             }
             if (!reads.empty()) {
-                std::vector<RedisValue> read = idempotent_views(reads);
+                std::vector<RedisValue> read = idempotent(reads);
                 std::size_t at = 0;
                 for (std::size_t p = 0; p < parts.size(); ++p) {
                     if (parts[p].reported || !detail::has_legacy_records(answers[exec_at[p]])) {
@@ -811,17 +809,7 @@ class RedisStatusStore : public StatusStore {
     }
 
     /// Reads, sent again (a few times) when the connection broke under them.
-    std::vector<RedisValue> idempotent(const std::vector<std::vector<std::string>>& commands) {
-        for (int attempt = 1;; ++attempt) {
-            try {
-                return redis_->pipeline(commands);
-            } catch (const RedisConnectionLost&) {
-                if (attempt >= 3) throw;
-            }
-        }
-    }
-    std::vector<RedisValue> idempotent_views(
-        const std::vector<std::vector<std::string_view>>& commands) {
+    std::vector<RedisValue> idempotent(const std::vector<std::vector<std::string_view>>& commands) {
         for (int attempt = 1;; ++attempt) {
             try {
                 return redis_->pipeline_views(commands);

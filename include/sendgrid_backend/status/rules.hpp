@@ -276,6 +276,7 @@ namespace detail {
 /// tracking key's hash and the message id (its send fact's identity, `send_fact_hash`).
 struct RecipientFact {
     PreparedFact fact;
+    DeliveryState implies = DeliveryState::accepted;  ///< the state the event implies
     std::uint64_t key_hash = 0;
     std::string_view message_id;  ///< into the event
 };
@@ -288,6 +289,7 @@ inline std::optional<RecipientFact> recipient_fact(const WebhookEvent& event,
     const std::optional<EventRule> rule = rule_for(event);
     if (key.empty() || event.email.empty() || !rule) return std::nullopt;
     RecipientFact made;
+    made.implies = rule->implies;
     made.key_hash = fnv1a(key + '\n');
     // The event as SendGrid sent it, less the id its retries may change.
     const std::uint64_t hash = content_hash(event.raw, made.key_hash, "sg_event_id");

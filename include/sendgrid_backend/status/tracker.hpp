@@ -222,7 +222,7 @@ class StatusTracker : public StatusRecorder {
                 if (!made) continue;
                 StatusEvent source;
                 source.source = StatusEvent::Source::webhook;
-                source.implies = rule_for(event)->implies;
+                source.implies = made->implies;
                 source.time = event.timestamp;
                 facts.push_back(std::move(made->fact));
                 sources.push_back(source);
