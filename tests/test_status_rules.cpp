@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -386,12 +388,41 @@ TEST_CASE("a fingerprint tells texts apart by their lengths", "[status][rules]")
     CHECK(tracked.after({}).open.count == 2);
 }
 
+namespace {
+
+/// A body's events and the digests of their members, as the Event Webhook's reader makes them
+/// (they view the body: it is kept with them).
+struct ReadWithDigests {
+    const std::string body;
+    std::vector<sg::WebhookEvent> events;
+    sg::detail::MemberDigests digests;
+
+    explicit ReadWithDigests(std::string text) : body(std::move(text)) {
+        sg::detail::WebhookBodyReader reader(body);
+        reader.read(&events, static_cast<std::size_t>(-1), &digests);
+        reader.finish();
+        REQUIRE(digests.size() == events.size());
+    }
+    ReadWithDigests(const ReadWithDigests&) = delete;
+    ReadWithDigests& operator=(const ReadWithDigests&) = delete;
+};
+
+}  // namespace
+
 TEST_CASE("an event's fingerprint is its JSON value's, less sg_event_id", "[status][rules]") {
+    // Made from the event's text, and from the digests its reading made (EventWebhook's way):
+    // one fingerprint.
     const auto fingerprint = [](const std::string& event) {
-        const auto events = sg::parse_webhook_events("[" + event + "]");
+        const ReadWithDigests read_events("[" + event + "]");
+        const auto& events = read_events.events;
         REQUIRE(events.size() == 1);
         const auto facts = sg::fact_from_event(events[0], "sendgrid_backend_key");
         REQUIRE(facts);
+        const auto read = sg::detail::recipient_fact(events[0], "sendgrid_backend_key",
+                                                     &read_events.digests, 0);
+        REQUIRE(read);
+        CHECK(read->fact.fingerprint == facts->recipient.fingerprint);
+        CHECK(read->fact.body == facts->recipient.body);
         return facts->recipient.fingerprint;
     };
     const std::string base =
@@ -469,6 +500,42 @@ TEST_CASE("an event's fingerprint is its JSON value's, less sg_event_id", "[stat
     std::string deep(2000, '[');
     built.raw = deep;
     CHECK(sg::fact_from_event(built, "sendgrid_backend_key"));
+}
+
+TEST_CASE("the reader's digests of an event's members hash as its text does", "[status][rules]") {
+    // Keys alike in their first eight bytes or differing past them, a NUL in a key, escaped
+    // keys and values, repeated keys (the last counts), spaces around values, empty and nested
+    // containers, numbers as written, long strings: content_hash of the event's text and the
+    // digests give one hash, with and without a member left out, from any start.
+    const std::string events[] = {
+        "{}",
+        // members read into fields, one of them an object whose keys the reader reads too
+        R"({"url_offset":{"index":2,"type":"html"},"category":["a",1],"tls":1,"attempt":"3"})",
+        R"({"abcdefgh1":1,"abcdefgh":2,"abcdefgh2":3,"abcdefg":4,"ab":5,"ab\u0000":6,"a":7})",
+        R"({"b":"x","a":"y","b":"z","a\u0062":"w","\u0061":"v","sg_event_id":"e","sg_event_id":1})",
+        "{ \"a\" : \"x\" , \"b\" : [ 1 , 2 ] ,\n\t\"c\" : { } , \"d\" : [ ] , \"e\":null ,"
+        "\"f\":true,\"g\":false , \"h\" : -1.5e+10 }",
+        R"({"o":{"b":{"c":[{"d":"\n\"\\"},{"d":"\u00e9\ud83d\ude00"}],"c":0},"a":1},"o":2})",
+        R"({"s":")" + std::string(300, 'x') + R"(","t":"caf\u00e9 \/ \b\f\r\t","u":"é😀"})",
+    };
+    for (const std::string& event : events) {
+        INFO(event);
+        const ReadWithDigests both("[" + event + "," + event + "]");
+        const auto& read = both.events;
+        const sg::detail::MemberDigests* digests = &both.digests;
+        REQUIRE(read.size() == 2);
+        for (std::size_t object = 0; object < 2; ++object) {
+            for (const std::uint64_t start : {std::uint64_t{0}, std::uint64_t{12345}}) {
+                for (const std::string_view skip :
+                     {std::string_view(), std::string_view("sg_event_id"), std::string_view("a"),
+                      std::string_view("ab\0", 3)}) {
+                    CHECK(digests->hash(object, start, skip) ==
+                          sg::detail::content_hash(read[object].raw, start, skip));
+                }
+            }
+        }
+        CHECK(!digests->hash(2, 0, ""));  // no third object
+    }
 }
 
 TEST_CASE("texts of any bytes and lengths are fingerprinted (UTF-8, over 127 bytes)",

@@ -249,10 +249,7 @@ class EventWebhook {
                 std::size_t count = 0;
                 detail::WebhookBodyReader reader = detail::WebhookBodyReader::checked(body, count);
                 result.events.reserve(count);
-                result.statuses_applied = options_.statuses->record(
-                    result.events, [&reader](std::vector<WebhookEvent>& events, std::size_t most) {
-                        return reader.read(&events, most);
-                    });
+                result.statuses_applied = options_.statuses->record(result.events, reader);
                 // A store of the user's own may stop asking before the end: the events it did
                 // not take are still the request's (and its handlers').
                 reader.read(&result.events, static_cast<std::size_t>(-1));

@@ -27,6 +27,7 @@
 
 #include "sendgrid_backend/detail/abi.hpp"
 #include "sendgrid_backend/detail/attributes.hpp"
+#include "sendgrid_backend/detail/json/content_hash.hpp"
 #include "sendgrid_backend/detail/json/depth.hpp"
 #include "sendgrid_backend/detail/json/event_keys.hpp"
 #include "sendgrid_backend/detail/json/parse.hpp"
@@ -279,21 +280,36 @@ inline bool read_event_member(JsonScanner& scan, WebhookEvent& event, std::strin
 }
 
 /// Reads one event object (the scanner at its `{`) into `event`, keeping its text as `raw`.
-/// `key` is scratch space, reused from event to event. False when the text is not JSON.
+/// `key` is scratch space, reused from event to event. With `digests`, each member's value is
+/// hashed there too (MemberDigests: what a status fact's fingerprint is made of). False when
+/// the text is not JSON.
 inline bool read_event(JsonScanner& scan, std::string_view text, WebhookEvent& event,
-                       std::string& key) {
+                       std::string& key, MemberDigests* digests = nullptr) {
     scan.peek();
     const std::size_t start = scan.position();
     if (!scan.take('{')) return false;
+    if (digests != nullptr) digests->begin_object();
     if (!scan.take('}')) {
         for (;;) {
-            if (!scan.string(key) || !scan.take(':') || !read_event_member(scan, event, key)) {
-                return false;
+            scan.peek();
+            const std::size_t key_start = scan.position();
+            if (!scan.string(key)) return false;
+            if (digests != nullptr) {
+                digests->add_key(text.substr(key_start, scan.position() - key_start), key);
+            }
+            if (!scan.take(':')) return false;
+            scan.peek();
+            const std::size_t value_start = scan.position();
+            // (`key` may be used for keys inside the value.)
+            if (!read_event_member(scan, event, key)) return false;
+            if (digests != nullptr) {
+                digests->add_value(text.substr(value_start, scan.position() - value_start));
             }
             if (scan.take('}')) break;
             if (!scan.take(',')) return false;
         }
     }
+    if (digests != nullptr) digests->end_object();
     event.type = event_type_from(event.event);
     event.raw = text.substr(start, scan.position() - start);
     return true;
@@ -452,16 +468,19 @@ class WebhookBodyReader {
     }
 
     /// Reads up to `count` more events, appending them to `events` (null: only checked);
-    /// returns how many. Past an element that is not an object the rest is only checked as
-    /// JSON, for `finish` to name it. @throws InvalidWebhookBody (field "body") for text that is
-    /// not JSON.
-    std::size_t read(std::vector<WebhookEvent>* events, std::size_t count) {
+    /// returns how many. With `digests`, each event's members are hashed there too, an object
+    /// per event read. Past an element that is not an object the rest is only checked as JSON,
+    /// for `finish` to name it. @throws InvalidWebhookBody (field "body") for text that is not
+    /// JSON.
+    std::size_t read(std::vector<WebhookEvent>* events, std::size_t count,
+                     MemberDigests* digests = nullptr) {
         std::size_t read = 0;
         while (!done_ && read < count) {
             if (!not_an_object_ && scan_.peek() == '{') {
-                const bool ok = events == nullptr
-                                    ? scan_.value()
-                                    : read_event(scan_, body_, events->emplace_back(), key_);
+                const bool ok =
+                    events == nullptr
+                        ? scan_.value()
+                        : read_event(scan_, body_, events->emplace_back(), key_, digests);
                 if (!ok) throw not_json();
                 ++read;
             } else {

@@ -364,6 +364,24 @@ void same_handled(const sg::WebhookResult& got, const oracle::Handled& want,
     same_events(got.events, want.events, body);
 }
 
+/// The digests the reader makes of each event's members (EventWebhook with statuses) must hash
+/// as the event's text does (content_hash): a fact's fingerprint is the same either way.
+void same_digests(std::string_view body) {
+    sg::detail::WebhookBodyReader reader(body);
+    std::vector<sg::WebhookEvent> events;
+    sg::detail::MemberDigests digests;
+    reader.read(&events, static_cast<std::size_t>(-1), &digests);
+    same(digests.size(), events.size(), "MemberDigests: not an object per event");
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        for (const std::string_view skip : {std::string_view(), std::string_view("sg_event_id")}) {
+            const std::optional<std::uint64_t> got = digests.hash(i, 7, skip);
+            if (!got) fuzz::fail("MemberDigests: an event's members were not all hashed");
+            same(*got, sg::detail::content_hash(events[i].raw, 7, skip),
+                 "MemberDigests: an event hashes otherwise than its text");
+        }
+    }
+}
+
 /// parse_webhook_events and handle() (without and with de-duplication, and with statuses: the
 /// body checked whole, then read in parts) against the oracle.
 void compare_with_oracle(const sg::EventWebhook& unsigned_webhook,
@@ -382,6 +400,7 @@ void compare_with_oracle(const sg::EventWebhook& unsigned_webhook,
         const auto got = sg::parse_webhook_events(body);
         if (!want) fuzz::fail("parse_webhook_events took a body 0.8.0 refused");
         same_events(got, *want, body);
+        same_digests(body);
     } catch (const sg::InvalidMessage& invalid) {
         if (want) fuzz::fail("parse_webhook_events refused a body 0.8.0 took");
         same(invalid.field() + " " + invalid.reason(), want_refusal,

@@ -282,9 +282,12 @@ struct RecipientFact {
 };
 
 /// The event's recipient fact, or nullopt when it is not about a tracked message (see
-/// fact_from_event).
+/// fact_from_event). `digests` (with the event's `object` there), when given, hold the event's
+/// members as the reader that made it hashed them: its content is not read a second time.
 inline std::optional<RecipientFact> recipient_fact(const WebhookEvent& event,
-                                                   const std::string& tracking_arg) {
+                                                   const std::string& tracking_arg,
+                                                   const MemberDigests* digests = nullptr,
+                                                   std::size_t object = 0) {
     std::string key = tracking_key_of(event, tracking_arg);
     const std::optional<EventRule> rule = rule_for(event);
     if (key.empty() || event.email.empty() || !rule) return std::nullopt;
@@ -292,7 +295,10 @@ inline std::optional<RecipientFact> recipient_fact(const WebhookEvent& event,
     made.implies = rule->implies;
     made.key_hash = fnv1a(key + '\n');
     // The event as SendGrid sent it, less the id its retries may change.
-    const std::uint64_t hash = content_hash(event.raw, made.key_hash, "sg_event_id");
+    std::optional<std::uint64_t> read_before;
+    if (digests != nullptr) read_before = digests->hash(object, made.key_hash, "sg_event_id");
+    const std::uint64_t hash =
+        read_before ? *read_before : content_hash(event.raw, made.key_hash, "sg_event_id");
     PreparedFact& recipient = made.fact;
     recipient.key = std::move(key);
     recipient.target = lower_email(event.email);

@@ -157,7 +157,8 @@ class StatusTracker : public StatusRecorder {
     ///         been applied, and offered again its facts are applied once but not signalled
     ///         (RedisStatusStore::apply).
     std::size_t record(const std::vector<WebhookEvent>& events) {
-        return record_events(events, events.size(), [](std::size_t) { return std::size_t{0}; });
+        return record_events(events, events.size(), [](std::size_t) { return std::size_t{0}; },
+                             no_digests);
     }
 
     /// Reads more events into `events` with `read_more`: `read_more(events, most)` appends at
@@ -173,8 +174,28 @@ class StatusTracker : public StatusRecorder {
     /// store (nor the Redis store's client). @throws also what `read_more` throws, after the
     /// parts applied before are signalled.
     std::size_t record(std::vector<WebhookEvent>& events, const EventReader& read_more) {
-        return record_events(events, events.capacity(),
-                             [&](std::size_t most) { return read_more(events, most); });
+        return record_events(
+            events, events.capacity(), [&](std::size_t most) { return read_more(events, most); },
+            no_digests);
+    }
+
+    /// EventWebhook's: as `record(events, read_more)`, the events read from `reader`, which
+    /// hashes each event's members as it reads them (detail::MemberDigests), so that the facts'
+    /// fingerprints are made without reading the events' text again.
+    std::size_t record(std::vector<WebhookEvent>& events, detail::WebhookBodyReader& reader) {
+        detail::MemberDigests digests;  // of the events read last
+        std::size_t first_read = 0;     // the index of the first of them
+        return record_events(
+            events, events.capacity(),
+            [&](std::size_t most) {
+                digests.clear();
+                first_read = events.size();
+                return reader.read(&events, most, &digests);
+            },
+            [&](std::size_t event) {
+                return event >= first_read ? std::make_pair(&digests, event - first_read)
+                                           : no_digests(event);
+            });
     }
 
     /// The status of the message with tracking key `key`; nullopt when nothing is known of it.
@@ -193,11 +214,17 @@ class StatusTracker : public StatusRecorder {
     static constexpr std::size_t events_per_part = 250;
     static constexpr std::size_t first_part_events = 50;
 
+    /// For events read without digests of their members.
+    static std::pair<const detail::MemberDigests*, std::size_t> no_digests(std::size_t) {
+        return {nullptr, 0};
+    }
+
     /// `record`'s work: `read_more(most)` appends at most `most` events to `events`; room is
-    /// reserved for the facts of `expected` events.
-    template <class ReadMore>
+    /// reserved for the facts of `expected` events. `digests_of(i)` gives the digests of
+    /// event i's members and its object there (null: its text is read for them).
+    template <class ReadMore, class DigestsOf>
     std::size_t record_events(const std::vector<WebhookEvent>& events, std::size_t expected,
-                              ReadMore&& read_more) {
+                              ReadMore&& read_more, DigestsOf&& digests_of) {
         std::vector<PreparedFact> facts;
         std::vector<StatusEvent> sources;   // per fact; the events' places set once all are read
         std::vector<std::size_t> event_of;  // per fact, its event's index
@@ -218,7 +245,8 @@ class StatusTracker : public StatusRecorder {
             const std::size_t end = std::min(events.size(), next + part);
             for (; next < end; ++next) {
                 const WebhookEvent& event = events[next];
-                auto made = detail::recipient_fact(event, options_.tracking_arg);
+                const auto [digests, object] = digests_of(next);
+                auto made = detail::recipient_fact(event, options_.tracking_arg, digests, object);
                 if (!made) continue;
                 StatusEvent source;
                 source.source = StatusEvent::Source::webhook;

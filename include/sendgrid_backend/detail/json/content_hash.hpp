@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,14 +32,41 @@ SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
     return hash;
 }
 
+/// A key's first eight bytes as a big-endian number (zeros past its end): keys whose numbers
+/// differ are in the same order as the numbers, so most comparisons of a sort are one of
+/// integers.
+inline std::uint64_t key_prefix(std::string_view key) noexcept {
+    std::uint64_t prefix = 0;
+    for (std::size_t i = 0; i < 8; ++i) {
+        prefix = (prefix << 8) | (i < key.size() ? static_cast<unsigned char>(key[i]) : 0u);
+    }
+    return prefix;
+}
+
+/// An object's member as content_hash takes it: its key and its value's own hash.
+struct HashedMember {
+    std::string_view key;  ///< decoded: into the text, or into storage of the reader's
+    std::uint64_t digest;  ///< the member's value hashed on its own
+    std::size_t order;     ///< of a repeated key the last counts
+    std::uint64_t prefix;  ///< key_prefix(key)
+
+    HashedMember(std::string_view key_, std::uint64_t digest_, std::size_t order_) noexcept
+        : key(key_), digest(digest_), order(order_), prefix(key_prefix(key_)) {}
+};
+
+/// Puts an object's members in key order (of a repeated key, in the order they came).
+template <class Iterator>
+void sort_members(Iterator begin, Iterator end) {
+    std::sort(begin, end, [](const HashedMember& a, const HashedMember& b) {
+        if (a.prefix != b.prefix) return a.prefix < b.prefix;
+        return a.key != b.key ? a.key < b.key : a.order < b.order;
+    });
+}
+
 /// What content_hash keeps while it reads: the members of the objects being read (each
 /// object's above its parent's), and the keys and strings that had escapes, decoded.
 struct ContentHashScratch {
-    struct Member {
-        std::string_view key;  ///< decoded: into the text, or into `decoded_keys`
-        std::uint64_t digest;  ///< the member's value hashed on its own
-        std::size_t order;     ///< of a repeated key the last counts
-    };
+    using Member = HashedMember;
     std::vector<Member> members;
     std::deque<std::string> decoded_keys;  // a deque: views of earlier keys stay valid
     std::string decoded;
@@ -85,6 +113,20 @@ inline std::string_view decoded_string(std::string_view raw, std::string& out) {
     return out;
 }
 
+/// An object's hash from its members in key order (sort_members): each key once, its last
+/// value's; members named `skip` (when not empty) left out.
+inline std::uint64_t hash_sorted_members(const HashedMember* begin, const HashedMember* end,
+                                         std::uint64_t hash, std::string_view skip = {}) {
+    hash = hash_tag('{', hash);
+    for (const HashedMember* it = begin; it != end; ++it) {
+        if (it + 1 != end && (it + 1)->key == it->key) continue;
+        if (!skip.empty() && it->key == skip) continue;
+        hash = hash_text(it->key, hash_tag('k', hash));
+        hash = hash_step(hash, it->digest);  // a number, not its bytes: the same on any host
+    }
+    return hash_tag('}', hash);
+}
+
 /// Hashes the next value into `hash`; an object's member `skip` is left out. False when the
 /// text is not JSON or nests deeper than max_json_text_depth.
 inline bool hash_json_value(JsonScanner& scan, std::uint64_t& hash, ContentHashScratch& scratch,
@@ -127,23 +169,15 @@ inline bool hash_json_value(JsonScanner& scan, std::uint64_t& hash, ContentHashS
                 }
                 std::uint64_t digest = fnv1a({});
                 if (!hash_json_value(scan, digest, scratch, depth + 1)) return false;
-                if (key != skip || skip.empty()) members.push_back({key, digest, order});
+                if (key != skip || skip.empty()) members.emplace_back(key, digest, order);
                 if (scan.take('}')) break;
                 if (!scan.take(',')) return false;
             }
         }
         const auto begin = members.begin() + static_cast<std::ptrdiff_t>(base);
-        std::sort(begin, members.end(), [](const auto& a, const auto& b) {
-            return a.key != b.key ? a.key < b.key : a.order < b.order;
-        });
-        hash = hash_tag('{', hash);
-        for (auto it = begin; it != members.end(); ++it) {
-            if (it + 1 != members.end() && (it + 1)->key == it->key) continue;
-            hash = hash_text(it->key, hash_tag('k', hash));
-            hash = hash_step(hash, it->digest);  // a number, not its bytes: the same on any host
-        }
+        sort_members(begin, members.end());
+        hash = hash_sorted_members(members.data() + base, members.data() + members.size(), hash);
         members.erase(begin, members.end());
-        hash = hash_tag('}', hash);
         return true;
     }
     if (first == 't' || first == 'f' || first == 'n') {
@@ -174,6 +208,86 @@ inline std::uint64_t content_hash(std::string_view text, std::uint64_t hash,
     if (hash_json_value(scan, result, scratch, 0, skip) && scan.at_end()) return result;
     return hash_text(text, hash_tag('?', hash));
 }
+
+/// The members of objects that a reader reads anyway (the Event Webhook's reads every event),
+/// each value hashed on its own as content_hash hashes it: an object's content_hash is then had
+/// from them, in `hash`, without reading its text a second time. The keys view the text read:
+/// it must outlive their use.
+class MemberDigests {
+  public:
+    /// Forgets every object (and the keys kept for them).
+    void clear() noexcept {
+        members_.clear();
+        ends_.clear();
+        unhashed_.clear();
+        keys_.clear();
+    }
+
+    void begin_object() {
+        begin_ = members_.size();
+        unhashed_object_ = false;
+    }
+
+    /// A member's key, before its value is read: as written (quotes included) and decoded.
+    void add_key(std::string_view raw_key, const std::string& key) {
+        const std::string_view written = raw_key.size() >= 2 ? raw_key.substr(1, raw_key.size() - 2)
+                                                              : std::string_view();
+        key_ = written == key ? written : std::string_view(keys_.emplace_back(key));
+    }
+
+    /// The value of the key added last, as written (JSON the reader checked; spaces after it are
+    /// left out).
+    void add_value(std::string_view value) {
+        while (!value.empty() && is_json_space(value.back())) value.remove_suffix(1);
+        std::uint64_t digest = fnv1a({});
+        const bool string = value.size() >= 2 && value.front() == '"';
+        const std::string_view inside = string ? value.substr(1, value.size() - 2) : "";
+        if (string && inside.find('\\') == std::string_view::npos) {
+            digest = hash_text(inside, hash_tag('s', digest));  // as hash_json_value's string
+        } else {
+            // Escaped strings, numbers, words and containers: as content_hash reads them, its
+            // members one level down.
+            JsonScanner scan(value, max_json_text_depth);
+            if (!hash_json_value(scan, digest, scratch_, 1) || !scan.at_end()) {
+                unhashed_object_ = true;
+            }
+        }
+        members_.emplace_back(key_, digest, members_.size() - begin_);
+    }
+
+    void end_object() {
+        sort_members(members_.begin() + static_cast<std::ptrdiff_t>(begin_), members_.end());
+        ends_.push_back(members_.size());
+        unhashed_.push_back(unhashed_object_);
+    }
+
+    /// The number of objects ended since `clear`.
+    std::size_t size() const noexcept { return ends_.size(); }
+
+    /// What `content_hash(text, hash, skip)` gives for the text of object `object` (in the
+    /// order they were ended); nullopt when one of its values could not be hashed here.
+    std::optional<std::uint64_t> hash(std::size_t object, std::uint64_t hash,
+                                      std::string_view skip) const {
+        if (object >= ends_.size() || unhashed_[object]) return std::nullopt;
+        const std::size_t begin = object == 0 ? 0 : ends_[object - 1];
+        return hash_sorted_members(members_.data() + begin, members_.data() + ends_[object], hash,
+                                   skip);
+    }
+
+  private:
+    static bool is_json_space(char c) noexcept {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    }
+
+    std::vector<HashedMember> members_;  // every object's, each object's in key order
+    std::vector<std::size_t> ends_;      // per object, one past its last member
+    std::vector<bool> unhashed_;         // per object: a value could not be hashed
+    std::deque<std::string> keys_;       // keys that had escapes, decoded (views stay valid)
+    ContentHashScratch scratch_;         // for values that are containers
+    std::size_t begin_ = 0;
+    std::string_view key_;  // the key added last
+    bool unhashed_object_ = false;
+};
 
 }  // namespace detail
 SENDGRID_BACKEND_NAMESPACE_END
