@@ -418,8 +418,8 @@ TEST_CASE("an event's fingerprint is its JSON value's, less sg_event_id", "[stat
         REQUIRE(events.size() == 1);
         const auto facts = sg::fact_from_event(events[0], "sendgrid_backend_key");
         REQUIRE(facts);
-        const auto read = sg::detail::recipient_fact(events[0], "sendgrid_backend_key",
-                                                     &read_events.digests, 0);
+        const auto read =
+            sg::detail::recipient_fact(events[0], "sendgrid_backend_key", &read_events.digests, 0);
         REQUIRE(read);
         CHECK(read->fact.fingerprint == facts->recipient.fingerprint);
         CHECK(read->fact.body == facts->recipient.body);

@@ -477,10 +477,9 @@ class WebhookBodyReader {
         std::size_t read = 0;
         while (!done_ && read < count) {
             if (!not_an_object_ && scan_.peek() == '{') {
-                const bool ok =
-                    events == nullptr
-                        ? scan_.value()
-                        : read_event(scan_, body_, events->emplace_back(), key_, digests);
+                const bool ok = events == nullptr ? scan_.value()
+                                                  : read_event(scan_, body_, events->emplace_back(),
+                                                               key_, digests);
                 if (!ok) throw not_json();
                 ++read;
             } else {

@@ -157,8 +157,8 @@ class StatusTracker : public StatusRecorder {
     ///         been applied, and offered again its facts are applied once but not signalled
     ///         (RedisStatusStore::apply).
     std::size_t record(const std::vector<WebhookEvent>& events) {
-        return record_events(events, events.size(), [](std::size_t) { return std::size_t{0}; },
-                             no_digests);
+        return record_events(
+            events, events.size(), [](std::size_t) { return std::size_t{0}; }, no_digests);
     }
 
     /// Reads more events into `events` with `read_more`: `read_more(events, most)` appends at

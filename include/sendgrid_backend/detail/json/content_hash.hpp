@@ -230,8 +230,8 @@ class MemberDigests {
 
     /// A member's key, before its value is read: as written (quotes included) and decoded.
     void add_key(std::string_view raw_key, const std::string& key) {
-        const std::string_view written = raw_key.size() >= 2 ? raw_key.substr(1, raw_key.size() - 2)
-                                                              : std::string_view();
+        const std::string_view written =
+            raw_key.size() >= 2 ? raw_key.substr(1, raw_key.size() - 2) : std::string_view();
         key_ = written == key ? written : std::string_view(keys_.emplace_back(key));
     }
 
