@@ -158,7 +158,8 @@ TEST_CASE("printable ASCII: every byte value at every offset of texts up to 20 b
 TEST_CASE("a string's run of plain characters ends at the first quote, escape or control byte",
           "[detail][json]") {
     // Every byte value at every offset of runs up to 20 bytes (eight at a time, then the rest),
-    // against the plain definition, one byte at a time.
+    // against the plain definition, one byte at a time; and whether the run holds a byte above
+    // 0x7f (bytes past the run's end do not count).
     for (std::size_t size = 0; size <= 20; ++size) {
         for (std::size_t offset = 0; offset < std::max<std::size_t>(size, 1); ++offset) {
             for (int value = 0; value < 256; ++value) {
@@ -166,15 +167,20 @@ TEST_CASE("a string's run of plain characters ends at the first quote, escape or
                 if (offset < size) text[offset] = static_cast<char>(value);
                 // A second byte further on, so that a flag past the first cannot be taken for it.
                 if (offset + 3 < size) text[offset + 3] = '"';
+                if (offset + 5 < size) text[offset + 5] = '\xff';  // past the run's end
                 std::size_t expected = 0;
+                bool expected_beyond_ascii = false;
                 while (expected < text.size()) {
                     const auto c = static_cast<unsigned char>(text[expected]);
                     if (c == '"' || c == '\\' || c < 0x20) break;
+                    expected_beyond_ascii = expected_beyond_ascii || c > 0x7f;
                     ++expected;
                 }
                 const detail::JsonScanner scan(text);
                 INFO("size " << size << ", byte " << value << " at " << offset);
-                REQUIRE(scan.plain_run_end() == expected);
+                bool beyond_ascii = !expected_beyond_ascii;
+                REQUIRE(scan.plain_run_end(beyond_ascii) == expected);
+                REQUIRE(beyond_ascii == expected_beyond_ascii);
             }
         }
     }

@@ -152,7 +152,10 @@ inline EventKey event_key(std::string_view name) noexcept {
     const EventKeysByLength& table = event_keys_of_length;
     if (name.size() > EventKeysByLength::longest) return EventKey::custom;
     for (std::size_t i = table.first[name.size()]; i < table.first[name.size() + 1]; ++i) {
-        if (table.keys[i].name == name) return table.keys[i].key;
+        // The first byte before the rest: most keys of a length differ there, and most
+        // lookups are then one comparison of bytes.
+        const std::string_view known = table.keys[i].name;
+        if (known[0] == name[0] && known == name) return table.keys[i].key;
     }
     return EventKey::custom;
 }

@@ -64,15 +64,24 @@ class JsonScanner {
     }
 
     /// Where the run of a string's plain characters from here ends: at its next quote, escape
-    /// or control character (or the text's end).
-    std::size_t plain_run_end() const noexcept {
+    /// or control character (or the text's end). `beyond_ascii` tells whether the run holds a
+    /// byte above 0x7f: only such a run needs its UTF-8 checked.
+    std::size_t plain_run_end(bool& beyond_ascii) const noexcept {
         std::size_t end = at_;
-        while (end + 8 <= text_.size() && !word_ends_plain_run(text_.data() + end)) end += 8;
+        std::uint64_t seen = 0;  // the run's bytes or-ed together, a word at a time
+        while (end + 8 <= text_.size() && !word_ends_plain_run(text_.data() + end)) {
+            std::uint64_t word = 0;
+            std::memcpy(&word, text_.data() + end, sizeof word);
+            seen |= word;
+            end += 8;
+        }
         while (end < text_.size()) {
             const auto c = static_cast<unsigned char>(text_[end]);
             if (c == '"' || c == '\\' || c < 0x20) break;
+            seen |= c;
             ++end;
         }
+        beyond_ascii = (seen & 0x8080808080808080ull) != 0;
         return end;
     }
 
@@ -85,12 +94,15 @@ class JsonScanner {
         if (!take('"')) return false;
         while (at_ < text_.size()) {
             // The run up to the next quote, escape or control character, appended at once.
-            const std::size_t end = plain_run_end();
+            // Escapes decode to whole characters: checking each run is checking the string.
+            bool beyond_ascii = false;
+            const std::size_t end = plain_run_end(beyond_ascii);
+            if (beyond_ascii && !is_valid_utf8(text_.substr(at_, end - at_))) return false;
             out.append(text_.data() + at_, end - at_);
             at_ = end;
             if (at_ >= text_.size()) return false;
             const char c = text_[at_++];
-            if (c == '"') return is_valid_utf8(out);
+            if (c == '"') return true;
             if (c != '\\') return false;  // a control character
             if (at_ >= text_.size()) return false;
             switch (text_[at_++]) {
@@ -134,10 +146,11 @@ class JsonScanner {
         if (!take('"')) return false;
         const std::size_t start = at_ - 1;
         while (at_ < text_.size()) {
-            const std::size_t end = plain_run_end();
+            bool beyond_ascii = false;
+            const std::size_t end = plain_run_end(beyond_ascii);
             // Escapes decode to whole characters, so checking each run between them is
             // checking the decoded string.
-            if (!is_valid_utf8(text_.substr(at_, end - at_))) return false;
+            if (beyond_ascii && !is_valid_utf8(text_.substr(at_, end - at_))) return false;
             at_ = end;
             if (at_ >= text_.size()) return false;
             const char c = text_[at_++];
