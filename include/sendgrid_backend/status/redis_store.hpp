@@ -164,6 +164,8 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
         }
     };
     std::unordered_set<std::pair<std::size_t, std::string_view>, Later> later;
+    positions.reserve(batch.groups.first.size());  // no rehash on the way
+    later.reserve(facts.size());
     for (std::size_t i = 0; i < facts.size(); ++i) {
         const PreparedFact& fact = facts[i];
         if (fact.fingerprint.find_first_of("\t\n") != std::string::npos ||

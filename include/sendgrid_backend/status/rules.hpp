@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -105,11 +106,11 @@ constexpr DeliveryState state_of(SendStatus status) noexcept {
 
 namespace detail {
 
-inline std::string hex64(std::uint64_t value) {
+/// A fingerprint's text: the letter of its kind, then `value` in 16 hex digits.
+inline std::string fingerprint_text(char kind, std::uint64_t value) {
     static const char digits[] = "0123456789abcdef";
-    std::string text(16, '0');
-    for (int i = 15; i >= 0; --i, value >>= 4)
-        text[static_cast<std::size_t>(i)] = digits[value & 15];
+    std::string text(17, kind);
+    for (std::size_t i = 16; i > 0; --i, value >>= 4) text[i] = digits[value & 15];
     return text;
 }
 
@@ -156,13 +157,16 @@ inline std::string fact_body(DeliveryState state, std::int64_t time, std::uint64
                              std::string_view count, std::string_view first,
                              std::string_view second, std::string_view third) {
     std::string body;
-    body.reserve(40 + count.size() + first.size() + second.size() + third.size());
-    body += std::to_string(static_cast<int>(state));
-    body += '\t';
-    body += std::to_string(storable_time(time));
-    body += '\t';
-    body += std::to_string(hash & ((std::uint64_t{1} << 48) - 1));
-    body += '\t';
+    body.reserve(64 + count.size() + first.size() + second.size() + third.size());
+    // The numbers written in place (no string a number): a fact is made per event.
+    const auto number = [&body](auto value) {
+        char digits[24];  // room for any 64-bit number
+        body.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+        body += '\t';
+    };
+    number(static_cast<int>(state));
+    number(storable_time(time));
+    number(hash & ((std::uint64_t{1} << 48) - 1));
     body += count;
     for (std::string_view text : {first, second, third}) {
         body += '\t';
@@ -302,7 +306,7 @@ inline std::optional<RecipientFact> recipient_fact(const WebhookEvent& event,
     PreparedFact& recipient = made.fact;
     recipient.key = std::move(key);
     recipient.target = lower_email(event.email);
-    recipient.fingerprint = "e" + hex64(hash);
+    recipient.fingerprint = fingerprint_text('e', hash);
     // A state implied by an engagement (an open, a click) has no reason of its own.
     const bool own_reason =
         rule->implies != DeliveryState::delivered || rule->type == EventType::delivered;
@@ -325,7 +329,7 @@ inline PreparedFact send_fact(std::string key, std::string_view message_id,
                               std::uint64_t key_hash) {
     PreparedFact send;
     send.key = std::move(key);
-    send.fingerprint = "a" + hex64(send_fact_hash(message_id, key_hash));
+    send.fingerprint = fingerprint_text('a', send_fact_hash(message_id, key_hash));
     // A recorded send (time > 0) tells it better. Ties between events naming different ids (one
     // key on two sends) go by the id's hash, not by which event came first.
     send.body = fact_body(DeliveryState::accepted, 0, fnv1a(message_id), "", message_id, "", "");
@@ -379,7 +383,7 @@ inline std::vector<PreparedFact> fact_from_outcome(const std::string& key,
     for (const std::string& recipient : done) {
         hash = detail::fnv1a("\n", detail::fnv1a(recipient, hash));  // as of recipient + '\n'
     }
-    const std::string fingerprint = "s" + detail::hex64(hash);
+    const std::string fingerprint = detail::fingerprint_text('s', hash);
     std::vector<PreparedFact> facts;
     facts.reserve(targets.size() + 1);
     if (part.empty()) {
@@ -403,7 +407,7 @@ inline PreparedFact fact_from_queue(const std::string& key, DeliveryState state,
                                     const std::string& reason = std::string()) {
     const std::uint64_t hash =
         detail::fnv1a(std::string("queue\n") + to_string(state), detail::fnv1a(key + '\n'));
-    return {key, "", "q" + detail::hex64(hash),
+    return {key, "", detail::fingerprint_text('q', hash),
             detail::fact_body(state, time, hash, "", "", "", reason)};
 }
 

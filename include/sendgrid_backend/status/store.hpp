@@ -126,6 +126,7 @@ inline TargetGroups target_groups(FactSpan facts) {
     groups.of_fact.reserve(facts.size());
     std::unordered_map<std::pair<std::string_view, std::string_view>, std::size_t, TextPairHash>
         numbers;
+    numbers.reserve(facts.size());  // no rehash on the way
     for (std::size_t i = 0; i < facts.size(); ++i) {
         auto [at, added] = numbers.emplace(
             std::make_pair(std::string_view(facts[i].key), std::string_view(facts[i].target)),

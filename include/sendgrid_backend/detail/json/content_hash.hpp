@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <string>
@@ -36,20 +37,21 @@ SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
 /// differ are in the same order as the numbers, so most comparisons of a sort are one of
 /// integers.
 inline std::uint64_t key_prefix(std::string_view key) noexcept {
+    unsigned char bytes[8] = {};
+    std::memcpy(bytes, key.data(), std::min<std::size_t>(key.size(), 8));
     std::uint64_t prefix = 0;
-    for (std::size_t i = 0; i < 8; ++i) {
-        prefix = (prefix << 8) | (i < key.size() ? static_cast<unsigned char>(key[i]) : 0u);
-    }
+    for (unsigned char byte : bytes) prefix = (prefix << 8) | byte;
     return prefix;
 }
 
 /// An object's member as content_hash takes it: its key and its value's own hash.
 struct HashedMember {
-    std::string_view key;  ///< decoded: into the text, or into storage of the reader's
-    std::uint64_t digest;  ///< the member's value hashed on its own
-    std::size_t order;     ///< of a repeated key the last counts
-    std::uint64_t prefix;  ///< key_prefix(key)
+    std::string_view key;      ///< decoded: into the text, or into storage of the reader's
+    std::uint64_t digest = 0;  ///< the member's value hashed on its own
+    std::size_t order = 0;     ///< of a repeated key the last counts
+    std::uint64_t prefix = 0;  ///< key_prefix(key)
 
+    HashedMember() = default;
     HashedMember(std::string_view key_, std::uint64_t digest_, std::size_t order_) noexcept
         : key(key_), digest(digest_), order(order_), prefix(key_prefix(key_)) {}
 };
@@ -57,10 +59,34 @@ struct HashedMember {
 /// Puts an object's members in key order (of a repeated key, in the order they came).
 template <class Iterator>
 void sort_members(Iterator begin, Iterator end) {
-    std::sort(begin, end, [](const HashedMember& a, const HashedMember& b) {
+    const auto before = [](const HashedMember& a, const HashedMember& b) {
         if (a.prefix != b.prefix) return a.prefix < b.prefix;
         return a.key != b.key ? a.key < b.key : a.order < b.order;
+    };
+    const auto count = static_cast<std::size_t>(end - begin);
+    constexpr std::size_t most_members = 32;  // an event's dozen or so, with room
+    if (count > most_members) {
+        std::sort(begin, end, before);
+        return;
+    }
+    // Small places sorted, then the members put in their order: an insertion sort moving
+    // members (forty bytes each) cost more than the comparisons.
+    struct Place {
+        std::uint64_t prefix;
+        std::size_t index;
+    };
+    Place places[most_members];
+    for (std::size_t i = 0; i < count; ++i) places[i] = {begin[i].prefix, i};
+    std::sort(places, places + count, [&](const Place& a, const Place& b) {
+        if (a.prefix != b.prefix) return a.prefix < b.prefix;
+        return before(begin[a.index], begin[b.index]);
     });
+    bool moved = false;
+    for (std::size_t i = 0; i < count && !moved; ++i) moved = places[i].index != i;
+    if (!moved) return;
+    HashedMember sorted[most_members];
+    for (std::size_t i = 0; i < count; ++i) sorted[i] = begin[places[i].index];
+    std::copy(sorted, sorted + count, begin);
 }
 
 /// What content_hash keeps while it reads: the members of the objects being read (each
@@ -101,6 +127,30 @@ inline std::uint64_t hash_words(std::string_view bytes, std::uint64_t hash) {
 /// A text goes in after its length, so that no two different values give one stream.
 inline std::uint64_t hash_text(std::string_view bytes, std::uint64_t hash) {
     return hash_words(bytes, hash_step(hash, bytes.size()));
+}
+
+/// A string's text hashed as hash_json_value hashes the string, into `hash`, when it holds no
+/// escape (looked for in the same pass); false, `hash` untouched, when it does.
+inline bool hash_unescaped(std::string_view inside, std::uint64_t& hash) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    constexpr std::uint64_t highs = 0x8080808080808080ull;
+    const auto* data = reinterpret_cast<const unsigned char*>(inside.data());
+    std::size_t left = inside.size();
+    std::uint64_t result = hash_step(hash_tag('s', hash), inside.size());
+    for (; left >= 8; left -= 8, data += 8) {
+        std::uint64_t word = 0;
+        for (int i = 7; i >= 0; --i) word = (word << 8) | data[i];
+        const std::uint64_t backslash = word ^ (ones * '\\');
+        if (((backslash - ones) & ~backslash & highs) != 0) return false;
+        result = hash_step(result, word);
+    }
+    std::uint64_t tail = 0;
+    for (std::size_t i = left; i > 0; --i) {
+        if (data[i - 1] == '\\') return false;
+        tail = (tail << 8) | data[i - 1];
+    }
+    hash = hash_step(result, tail);
+    return true;
 }
 
 /// A string the scanner took (`raw`, quotes included) decoded: a view of its text when it has
@@ -232,7 +282,9 @@ class MemberDigests {
     void add_key(std::string_view raw_key, const std::string& key) {
         const std::string_view written =
             raw_key.size() >= 2 ? raw_key.substr(1, raw_key.size() - 2) : std::string_view();
-        key_ = written == key ? written : std::string_view(keys_.emplace_back(key));
+        // Every escape decodes to fewer bytes than it is written in: a key as long as it is
+        // written had none, and is the text itself.
+        key_ = written.size() == key.size() ? written : std::string_view(keys_.emplace_back(key));
     }
 
     /// The value of the key added last, as written (JSON the reader checked; spaces after it are
@@ -241,9 +293,8 @@ class MemberDigests {
         while (!value.empty() && is_json_space(value.back())) value.remove_suffix(1);
         std::uint64_t digest = fnv1a({});
         const bool string = value.size() >= 2 && value.front() == '"';
-        const std::string_view inside = string ? value.substr(1, value.size() - 2) : "";
-        if (string && inside.find('\\') == std::string_view::npos) {
-            digest = hash_text(inside, hash_tag('s', digest));  // as hash_json_value's string
+        if (string && hash_unescaped(value.substr(1, value.size() - 2), digest)) {
+            // hashed as hash_json_value hashes a string
         } else {
             // Escaped strings, numbers, words and containers: as content_hash reads them, its
             // members one level down.
