@@ -296,6 +296,57 @@ TEST_CASE("sendgrid_status_changed: once per real change, with the event", "[sta
     CHECK(seen.size() == 2);
 }
 
+TEST_CASE("a store's own target numbers are used only when they fit the facts", "[status][store]") {
+    const std::vector<sg::PreparedFact> facts = {
+        {"k", "a", "f1", "b"}, {"k", "b", "f2", "b"}, {"k", "a", "f3", "b"}, {"j", "a", "f4", "b"}};
+    const auto told = sg::detail::told_target_groups(facts, {0, 1, 0, 2});
+    REQUIRE(told);
+    CHECK(told->first == std::vector<std::size_t>{0, 1, 3});
+    CHECK(told->of_fact == std::vector<std::size_t>{0, 1, 0, 2});
+    CHECK(told->first == sg::detail::target_groups(facts).first);
+    for (const std::vector<std::size_t>& wrong :
+         {std::vector<std::size_t>{0, 1, 0},        // not one per fact
+          std::vector<std::size_t>{1, 0, 1, 2},     // not in the order of first facts
+          std::vector<std::size_t>{0, 1, 1, 2},     // another target under one number
+          std::vector<std::size_t>{0, 1, 0, 0},     // another key under one number
+          std::vector<std::size_t>{0, 2, 0, 1}}) {  // a number skipped
+        CHECK_FALSE(sg::detail::told_target_groups(facts, wrong));
+    }
+
+    // Through a tracker: a store that tells numbers that do not fit changes nothing of what is
+    // signalled.
+    struct WrongNumbers : sg::MemoryStatusStore {
+        sg::AppliedFacts apply(const std::vector<sg::PreparedFact>& facts) override {
+            sg::AppliedFacts result = sg::MemoryStatusStore::apply(facts);
+            result.target_of.assign(facts.size(), 0);  // every fact under the first target
+            return result;
+        }
+    };
+    std::vector<std::string> seen;
+    sg::ScopedConnection recording = sg::sendgrid_status_changed.connect(
+        [&seen](const std::string& key, const std::string& recipient,
+                const sg::RecipientState& before, const sg::RecipientState& after,
+                const sg::StatusEvent&) {
+            seen.push_back(key + " " + recipient + " " + sg::to_string(before.state) + ">" +
+                           sg::to_string(after.state));
+        });
+    const auto batch = parse({ev("processed", 1, "1"), ev("delivered", 2, "2"),
+                              event_json("k", "b@example.com", "bounce", 3, "3")});
+    std::vector<std::vector<std::string>> signalled;
+    for (const std::shared_ptr<sg::StatusStore>& store :
+         {std::shared_ptr<sg::StatusStore>(std::make_shared<sg::MemoryStatusStore>()),
+          std::shared_ptr<sg::StatusStore>(std::make_shared<WrongNumbers>())}) {
+        sg::StatusTrackerOptions options;
+        options.store = store;
+        sg::StatusTracker tracker(options);
+        seen.clear();
+        CHECK(tracker.record(batch) == 3);
+        signalled.push_back(seen);
+    }
+    CHECK(signalled[0].size() == 4);
+    CHECK(signalled[1] == signalled[0]);
+}
+
 TEST_CASE("MemoryStatusStore is bounded: the least recently changed message goes first",
           "[status][store]") {
     CHECK_THROWS_AS(sg::MemoryStatusStore(0), sg::ImproperlyConfigured);

@@ -168,8 +168,7 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
     later.reserve(facts.size());
     for (std::size_t i = 0; i < facts.size(); ++i) {
         const PreparedFact& fact = facts[i];
-        if (fact.fingerprint.find_first_of("\t\n") != std::string::npos ||
-            fact.body.find('\n') != std::string::npos) {
+        if (contains_any(fact.fingerprint, "\t\n") || fact.body.find('\n') != std::string::npos) {
             throw std::invalid_argument(
                 "RedisStatusStore: a fact's fingerprint holds a tab or line break, or its body a "
                 "line break (key '" +
@@ -350,6 +349,7 @@ inline DecodedPart decode_status_answer(const RedisValue& exec, const StatusBatc
     AppliedFacts& result = part.result;
     result.applied.assign(facts.size(), false);
     result.before.resize(batch.groups.first.size());
+    result.target_of = batch.groups.of_fact;  // the tracker needs them too
     for (std::size_t m = 0; m < messages; ++m) {
         const std::vector<std::size_t>& targets = batch.messages[m];
         const RedisValue& appended = exec.elements[1 + 2 * m];

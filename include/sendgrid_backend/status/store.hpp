@@ -46,6 +46,11 @@ struct AppliedFacts {
     /// Per target the call names (a key and target, in the order of their first fact: see
     /// `detail::target_groups`), the bodies of the facts it held before the call, in any order.
     std::vector<std::vector<std::string>> before;
+    /// Optional: per fact, its target's number in `before` (the numbering of
+    /// `detail::target_groups`: one number per key and target), when the store worked it out
+    /// anyway (RedisStatusStore does); empty: the tracker works it out. Numbers that do not fit
+    /// the facts are not used.
+    std::vector<std::size_t> target_of;
 };
 
 /// A message's facts as stored: by target ("" the send), each target's fact bodies in any order.
@@ -134,6 +139,28 @@ inline TargetGroups target_groups(FactSpan facts) {
         if (added) groups.first.push_back(i);
         groups.of_fact.push_back(at->second);
     }
+    return groups;
+}
+
+/// The groups `numbers` (per fact, its target's number, as a store told them) make: nullopt
+/// unless numbered in the order of first facts, each fact of its group's key and target. (That
+/// one key and target has one number is the store's word: checking it would cost what working
+/// the numbers out costs.)
+inline std::optional<TargetGroups> told_target_groups(FactSpan facts,
+                                                      std::vector<std::size_t> numbers) {
+    if (numbers.size() != facts.size()) return std::nullopt;
+    TargetGroups groups;
+    for (std::size_t i = 0; i < facts.size(); ++i) {
+        const std::size_t target = numbers[i];
+        if (target == groups.first.size()) {
+            groups.first.push_back(i);
+        } else if (target > groups.first.size() ||
+                   facts[groups.first[target]].target != facts[i].target ||
+                   facts[groups.first[target]].key != facts[i].key) {
+            return std::nullopt;
+        }
+    }
+    groups.of_fact = std::move(numbers);
     return groups;
 }
 

@@ -364,7 +364,11 @@ class StatusTracker : public StatusRecorder {
     /// status folded from what it held, then from each fact applied now. Calls no user code.
     /// @throws std::logic_error when the answer does not fit the facts.
     FoldedPart fold_changes(detail::FactSpan facts, AppliedFacts result) const {
-        const detail::TargetGroups groups = detail::target_groups(facts);
+        std::optional<detail::TargetGroups> told;
+        if (!result.target_of.empty()) {
+            told = detail::told_target_groups(facts, std::move(result.target_of));
+        }
+        const detail::TargetGroups groups = told ? std::move(*told) : detail::target_groups(facts);
         if (result.applied.size() != facts.size() || result.before.size() != groups.first.size()) {
             throw std::logic_error("sendgrid_backend: the status store answered for " +
                                    std::to_string(result.applied.size()) + " facts and " +

@@ -273,6 +273,11 @@ class JsonScanner {
     }
 
     static bool overflows_double(std::string_view token) noexcept {
+        // Without an exponent, fewer than 300 characters are a magnitude within 1e-300 and
+        // 1e300 (or zero): in range, and most numbers (timestamps, ids) are told so at once.
+        if (token.size() < 300 && !contains_any(token, "eE")) {
+            return false;
+        }
         double value = 0;
         if (std::from_chars(token.data(), token.data() + token.size(), value).ec !=
             std::errc::result_out_of_range) {
@@ -390,7 +395,7 @@ inline JsonNumber json_number_value(std::string_view token) noexcept {
     JsonNumber number;
     const char* first = token.data();
     const char* last = token.data() + token.size();
-    if (token.find_first_of(".eE") == std::string_view::npos) {
+    if (!contains_any(token, ".eE")) {
         if (token[0] == '-') {
             if (std::from_chars(first, last, number.signed_value).ec == std::errc()) {
                 number.kind = JsonNumber::Kind::signed_integer;
