@@ -236,6 +236,7 @@ class StatusTracker : public StatusRecorder {
         // A message's events all say the same of its send: that fact is made and goes to the
         // store once. By its fingerprint's hash (the fact's index, as `facts` may grow).
         std::unordered_map<std::uint64_t, std::size_t> sends;
+        sends.reserve(expected);
         std::size_t next = 0;
         const auto more = [&] {
             // The first part small: the store (Redis) waits for it, and works on it while the

@@ -293,11 +293,14 @@ class MemberDigests {
         while (!value.empty() && is_json_space(value.back())) value.remove_suffix(1);
         std::uint64_t digest = fnv1a({});
         const bool string = value.size() >= 2 && value.front() == '"';
+        const char first = value.empty() ? '\0' : value.front();
         if (string && hash_unescaped(value.substr(1, value.size() - 2), digest)) {
             // hashed as hash_json_value hashes a string
+        } else if (first == '-' || (first >= '0' && first <= '9')) {
+            digest = hash_text(value, hash_tag('n', digest));  // a checked number: its text
         } else {
-            // Escaped strings, numbers, words and containers: as content_hash reads them, its
-            // members one level down.
+            // Escaped strings, words and containers: as content_hash reads them, its members
+            // one level down.
             JsonScanner scan(value, max_json_text_depth);
             if (!hash_json_value(scan, digest, scratch_, 1) || !scan.at_end()) {
                 unhashed_object_ = true;
