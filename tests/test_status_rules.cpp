@@ -309,7 +309,8 @@ TEST_CASE("a store's own target numbers are used only when they fit the facts", 
           std::vector<std::size_t>{1, 0, 1, 2},     // not in the order of first facts
           std::vector<std::size_t>{0, 1, 1, 2},     // another target under one number
           std::vector<std::size_t>{0, 1, 0, 0},     // another key under one number
-          std::vector<std::size_t>{0, 2, 0, 1}}) {  // a number skipped
+          std::vector<std::size_t>{0, 2, 0, 1},     // a number skipped
+          std::vector<std::size_t>{0, 1, 2, 3}}) {  // one key and target, two numbers
         CHECK_FALSE(sg::detail::told_target_groups(facts, wrong));
     }
 

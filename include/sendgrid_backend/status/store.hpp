@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -47,9 +48,9 @@ struct AppliedFacts {
     /// `detail::target_groups`), the bodies of the facts it held before the call, in any order.
     std::vector<std::vector<std::string>> before;
     /// Optional: per fact, its target's number in `before` (the numbering of
-    /// `detail::target_groups`: one number per key and target), when the store worked it out
-    /// anyway (RedisStatusStore does); empty: the tracker works it out. Numbers that do not fit
-    /// the facts are not used.
+    /// `detail::target_groups`: one number per key and target, in the order of first facts),
+    /// when the store worked it out anyway (RedisStatusStore does); empty: the tracker works it
+    /// out. Numbers that are not that numbering are not used.
     std::vector<std::size_t> target_of;
 };
 
@@ -143,16 +144,19 @@ inline TargetGroups target_groups(FactSpan facts) {
 }
 
 /// The groups `numbers` (per fact, its target's number, as a store told them) make: nullopt
-/// unless numbered in the order of first facts, each fact of its group's key and target. (That
-/// one key and target has one number is the store's word: checking it would cost what working
-/// the numbers out costs.)
+/// unless they are target_groups' numbering of `facts`: numbered in the order of first facts,
+/// each fact of its group's key and target, each key and target one group.
 inline std::optional<TargetGroups> told_target_groups(FactSpan facts,
                                                       std::vector<std::size_t> numbers) {
     if (numbers.size() != facts.size()) return std::nullopt;
     TargetGroups groups;
+    // Each group's key and target, once: a hash a group, where working the numbers out takes
+    // one a fact.
+    std::unordered_set<std::pair<std::string_view, std::string_view>, TextPairHash> named;
     for (std::size_t i = 0; i < facts.size(); ++i) {
         const std::size_t target = numbers[i];
         if (target == groups.first.size()) {
+            if (!named.emplace(facts[i].key, facts[i].target).second) return std::nullopt;
             groups.first.push_back(i);
         } else if (target > groups.first.size() ||
                    facts[groups.first[target]].target != facts[i].target ||

@@ -38,7 +38,7 @@ SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE inline std::uint64_t fnv1a(
 /// integers.
 inline std::uint64_t key_prefix(std::string_view key) noexcept {
     unsigned char bytes[8] = {};
-    std::memcpy(bytes, key.data(), std::min<std::size_t>(key.size(), 8));
+    if (!key.empty()) std::memcpy(bytes, key.data(), std::min<std::size_t>(key.size(), 8));
     std::uint64_t prefix = 0;
     for (unsigned char byte : bytes) prefix = (prefix << 8) | byte;
     return prefix;
@@ -108,20 +108,21 @@ SENDGRID_BACKEND_DETAIL_WRAPS_ON_PURPOSE constexpr std::uint64_t hash_step(
     return (((hash << 5) | (hash >> 59)) ^ word) * 0x517cc1b727220a95ull;
 }
 
+/// The `count` (at most 8) bytes at `data` as a little-endian number, whatever the host: hosts
+/// share stores.
+inline std::uint64_t little_endian_word(const unsigned char* data, std::size_t count) noexcept {
+    std::uint64_t word = 0;
+    for (std::size_t i = count; i > 0; --i) word = (word << 8) | data[i - 1];
+    return word;
+}
+
 /// Eight bytes a step (FNV-1a's one a step made it most of a fact's cost), so texts of one
-/// length that differ in one word never collide. The words are read little-endian whatever the
-/// host, as hosts share stores.
+/// length that differ in one word never collide; the last step takes the bytes left (none: 0).
 inline std::uint64_t hash_words(std::string_view bytes, std::uint64_t hash) {
     const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
     std::size_t left = bytes.size();
-    for (; left >= 8; left -= 8, data += 8) {
-        std::uint64_t word = 0;
-        for (int i = 7; i >= 0; --i) word = (word << 8) | data[i];
-        hash = hash_step(hash, word);
-    }
-    std::uint64_t tail = 0;
-    for (std::size_t i = left; i > 0; --i) tail = (tail << 8) | data[i - 1];
-    return hash_step(hash, tail);
+    for (; left >= 8; left -= 8, data += 8) hash = hash_step(hash, little_endian_word(data, 8));
+    return hash_step(hash, little_endian_word(data, left));
 }
 
 /// A text goes in after its length, so that no two different values give one stream.
@@ -129,8 +130,9 @@ inline std::uint64_t hash_text(std::string_view bytes, std::uint64_t hash) {
     return hash_words(bytes, hash_step(hash, bytes.size()));
 }
 
-/// A string's text hashed as hash_json_value hashes the string, into `hash`, when it holds no
-/// escape (looked for in the same pass); false, `hash` untouched, when it does.
+/// A string's text hashed as hash_json_value hashes the string (hash_text after the tag 's'),
+/// into `hash`, when it holds no escape (looked for in the same pass, a word at a time); false,
+/// `hash` untouched, when it does.
 inline bool hash_unescaped(std::string_view inside, std::uint64_t& hash) noexcept {
     constexpr std::uint64_t ones = 0x0101010101010101ull;
     constexpr std::uint64_t highs = 0x8080808080808080ull;
@@ -138,18 +140,15 @@ inline bool hash_unescaped(std::string_view inside, std::uint64_t& hash) noexcep
     std::size_t left = inside.size();
     std::uint64_t result = hash_step(hash_tag('s', hash), inside.size());
     for (; left >= 8; left -= 8, data += 8) {
-        std::uint64_t word = 0;
-        for (int i = 7; i >= 0; --i) word = (word << 8) | data[i];
+        const std::uint64_t word = little_endian_word(data, 8);
         const std::uint64_t backslash = word ^ (ones * '\\');
-        if (((backslash - ones) & ~backslash & highs) != 0) return false;
+        if (((backslash - ones) & ~backslash & highs) != 0) return false;  // a byte of it is one
         result = hash_step(result, word);
     }
-    std::uint64_t tail = 0;
-    for (std::size_t i = left; i > 0; --i) {
-        if (data[i - 1] == '\\') return false;
-        tail = (tail << 8) | data[i - 1];
+    for (std::size_t i = 0; i < left; ++i) {
+        if (data[i] == '\\') return false;
     }
-    hash = hash_step(result, tail);
+    hash = hash_step(result, little_endian_word(data, left));
     return true;
 }
 
@@ -271,6 +270,8 @@ class MemberDigests {
         ends_.clear();
         unhashed_.clear();
         keys_.clear();
+        scratch_.members.clear();
+        scratch_.decoded_keys.clear();
     }
 
     void begin_object() {
@@ -337,7 +338,7 @@ class MemberDigests {
     std::vector<std::size_t> ends_;      // per object, one past its last member
     std::vector<bool> unhashed_;         // per object: a value could not be hashed
     std::deque<std::string> keys_;       // keys that had escapes, decoded (views stay valid)
-    ContentHashScratch scratch_;         // for values that are containers
+    ContentHashScratch scratch_;         // for values read as content_hash reads them
     std::size_t begin_ = 0;
     std::string_view key_;  // the key added last
     bool unhashed_object_ = false;

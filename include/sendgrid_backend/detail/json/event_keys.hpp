@@ -147,6 +147,9 @@ static_assert(event_keys_of_length.first[EventKeysByLength::longest + 1] ==
                   std::size(documented_event_keys),
               "a documented event key is longer than EventKeysByLength::longest");
 
+static_assert(event_keys_of_length.first[1] == 0,
+              "event_key reads a key's first byte: no documented key may be empty");
+
 /// The kind of the top-level key `name`; EventKey::custom for a key SendGrid does not document.
 inline EventKey event_key(std::string_view name) noexcept {
     const EventKeysByLength& table = event_keys_of_length;
