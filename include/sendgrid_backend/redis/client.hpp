@@ -242,16 +242,25 @@ inline void append_bulk_head(std::string& out, std::size_t size) {
     out += "\r\n";
 }
 
+/// Appends one bulk argument (binary-safe), head and text.
+inline void append_bulk(std::string& out, std::string_view argument) {
+    append_bulk_head(out, argument.size());
+    out.append(argument.data(), argument.size());
+    out += "\r\n";
+}
+
+/// Appends the head of a command of `count` arguments, its name included (the arguments come
+/// next, each with append_bulk or append_bulk_head).
+inline void append_array_head(std::string& out, std::size_t count) {
+    out += '*';
+    out += std::to_string(count);
+    out += "\r\n";
+}
+
 /// Appends one command (binary-safe arguments) to `out`, in Redis' protocol.
 inline void append_command(std::string& out, std::initializer_list<std::string_view> arguments) {
-    out += '*';
-    out += std::to_string(arguments.size());
-    out += "\r\n";
-    for (const std::string_view argument : arguments) {
-        append_bulk_head(out, argument.size());
-        out.append(argument.data(), argument.size());
-        out += "\r\n";
-    }
+    append_array_head(out, arguments.size());
+    for (const std::string_view argument : arguments) append_bulk(out, argument);
 }
 
 }  // namespace detail

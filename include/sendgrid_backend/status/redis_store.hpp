@@ -197,6 +197,9 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
     const std::string ttl = std::to_string(options.ttl.count());
     // The lines' sizes first, so that the whole is written in one string, each message's lines
     // straight into it.
+    const auto key_of = [&](std::size_t m) -> const std::string& {
+        return facts[batch.groups.first[batch.messages[m].front()]].key;
+    };
     batch.places.resize(messages);
     std::size_t total = 64 + messages * (128 + 3 * options.prefix.size() + ttl.size());
     for (std::size_t m = 0; m < messages; ++m) {
@@ -209,16 +212,13 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
             }
         }
         batch.places[m].appended = size;
-        total += size + 3 * facts[batch.groups.first[batch.messages[m].front()]].key.size();
+        total += size + 3 * key_of(m).size();
     }
     std::string& out = batch.commands;
     out.reserve(total);
     append_command(out, {"MULTI"});
-    out += '*';
-    out += std::to_string(1 + messages);
-    out += "\r\n";
-    append_bulk_head(out, 6);
-    out += "EXISTS\r\n";
+    append_array_head(out, 1 + messages);
+    append_bulk(out, "EXISTS");
     const auto append_key = [&](std::string_view part, const std::string& key, std::size_t& at,
                                 std::size_t& size) {
         size = options.prefix.size() + part.size() + key.size();
@@ -226,16 +226,14 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
         at = out.size();
         out.append(options.prefix).append(part).append(key).append("\r\n");
     };
-    const auto key_of = [&](std::size_t m) -> const std::string& {
-        return facts[batch.groups.first[batch.messages[m].front()]].key;
-    };
     for (std::size_t m = 0; m < messages; ++m) {
         StatusBatch::Place& place = batch.places[m];
         append_key("msg:", key_of(m), place.legacy, place.legacy_size);
     }
     for (std::size_t m = 0; m < messages; ++m) {
         StatusBatch::Place& place = batch.places[m];
-        out += "*3\r\n$6\r\nAPPEND\r\n";
+        append_array_head(out, 3);
+        append_bulk(out, "APPEND");
         append_key("facts:", key_of(m), place.key, place.key_size);
         append_bulk_head(out, place.appended);
         for (std::size_t target : batch.messages[m]) {
@@ -247,12 +245,12 @@ inline StatusBatch encode_status_batch(const RedisStatusStoreOptions& options, F
         }
         out += "\r\n";
         // The key written again, not viewed in `out`: a view of a string it appends to.
-        out += "*4\r\n$5\r\nGETEX\r\n";
+        append_array_head(out, 4);
+        append_bulk(out, "GETEX");
         append_bulk_head(out, place.key_size);
         out.append(options.prefix).append("facts:").append(key_of(m)).append("\r\n");
-        out += "$2\r\nEX\r\n";
-        append_bulk_head(out, ttl.size());
-        out.append(ttl).append("\r\n");
+        append_bulk(out, "EX");
+        append_bulk(out, ttl);
     }
     append_command(out, {"EXEC"});
     batch.command_count = 3 + 2 * messages;
